@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { puts("peftc"); return 0; }
