@@ -102,6 +102,11 @@ pc_val pc_node(pc_graph *g, pc_loc at, pc_opcode op, int nin, const pc_val *in, 
  * then re-infers every node). name NULL = automatic. */
 pc_val pc_node_raw(pc_graph *g, pc_loc at, const char *name, pc_opcode op, int nin, const pc_val *in,
                    const pc_attr *attrs, pc_dtype dt, pc_shape shape);
+/* copies value v of src into dst with operands remapped through map (src id -> dst id); keeps
+ * the name when free, the location, flags (minus output/loss), key, init and data */
+pc_val pc_copy_value(pc_graph *dst, const pc_graph *src, pc_val v, const pc_val *map);
+/* re-marks src's outputs (and loss) and updates in dst through map */
+int pc_copy_outputs(pc_graph *dst, const pc_graph *src, const pc_val *map);
 /* attribute by name (schema checked; a wrong name is a programming error and returns the default) */
 int64_t pc_attr_i(const pc_graph *g, pc_val v, const char *name);
 double pc_attr_f(const pc_graph *g, pc_val v, const char *name);

@@ -1,0 +1,66 @@
+/* The evaluation protocol of `peftc eval`. */
+#include "frontend/evaluate.h"
+#include "frontend/merge.h"
+#include "frontend/store.h"
+#include "ir/ir.h"
+#include "runtime/data.h"
+#include "runtime/fileio.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
+                 pc_eval_result *res, char *err, size_t errlen) {
+    *res = (pc_eval_result){0};
+    if (seq <= 0 || seq > s->cfg.seq_len) return pc_errf(err, errlen, "--seq must be in [1, %d]", s->cfg.seq_len);
+    if (batch <= 0) return pc_errf(err, errlen, "--batch must be positive");
+    pc_token_seq data = {0};
+    pc_graph *g = NULL;
+    pc_ref *r = NULL;
+    pc_store store = {0};
+    pc_merged_model mm = {0};
+    int32_t *tokens = NULL, *targets = NULL;
+    int rc = -1;
+    if (pc_data_load(&data, data_path, s->tok, err, errlen)) goto done;
+    pc_token_span span = {data.ids, data.n};
+    size_t S = (size_t)seq, B = (size_t)batch, nw = pc_data_eval_windows(&span, S);
+    if (nw == 0) { pc_errf(err, errlen, "%s: %zu tokens, fewer than one window of %zu", data_path, data.n, S + 1); goto done; }
+    if (nw < B) B = nw;
+    if (!(g = pc_llama_train_graph(&s->cfg, (int64_t)B, (int64_t)S, 0, err, errlen))) goto done;
+    pc_l2c_model view = *s->model;
+    if (merge && s->adapter.cfg) {
+        if (pc_merge_adapter(s, &mm, err, errlen)) goto done;
+        view = pc_merged_view(s, &mm);
+    } else if (pc_session_adapt(s, &g, false, false, err, errlen)) goto done;
+    const pc_st_file *files[1] = {s->adapter.weights};
+    if (pc_store_init(&store, g, pc_session_is_base, (void *)s, files, 1, 0, err, errlen)) goto done;
+    tokens = malloc(B * S * sizeof *tokens);
+    targets = malloc(B * S * sizeof *targets);
+    if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (!(r = pc_ref_new(g, err, errlen))) goto done;
+    if (pc_session_bind_base(&view, g, r, err, errlen) || pc_store_bind(&store, r) ||
+        pc_ref_bind(r, pc_lookup(g, "tokens"), tokens) || pc_ref_bind(r, pc_lookup(g, "targets"), targets)) {
+        if (!err[0]) pc_errf(err, errlen, "binding failed");
+        goto done;
+    }
+    double sum = 0;
+    for (size_t first = 0; first < nw; first += B) {
+        size_t real = pc_data_eval_batch(&span, S, first, B, -100, tokens, targets);
+        if (pc_ref_run(r, err, errlen)) goto done;
+        sum += (double)*(const float *)pc_ref_data(r, g->outputs[0]) * (double)(real * S);
+        res->windows += real;
+    }
+    res->tokens = res->windows * S;
+    res->loss = sum / (double)res->tokens;
+    res->ppl = exp(res->loss);
+    rc = 0;
+done:
+    pc_ref_free(r);
+    pc_store_free(&store);
+    pc_graph_free(g);
+    pc_merged_free(&mm);
+    pc_data_free(&data);
+    free(tokens);
+    free(targets);
+    return rc;
+}

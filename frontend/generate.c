@@ -1,0 +1,52 @@
+/* Text generation on top of the Llama decode graph. */
+#include "frontend/generate.h"
+#include "frontend/merge.h"
+#include "runtime/fileio.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen) {
+    *out = (pc_gen_output){0};
+    if (!s->tok) return pc_errf(err, errlen, "generation needs a tokenizer");
+    size_t plen = strlen(q->prompt), cap = pc_tok_encode_bound(plen), np;
+    int32_t *prompt = malloc(cap * sizeof *prompt);
+    if (!prompt) return pc_errf(err, errlen, "out of memory");
+    if (pc_tok_encode(s->tok, q->prompt, plen, 1, 0, prompt, cap, &np, err, errlen)) { free(prompt); return -1; }
+    if ((int)np >= s->cfg.seq_len) {
+        free(prompt);
+        return pc_errf(err, errlen, "the prompt has %zu tokens; the model's context is %d", np, s->cfg.seq_len);
+    }
+    int steps = (int)np - 1 + q->tokens;
+    if (steps > s->cfg.seq_len) steps = s->cfg.seq_len;
+    pc_merged_model mm = {0};
+    pc_l2c_model view = *s->model;
+    pc_llama_gen_opts o = {.steps = steps, .temperature = q->temperature, .topp = q->topp, .seed = q->seed,
+                           .prompt = prompt, .n_prompt = (int)np};
+    int rc = -1;
+    if (s->adapter.cfg) {
+        if (!q->merge) {
+            pc_errf(err, errlen, "generation with an unmerged adapter is not implemented yet; use --merge");
+            goto done;
+        }
+        if (pc_merge_adapter(s, &mm, err, errlen)) goto done;
+        view = pc_merged_view(s, &mm);
+    }
+    if (!(out->ids = malloc(((size_t)steps + 2) * sizeof *out->ids))) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (pc_llama_generate(&s->cfg, &view, &o, out->ids, &out->nids, NULL, NULL, err, errlen)) goto done;
+    out->nprompt = (int)np;
+    size_t tl;
+    if (pc_tok_decode_seq(s->tok, 1, out->ids + 1, (size_t)(out->nids - 1), 1, &out->text, &tl, err, errlen)) goto done;
+    rc = 0;
+done:
+    free(prompt);
+    pc_merged_free(&mm);
+    if (rc) pc_gen_output_free(out);
+    return rc;
+}
+
+void pc_gen_output_free(pc_gen_output *o) {
+    free(o->ids);
+    free(o->text);
+    *o = (pc_gen_output){0};
+}

@@ -1,0 +1,27 @@
+/* `peftc generate`: prompt in, text out, with or without an adapter (merged or unmerged). */
+#ifndef PEFTC_FRONTEND_GENERATE_H
+#define PEFTC_FRONTEND_GENERATE_H
+
+#include "frontend/session.h"
+#include <stdbool.h>
+
+typedef struct {
+    const char *prompt; /* encoded after BOS */
+    int tokens;         /* new tokens to generate (stops early at BOS or the context end) */
+    float temperature;  /* 0 = greedy */
+    float topp;
+    uint64_t seed;
+    bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
+} pc_gen_request;
+
+typedef struct {
+    int32_t *ids; /* BOS, the prompt, then the generated ids */
+    int nids;
+    int nprompt;  /* BOS + prompt ids */
+    char *text;   /* decoded ids after BOS */
+} pc_gen_output;
+
+int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen);
+void pc_gen_output_free(pc_gen_output *o);
+
+#endif

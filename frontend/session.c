@@ -1,0 +1,98 @@
+/* Opening a model, its tokenizer and an adapter. */
+#include "frontend/session.h"
+#include "ir/ir.h"
+#include "passes/lora.h"
+#include "runtime/fileio.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PEFTC_SOURCE_ROOT
+#define PEFTC_SOURCE_ROOT "."
+#endif
+
+const char *pc_default_path(const char *relative, char *buf, size_t len) {
+    const char *env = getenv("PEFTC_DATA_DIR");
+    const char *roots[] = {env, PEFTC_SOURCE_ROOT "/data", "data"};
+    for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+        if (!roots[i]) continue;
+        snprintf(buf, len, "%s/%s", roots[i], relative);
+        if (access(buf, R_OK) == 0) return buf;
+    }
+    snprintf(buf, len, "%s/%s", PEFTC_SOURCE_ROOT "/data", relative);
+    return buf;
+}
+
+int pc_session_open(pc_session *s, const char *model, const char *tokenizer, const char *adapter,
+                    char *err, size_t errlen) {
+    *s = (pc_session){.model_path = model};
+    if (!(s->model = pc_l2c_open(model, err, errlen))) return -1;
+    s->cfg = pc_llama_config_from_l2c(&s->model->cfg);
+    if (pc_llama_config_check(&s->cfg, err, errlen)) goto fail;
+    if (tokenizer && !(s->tok = pc_tok_load(tokenizer, s->cfg.vocab_size, err, errlen))) goto fail;
+    if (adapter && pc_adapter_load(adapter, &s->adapter, err, errlen)) goto fail;
+    if (s->adapter.cfg) {
+        for (size_t i = 0; i < s->adapter.cfg->n_warnings; i++)
+            fprintf(stderr, "warning: %s: %s\n", adapter, s->adapter.cfg->warnings[i]);
+    }
+    return 0;
+fail:
+    pc_session_close(s);
+    return -1;
+}
+
+void pc_session_close(pc_session *s) {
+    pc_l2c_close(s->model);
+    pc_tok_free(s->tok);
+    pc_adapter_close(&s->adapter);
+    *s = (pc_session){0};
+}
+
+pc_adapter_config *pc_default_lora_config(void) {
+    pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
+    static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    if (!c) return NULL;
+    c->r = 8;
+    c->lora.lora_alpha = (pc_num){16, true};
+    c->lora.lora_dropout = (pc_num){0.0, false};
+    c->task_type = PC_TASK_CAUSAL_LM;
+    if (pc_spec_set_list(&c->target_modules, targets, 7)) { pc_adapter_config_free(c); return NULL; }
+    return c;
+}
+
+int pc_session_adapt(const pc_session *s, pc_graph **g, bool training, bool trainable, char *err, size_t errlen) {
+    const pc_adapter_config *cfg = s->adapter.cfg;
+    if (!cfg) return 0;
+    switch (cfg->peft_type) {
+    case PC_PEFT_LORA: {
+        pc_lora_opts o = {.cfg = cfg, .adapter_name = NULL, .training = training, .trainable = trainable};
+        return pc_apply_lora(g, &o, NULL, err, errlen);
+    }
+    default:
+        return pc_errf(err, errlen, "peft_type %s is not implemented by peftc yet", pc_peft_type_name(cfg->peft_type));
+    }
+}
+
+int pc_session_is_base(void *session, const char *key) {
+    const pc_session *s = session;
+    return pc_l2c_find(s->model, key) != NULL;
+}
+
+int pc_session_bind_base(const pc_l2c_model *m, const pc_graph *g, pc_ref *r, char *err, size_t errlen) {
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *x = pc_v(g, v);
+        if (x->op != PC_OP_param || !x->key) continue;
+        const pc_l2c_tensor *t = pc_l2c_find(m, x->key);
+        if (!t) continue;
+        if (x->dtype != PC_F32 || !pc_shape_eq(t->shape, x->shape)) {
+            char want[96], got[96];
+            pc_shape_str(x->shape, want, sizeof want);
+            pc_shape_str(t->shape, got, sizeof got);
+            return pc_errf(err, errlen, "%s: tensor '%s' is %s, the graph wants %s", m->path, x->key, got, want);
+        }
+        if (pc_ref_bind(r, v, (void *)t->data)) return pc_errf(err, errlen, "binding '%s' failed", x->key);
+    }
+    return 0;
+}

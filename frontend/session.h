@@ -1,0 +1,43 @@
+/* What every model verb opens first: the frozen base checkpoint, its tokenizer, and optionally
+ * an adapter (a config to train from, or a trained adapter directory). */
+#ifndef PEFTC_FRONTEND_SESSION_H
+#define PEFTC_FRONTEND_SESSION_H
+
+#include "frontend/llama.h"
+#include "runtime/adapter_io.h"
+#include "runtime/tokenizer.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    const char *model_path;
+    pc_l2c_model *model;
+    pc_llama_config cfg;
+    pc_tokenizer *tok;      /* NULL when not asked for */
+    pc_adapter_files adapter; /* adapter.cfg NULL = none */
+} pc_session;
+
+/* tokenizer / adapter may be NULL. Errors name the file. */
+int pc_session_open(pc_session *s, const char *model, const char *tokenizer, const char *adapter,
+                    char *err, size_t errlen);
+void pc_session_close(pc_session *s);
+
+/* the default adapter of `peftc train`: LoRA r=8, alpha=16, dropout 0, all seven projections */
+pc_adapter_config *pc_default_lora_config(void);
+
+/* Applies the session's adapter (if any) to a graph built by the llama builder.
+ * training: dropout active; trainable: adapter params trainable (else frozen). */
+int pc_session_adapt(const pc_session *s, pc_graph **g, bool training, bool trainable, char *err, size_t errlen);
+
+/* Binds every param of g whose key the base checkpoint `m` holds (shape checked; errors name
+ * the key). Other params (adapters) are left to a pc_store. */
+int pc_session_bind_base(const pc_l2c_model *m, const pc_graph *g, pc_ref *r, char *err, size_t errlen);
+
+/* is_base callback for pc_store_init: keys the base checkpoint provides */
+int pc_session_is_base(void *session, const char *key);
+
+/* the default model/tokenizer/data paths (the bundled stories260K and tinyshakespeare),
+ * resolved from PEFTC_DATA_DIR, the executable's source tree, or the current directory */
+const char *pc_default_path(const char *relative, char *buf, size_t len);
+
+#endif

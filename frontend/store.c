@@ -1,0 +1,91 @@
+/* Adapter and optimizer tensors owned by a run. */
+#include "frontend/store.h"
+#include "ir/ir.h"
+#include "runtime/fileio.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
+                  const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen) {
+    *s = (pc_store){0};
+    int cap = 0;
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *x = pc_v(g, v);
+        if ((x->op != PC_OP_param && x->op != PC_OP_state) || !x->key) continue;
+        if (is_base && is_base(ctx, x->key)) continue;
+        if (x->dtype != PC_F32) { pc_store_free(s); return pc_errf(err, errlen, "%s: only f32 adapter tensors are supported", x->key); }
+        if (s->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            pc_store_entry *e = realloc(s->e, (size_t)cap * sizeof *e);
+            if (!e) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
+            s->e = e;
+        }
+        pc_store_entry *e = &s->e[s->n];
+        *e = (pc_store_entry){.v = v, .key = x->key, .flags = x->flags & (PC_TRAINABLE | PC_FROZEN | PC_STATE),
+                              .shape = x->shape, .n = pc_shape_numel(x->shape)};
+        if (!(e->data = calloc((size_t)(e->n ? e->n : 1), sizeof(float)))) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
+        s->n++;
+        const pc_st_tensor *t = NULL;
+        int fi = 0;
+        for (; fi < nfiles && !t; fi++) t = files[fi] ? pc_st_find(files[fi], x->key) : NULL;
+        if (t) {
+            if (t->dtype != PC_F32 || !pc_shape_eq(t->shape, x->shape)) {
+                char want[96], got[96];
+                pc_shape_str(x->shape, want, sizeof want);
+                pc_shape_str(t->shape, got, sizeof got);
+                pc_store_free(s);
+                return pc_errf(err, errlen, "tensor \"%s\" is %s%s, expected f32%s", x->key, pc_dtype_name(t->dtype), got, want);
+            }
+            memcpy(e->data, t->data, t->nbytes);
+        } else if (x->init.kind != PC_INIT_NONE) {
+            int64_t fan_in = x->shape.rank ? x->shape.dim[x->shape.rank - 1] : 1;
+            pc_init_fill(e->data, e->n, x->init, fan_in, seed, key_hash(x->key));
+        } else {
+            pc_store_free(s);
+            return pc_errf(err, errlen, "no tensor \"%s\" in the adapter file(s) and no init for it", x->key);
+        }
+    }
+    return 0;
+}
+
+void pc_store_free(pc_store *s) {
+    for (int i = 0; i < s->n; i++) free(s->e[i].data);
+    free(s->e);
+    *s = (pc_store){0};
+}
+
+int pc_store_bind(const pc_store *s, pc_ref *r) {
+    for (int i = 0; i < s->n; i++)
+        if (pc_ref_bind(r, s->e[i].v, s->e[i].data)) return -1;
+    return 0;
+}
+
+pc_store_entry *pc_store_find(const pc_store *s, const char *key) {
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->e[i].key, key) == 0) return &s->e[i];
+    return NULL;
+}
+
+int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen) {
+    for (int i = 0; i < s->n; i++)
+        if ((s->e[i].flags & which) && pc_st_writer_add(w, s->e[i].key, PC_F32, s->e[i].shape, s->e[i].data, err, errlen))
+            return -1;
+    return 0;
+}
+
+int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_ref *r) {
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *x = pc_v(g, v);
+        if ((x->op != PC_OP_param && x->op != PC_OP_state) || !x->key) continue;
+        pc_store_entry *e = pc_store_find(src, x->key);
+        if (e && pc_shape_eq(e->shape, x->shape) && pc_ref_bind(r, v, e->data)) return -1;
+    }
+    return 0;
+}

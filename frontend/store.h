@@ -1,0 +1,43 @@
+/* A store of the tensors a run owns besides the frozen base checkpoint: adapter params
+ * (trainable or loaded) and optimizer state, keyed like the graph's params and states.
+ * It allocates each buffer once, fills it from a file or from the value's init spec, binds it
+ * to an interpreter, and writes selected entries to safetensors. */
+#ifndef PEFTC_FRONTEND_STORE_H
+#define PEFTC_FRONTEND_STORE_H
+
+#include "backend/ref.h"
+#include "peftc/peftc.h"
+#include "runtime/safetensors.h"
+
+typedef struct {
+    pc_val v;
+    const char *key; /* borrowed from the graph the store was made for */
+    unsigned flags;  /* PC_TRAINABLE / PC_FROZEN / PC_STATE */
+    pc_shape shape;
+    float *data;     /* owned */
+    int64_t n;
+} pc_store_entry;
+
+typedef struct {
+    pc_store_entry *e;
+    int n;
+} pc_store;
+
+/* Takes every param and state of g whose key `is_base(key)` does not claim (the base model's
+ * weights). Each is filled from the first file (of nfiles) holding its key (same shape and f32,
+ * else an error naming file and key); otherwise from its init (seeded by `seed` and the key); a
+ * value with neither is an error unless `allow_missing`, which zero-fills. */
+int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
+                  const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen);
+void pc_store_free(pc_store *s);
+/* binds every entry to the interpreter (the store must outlive it) */
+int pc_store_bind(const pc_store *s, pc_ref *r);
+/* the entry with this key, or NULL */
+pc_store_entry *pc_store_find(const pc_store *s, const char *key);
+/* adds entries whose flags intersect `which` to w (under their keys) */
+int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen);
+/* copies data of entries with the same key from another store (e.g. train -> eval) by pointer:
+ * binds src's buffers to r for every key r's graph shares with src */
+int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_ref *r);
+
+#endif

@@ -1,0 +1,281 @@
+/* The fine-tuning loop. */
+#include "frontend/train.h"
+#include "frontend/session.h"
+#include "frontend/store.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/data.h"
+#include "runtime/fileio.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OPTIMIZER_FILE "optimizer.safetensors"
+#define STATE_FILE "trainer_state.json"
+
+pc_train_opts pc_train_defaults(void) {
+    return (pc_train_opts){
+        .steps = 200, .batch = 8, .seq = 64, .warmup = 20, .eval_every = 50, .eval_batches = 8,
+        .save_every = 0, .grad_accum = 1, .lr = 3e-3, .min_lr = 3e-4, .weight_decay = 0.0,
+        .clip = 1.0, .val_fraction = 0.1, .seed = 1337,
+    };
+}
+
+double pc_lr_schedule(const pc_train_opts *o, int t) {
+    if (o->warmup > 0 && t <= o->warmup) return o->lr * t / o->warmup;
+    double span = o->steps - o->warmup;
+    double progress = span > 0 ? (t - o->warmup) / span : 1.0;
+    if (progress > 1) progress = 1;
+    return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * progress));
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* everything one run holds, freed in one place */
+typedef struct {
+    pc_session s;
+    pc_token_seq data;
+    pc_token_span train, val;
+    pc_graph *g, *eval_g;
+    pc_ref *r, *eval_r;
+    pc_store store;
+    pc_st_file *resume_weights, *resume_opt;
+    pc_adapter_config *default_cfg;
+    int32_t *tokens, *targets;
+    int32_t seed_in;
+    float hp[8];
+} run;
+
+static void run_free(run *x) {
+    pc_ref_free(x->r);
+    pc_ref_free(x->eval_r);
+    pc_graph_free(x->g);
+    pc_graph_free(x->eval_g);
+    pc_store_free(&x->store);
+    pc_st_close(x->resume_weights);
+    pc_st_close(x->resume_opt);
+    pc_data_free(&x->data);
+    free(x->tokens);
+    free(x->targets);
+    if (x->default_cfg && x->s.adapter.cfg == x->default_cfg) x->s.adapter.cfg = NULL;
+    pc_adapter_config_free(x->default_cfg);
+    pc_session_close(&x->s);
+}
+
+static int bind_input(pc_ref *r, const pc_graph *g, const char *name, void *data) {
+    pc_val v = pc_lookup(g, name);
+    return v == PC_NONE ? 0 : pc_ref_bind(r, v, data);
+}
+
+/* mean loss over the first eval_batches batches of held-out windows (0 = all) */
+static int evaluate(run *x, const pc_train_opts *o, double *loss, char *err, size_t errlen) {
+    size_t S = (size_t)o->seq, B = (size_t)o->batch;
+    size_t nw = pc_data_eval_windows(&x->val, S);
+    if (o->eval_batches > 0 && nw > (size_t)o->eval_batches * B) nw = (size_t)o->eval_batches * B;
+    double sum = 0;
+    size_t count = 0;
+    pc_val lv = x->eval_g->outputs[0];
+    for (size_t first = 0; first < nw; first += B) {
+        size_t real = pc_data_eval_batch(&x->val, S, first, B < nw - first ? B : nw - first, -100, x->tokens, x->targets);
+        for (size_t b = real; b < B; b++)
+            for (size_t i = 0; i < S; i++) x->tokens[b * S + i] = 0, x->targets[b * S + i] = -100;
+        if (pc_ref_run(x->eval_r, err, errlen)) return -1;
+        sum += (double)*(const float *)pc_ref_data(x->eval_r, lv) * (double)(real * S);
+        count += real * S;
+    }
+    *loss = count ? sum / (double)count : NAN;
+    return 0;
+}
+
+static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opts *o, bool with_state,
+                           char *err, size_t errlen) {
+    pc_st_writer *w = pc_st_writer_new();
+    if (!w) return pc_errf(err, errlen, "out of memory");
+    int rc = pc_store_write(&x->store, PC_TRAINABLE, w, err, errlen);
+    if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
+    if (!rc) rc = pc_adapter_save(dir, x->s.adapter.cfg, w, err, errlen);
+    pc_st_writer_free(w);
+    if (rc || !with_state) return rc;
+    char path[4096];
+    if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
+    rc = pc_store_write(&x->store, PC_STATE, w, err, errlen);
+    snprintf(path, sizeof path, "%s/%s", dir, OPTIMIZER_FILE);
+    if (!rc) rc = pc_st_write(w, path, err, errlen);
+    pc_st_writer_free(w);
+    if (rc) return rc;
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s}", "step", step, "steps", o->steps,
+                          "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr, "min_lr", o->min_lr,
+                          "weight_decay", o->weight_decay, "clip", o->clip, "seed", (json_int_t)o->seed,
+                          "data", o->data);
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    if (!text) return pc_errf(err, errlen, "out of memory");
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    rc = pc_write_file_atomic(path, text, strlen(text), err, errlen);
+    free(text);
+    return rc;
+}
+
+/* reads trainer_state.json; the run must continue with the same schedule and batches */
+static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char *err, size_t errlen) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) return pc_errf(err, errlen, "%s:%d: %s", path, je.line, je.text);
+    int st = 0, steps = 0, batch = 0, seq = 0, warmup = 0;
+    double lr = 0, min_lr = 0, wd = 0, clip = 0;
+    json_int_t seed = 0;
+    if (json_unpack_ex(j, &je, 0, "{s:i, s:i, s:i, s:i, s:i, s:F, s:F, s:F, s:F, s:I}", "step", &st, "steps", &steps,
+                       "batch", &batch, "seq", &seq, "warmup", &warmup, "lr", &lr, "min_lr", &min_lr,
+                       "weight_decay", &wd, "clip", &clip, "seed", &seed)) {
+        json_decref(j);
+        return pc_errf(err, errlen, "%s: %s", path, je.text);
+    }
+    json_decref(j);
+    if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
+    if (o->steps != steps) return pc_errf(err, errlen, "%s: the checkpoint was made for --steps %d (the schedule depends on it), not %d", path, steps, o->steps);
+    o->batch = batch, o->seq = seq, o->warmup = warmup, o->lr = lr, o->min_lr = min_lr;
+    o->weight_decay = wd, o->clip = clip, o->seed = (uint64_t)seed;
+    *step = st;
+    return 0;
+}
+
+static void report(const pc_train_opts *o, const pc_train_point *p, double eta) {
+    if (o->json) {
+        printf("{\"step\":%d,\"train_loss\":%.6f,\"eval_loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
+               p->train_loss, p->eval_loss, p->lr, p->tokens_per_s);
+        fflush(stdout);
+    } else if (!o->quiet && !o->progress) {
+        fprintf(stderr, "step %5d/%d  train loss %.4f  eval loss %.4f  lr %.3g  %.0f tok/s\n", p->step, o->steps,
+                p->train_loss, p->eval_loss, p->lr, p->tokens_per_s);
+    }
+    (void)eta;
+}
+
+static void progress_bar(const pc_train_opts *o, int t, double loss, double eval_loss, double tps, double eta) {
+    if (!o->progress || o->quiet) return;
+    int width = 24, done = (int)((double)t / o->steps * width);
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] step %d/%d  loss %.4f  eval %.4f  %.0f tok/s  ETA %d:%02d ", bar, t, o->steps, loss,
+            eval_loss, tps, (int)eta / 60, (int)eta % 60);
+    if (t == o->steps) fputc('\n', stderr);
+}
+
+int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {
+    pc_train_opts o = *oin;
+    run x = {0};
+    int start = 0, rc = -1;
+    *res = (pc_train_result){0};
+    char msg[2048];
+    if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
+    if (o.grad_accum != 1) return pc_errf(err, errlen, "--grad-accum other than 1 is not implemented yet");
+    const char *adapter = o.resume ? o.resume : o.adapter;
+    if (pc_session_open(&x.s, o.model, o.tokenizer, adapter, err, errlen)) return -1;
+    if (!x.s.adapter.cfg) {
+        if (!(x.default_cfg = pc_default_lora_config())) { pc_errf(err, errlen, "out of memory"); goto done; }
+        x.s.adapter.cfg = x.default_cfg;
+    }
+    if (o.seq > x.s.cfg.seq_len) {
+        pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens", o.seq, x.s.cfg.seq_len);
+        goto done;
+    }
+    if (pc_data_load(&x.data, o.data, x.s.tok, err, errlen)) goto done;
+    if (pc_data_split(&x.data, o.val_fraction, (size_t)o.seq, &x.train, &x.val, o.data, err, errlen)) goto done;
+
+    /* the step graph: forward + adapter + backward + AdamW */
+    if (!(x.g = pc_llama_train_graph(&x.s.cfg, o.batch, o.seq, 0, err, errlen))) goto done;
+    if (pc_session_adapt(&x.s, &x.g, true, true, err, errlen)) goto done;
+    if (pc_pass_autograd(x.g, err, errlen)) goto done;
+    pc_adamw_opts ao = {.clip = o.clip > 0};
+    if (pc_pass_adamw(x.g, &ao, err, errlen)) goto done;
+    /* the eval graph: forward + adapter, no dropout */
+    if (!(x.eval_g = pc_llama_train_graph(&x.s.cfg, o.batch, o.seq, 0, err, errlen))) goto done;
+    if (pc_session_adapt(&x.s, &x.eval_g, false, false, err, errlen)) goto done;
+
+    if (x.s.adapter.weights) x.resume_weights = NULL; /* owned by the session */
+    if (o.resume) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o.resume, OPTIMIZER_FILE);
+        if (!(x.resume_opt = pc_st_open(path, err, errlen))) goto done;
+    }
+    const pc_st_file *files[2] = {x.s.adapter.weights, x.resume_opt};
+    if (pc_store_init(&x.store, x.g, pc_session_is_base, &x.s, files, 2, o.seed, err, errlen)) goto done;
+
+    size_t BS = (size_t)o.batch * (size_t)o.seq;
+    x.tokens = malloc(BS * sizeof *x.tokens);
+    x.targets = malloc(BS * sizeof *x.targets);
+    if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (!(x.r = pc_ref_new(x.g, err, errlen)) || !(x.eval_r = pc_ref_new(x.eval_g, err, errlen))) goto done;
+    if (pc_session_bind_base(x.s.model, x.g, x.r, err, errlen) || pc_session_bind_base(x.s.model, x.eval_g, x.eval_r, err, errlen))
+        goto done;
+    if (pc_store_bind(&x.store, x.r) || pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
+    if (bind_input(x.r, x.g, "tokens", x.tokens) || bind_input(x.r, x.g, "targets", x.targets) ||
+        bind_input(x.r, x.g, "hp", x.hp) || bind_input(x.r, x.g, "seed", &x.seed_in) ||
+        bind_input(x.eval_r, x.eval_g, "tokens", x.tokens) || bind_input(x.eval_r, x.eval_g, "targets", x.targets)) {
+        pc_errf(err, errlen, "binding inputs failed");
+        goto done;
+    }
+
+    if (evaluate(&x, &o, &res->base_eval_loss, err, errlen)) goto done;
+    if (!o.quiet && !o.json)
+        fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
+                x.train.n, x.val.n, res->base_eval_loss);
+    pc_val loss_v = PC_NONE;
+    for (int i = 0; i < x.g->noutputs; i++)
+        if (pc_v(x.g, x.g->outputs[i])->flags & PC_LOSS) loss_v = x.g->outputs[i];
+    int cap = o.steps / (o.eval_every > 0 ? o.eval_every : o.steps) + 2;
+    if (!(res->curve = calloc((size_t)cap, sizeof *res->curve))) { pc_errf(err, errlen, "out of memory"); goto done; }
+    double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss;
+    int loss_n = 0, t_first = start + 1;
+    for (int t = start + 1; t <= o.steps; t++) {
+        pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
+        float hp[8] = {(float)pc_lr_schedule(&o, t), 0.9f, 0.999f, 1e-8f, (float)o.weight_decay, (float)t, (float)o.clip, 0};
+        memcpy(x.hp, hp, sizeof hp);
+        x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
+        if (pc_ref_run(x.r, err, errlen)) goto done;
+        double loss = *(const float *)pc_ref_data(x.r, loss_v);
+        if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }
+        if (pc_ref_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
+        loss_acc += loss;
+        loss_n++;
+        double el = now_s() - t0, tps = (double)BS * (t - t_first + 1) / (el > 0 ? el : 1e-9);
+        double eta = el / (t - t_first + 1) * (o.steps - t);
+        bool do_eval = (o.eval_every > 0 && t % o.eval_every == 0) || t == o.steps;
+        if (do_eval) {
+            if (evaluate(&x, &o, &last_eval, err, errlen)) goto done;
+            pc_train_point p = {t, loss_acc / loss_n, last_eval, hp[0], tps};
+            if (res->ncurve < cap) res->curve[res->ncurve++] = p;
+            report(&o, &p, eta);
+            loss_acc = 0, loss_n = 0;
+        }
+        progress_bar(&o, t, loss, last_eval, tps, eta);
+        if (o.save_every > 0 && t % o.save_every == 0 && o.out) {
+            snprintf(msg, sizeof msg, "%s/checkpoint-%d", o.out, t);
+            if (save_checkpoint(&x, msg, t, &o, true, err, errlen)) goto done;
+        }
+    }
+    res->final_eval_loss = last_eval;
+    if (o.out && save_checkpoint(&x, o.out, o.steps, &o, false, err, errlen)) goto done;
+    rc = 0;
+done:
+    run_free(&x);
+    if (rc) pc_train_result_free(res);
+    return rc;
+}
+
+void pc_train_result_free(pc_train_result *r) {
+    free(r->curve);
+    r->curve = NULL;
+    r->ncurve = 0;
+}

@@ -1,0 +1,45 @@
+/* Fine-tuning a frozen Llama with an adapter: the loop behind `peftc train`.
+ *
+ * One compiled step = forward + backward + AdamW update (a single graph); the hyper-parameters
+ * (learning rate of the schedule, betas, weight decay, step, clip norm) are a small input
+ * tensor, so the same graph serves every step. Batches are seeded random windows; evaluation
+ * follows the `peftc eval` protocol on a held-out split. */
+#ifndef PEFTC_FRONTEND_TRAIN_H
+#define PEFTC_FRONTEND_TRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *model, *tokenizer, *adapter, *data, *out, *resume;
+    int steps, batch, seq, warmup, eval_every, eval_batches, save_every, grad_accum;
+    double lr, min_lr, weight_decay, clip, val_fraction;
+    uint64_t seed;
+    bool json;     /* JSON lines on stdout */
+    bool progress; /* a progress bar (stderr is a terminal) */
+    bool quiet;
+} pc_train_opts;
+
+pc_train_opts pc_train_defaults(void);
+
+/* per-eval record, also what the CLI prints */
+typedef struct {
+    int step;
+    double train_loss, eval_loss, lr, tokens_per_s;
+} pc_train_point;
+
+typedef struct {
+    double base_eval_loss;  /* before training */
+    double final_eval_loss;
+    pc_train_point *curve;  /* owned; one per eval */
+    int ncurve;
+} pc_train_result;
+
+int pc_train(const pc_train_opts *o, pc_train_result *res, char *err, size_t errlen);
+void pc_train_result_free(pc_train_result *r);
+
+/* the learning rate of step t (1-based): linear warmup, then cosine decay to min_lr */
+double pc_lr_schedule(const pc_train_opts *o, int t);
+
+#endif

@@ -1,0 +1,119 @@
+/* Option parsing and file helpers shared by the verbs. */
+#include "tools/cli.h"
+#include "runtime/fileio.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pc_cli_parse(const char *verb, int argc, char **argv, const pc_cli_opt *opts, int nopts,
+                 const char **pos, int maxpos, int *npos) {
+    *npos = 0;
+    bool only_pos = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (*npos >= maxpos) {
+                fprintf(stderr, "peftc %s: unexpected argument '%s'\n", verb, a);
+                return -1;
+            }
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) { only_pos = true; continue; }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const pc_cli_opt *o = NULL;
+        for (int k = 0; k < nopts; k++)
+            if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, name, nlen) == 0) o = &opts[k];
+        if (!o || (a[1] != '-' && nlen != 1) || (a[1] == '-' && nlen == 1)) {
+            fprintf(stderr, "peftc %s: unknown option '%s' (see peftc %s --help)\n", verb, a, verb);
+            return -1;
+        }
+        if (o->takes_value) {
+            if (eq) *o->value = eq + 1;
+            else if (i + 1 < argc) *o->value = argv[++i];
+            else {
+                fprintf(stderr, "peftc %s: option '%s' needs a value\n", verb, a);
+                return -1;
+            }
+        } else {
+            if (eq) {
+                fprintf(stderr, "peftc %s: option '--%s' takes no value\n", verb, o->name);
+                return -1;
+            }
+            *o->flag = true;
+        }
+    }
+    return 0;
+}
+
+int pc_cli_int(const char *verb, const char *flag, const char *text, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (end == text || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "peftc %s: --%s: expected an integer in [%lld, %lld], got '%s'\n", verb, flag, lo, hi, text);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int pc_cli_double(const char *verb, const char *flag, const char *text, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(text, &end);
+    if (end == text || *end || errno || !isfinite(x) || x < lo || x > hi) {
+        fprintf(stderr, "peftc %s: --%s: expected a number in [%g, %g], got '%s'\n", verb, flag, lo, hi, text);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+char *pc_cli_read(const char *verb, const char *path, size_t *len) {
+    if (strcmp(path, "-") == 0) {
+        size_t cap = 1 << 16, n = 0;
+        char *buf = malloc(cap + 1);
+        for (size_t got; buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0;) {
+            n += got;
+            if (n == cap) {
+                char *b = realloc(buf, 2 * cap + 1);
+                if (!b) { free(buf); buf = NULL; break; }
+                buf = b;
+                cap *= 2;
+            }
+        }
+        if (!buf) { fprintf(stderr, "peftc %s: out of memory reading stdin\n", verb); return NULL; }
+        buf[n] = 0;
+        *len = n;
+        return buf;
+    }
+    char *data, err[512];
+    if (pc_read_file(path, &data, len, err, sizeof err)) {
+        fprintf(stderr, "peftc %s: %s\n", verb, err);
+        return NULL;
+    }
+    return data;
+}
+
+int pc_cli_write(const char *verb, const char *path, const char *text, size_t len) {
+    if (!path || strcmp(path, "-") == 0) {
+        if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) {
+            fprintf(stderr, "peftc %s: writing to stdout failed\n", verb);
+            return -1;
+        }
+        return 0;
+    }
+    char err[512];
+    if (pc_write_file_atomic(path, text, len, err, sizeof err)) {
+        fprintf(stderr, "peftc %s: %s\n", verb, err);
+        return -1;
+    }
+    return 0;
+}

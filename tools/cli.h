@@ -1,0 +1,39 @@
+/* Shared helpers of the peftc command-line verbs. */
+#ifndef PEFTC_TOOLS_CLI_H
+#define PEFTC_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* An option table entry. Options are `--name VALUE`, `--name=VALUE`, or bare `--name` for flags. */
+typedef struct {
+    const char *name;  /* without dashes; "o" means -o */
+    bool takes_value;
+    const char **value; /* where a value goes (takes_value) */
+    bool *flag;         /* set when present (!takes_value) */
+} pc_cli_opt;
+
+/* Parses argv (after the verb). Positional arguments go to pos[] (up to maxpos).
+ * Returns 0, 1 when --help was asked, or -1 after printing an error naming the verb and flag. */
+int pc_cli_parse(const char *verb, int argc, char **argv, const pc_cli_opt *opts, int nopts,
+                 const char **pos, int maxpos, int *npos);
+
+/* Parses an integer/float option value; prints an error naming the flag and returns -1. */
+int pc_cli_int(const char *verb, const char *flag, const char *text, long long lo, long long hi, long long *out);
+int pc_cli_double(const char *verb, const char *flag, const char *text, double lo, double hi, double *out);
+
+/* reads FILE ("-" = stdin) fully; prints the error itself */
+char *pc_cli_read(const char *verb, const char *path, size_t *len);
+/* writes text to path atomically ("-" or NULL = stdout); prints the error itself */
+int pc_cli_write(const char *verb, const char *path, const char *text, size_t len);
+
+int pc_cmd_opt(int argc, char **argv);
+int pc_cmd_dot(int argc, char **argv);
+int pc_cmd_run(int argc, char **argv);
+int pc_cmd_train(int argc, char **argv);
+int pc_cmd_eval(int argc, char **argv);
+int pc_cmd_generate(int argc, char **argv);
+int pc_cmd_merge(int argc, char **argv);
+int pc_cmd_dump(int argc, char **argv);
+
+#endif

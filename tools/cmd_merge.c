@@ -1,0 +1,35 @@
+/* peftc merge: write the base checkpoint with the adapter folded into its weights. */
+#include "frontend/merge.h"
+#include "tools/cli.h"
+
+#include <stdio.h>
+
+int pc_cmd_merge(int argc, char **argv) {
+    const char *model = 0, *adapter = 0, *out = 0;
+    pc_cli_opt opts[] = {{"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"out", true, &out, 0}};
+    const char *pos[1];
+    int npos;
+    int rc = pc_cli_parse("merge", argc, argv, opts, 3, pos, 0, &npos);
+    if (rc == 1) {
+        printf("usage: peftc merge [--model F] --adapter DIR --out F\n\n"
+               "Folds the adapter into the base weights (W' = W + s*B*A for LoRA) and writes the merged\n"
+               "model atomically in the input checkpoint's format (llama2.c).\n");
+        return 0;
+    }
+    if (rc) return 1;
+    if (!adapter || !out) { fprintf(stderr, "peftc merge: --adapter and --out are required\n"); return 1; }
+    char mbuf[4096], err[4096];
+    if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    pc_session s;
+    if (pc_session_open(&s, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
+    pc_merged_model m;
+    rc = pc_merge_adapter(&s, &m, err, sizeof err);
+    if (!rc) {
+        rc = pc_l2c_write(out, &s.model->cfg, m.tensors, m.n, s.model->freq_cis_real, s.model->freq_cis_imag, err, sizeof err);
+        if (!rc) fprintf(stderr, "peftc merge: %d modules merged into %s\n", m.merged_modules, out);
+        pc_merged_free(&m);
+    }
+    pc_session_close(&s);
+    if (rc) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
+    return 0;
+}

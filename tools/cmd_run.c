@@ -1,0 +1,108 @@
+/* peftc run: executes a text-IR graph on the reference interpreter with tensors from a
+ * safetensors file, and writes the outputs to another. */
+#include "backend/ref.h"
+#include "ir/ir.h"
+#include "runtime/safetensors.h"
+#include "tools/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void run_help(void) {
+    printf("usage: peftc run FILE --inputs IN.safetensors -o OUT.safetensors [--seed N] [--steps N]\n\n"
+           "Executes the graph in FILE on the reference interpreter. Each input, param and state\n"
+           "is bound to the tensor of IN named like the value (%%name without '%%') or, for params\n"
+           "and states, like its key; unbound params/states with an init are initialised (--seed).\n"
+           "With --steps N the graph runs N times, applying its updates after each run.\n"
+           "OUT receives every output by value name, plus each updated param/state by its key.\n");
+}
+
+int pc_cmd_run(int argc, char **argv) {
+    const char *inputs = NULL, *out = NULL, *seed_s = NULL, *steps_s = NULL;
+    pc_cli_opt opts[] = {{"inputs", true, &inputs, NULL}, {"o", true, &out, NULL},
+                         {"seed", true, &seed_s, NULL},   {"steps", true, &steps_s, NULL}};
+    const char *pos[1];
+    int npos;
+    int rc = pc_cli_parse("run", argc, argv, opts, 4, pos, 1, &npos);
+    if (rc == 1) { run_help(); return 0; }
+    if (rc) return 1;
+    if (npos != 1) { fprintf(stderr, "peftc run: expected one graph FILE (see peftc run --help)\n"); return 1; }
+    if (!out) { fprintf(stderr, "peftc run: -o OUT.safetensors is required\n"); return 1; }
+    long long seed = 0, steps = 1;
+    if (seed_s && pc_cli_int("run", "seed", seed_s, 0, (1ll << 62), &seed)) return 1;
+    if (steps_s && pc_cli_int("run", "steps", steps_s, 1, 1000000, &steps)) return 1;
+
+    size_t len;
+    char *text = pc_cli_read("run", pos[0], &len);
+    if (!text) return 1;
+    char *perr = NULL, err[4096];
+    pc_graph *g = pc_parse(text, len, pos[0], &perr);
+    free(text);
+    if (!g || pc_verify(g, &perr)) {
+        fputs(perr ? perr : "invalid graph\n", stderr);
+        free(perr);
+        pc_graph_free(g);
+        return 1;
+    }
+    free(perr);
+
+    pc_st_file *in = NULL;
+    pc_ref *r = NULL;
+    pc_st_writer *w = NULL;
+    void **owned = calloc((size_t)g->nvals, sizeof *owned);
+    rc = 1;
+    if (!owned) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
+    if (inputs && !(in = pc_st_open(inputs, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+    if (!(r = pc_ref_new(g, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+    pc_ref_set_seed(r, (uint64_t)seed);
+    for (pc_val v = 0; v < g->nvals; v++) {
+        pc_value *x = pc_v(g, v);
+        if (x->op != PC_OP_input && x->op != PC_OP_param && x->op != PC_OP_state) continue;
+        const pc_st_tensor *t = in ? pc_st_find(in, x->name) : NULL;
+        if (!t && in && x->key) t = pc_st_find(in, x->key);
+        if (!t) continue; /* the interpreter reports unbound inputs / params without init */
+        char want[96], got[96];
+        if (t->dtype != x->dtype || !pc_shape_eq(t->shape, x->shape)) {
+            pc_shape_str(x->shape, want, sizeof want);
+            pc_shape_str(t->shape, got, sizeof got);
+            fprintf(stderr, "peftc run: %s: tensor \"%s\" is %s%s but %%%s is %s%s\n", inputs, t->name,
+                    pc_dtype_name(t->dtype), got, x->name, pc_dtype_name(x->dtype), want);
+            goto done;
+        }
+        /* a private copy: updates write into it, and the file stays read-only */
+        if (!(owned[v] = malloc(t->nbytes ? t->nbytes : 1))) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
+        memcpy(owned[v], t->data, t->nbytes);
+        pc_ref_bind(r, v, owned[v]);
+    }
+    for (long long s = 0; s < steps; s++) {
+        if (pc_ref_run(r, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+        if (s + 1 < steps && pc_ref_apply_updates(r)) { fprintf(stderr, "peftc run: applying updates failed\n"); goto done; }
+    }
+    if (!(w = pc_st_writer_new())) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
+    for (int i = 0; i < g->noutputs; i++) {
+        pc_value *x = pc_v(g, g->outputs[i]);
+        if (pc_st_writer_add(w, x->name, x->dtype, x->shape, pc_ref_data(r, g->outputs[i]), err, sizeof err)) {
+            fprintf(stderr, "peftc run: %s\n", err);
+            goto done;
+        }
+    }
+    for (int i = 0; i < g->nupdates; i++) {
+        pc_value *t = pc_v(g, g->updates[i].target);
+        const char *name = t->key ? t->key : t->name;
+        if (pc_st_writer_add(w, name, t->dtype, t->shape, pc_ref_data(r, g->updates[i].next), err, sizeof err)) {
+            fprintf(stderr, "peftc run: %s\n", err);
+            goto done;
+        }
+    }
+    if (pc_st_write(w, out, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+    rc = 0;
+done:
+    pc_st_writer_free(w);
+    pc_ref_free(r);
+    pc_st_close(in);
+    for (int v = 0; owned && v < g->nvals; v++) free(owned[v]);
+    free(owned);
+    pc_graph_free(g);
+    return rc;
+}

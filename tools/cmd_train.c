@@ -1,0 +1,99 @@
+/* peftc train: fine-tune the frozen model with an adapter and write it in PEFT's format. */
+#include "frontend/session.h"
+#include "frontend/train.h"
+#include "tools/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static void train_help(const pc_train_opts *d) {
+    printf("usage: peftc train [options]\n\n"
+           "Fine-tunes a frozen Llama checkpoint with an adapter and writes the adapter as a PEFT\n"
+           "directory (adapter_config.json + adapter_model.safetensors).\n\n"
+           "  --model F          llama2.c checkpoint (default: bundled stories260K)\n"
+           "  --tokenizer F      llama2.c tokenizer (default: bundled tok512.bin)\n"
+           "  --adapter CONFIG   PEFT adapter_config.json, or an adapter directory to continue from\n"
+           "                     (default: LoRA r=8 alpha=16 on q,k,v,o,gate,up,down)\n"
+           "  --data F           training text (default: bundled tinyshakespeare)\n"
+           "  --out DIR          where the adapter is written (default: out/adapter)\n"
+           "  --steps N          optimizer steps (default %d)\n"
+           "  --batch B --seq S  windows per step and tokens per window (default %d, %d)\n"
+           "  --lr X --min-lr X  peak and final learning rate (default %g, %g)\n"
+           "  --warmup N         linear warmup steps, then cosine decay (default %d)\n"
+           "  --weight-decay X   AdamW weight decay (default %g)\n"
+           "  --clip X           clip the global gradient norm to X, 0 = off (default %g)\n"
+           "  --eval-every N     evaluate on the held-out split every N steps (default %d)\n"
+           "  --eval-batches N   held-out batches per evaluation, 0 = all (default %d)\n"
+           "  --val-fraction X   fraction of the text held out (default %g)\n"
+           "  --save-every N     write DIR/checkpoint-STEP every N steps (resumable)\n"
+           "  --resume DIR       continue from a checkpoint directory, bit-identically\n"
+           "  --seed N           data sampling, init and dropout seed (default %llu)\n"
+           "  --threads N        threads (the reference interpreter uses 1)\n"
+           "  --json             one JSON object per evaluation on stdout\n"
+           "  --quiet            no progress output\n",
+           d->steps, d->batch, d->seq, d->lr, d->min_lr, d->warmup, d->weight_decay, d->clip, d->eval_every,
+           d->eval_batches, d->val_fraction, (unsigned long long)d->seed);
+}
+
+int pc_cmd_train(int argc, char **argv) {
+    pc_train_opts o = pc_train_defaults();
+    const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
+               *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0;
+    bool json = false, quiet = false;
+    pc_cli_opt opts[] = {
+        {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
+        {"data", true, &o.data, 0},            {"out", true, &o.out, 0},             {"resume", true, &o.resume, 0},
+        {"steps", true, &steps, 0},            {"batch", true, &batch, 0},           {"seq", true, &seq, 0},
+        {"lr", true, &lr, 0},                  {"min-lr", true, &min_lr, 0},         {"warmup", true, &warmup, 0},
+        {"weight-decay", true, &wd, 0},        {"clip", true, &clip, 0},             {"eval-every", true, &eval_every, 0},
+        {"eval-batches", true, &eval_batches, 0}, {"val-fraction", true, &val, 0},   {"save-every", true, &save_every, 0},
+        {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
+        {"quiet", false, 0, &quiet},
+    };
+    const char *pos[1];
+    int npos;
+    int rc = pc_cli_parse("train", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
+    if (rc == 1) { train_help(&o); return 0; }
+    if (rc) return 1;
+    long long v;
+    double d;
+#define INT_OPT(s, f, lo, hi, dst) if (s) { if (pc_cli_int("train", f, s, lo, hi, &v)) return 1; dst = (int)v; }
+#define DBL_OPT(s, f, lo, hi, dst) if (s) { if (pc_cli_double("train", f, s, lo, hi, &d)) return 1; dst = d; }
+    INT_OPT(steps, "steps", 1, 100000000, o.steps);
+    INT_OPT(batch, "batch", 1, 65536, o.batch);
+    INT_OPT(seq, "seq", 1, 1 << 20, o.seq);
+    INT_OPT(warmup, "warmup", 0, 100000000, o.warmup);
+    INT_OPT(eval_every, "eval-every", 0, 100000000, o.eval_every);
+    INT_OPT(eval_batches, "eval-batches", 0, 100000000, o.eval_batches);
+    INT_OPT(save_every, "save-every", 0, 100000000, o.save_every);
+    DBL_OPT(lr, "lr", 0, 10, o.lr);
+    DBL_OPT(min_lr, "min-lr", 0, 10, o.min_lr);
+    DBL_OPT(wd, "weight-decay", 0, 10, o.weight_decay);
+    DBL_OPT(clip, "clip", 0, 1e9, o.clip);
+    DBL_OPT(val, "val-fraction", 0, 0.9, o.val_fraction);
+    int nthreads = 1;
+    INT_OPT(threads, "threads", 1, 1024, nthreads);
+    (void)nthreads;
+    if (seed) { if (pc_cli_int("train", "seed", seed, 0, (1ll << 62), &v)) return 1; o.seed = (uint64_t)v; }
+    if (o.min_lr > o.lr) o.min_lr = o.lr;
+    char mbuf[4096], tbuf[4096], dbuf[4096];
+    if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    if (!o.tokenizer) o.tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
+    if (!o.data) o.data = pc_default_path("tinyshakespeare/input.txt", dbuf, sizeof dbuf);
+    if (!o.out) o.out = "out/adapter";
+    o.json = json;
+    o.quiet = quiet;
+    o.progress = !json && !quiet && isatty(2);
+    pc_train_result res;
+    char err[4096];
+    if (pc_train(&o, &res, err, sizeof err)) {
+        fprintf(stderr, "peftc train: %s\n", err);
+        return 1;
+    }
+    if (!json && !quiet)
+        fprintf(stderr, "peftc train: held-out loss %.4f -> %.4f; adapter written to %s\n", res.base_eval_loss,
+                res.final_eval_loss, o.out);
+    pc_train_result_free(&res);
+    return 0;
+}
