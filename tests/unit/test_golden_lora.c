@@ -1,0 +1,179 @@
+/* Golden test (llm.c style): stories260K + LoRA on all seven projection kinds against
+ * PyTorch values written by tests/golden/gen_llama_lora.py: logits, loss, every LoRA gradient,
+ * and the losses and final weights of 10 AdamW steps. */
+#include "cu_main.h"
+#include "backend/ref.h"
+#include "frontend/session.h"
+#include "frontend/store.h"
+#include "ir/ir.h"
+#include "passes/lora.h"
+#include "passes/passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL PEFTC_SOURCE_DIR "/data/stories260K/stories260K.bin"
+#define FIXTURE PEFTC_SOURCE_DIR "/tests/data/golden_llama_lora.safetensors"
+
+typedef struct {
+    pc_session s;
+    pc_st_file *fx;
+    pc_adapter_config *cfg;
+    pc_graph *g;
+    pc_ref *r;
+    pc_store store;
+    int32_t tokens[32], targets[32];
+    float hp[8];
+} golden;
+
+static const char *meta_or(const pc_st_file *f, const char *k, const char *d) {
+    const char *v = pc_st_meta(f, k);
+    return v ? v : d;
+}
+
+/* builds the train graph (logits output, LoRA r=4 alpha=8), optionally with AdamW */
+static int golden_open(golden *x, int with_adamw) {
+    char err[2048];
+    memset(x, 0, sizeof *x);
+    if (pc_session_open(&x->s, MODEL, NULL, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    if (!(x->fx = pc_st_open(FIXTURE, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    x->cfg = pc_adapter_config_new(PC_PEFT_LORA);
+    static const char *const t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    x->cfg->r = atoi(meta_or(x->fx, "r", "4"));
+    x->cfg->lora.lora_alpha = (pc_num){atof(meta_or(x->fx, "lora_alpha", "8")), true};
+    pc_spec_set_list(&x->cfg->target_modules, t, 7);
+    if (!(x->g = pc_llama_train_graph(&x->s.cfg, 2, 16, 1, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    pc_lora_opts lo = {.cfg = x->cfg, .training = true, .trainable = true};
+    int n = 0;
+    if (pc_apply_lora(&x->g, &lo, &n, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    CU_ASSERT_EQUAL(n, 35);
+    if (pc_pass_autograd(x->g, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    if (with_adamw) {
+        pc_adamw_opts ao = {.clip = 0};
+        if (pc_pass_adamw(x->g, &ao, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    }
+    const pc_st_file *files[1] = {x->fx};
+    if (pc_store_init(&x->store, x->g, pc_session_is_base, &x->s, files, 1, 0, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    memcpy(x->tokens, pc_st_find(x->fx, "tokens")->data, sizeof x->tokens);
+    memcpy(x->targets, pc_st_find(x->fx, "targets")->data, sizeof x->targets);
+    x->hp[0] = (float)atof(meta_or(x->fx, "lr", "0.01"));
+    x->hp[1] = (float)atof(meta_or(x->fx, "beta1", "0.9"));
+    x->hp[2] = (float)atof(meta_or(x->fx, "beta2", "0.999"));
+    x->hp[3] = (float)atof(meta_or(x->fx, "eps", "1e-8"));
+    x->hp[4] = (float)atof(meta_or(x->fx, "weight_decay", "0.01"));
+    if (!(x->r = pc_ref_new(x->g, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    if (pc_session_bind_base(x->s.model, x->g, x->r, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
+        pc_ref_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_ref_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
+        fprintf(stderr, "bind: %s\n", err);
+        return -1;
+    }
+    if (with_adamw && pc_ref_bind(x->r, pc_lookup(x->g, "hp"), x->hp)) return -1;
+    return 0;
+}
+
+static void golden_close(golden *x) {
+    pc_ref_free(x->r);
+    pc_store_free(&x->store);
+    pc_graph_free(x->g);
+    pc_adapter_config_free(x->cfg);
+    pc_st_close(x->fx);
+    pc_session_close(&x->s);
+}
+
+/* max |a-b| / max(1, max|b|) over n */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double m = 0, scale = 1;
+    for (int64_t i = 0; i < n; i++) if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    for (int64_t i = 0; i < n; i++) if (fabs((double)a[i] - b[i]) > m) m = fabs((double)a[i] - b[i]);
+    return m / scale;
+}
+
+static pc_val output_named(const pc_graph *g, const char *name) {
+    pc_val v = pc_lookup(g, name);
+    return v != PC_NONE && (pc_v(g, v)->flags & PC_OUTPUT) ? v : PC_NONE;
+}
+
+static void test_forward_and_gradients(void) {
+    golden x;
+    if (golden_open(&x, 0)) { CU_FAIL("setup"); golden_close(&x); return; }
+    char err[2048];
+    CU_ASSERT_EQUAL_FATAL(pc_ref_run(x.r, err, sizeof err), 0);
+    pc_val lv = PC_NONE, logits = PC_NONE;
+    for (int i = 0; i < x.g->noutputs; i++) {
+        const pc_value *o = pc_v(x.g, x.g->outputs[i]);
+        if (o->flags & PC_LOSS) lv = x.g->outputs[i];
+        else if (o->shape.rank == 3) logits = x.g->outputs[i];
+    }
+    CU_ASSERT_FATAL(lv != PC_NONE && logits != PC_NONE);
+    float loss = *(const float *)pc_ref_data(x.r, lv), want = *(const float *)pc_st_find(x.fx, "loss")->data;
+    printf("\n    loss %.7f (PyTorch %.7f)\n", loss, want);
+    CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want));
+    const pc_st_tensor *wl = pc_st_find(x.fx, "logits");
+    double le = rel_err(pc_ref_data(x.r, logits), wl->data, pc_shape_numel(wl->shape));
+    printf("    logits max rel err %.2e\n", le);
+    CU_ASSERT(le <= 1e-5);
+    /* every A and B gradient */
+    double worst = 0;
+    int checked = 0;
+    for (int i = 0; i < x.store.n; i++) {
+        char gname[700], gkey[700];
+        pc_val p = x.store.e[i].v;
+        snprintf(gname, sizeof gname, "grad.%s", pc_v(x.g, p)->name);
+        snprintf(gkey, sizeof gkey, "grad.%s", x.store.e[i].key);
+        pc_val gv = output_named(x.g, gname);
+        const pc_st_tensor *wg = pc_st_find(x.fx, gkey);
+        CU_ASSERT_FATAL(gv != PC_NONE && wg != NULL);
+        double e = rel_err(pc_ref_data(x.r, gv), wg->data, x.store.e[i].n);
+        if (e > worst) worst = e;
+        checked++;
+    }
+    printf("    %d gradients, worst rel err %.2e\n", checked, worst);
+    CU_ASSERT_EQUAL(checked, 70);
+    CU_ASSERT(worst <= 1e-4);
+    golden_close(&x);
+}
+
+static void test_adamw_trajectory(void) {
+    golden x;
+    if (golden_open(&x, 1)) { CU_FAIL("setup"); golden_close(&x); return; }
+    char err[2048];
+    const float *want = pc_st_find(x.fx, "losses")->data;
+    pc_val lv = PC_NONE;
+    for (int i = 0; i < x.g->noutputs; i++)
+        if (pc_v(x.g, x.g->outputs[i])->flags & PC_LOSS) lv = x.g->outputs[i];
+    double worst = 0;
+    for (int t = 1; t <= 10; t++) {
+        x.hp[5] = (float)t;
+        CU_ASSERT_EQUAL_FATAL(pc_ref_run(x.r, err, sizeof err), 0);
+        float loss = *(const float *)pc_ref_data(x.r, lv);
+        double e = fabs(loss - want[t - 1]) / fabs(want[t - 1]);
+        if (e > worst) worst = e;
+        CU_ASSERT_EQUAL_FATAL(pc_ref_apply_updates(x.r), 0);
+    }
+    printf("\n    10-step loss trajectory worst rel err %.2e\n", worst);
+    CU_ASSERT(worst <= 1e-4);
+    double wworst = 0;
+    for (int i = 0; i < x.store.n; i++) {
+        if (!(x.store.e[i].flags & PC_TRAINABLE)) continue;
+        char key[700];
+        snprintf(key, sizeof key, "final.%s", x.store.e[i].key);
+        const pc_st_tensor *wf = pc_st_find(x.fx, key);
+        CU_ASSERT_FATAL(wf != NULL);
+        double e = rel_err(x.store.e[i].data, wf->data, x.store.e[i].n);
+        if (e > wworst) wworst = e;
+    }
+    printf("    final A/B worst rel err %.2e\n", wworst);
+    CU_ASSERT(wworst <= 1e-4);
+    golden_close(&x);
+}
+
+static CU_TestInfo tests[] = {
+    {"forward_and_gradients_match_pytorch", test_forward_and_gradients},
+    {"adamw_10_steps_match_pytorch", test_adamw_trajectory},
+    CU_TEST_INFO_NULL,
+};
+PC_TEST_MAIN("golden_lora", tests)
