@@ -1,0 +1,28 @@
+/* Gradient rules: the vector-Jacobian product of every differentiable op, built from existing ops.
+ *
+ * Each rule appends nodes to the graph (located at the forward node, so dumps and errors point to
+ * the forward source) and never hand-loops over data: a rule is a small composite of ops.def ops,
+ * so every backend that runs the forward ops also runs the backward. */
+#ifndef PEFTC_IR_GRAD_H
+#define PEFTC_IR_GRAD_H
+
+#include "ir.h"
+
+#include <stdbool.h>
+
+/* For node v with adjoint gv (same shape and dtype as v), appends nodes computing the adjoint of
+ * each operand i with need[i] true and writes it to out[i] (exactly operand i's shape), or
+ * PC_NONE when the operand has no gradient (integer operands, dropout seeds, embedding ids, rope
+ * positions, cross-entropy targets, where's condition, cast to/from i32). out[] has v's operand
+ * count and is always fully written. Returns 0, or -1 with the graph's sticky error set (a
+ * non-differentiable op, a malformed adjoint, or a builder failure).
+ *
+ * Ties: maximum/minimum split the gradient evenly between equal operands (as PyTorch does);
+ * max over axes splits it evenly between all maximal elements; abs and relu have gradient 0 at 0. */
+int pc_grad(pc_graph *g, pc_val v, pc_val gv, const bool *need, pc_val *out);
+
+/* Ops whose derivative is zero wherever it exists (comparisons): autograd treats their results
+ * as constants instead of asking for a rule. */
+bool pc_grad_is_constant_op(pc_opcode op);
+
+#endif
