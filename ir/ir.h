@@ -107,6 +107,10 @@ pc_val pc_node_raw(pc_graph *g, pc_loc at, const char *name, pc_opcode op, int n
 pc_val pc_copy_value(pc_graph *dst, const pc_graph *src, pc_val v, const pc_val *map);
 /* re-marks src's outputs (and loss) and updates in dst through map */
 int pc_copy_outputs(pc_graph *dst, const pc_graph *src, const pc_val *map);
+/* the linear convention of frontend/linear.h: the weight param of a linear matmul (PC_NONE if
+ * mm is not one; a param that is also an embedding table is not a linear), and its module name */
+pc_val pc_linear_weight(const pc_graph *g, pc_val mm);
+const char *pc_linear_module(const pc_graph *g, pc_val mm, char *buf, size_t len);
 /* attribute by name (schema checked; a wrong name is a programming error and returns the default) */
 int64_t pc_attr_i(const pc_graph *g, pc_val v, const char *name);
 double pc_attr_f(const pc_graph *g, pc_val v, const char *name);

@@ -6,21 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WEIGHT_SUFFIX ".weight"
-
-const char *pc_match_linear(const pc_graph *g, pc_val v, char *buf, size_t len) {
-    if (!pc_valid(g, v)) return NULL;
-    const pc_value *mm = pc_v(g, v);
-    if (mm->op != PC_OP_matmul || pc_attr_i(g, v, "transpose_a") || !pc_attr_i(g, v, "transpose_b")) return NULL;
-    const pc_value *w = pc_v(g, mm->in[1]);
-    if (w->op != PC_OP_param || w->shape.rank != 2 || !w->key) return NULL;
-    size_t kl = strlen(w->key), sl = strlen(WEIGHT_SUFFIX);
-    if (kl <= sl || strcmp(w->key + kl - sl, WEIGHT_SUFFIX) != 0 || kl - sl + 1 > len) return NULL;
-    memcpy(buf, w->key, kl - sl);
-    buf[kl - sl] = 0;
-    return buf;
-}
-
 pc_val pc_dropout_seed(pc_graph *g) {
     pc_val s = pc_lookup(g, "seed");
     if (s != PC_NONE) {
@@ -77,7 +62,7 @@ int pc_rewrite_linears(pc_graph **gp, const pc_linear_rewrite *rw, int *nmatched
             continue;
         }
         if ((map[v] = pc_copy_value(ng, g, v, map)) == PC_NONE) break;
-        if (!pc_match_linear(g, v, module, sizeof module)) continue;
+        if (!pc_linear_module(g, v, module, sizeof module)) continue;
         int m = rw->match(rw->user, module, msg, sizeof msg);
         if (m < 0) { snprintf(err, errlen, "%s: %s", rw->name, msg); goto done; }
         if (!m) continue;

@@ -35,9 +35,6 @@ typedef struct {
     void *user;
 } pc_linear_rewrite;
 
-/* If v is a linear matmul, writes the module name into buf and returns buf, else NULL. */
-const char *pc_match_linear(const pc_graph *g, pc_val v, char *buf, size_t len);
-
 /* Rebuilds *g with every matched linear replaced. *nmatched (may be NULL) gets the count.
  * On error *g is unchanged. */
 int pc_rewrite_linears(pc_graph **g, const pc_linear_rewrite *rw, int *nmatched, char *err, size_t errlen);

@@ -1,0 +1,34 @@
+/* One execution API over every backend: the reference interpreter ("ref") and the compiled
+ * backend ("jit": oneDNN matmuls + LLVM-generated fused kernels + C kernels over one arena).
+ * Same contract as backend/ref.h: bind inputs/params/states (borrowed memory), run, read
+ * outputs and update values, apply updates into the bound memory. */
+#ifndef PEFTC_BACKEND_EXEC_H
+#define PEFTC_BACKEND_EXEC_H
+
+#include "peftc/peftc.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { PC_BACKEND_REF = 0, PC_BACKEND_JIT = 1 } pc_backend_kind;
+
+typedef struct {
+    pc_backend_kind kind;
+    int threads;            /* oneDNN / kernel threads (default 1) */
+    const char *dump_after; /* "lower" prints the instruction IR to stderr (jit) */
+} pc_exec_opts;
+
+typedef struct pc_exec pc_exec;
+
+/* parses "ref" / "jit" (NULL = the default backend); -1 on anything else */
+int pc_backend_parse(const char *name, pc_backend_kind *out);
+const char *pc_backend_name(pc_backend_kind k);
+
+pc_exec *pc_exec_new(const pc_graph *g, const pc_exec_opts *o, char *err, size_t errlen);
+void pc_exec_free(pc_exec *e);
+int pc_exec_bind(pc_exec *e, pc_val v, void *data);
+void pc_exec_set_seed(pc_exec *e, uint64_t seed);
+int pc_exec_run(pc_exec *e, char *err, size_t errlen);
+const void *pc_exec_data(const pc_exec *e, pc_val v);
+int pc_exec_apply_updates(pc_exec *e);
+
+#endif

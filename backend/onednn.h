@@ -1,0 +1,41 @@
+/* oneDNN 2.6 (C API) matmul primitives, created once and executed many times.
+ * c = alpha * op(a) @ op(b) [+ c when accumulate]  (f32, batched with broadcasting).
+ * Transposes and batch broadcasting are expressed through dims/strides. */
+#ifndef PEFTC_BACKEND_ONEDNN_H
+#define PEFTC_BACKEND_ONEDNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PC_MM_MAX_RANK 6
+
+typedef struct pc_dnnl pc_dnnl; /* engine + stream */
+
+/* threads: OpenMP threads for oneDNN (1 = single-threaded). Sets OMP_WAIT_POLICY=passive
+ * unless the environment already sets it (spinning pools collapse on this machine). */
+pc_dnnl *pc_dnnl_new(int threads, char *err, size_t errlen);
+void pc_dnnl_free(pc_dnnl *d);
+
+typedef struct {
+    int rank; /* >= 2; a, b and c all have this rank (leading batch dims may be 1 = broadcast) */
+    int64_t a_dims[PC_MM_MAX_RANK], a_strides[PC_MM_MAX_RANK]; /* logical [..., M, K] (in elements) */
+    int64_t b_dims[PC_MM_MAX_RANK], b_strides[PC_MM_MAX_RANK]; /* logical [..., K, N] */
+    int64_t c_dims[PC_MM_MAX_RANK];                            /* [..., M, N], dense row-major */
+    float alpha;
+    int accumulate; /* 1: c += alpha * a @ b (oneDNN sum post-op) */
+    int b_constant; /* 1: b never changes (a frozen weight): oneDNN may pick a blocked layout, and
+                       pc_dnnl_matmul_prepare_b reorders it once */
+} pc_matmul_desc;
+
+typedef struct pc_dnnl_matmul pc_dnnl_matmul;
+
+pc_dnnl_matmul *pc_dnnl_matmul_new(pc_dnnl *d, const pc_matmul_desc *m, char *err, size_t errlen);
+void pc_dnnl_matmul_free(pc_dnnl_matmul *p);
+/* for b_constant: converts b once into the primitive's layout, kept inside p (NULL if not needed) */
+int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen);
+/* runs with plain pointers (b ignored when prepared); 0 or -1 */
+int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float *c);
+/* the oneDNN implementation name, for reports ("brg:avx512_core") */
+const char *pc_dnnl_matmul_impl(const pc_dnnl_matmul *p);
+
+#endif
