@@ -384,8 +384,10 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
             if (prepare_leaf(r, v, err, errlen)) goto fail;
             continue;
         }
-        if (x->dtype == PC_BF16)
-            { verr(g, v, err, errlen, "is bf16: bf16 is not supported by the reference interpreter"); goto fail; }
+        if (x->dtype == PC_BF16) {
+            verr(g, v, err, errlen, "is bf16: bf16 is not supported by the reference interpreter");
+            goto fail;
+        }
         for (int i = 0; i < x->nin; i++) {
             if (g->vals[x->in[i]].dtype == PC_BF16) {
                 verr(g, v, err, errlen, "has a bf16 operand: bf16 is not supported by the reference interpreter");
@@ -401,25 +403,22 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
         r->owned[v] = true;
         ref_kctx k = {g, v, x, out, r->inbuf, err, errlen};
         if (kernels[x->op](&k)) goto fail;
+        if (r->keep_all) continue;
+        if (r->last_use[v] < 0 && !r->keep[v]) { /* nobody reads it */
+            free(out);
+            r->data[v] = NULL;
+            r->owned[v] = false;
+        }
         /* free operands at their last use */
-        if (!r->keep_all)
-            for (int i = 0; i < x->nin; i++) {
-                pc_val u = x->in[i];
-                if (r->last_use[u] == v && !r->keep[u] && r->owned[u]) {
-                    free(r->data[u]);
-                    r->data[u] = NULL;
-                    r->owned[u] = false;
-                }
+        for (int i = 0; i < x->nin; i++) {
+            pc_val u = x->in[i];
+            if (r->last_use[u] == v && !r->keep[u] && r->owned[u]) {
+                free(r->data[u]);
+                r->data[u] = NULL;
+                r->owned[u] = false;
             }
+        }
     }
-    /* values nobody uses and nobody keeps */
-    if (!r->keep_all)
-        for (pc_val v = 0; v < r->n; v++)
-            if (r->owned[v] && !r->keep[v]) {
-                free(r->data[v]);
-                r->data[v] = NULL;
-                r->owned[v] = false;
-            }
     r->ran = true;
     return 0;
 fail:
