@@ -38,7 +38,7 @@ int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch,
     targets = malloc(B * S * sizeof *targets);
     if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (!(r = pc_ref_new(g, err, errlen))) goto done;
-    if (pc_session_bind_base(&view, g, r, err, errlen) || pc_store_bind(&store, r) ||
+    if (pc_llama_bind_base(r, g, &view, err, errlen) || pc_store_bind(&store, r) ||
         pc_ref_bind(r, pc_lookup(g, "tokens"), tokens) || pc_ref_bind(r, pc_lookup(g, "targets"), targets)) {
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;

@@ -1,10 +1,30 @@
 /* Text generation on top of the Llama decode graph. */
 #include "frontend/generate.h"
 #include "frontend/merge.h"
+#include "frontend/store.h"
 #include "runtime/fileio.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* the unmerged adapter on the decode graph: rewrite it, then bind the adapter's tensors */
+typedef struct {
+    const pc_session *s;
+    pc_store store;
+} gen_adapter;
+
+static int gen_adapt(void *ctx, pc_graph **g, char *err, size_t errlen) {
+    gen_adapter *a = ctx;
+    return pc_session_adapt(a->s, g, false, false, err, errlen);
+}
+
+static int gen_bind(void *ctx, const pc_graph *g, pc_ref *r, char *err, size_t errlen) {
+    gen_adapter *a = ctx;
+    const pc_st_file *files[1] = {a->s->adapter.weights};
+    pc_store_free(&a->store);
+    if (pc_store_init(&a->store, g, pc_session_is_base, (void *)a->s, files, 1, 0, err, errlen)) return -1;
+    return pc_store_bind(&a->store, r) ? pc_errf(err, errlen, "binding the adapter failed") : 0;
+}
 
 int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen) {
     *out = (pc_gen_output){0};
@@ -24,13 +44,15 @@ int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output
     pc_llama_gen_opts o = {.steps = steps, .temperature = q->temperature, .topp = q->topp, .seed = q->seed,
                            .prompt = prompt, .n_prompt = (int)np};
     int rc = -1;
-    if (s->adapter.cfg) {
-        if (!q->merge) {
-            pc_errf(err, errlen, "generation with an unmerged adapter is not implemented yet; use --merge");
-            goto done;
-        }
+    gen_adapter ga = {.s = s};
+    if (s->adapter.cfg && q->merge) {
         if (pc_merge_adapter(s, &mm, err, errlen)) goto done;
         view = pc_merged_view(s, &mm);
+    } else if (s->adapter.cfg) {
+        if (!s->adapter.weights) { pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME); goto done; }
+        o.adapt = gen_adapt;
+        o.bind = gen_bind;
+        o.ctx = &ga;
     }
     if (!(out->ids = malloc(((size_t)steps + 2) * sizeof *out->ids))) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (pc_llama_generate(&s->cfg, &view, &o, out->ids, &out->nids, NULL, NULL, err, errlen)) goto done;
@@ -40,6 +62,7 @@ int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output
     rc = 0;
 done:
     free(prompt);
+    pc_store_free(&ga.store);
     pc_merged_free(&mm);
     if (rc) pc_gen_output_free(out);
     return rc;

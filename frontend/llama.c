@@ -287,14 +287,15 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
 }
 
 /* ---- checkpoint binding ---- */
-static int bind_or_check(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
+static int bind_or_check(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, int base_only, char *err, size_t errlen) {
     if (!g || !m) return errf(err, errlen, "bind: NULL graph or model");
     const char *file = m->path ? m->path : "checkpoint";
     for (pc_val i = 0; i < g->nvals; i++) {
         const pc_value *v = &g->vals[i];
-        if (v->op != PC_OP_param || !(v->flags & PC_FROZEN)) continue;
+        if (v->op != PC_OP_param || (!base_only && !(v->flags & PC_FROZEN))) continue;
         if (!v->key) return errf(err, errlen, "bind: frozen param %%%s has no checkpoint key", v->name);
         const pc_l2c_tensor *t = pc_l2c_find(m, v->key);
+        if (base_only && !t) continue; /* an adapter param: the caller's store binds it */
         if (!t || !t->data)
             return errf(err, errlen, "bind: %s has no tensor '%s' (wanted by %%%s)", file, v->key, v->name);
         if (v->dtype != PC_F32 || !pc_shape_eq(v->shape, t->shape)) {
@@ -312,12 +313,17 @@ static int bind_or_check(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, ch
 }
 
 int pc_llama_check_l2c(const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
-    return bind_or_check(NULL, g, m, err, errlen);
+    return bind_or_check(NULL, g, m, 0, err, errlen);
 }
 
 int pc_llama_bind_l2c(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
     if (!r) return errf(err, errlen, "bind: NULL interpreter");
-    return bind_or_check(r, g, m, err, errlen);
+    return bind_or_check(r, g, m, 0, err, errlen);
+}
+
+int pc_llama_bind_base(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
+    if (!r) return errf(err, errlen, "bind: NULL interpreter");
+    return bind_or_check(r, g, m, 1, err, errlen);
 }
 
 /* ---- sampling (llama2.c run.c) ---- */
@@ -413,6 +419,7 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     pc_val *outs = NULL;
     pc_graph *g = pc_llama_decode_graph(cfg, 1, T, err, errlen);
     if (!g) return -1;
+    if (o->adapt && o->adapt(o->ctx, &g, err, errlen)) { pc_graph_free(g); return -1; }
     cache = calloc(2 * (size_t)L * cache_n, sizeof *cache);
     mask = malloc((size_t)(T + 1) * sizeof *mask);
     work = malloc((size_t)V * sizeof *work);
@@ -420,7 +427,9 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     outs = malloc(2 * (size_t)L * sizeof *outs);
     if (!cache || !mask || !work || !scratch || !outs) { errf(err, errlen, "generate: out of memory"); goto done; }
     if (!(r = pc_ref_new(g, err, errlen))) goto done;
-    if (pc_llama_bind_l2c(r, g, m, err, errlen)) goto done;
+    if (o->bind ? pc_llama_bind_base(r, g, m, err, errlen) || o->bind(o->ctx, g, r, err, errlen)
+                : pc_llama_bind_l2c(r, g, m, err, errlen))
+        goto done;
     int32_t tok = 0, posv = 0;
     pc_val vtok = pc_lookup(g, "token"), vpos = pc_lookup(g, "pos"), vlog = pc_lookup(g, "logits");
     if (pc_ref_bind(r, vtok, &tok) || pc_ref_bind(r, vpos, &posv) || pc_ref_bind(r, pc_lookup(g, "mask"), mask)) {

@@ -73,6 +73,9 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
  * checkpoint's data. Trainable params and states are left alone. Errors name the key. The model
  * must outlive the interpreter runs. */
 int pc_llama_bind_l2c(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
+/* Binds the frozen params whose key the checkpoint holds and leaves the others (adapter
+ * params) to the caller; shapes are still checked. */
+int pc_llama_bind_base(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
 /* the same check without binding */
 int pc_llama_check_l2c(const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
 
@@ -83,6 +86,11 @@ typedef struct {
     uint64_t seed;        /* sampling RNG seed (run.c's xorshift; 0 is replaced by a constant) */
     const int32_t *prompt; /* prompt ids (BOS included if wanted); NULL/0 = just BOS */
     int n_prompt;
+    /* optional: rewrite the decode graph (apply an adapter) and bind what the checkpoint does
+     * not hold (the adapter's tensors); with bind set, only checkpoint keys are bound here */
+    int (*adapt)(void *ctx, pc_graph **g, char *err, size_t errlen);
+    int (*bind)(void *ctx, const pc_graph *g, pc_ref *r, char *err, size_t errlen);
+    void *ctx;
 } pc_llama_gen_opts;
 
 /* Runs the decode graph step by step on the reference interpreter, like llama2.c run.c:

@@ -80,19 +80,3 @@ int pc_session_is_base(void *session, const char *key) {
     return pc_l2c_find(s->model, key) != NULL;
 }
 
-int pc_session_bind_base(const pc_l2c_model *m, const pc_graph *g, pc_ref *r, char *err, size_t errlen) {
-    for (pc_val v = 0; v < g->nvals; v++) {
-        const pc_value *x = pc_v(g, v);
-        if (x->op != PC_OP_param || !x->key) continue;
-        const pc_l2c_tensor *t = pc_l2c_find(m, x->key);
-        if (!t) continue;
-        if (x->dtype != PC_F32 || !pc_shape_eq(t->shape, x->shape)) {
-            char want[96], got[96];
-            pc_shape_str(x->shape, want, sizeof want);
-            pc_shape_str(t->shape, got, sizeof got);
-            return pc_errf(err, errlen, "%s: tensor '%s' is %s, the graph wants %s", m->path, x->key, got, want);
-        }
-        if (pc_ref_bind(r, v, (void *)t->data)) return pc_errf(err, errlen, "binding '%s' failed", x->key);
-    }
-    return 0;
-}

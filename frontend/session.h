@@ -29,10 +29,6 @@ pc_adapter_config *pc_default_lora_config(void);
  * training: dropout active; trainable: adapter params trainable (else frozen). */
 int pc_session_adapt(const pc_session *s, pc_graph **g, bool training, bool trainable, char *err, size_t errlen);
 
-/* Binds every param of g whose key the base checkpoint `m` holds (shape checked; errors name
- * the key). Other params (adapters) are left to a pc_store. */
-int pc_session_bind_base(const pc_l2c_model *m, const pc_graph *g, pc_ref *r, char *err, size_t errlen);
-
 /* is_base callback for pc_store_init: keys the base checkpoint provides */
 int pc_session_is_base(void *session, const char *key);
 

@@ -44,12 +44,15 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
                 return pc_errf(err, errlen, "tensor \"%s\" is %s%s, expected f32%s", x->key, pc_dtype_name(t->dtype), got, want);
             }
             memcpy(e->data, t->data, t->nbytes);
-        } else if (x->init.kind != PC_INIT_NONE) {
+        } else if (x->init.kind != PC_INIT_NONE && !(x->flags & PC_FROZEN)) {
+            /* trainable params and optimizer state may start from their init; a frozen adapter
+             * param is a trained adapter's tensor and must come from its file */
             int64_t fan_in = x->shape.rank ? x->shape.dim[x->shape.rank - 1] : 1;
             pc_init_fill(e->data, e->n, x->init, fan_in, seed, key_hash(x->key));
         } else {
             pc_store_free(s);
-            return pc_errf(err, errlen, "no tensor \"%s\" in the adapter file(s) and no init for it", x->key);
+            return pc_errf(err, errlen, "no tensor \"%s\" in the adapter weights%s", x->key,
+                           (x->flags & PC_FROZEN) ? "" : " and no init for it");
         }
     }
     return 0;

@@ -25,8 +25,8 @@ typedef struct {
 
 /* Takes every param and state of g whose key `is_base(key)` does not claim (the base model's
  * weights). Each is filled from the first file (of nfiles) holding its key (same shape and f32,
- * else an error naming file and key); otherwise from its init (seeded by `seed` and the key); a
- * value with neither is an error unless `allow_missing`, which zero-fills. */
+ * else an error naming file and key); otherwise, for trainable params and states, from its init
+ * (seeded by `seed` and the key). A frozen adapter param missing from the files is an error. */
 int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
                   const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen);
 void pc_store_free(pc_store *s);

@@ -217,7 +217,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     x.targets = malloc(BS * sizeof *x.targets);
     if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (!(x.r = pc_ref_new(x.g, err, errlen)) || !(x.eval_r = pc_ref_new(x.eval_g, err, errlen))) goto done;
-    if (pc_session_bind_base(x.s.model, x.g, x.r, err, errlen) || pc_session_bind_base(x.s.model, x.eval_g, x.eval_r, err, errlen))
+    if (pc_llama_bind_base(x.r, x.g, x.s.model, err, errlen) || pc_llama_bind_base(x.eval_r, x.eval_g, x.s.model, err, errlen))
         goto done;
     if (pc_store_bind(&x.store, x.r) || pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
     if (bind_input(x.r, x.g, "tokens", x.tokens) || bind_input(x.r, x.g, "targets", x.targets) ||

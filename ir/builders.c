@@ -27,7 +27,7 @@ pc_val pc_where_at(pc_graph *g, pc_loc at, pc_val cond, pc_val a, pc_val b) {
 /* attribute array with defaults for op, then set slot i */
 #define ATTRS_FOR(op) pc_attr a[PC_MAX_ATTRS]; pc_attr_defaults(op, a)
 #define SET_I(k, v) (a[k].i = (int64_t)(v), a[k].f = (double)(v))
-#define SET_F(k, v) (a[k].f = (double)(v), a[k].i = (int64_t)(v))
+#define SET_F(k, v) (a[k].f = (double)(v), a[k].i = pc_f2i((double)(v)))
 
 static void set_ints(pc_attr *a, int n, const int64_t *xs) {
     a->n = n < 0 ? 0 : n > PC_MAX_INTS ? PC_MAX_INTS : n;

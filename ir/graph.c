@@ -2,6 +2,7 @@
 #include "ir.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,7 +331,7 @@ void pc_attr_defaults(pc_opcode op, pc_attr out[PC_MAX_ATTRS]) {
     memset(out, 0, sizeof(pc_attr) * PC_MAX_ATTRS);
     const pc_op_info *info = pc_op_get(op);
     for (int i = 0; info && i < info->nattrs; i++) {
-        out[i].i = (int64_t)info->attrs[i].dflt;
+        out[i].i = pc_f2i(info->attrs[i].dflt);
         out[i].f = info->attrs[i].dflt;
     }
 }
@@ -359,8 +360,9 @@ double pc_attr_f(const pc_graph *g, pc_val v, const char *name) {
 
 static int parse_int(const char *s, int64_t *out, const char **end) {
     char *e;
+    errno = 0;
     long long x = strtoll(s, &e, 10);
-    if (e == s) return -1;
+    if (e == s || errno == ERANGE) return -1;
     *out = x;
     *end = e;
     return 0;
@@ -402,7 +404,7 @@ int pc_attr_parse(pc_opcode op, pc_attr attrs[PC_MAX_ATTRS], const char *text, c
             goto bad;
         }
         a->f = x;
-        a->i = (int64_t)x;
+        a->i = pc_f2i(x);
         return 0;
     }
     case PC_ATTR_INTS:

@@ -111,6 +111,14 @@ int pc_copy_outputs(pc_graph *dst, const pc_graph *src, const pc_val *map);
  * mm is not one; a param that is also an embedding table is not a linear), and its module name */
 pc_val pc_linear_weight(const pc_graph *g, pc_val mm);
 const char *pc_linear_module(const pc_graph *g, pc_val mm, char *buf, size_t len);
+/* double -> int64 without undefined behaviour: truncates, saturates, NaN -> 0 (the .i shadow
+ * of FLOAT attributes) */
+static inline int64_t pc_f2i(double x) {
+    if (!(x == x)) return 0;
+    if (x >= 9.2e18) return INT64_MAX;
+    if (x <= -9.2e18) return INT64_MIN;
+    return (int64_t)x;
+}
 /* attribute by name (schema checked; a wrong name is a programming error and returns the default) */
 int64_t pc_attr_i(const pc_graph *g, pc_val v, const char *name);
 double pc_attr_f(const pc_graph *g, pc_val v, const char *name);

@@ -86,6 +86,7 @@ int pc_run_pipeline(pc_graph **g, const char *list, const pc_pipeline_opts *opts
             rc = -1;
             break;
         }
+        if (msg[0]) fprintf(opts->dump ? opts->dump : stderr, "%s: %s\n", name, msg); /* a pass's warning */
         if (opts->verify_each && strcmp(name, "verify") != 0 && run_verify(g, msg, sizeof msg)) {
             snprintf(err, errlen, "after pass %s: %s", name, msg);
             rc = -1;

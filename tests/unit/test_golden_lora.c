@@ -66,7 +66,7 @@ static int golden_open(golden *x, int with_adamw) {
     x->hp[3] = (float)atof(meta_or(x->fx, "eps", "1e-8"));
     x->hp[4] = (float)atof(meta_or(x->fx, "weight_decay", "0.01"));
     if (!(x->r = pc_ref_new(x->g, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (pc_session_bind_base(x->s.model, x->g, x->r, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
+    if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
         pc_ref_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_ref_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;

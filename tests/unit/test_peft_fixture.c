@@ -77,7 +77,7 @@ static int adapted_open(adapted *x, const char *dir, int bind) {
     memcpy(x->tokens, tk->data, sizeof x->tokens);
     for (int i = 0; i < SEQ; i++) x->targets[i] = i + 1 < SEQ ? x->tokens[i + 1] : PC_LLAMA_IGNORE;
     if (!(x->r = pc_ref_new(x->g, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (pc_session_bind_base(x->s.model, x->g, x->r, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
+    if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
         pc_ref_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_ref_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;
