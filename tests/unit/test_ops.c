@@ -1468,6 +1468,50 @@ static void t_init_fill(void) {
     tclean();
 }
 
+/* rank 6, the maximum: broadcasting, a full reversal, a reduction and softmax mid-axis */
+static void t_rank6(void) {
+    rseed(22);
+    H *h = hnew();
+    float *a, *b;
+    pc_shape as = PC_SHAPE(2, 1, 3, 1, 2, 2), bs = PC_SHAPE(3, 2, 1, 2), os = PC_SHAPE(2, 1, 3, 2, 2, 2);
+    pc_val va = fin(h, "a", as, -1, 1, &a), vb = fin(h, "b", bs, -1, 1, &b);
+    pc_val y = mo(h, pc_add(h->g, va, vb));
+    pc_val t = mo(h, pc_transpose(h->g, y, 6, (int64_t[]){5, 4, 3, 2, 1, 0}));
+    pc_val r = mo(h, pc_sum(h->g, y, 3, (int64_t[]){1, 3, -1}, 1));
+    pc_val sm = mo(h, pc_softmax(h->g, y, 3));
+    RUN_OK(h);
+    int64_t n = numel(os), idx[PC_MAX_RANK], rev[PC_MAX_RANK];
+    double wy[72] = {0}, wt[72] = {0}, wr[72] = {0}, wsm[72] = {0}, yd[72] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        unravel(i, os, idx);
+        yd[i] = wy[i] = (double)(float)(a[bidx(idx, 6, as)] + b[bidx(idx, 6, bs)]);
+    }
+    pc_shape ts = PC_SHAPE(2, 2, 2, 3, 1, 2);
+    for (int64_t i = 0; i < n; i++) {
+        unravel(i, ts, idx);
+        for (int d = 0; d < 6; d++) rev[5 - d] = idx[d];
+        wt[i] = wy[ravel(rev, os)];
+    }
+    reduce_ref(0, yd, os, (1u << 1) | (1u << 3) | (1u << 5), wr);
+    for (int64_t i = 0; i < n; i++) {
+        unravel(i, os, idx);
+        double m = -INFINITY, s = 0;
+        int64_t j[PC_MAX_RANK];
+        memcpy(j, idx, sizeof j);
+        for (j[3] = 0; j[3] < os.dim[3]; j[3]++) m = fmax(m, wy[ravel(j, os)]);
+        for (j[3] = 0; j[3] < os.dim[3]; j[3]++) s += exp(wy[ravel(j, os)] - m);
+        wsm[i] = exp(wy[i] - m) / s;
+    }
+    CU_ASSERT(shape_is(h, y, os));
+    CU_ASSERT(shape_is(h, r, PC_SHAPE(2, 1, 3, 1, 2, 1)));
+    CHECK("rank-6 add", outf(h, y), wy, n, 0, 0);
+    CHECK("rank-6 transpose", outf(h, t), wt, n, 0, 0);
+    CHECK("rank-6 sum keepdim", outf(h, r), wr, 12, 1e-6, 1e-7);
+    CHECK("rank-6 softmax", outf(h, sm), wsm, n, 1e-6, 1e-7);
+    hfree(h);
+    tclean();
+}
+
 /* ---------------------------------------------------------------- speed */
 
 static double now(void) {
@@ -1604,6 +1648,7 @@ static CU_TestInfo tests[] = {
     {"keep_all", t_keep_all},
     {"zero-size tensors", t_zero_size},
     {"pc_init_fill", t_init_fill},
+    {"rank 6", t_rank6},
     {"speed", t_speed},
     {"every op covered", t_coverage},
     CU_TEST_INFO_NULL,
