@@ -44,6 +44,7 @@ void pc_graph_free(pc_graph *g) {
 }
 
 const char *pc_graph_error(const pc_graph *g) { return g ? g->error : "no graph"; }
+int pc_graph_size(const pc_graph *g) { return g ? g->nvals : 0; }
 void pc_graph_clear_error(pc_graph *g) { free(g->error); g->error = NULL; }
 
 pc_val pc_fail(pc_graph *g, pc_loc at, const char *fmt, ...) {

@@ -80,6 +80,7 @@ pc_graph *pc_graph_new(const char *name);
 void pc_graph_free(pc_graph *g);
 const char *pc_graph_error(const pc_graph *g); /* NULL when no error */
 void pc_graph_clear_error(pc_graph *g);
+int pc_graph_size(const pc_graph *g); /* number of values */
 
 /* type and naming queries */
 pc_dtype pc_val_dtype(const pc_graph *g, pc_val v);
