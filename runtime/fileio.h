@@ -1,0 +1,42 @@
+/* Small file helpers shared by the checkpoint and tokenizer readers/writers.
+ *
+ * All functions return 0 on success, -1 on error, and write a message naming the file and the
+ * reason into err (errlen bytes, always NUL-terminated when errlen > 0). */
+#ifndef PEFTC_RUNTIME_FILEIO_H
+#define PEFTC_RUNTIME_FILEIO_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* snprintf into err, tolerating err == NULL / errlen == 0; returns -1 so callers can
+ * `return pc_errf(err, errlen, ...)` */
+int pc_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Reads a whole file into a malloc'd buffer (one extra NUL byte is appended, not counted in len,
+ * so text can be used as a C string). Caller frees *data. */
+int pc_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+
+/* A read-only mapping of a whole regular file. An empty file maps to data == NULL, len == 0. */
+typedef struct {
+    const void *data;
+    size_t len;
+} pc_mmap;
+
+int pc_mmap_open(pc_mmap *m, const char *path, char *err, size_t errlen);
+void pc_mmap_close(pc_mmap *m); /* safe on a zeroed or already closed pc_mmap */
+
+/* Atomic replacement of `path`: data goes to a temporary file in the same directory, which is
+ * fsync'd and renamed over `path` on commit (then the directory is fsync'd). Readers see either
+ * the old file or the complete new one. Abort (or a failed commit) removes the temporary. */
+typedef struct pc_atomic_file pc_atomic_file;
+
+pc_atomic_file *pc_atomic_open(const char *path, char *err, size_t errlen);
+/* buffered; the first write error is remembered and reported by commit */
+int pc_atomic_write(pc_atomic_file *f, const void *data, size_t len);
+int pc_atomic_commit(pc_atomic_file *f, char *err, size_t errlen); /* always frees f */
+void pc_atomic_abort(pc_atomic_file *f);                           /* frees f; NULL is fine */
+
+/* one-shot form of the above */
+int pc_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
+#endif
