@@ -10,4 +10,5 @@ config.excludes = ["Inputs"]
 config.substitutions.append(("%peftc", config.peftc_bin))
 config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%srcroot", config.peftc_src))
+config.substitutions.append(("%python", config.python))
 config.environment["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "")
