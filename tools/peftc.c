@@ -2,7 +2,9 @@
 #include "tools/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -28,6 +30,14 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* libgomp (oneDNN's thread pool) reads its wait policy once, at load time: a spinning pool
+     * collapses when this machine packs both vCPUs onto one, so make it passive by re-executing
+     * ourselves with the variable set (the user's own setting wins). */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 0);
+        execv("/proc/self/exe", argv);
+        /* exec failed (no /proc): go on with the default policy */
+    }
     if (argc < 2) { usage(stderr); return 2; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
