@@ -34,6 +34,7 @@ int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch,
     } else if (pc_session_adapt(s, &g, false, false, err, errlen)) goto done;
     const pc_st_file *files[1] = {s->adapter.weights};
     if (pc_store_init(&store, g, pc_session_is_base, (void *)s, files, 1, 0, err, errlen)) goto done;
+    pc_session_fix_qk_rows(s, &store, 0);
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
     if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }

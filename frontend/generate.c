@@ -23,6 +23,7 @@ static int gen_bind(void *ctx, const pc_graph *g, pc_ref *r, char *err, size_t e
     const pc_st_file *files[1] = {a->s->adapter.weights};
     pc_store_free(&a->store);
     if (pc_store_init(&a->store, g, pc_session_is_base, (void *)a->s, files, 1, 0, err, errlen)) return -1;
+    pc_session_fix_qk_rows(a->s, &a->store, 0);
     return pc_store_bind(&a->store, r) ? pc_errf(err, errlen, "binding the adapter failed") : 0;
 }
 

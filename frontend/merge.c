@@ -71,6 +71,13 @@ int pc_merge_adapter(const pc_session *s, pc_merged_model *out, char *err, size_
         const pc_st_tensor *B = A ? need(s->adapter.weights, kb, 2, (int64_t[]){O, r}, err, errlen) : NULL;
         if (!B) { rc = -1; break; }
         const float *a = A->data, *b = B->data;
+        float *bperm = NULL;
+        if (s->hf_qk_rows && pc_qk_rotary_key(kb, NULL)) {
+            if (!(bperm = malloc((size_t)(O * r) * sizeof *bperm))) { rc = pc_errf(err, errlen, "out of memory"); break; }
+            memcpy(bperm, b, (size_t)(O * r) * sizeof *bperm);
+            pc_qk_permute_rows(bperm, O, r, s->cfg.dim / s->cfg.n_heads, 0);
+            b = bperm;
+        }
         /* W[o,i] += s * sum_k B[o,k] A[k,i], accumulated in double (merging is done once) */
         for (int64_t o = 0; o < O; o++)
             for (int64_t ii = 0; ii < I; ii++) {
@@ -78,6 +85,7 @@ int pc_merge_adapter(const pc_session *s, pc_merged_model *out, char *err, size_
                 for (int k = 0; k < r; k++) acc += (double)b[o * r + k] * a[k * I + ii];
                 w[o * I + ii] += (float)(sc * acc);
             }
+        free(bperm);
         out->merged_modules++;
     }
     pc_target_matcher_free(tm);

@@ -1,5 +1,6 @@
 /* Opening a model, its tokenizer and an adapter. */
 #include "frontend/session.h"
+#include "frontend/store.h"
 #include "ir/ir.h"
 #include "passes/lora.h"
 #include "runtime/fileio.h"
@@ -80,3 +81,45 @@ int pc_session_is_base(void *session, const char *key) {
     return pc_l2c_find(s->model, key) != NULL;
 }
 
+
+int pc_qk_rotary_key(const char *key, int *is_k) {
+    static const char *const sfx[] = {"q_proj.lora_B.weight", "k_proj.lora_B.weight", "q_proj.lora_B.bias", "k_proj.lora_B.bias"};
+    size_t n = strlen(key);
+    for (int i = 0; i < 4; i++) {
+        size_t m = strlen(sfx[i]);
+        if (n >= m && strcmp(key + n - m, sfx[i]) == 0) {
+            if (is_k) *is_k = i % 2;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* llama2.c rotates adjacent pairs (2i, 2i+1); HF-converted checkpoints store row 2i+j of each
+ * head at j*hd/2 + i (llama2.c export.py's permute) */
+void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf) {
+    float *tmp = malloc((size_t)hd * (size_t)cols * sizeof *tmp);
+    if (!tmp || hd < 2 || rows % hd) { free(tmp); return; }
+    for (int64_t h = 0; h < rows / hd; h++) {
+        float *blk = w + h * hd * cols;
+        memcpy(tmp, blk, (size_t)hd * (size_t)cols * sizeof *tmp);
+        for (int i = 0; i < hd / 2; i++)
+            for (int j = 0; j < 2; j++) {
+                int l2c = 2 * i + j, hf = j * (hd / 2) + i;
+                int dst = to_hf ? hf : l2c, src = to_hf ? l2c : hf;
+                memcpy(blk + (int64_t)dst * cols, tmp + (int64_t)src * cols, (size_t)cols * sizeof *tmp);
+            }
+    }
+    free(tmp);
+}
+
+void pc_session_fix_qk_rows(const pc_session *s, pc_store *st, int to_file) {
+    if (!s->hf_qk_rows) return;
+    int hd = s->cfg.dim / s->cfg.n_heads;
+    for (int i = 0; i < st->n; i++) {
+        pc_store_entry *e = &st->e[i];
+        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || !pc_qk_rotary_key(e->key, NULL)) continue;
+        int64_t cols = e->shape.rank == 2 ? e->shape.dim[1] : 1;
+        pc_qk_permute_rows(e->data, e->shape.dim[0], cols, hd, to_file);
+    }
+}

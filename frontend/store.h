@@ -18,7 +18,7 @@ typedef struct {
     int64_t n;
 } pc_store_entry;
 
-typedef struct {
+typedef struct pc_store {
     pc_store_entry *e;
     int n;
 } pc_store;

@@ -99,10 +99,12 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
                            char *err, size_t errlen) {
     pc_st_writer *w = pc_st_writer_new();
     if (!w) return pc_errf(err, errlen, "out of memory");
+    pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
     int rc = pc_store_write(&x->store, PC_TRAINABLE, w, err, errlen);
     if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
     if (!rc) rc = pc_adapter_save(dir, x->s.adapter.cfg, w, err, errlen);
     pc_st_writer_free(w);
+    pc_session_fix_qk_rows(&x->s, &x->store, 0);
     if (rc || !with_state) return rc;
     char path[4096];
     if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
@@ -111,10 +113,10 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
     if (!rc) rc = pc_st_write(w, path, err, errlen);
     pc_st_writer_free(w);
     if (rc) return rc;
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s}", "step", step, "steps", o->steps,
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b}", "step", step, "steps", o->steps,
                           "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr, "min_lr", o->min_lr,
                           "weight_decay", o->weight_decay, "clip", o->clip, "seed", (json_int_t)o->seed,
-                          "data", o->data);
+                          "data", o->data, "hf_qk_rows", o->hf_qk_rows);
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -140,6 +142,8 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
         json_decref(j);
         return pc_errf(err, errlen, "%s: %s", path, je.text);
     }
+    json_t *hf = json_object_get(j, "hf_qk_rows");
+    o->hf_qk_rows = hf && json_is_true(hf);
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
     if (o->steps != steps) return pc_errf(err, errlen, "%s: the checkpoint was made for --steps %d (the schedule depends on it), not %d", path, steps, o->steps);
@@ -182,6 +186,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (o.grad_accum != 1) return pc_errf(err, errlen, "--grad-accum other than 1 is not implemented yet");
     const char *adapter = o.resume ? o.resume : o.adapter;
     if (pc_session_open(&x.s, o.model, o.tokenizer, adapter, err, errlen)) return -1;
+    x.s.hf_qk_rows = o.hf_qk_rows;
     if (!x.s.adapter.cfg) {
         if (!(x.default_cfg = pc_default_lora_config())) { pc_errf(err, errlen, "out of memory"); goto done; }
         x.s.adapter.cfg = x.default_cfg;
@@ -211,6 +216,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     const pc_st_file *files[2] = {x.s.adapter.weights, x.resume_opt};
     if (pc_store_init(&x.store, x.g, pc_session_is_base, &x.s, files, 2, o.seed, err, errlen)) goto done;
+    if (x.s.adapter.weights) pc_session_fix_qk_rows(&x.s, &x.store, 0); /* loaded rows in file order */
 
     size_t BS = (size_t)o.batch * (size_t)o.seq;
     x.tokens = malloc(BS * sizeof *x.tokens);

@@ -19,6 +19,7 @@ typedef struct {
     bool json;     /* JSON lines on stdout */
     bool progress; /* a progress bar (stderr is a terminal) */
     bool quiet;
+    bool hf_qk_rows; /* the adapter's q/k rows are in Hugging Face order (see session.h) */
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);

@@ -6,21 +6,22 @@
 
 int pc_cmd_eval(int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0;
-    bool merge = false, json = false;
+    bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
-        {"merge", false, 0, &merge}, {"json", false, 0, &json},
+        {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("eval", argc, argv, opts, 8, pos, 0, &npos);
+    int rc = pc_cli_parse("eval", argc, argv, opts, 9, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
                "                  [--batch B] [--json]\n\n"
                "Mean next-token cross-entropy of the text: tokens = [BOS] + encode(text); window i =\n"
                "tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
-               "--merge folds the adapter into the weights first. --json prints\n"
+               "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
+               "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
                "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}.\n");
         return 0;
     }
@@ -35,6 +36,7 @@ int pc_cmd_eval(int argc, char **argv) {
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
     if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+    s.hf_qk_rows = hf;
     pc_eval_result r;
     rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &r, err, sizeof err);
     pc_session_close(&s);

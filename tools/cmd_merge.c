@@ -6,12 +6,14 @@
 
 int pc_cmd_merge(int argc, char **argv) {
     const char *model = 0, *adapter = 0, *out = 0;
-    pc_cli_opt opts[] = {{"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"out", true, &out, 0}};
+    bool hf = false;
+    pc_cli_opt opts[] = {{"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"out", true, &out, 0},
+                         {"hf-qk-rows", false, 0, &hf}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("merge", argc, argv, opts, 3, pos, 0, &npos);
+    int rc = pc_cli_parse("merge", argc, argv, opts, 4, pos, 0, &npos);
     if (rc == 1) {
-        printf("usage: peftc merge [--model F] --adapter DIR --out F\n\n"
+        printf("usage: peftc merge [--model F] --adapter DIR --out F [--hf-qk-rows]\n\n"
                "Folds the adapter into the base weights (W' = W + s*B*A for LoRA) and writes the merged\n"
                "model atomically in the input checkpoint's format (llama2.c).\n");
         return 0;
@@ -22,6 +24,7 @@ int pc_cmd_merge(int argc, char **argv) {
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     pc_session s;
     if (pc_session_open(&s, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
+    s.hf_qk_rows = hf;
     pc_merged_model m;
     rc = pc_merge_adapter(&s, &m, err, sizeof err);
     if (!rc) {

@@ -31,7 +31,9 @@ static void train_help(const pc_train_opts *d) {
            "  --seed N           data sampling, init and dropout seed (default %llu)\n"
            "  --threads N        threads (the reference interpreter uses 1)\n"
            "  --json             one JSON object per evaluation on stdout\n"
-           "  --quiet            no progress output\n",
+           "  --quiet            no progress output\n"
+           "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
+           "                     PEFT for an HF-converted Llama); they are written back that way\n",
            d->steps, d->batch, d->seq, d->lr, d->min_lr, d->warmup, d->weight_decay, d->clip, d->eval_every,
            d->eval_batches, d->val_fraction, (unsigned long long)d->seed);
 }
@@ -40,7 +42,7 @@ int pc_cmd_train(int argc, char **argv) {
     pc_train_opts o = pc_train_defaults();
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0;
-    bool json = false, quiet = false;
+    bool json = false, quiet = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
         {"data", true, &o.data, 0},            {"out", true, &o.out, 0},             {"resume", true, &o.resume, 0},
@@ -49,7 +51,7 @@ int pc_cmd_train(int argc, char **argv) {
         {"weight-decay", true, &wd, 0},        {"clip", true, &clip, 0},             {"eval-every", true, &eval_every, 0},
         {"eval-batches", true, &eval_batches, 0}, {"val-fraction", true, &val, 0},   {"save-every", true, &save_every, 0},
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
-        {"quiet", false, 0, &quiet},
+        {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
     };
     const char *pos[1];
     int npos;
@@ -84,6 +86,7 @@ int pc_cmd_train(int argc, char **argv) {
     if (!o.out) o.out = "out/adapter";
     o.json = json;
     o.quiet = quiet;
+    o.hf_qk_rows = hf;
     o.progress = !json && !quiet && isatty(2);
     pc_train_result res;
     char err[4096];
