@@ -1,0 +1,525 @@
+/* The compiled backend: lowering + memory plan at creation, then runs that walk a fixed schedule
+ * over one arena with oneDNN matmuls, LLVM JIT kernels and C kernels (see backend/compiled.h).
+ *
+ * Every pointer an instruction uses is resolved ahead of time: arena pointers once at creation,
+ * pointers into bound / initialised / constant leaf memory whenever a binding changes (a list of
+ * patches). A run therefore does no allocation and no lookup. */
+#include "backend/compiled_internal.h"
+
+#include "backend/kernel.h"
+#include "backend/onednn.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    pc_li_kind kind;
+    const pc_linsn *li;
+    bool skip;             /* nothing to compute (empty) */
+    /* MATMUL */
+    pc_dnnl_matmul *mm;
+    void *a, *b, *c;
+    int64_t c_bytes;
+    const void *prepared;  /* b_constant: the b pointer the primitive was prepared for */
+    /* KERNEL */
+    pc_kernel_fn fn;
+    void **args;
+    /* CALL */
+    pc_ck_fn cfn;
+    pc_ckctx ck;
+    void **inp;
+    const char *name;
+    /* COPY */
+    void *src, *dst;
+    /* profile */
+    double t;
+    int64_t calls;
+} cinsn;
+
+typedef struct {
+    void **slot;
+    int buf;
+    int64_t off; /* bytes */
+} patch;
+
+struct pc_compiled {
+    const pc_graph *g;
+    pc_lowered *l;
+    pc_dnnl *dnnl;
+    pc_jit *jit;
+    uint8_t *arena;
+    void **bound, **init; /* per value */
+    void **base;          /* per buffer */
+    uint64_t seed;
+    bool dirty, ran, prof;
+    cinsn *ins;
+    int nins;
+    patch *patches;
+    int npatches, cappatches;
+    void **upd_tmp;       /* per update: snapshot room when its value lives in leaf memory */
+    double **tables;      /* rope tables */
+    int ntables;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* "FILE:LINE: error: %name (op type) message", like the reference interpreter */
+static int verr(const pc_graph *g, pc_val v, char *err, size_t errlen, const char *msg) {
+    char what[512], where[512] = "";
+    const pc_value *x = &g->vals[v];
+    if (x->loc.file) snprintf(where, sizeof where, "%s:%d: ", x->loc.file, x->loc.line);
+    ref_describe(g, v, what, sizeof what);
+    set_err(err, errlen, "%serror: %s %s", where, what, msg);
+    return -1;
+}
+
+static size_t value_bytes(const pc_value *x) { return (size_t)pc_shape_numel(x->shape) * pc_dtype_size(x->dtype); }
+
+/* ---- pointers ---- */
+
+static int add_patch(pc_compiled *c, void **slot, const pc_lref *r) {
+    int b = r->view.buf;
+    int64_t off = r->view.off * (int64_t)pc_dtype_size(r->dt);
+    const pc_lbuf *B = &c->l->buf[b];
+    if (B->kind == PC_BUF_ARENA) {
+        *slot = c->arena + B->offset + off;
+        return 0;
+    }
+    if (c->npatches == c->cappatches) {
+        int cap = c->cappatches ? 2 * c->cappatches : 256;
+        patch *p = realloc(c->patches, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        c->patches = p;
+        c->cappatches = cap;
+    }
+    c->patches[c->npatches++] = (patch){slot, b, off};
+    *slot = NULL;
+    return 0;
+}
+
+static uint64_t init_stream(const pc_graph *g, pc_val v) { /* as backend/ref.c */
+    const char *key = g->vals[v].key;
+    if (!key) return (uint64_t)v;
+    uint64_t h = 1469598103934665603ull;
+    for (; *key; key++) h = (h ^ (unsigned char)*key) * 1099511628211ull;
+    return h;
+}
+
+static int init_leaf(pc_compiled *c, pc_val v, char *err, size_t errlen) {
+    const pc_graph *g = c->g;
+    const pc_value *x = &g->vals[v];
+    int64_t n = pc_shape_numel(x->shape);
+    size_t bytes = value_bytes(x);
+    void *buf = malloc(bytes ? bytes : 1);
+    if (!buf) return verr(g, v, err, errlen, "could not be allocated");
+    int64_t fan_in = x->shape.rank ? x->shape.dim[x->shape.rank - 1] : 1;
+    if (x->dtype == PC_F32) {
+        pc_init_fill(buf, n, x->init, fan_in, c->seed, init_stream(g, v));
+    } else if (x->init.kind == PC_INIT_ZEROS || x->init.kind == PC_INIT_ONES) {
+        for (int64_t i = 0; i < n; i++) ((int32_t *)buf)[i] = x->init.kind == PC_INIT_ONES;
+    } else {
+        free(buf);
+        return verr(g, v, err, errlen, "has an init that only applies to f32 (an i32 value takes zeros or ones)");
+    }
+    c->init[v] = buf;
+    return 0;
+}
+
+/* the memory of every leaf (as the reference prepares it), then every patch */
+static int resolve(pc_compiled *c, char *err, size_t errlen) {
+    const pc_graph *g = c->g;
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *x = &g->vals[v];
+        if (x->op == PC_OP_input && !c->bound[v]) return verr(g, v, err, errlen, "is not bound");
+        if ((x->op == PC_OP_param || x->op == PC_OP_state) && !c->bound[v] && !c->init[v]) {
+            if (x->init.kind == PC_INIT_NONE) return verr(g, v, err, errlen, "is not bound and has no init");
+            if (init_leaf(c, v, err, errlen)) return -1;
+        }
+        if (x->op == PC_OP_const && !x->data) return verr(g, v, err, errlen, "has no data (the constant was elided)");
+    }
+    for (int b = 0; b < c->l->nbufs; b++) {
+        const pc_lbuf *B = &c->l->buf[b];
+        if (B->kind == PC_BUF_ARENA) c->base[b] = c->arena + B->offset;
+        else if (B->kind == PC_BUF_CONST) c->base[b] = g->vals[B->owner].data;
+        else c->base[b] = c->bound[B->owner] ? c->bound[B->owner] : c->init[B->owner];
+    }
+    for (int i = 0; i < c->npatches; i++) *c->patches[i].slot = (uint8_t *)c->base[c->patches[i].buf] + c->patches[i].off;
+    for (int i = 0; i < c->nins; i++) {
+        cinsn *ci = &c->ins[i];
+        if (ci->kind != PC_LI_MATMUL || !ci->mm || !ci->li->mm.b_constant || ci->prepared == ci->b) continue;
+        if (pc_dnnl_matmul_prepare_b(ci->mm, ci->b, err, errlen)) return -1;
+        ci->prepared = ci->b;
+    }
+    c->dirty = false;
+    return 0;
+}
+
+/* ---- creation ---- */
+
+static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
+    const pc_linsn *I = ci->li;
+    ci->c_bytes = pc_shape_numel(I->out[0].shape) * 4;
+    if (add_patch(c, &ci->a, &I->in[0]) || add_patch(c, &ci->b, &I->in[1]) || add_patch(c, &ci->c, &I->out[0]))
+        return -1;
+    if (I->mm_zero) return 0;
+    if (!(ci->mm = pc_dnnl_matmul_new(c->dnnl, &I->mm, err, errlen))) return -1;
+    return 0;
+}
+
+static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, char *err, size_t errlen) {
+    const pc_linsn *I = ci->li;
+    const pc_graph *g = c->g;
+    ci->cfn = fn;
+    ci->name = name;
+    if (!(ci->inp = calloc((size_t)I->nin + 1, sizeof *ci->inp))) return -1;
+    ci->ck.k = (ref_kctx){g, I->v, &g->vals[I->v], NULL, (const void *const *)ci->inp, NULL, 0};
+    for (int k = 0; k < I->nin; k++)
+        if (add_patch(c, &ci->inp[k], &I->in[k])) return -1;
+    if (add_patch(c, &ci->ck.k.out, &I->out[0])) return -1;
+    if (I->scratch_buf >= 0) ci->ck.scratch = c->arena + c->l->buf[I->scratch_buf].offset;
+    if (I->aux != PC_NONE) ci->ck.mask = &g->vals[I->aux];
+    /* rope over constant positions: the cos/sin table is computed once */
+    const pc_value *x = &g->vals[I->v];
+    if (x->op == PC_OP_rope && I->call == PC_CALL_OP && c->l->buf[I->in[1].view.buf].kind == PC_BUF_CONST) {
+        const int32_t *pos = (const int32_t *)g->vals[c->l->buf[I->in[1].view.buf].owner].data;
+        double **t = realloc(c->tables, (size_t)(c->ntables + 1) * sizeof *t);
+        if (!t) return -1;
+        c->tables = t;
+        if (pos && (t[c->ntables] = pc_ck_rope_table(g, I->v, pos + I->in[1].view.off))) ci->ck.table = t[c->ntables++];
+    }
+    (void)err, (void)errlen;
+    return 0;
+}
+
+static int build_kernels(pc_compiled *c, char *err, size_t errlen) {
+    int nk = 0;
+    for (int i = 0; i < c->nins; i++) nk += c->ins[i].kind == PC_LI_KERNEL;
+    if (!nk) return 0;
+    pc_kernel_desc *uniq = calloc((size_t)nk, sizeof *uniq);
+    int *which = calloc((size_t)c->nins, sizeof *which);
+    char **names = calloc((size_t)nk, sizeof *names);
+    pc_kernel_fn *fns = calloc((size_t)nk, sizeof *fns);
+    int nu = 0, rc = -1;
+    if (!uniq || !which || !names || !fns) goto done;
+    /* identical kernels (the same layer repeated) are compiled once */
+    for (int i = 0; i < c->nins; i++) {
+        cinsn *ci = &c->ins[i];
+        if (ci->kind != PC_LI_KERNEL) continue;
+        const pc_kernel_desc *kd = ci->li->kd;
+        int u = 0;
+        while (u < nu && memcmp(&uniq[u], kd, sizeof *kd) != 0) u++;
+        if (u == nu) {
+            uniq[nu] = *kd;
+            if (!(names[nu] = malloc(32))) goto done;
+            snprintf(names[nu], 32, "pc_k%d", nu);
+            nu++;
+        }
+        which[i] = u;
+        const pc_linsn *I = ci->li;
+        if (!(ci->args = calloc((size_t)(I->nin + I->nout), sizeof *ci->args))) goto done;
+        for (int k = 0; k < I->nin; k++)
+            if (add_patch(c, &ci->args[k], &I->in[k])) goto done;
+        for (int k = 0; k < I->nout; k++)
+            if (add_patch(c, &ci->args[I->nin + k], &I->out[k])) goto done;
+        int64_t work = 1;
+        for (int d = 0; d < kd->rank; d++) work *= kd->dim[d];
+        ci->skip = work == 0;
+    }
+    if (!(c->jit = pc_jit_new(err, errlen))) goto done;
+    if (pc_jit_compile(c->jit, uniq, (const char *const *)names, nu, fns, err, errlen)) goto done;
+    for (int i = 0; i < c->nins; i++)
+        if (c->ins[i].kind == PC_LI_KERNEL) c->ins[i].fn = fns[which[i]];
+    rc = 0;
+done:
+    if (rc && !err[0]) set_err(err, errlen, "out of memory");
+    for (int u = 0; u < nu; u++) free(names[u]);
+    free(names);
+    free(uniq);
+    free(which);
+    free(fns);
+    return rc;
+}
+
+pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    pc_ref *check = pc_ref_new(g, err, errlen); /* the reference's well-formedness checks */
+    if (!check) return NULL;
+    pc_ref_free(check);
+    pc_compiled *c = calloc(1, sizeof *c);
+    if (!c) { set_err(err, errlen, "out of memory"); return NULL; }
+    c->g = g;
+    c->dirty = true;
+    if (!(c->l = pc_lower(g, err, errlen))) goto fail;
+    pc_lowered *l = c->l;
+    pc_ck_fn *cfns = calloc((size_t)l->ninsns + 1, sizeof *cfns);
+    const char **cnames = calloc((size_t)l->ninsns + 1, sizeof *cnames);
+    if (!cfns || !cnames) { free(cfns); free(cnames); goto oom; }
+    for (int i = 0; i < l->ninsns; i++)
+        if (l->insn[i].kind == PC_LI_CALL) cfns[i] = pc_ck_select(g, &l->insn[i], &l->insn[i].scratch, &cnames[i]);
+    if (pc_memplan(l, err, errlen)) { free(cfns); free(cnames); goto fail; }
+    if (o && o->dump_after && strcmp(o->dump_after, "lower") == 0) {
+        char *text = pc_lowered_print(l);
+        fputs(text ? text : "(out of memory)\n", stderr);
+        free(text);
+    }
+    /* the arena is allocated and touched once: first-touch page faults are slow here */
+    size_t abytes = (size_t)(l->arena_bytes + 64 + 63) / 64 * 64;
+    c->arena = aligned_alloc(64, abytes);
+    size_t nv = (size_t)g->nvals + 1;
+    c->bound = calloc(nv, sizeof *c->bound);
+    c->init = calloc(nv, sizeof *c->init);
+    c->base = calloc((size_t)l->nbufs + 1, sizeof *c->base);
+    c->upd_tmp = calloc((size_t)g->nupdates + 1, sizeof *c->upd_tmp);
+    for (int i = 0; i < l->ninsns; i++) c->nins += l->insn[i].kind != PC_LI_VIEW;
+    c->ins = calloc((size_t)c->nins + 1, sizeof *c->ins);
+    if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins) { free(cfns); free(cnames); goto oom; }
+    memset(c->arena, 0, abytes);
+    int threads = o && o->threads > 0 ? o->threads : 1;
+    int k = 0, rc = 0;
+    for (int i = 0; i < l->ninsns && !rc; i++) {
+        const pc_linsn *I = &l->insn[i];
+        if (I->kind == PC_LI_VIEW) continue;
+        cinsn *ci = &c->ins[k++];
+        ci->kind = I->kind;
+        ci->li = I;
+        switch (I->kind) {
+        case PC_LI_MATMUL:
+            if (!c->dnnl && !I->mm_zero && !(c->dnnl = pc_dnnl_new(threads, err, errlen))) rc = -1;
+            else rc = build_matmul(c, ci, err, errlen);
+            break;
+        case PC_LI_CALL: rc = build_call(c, ci, cfns[i], cnames[i], err, errlen); break;
+        case PC_LI_COPY: rc = add_patch(c, &ci->src, &I->in[0]) || add_patch(c, &ci->dst, &I->out[0]); break;
+        default: break;
+        }
+    }
+    free(cfns);
+    free(cnames);
+    if (rc) goto fail;
+    if (build_kernels(c, err, errlen)) goto fail;
+    for (int i = 0; i < g->nupdates; i++) { /* room to snapshot values that live in leaf memory */
+        pc_val nx = g->updates[i].next;
+        if (l->buf[l->view[nx].buf].kind != PC_BUF_ARENA) {
+            size_t b = value_bytes(&g->vals[nx]);
+            if (!(c->upd_tmp[i] = malloc(b ? b : 1))) goto oom;
+        }
+    }
+    return c;
+oom:
+    set_err(err, errlen, "out of memory");
+fail:
+    if (err && errlen && !err[0]) set_err(err, errlen, "compiling the graph failed");
+    pc_compiled_free(c);
+    return NULL;
+}
+
+void pc_compiled_free(pc_compiled *c) {
+    if (!c) return;
+    for (int i = 0; i < c->nins; i++) {
+        pc_dnnl_matmul_free(c->ins[i].mm);
+        free(c->ins[i].args);
+        free(c->ins[i].inp);
+    }
+    free(c->ins);
+    pc_jit_free(c->jit);
+    pc_dnnl_free(c->dnnl);
+    if (c->init)
+        for (pc_val v = 0; v < c->g->nvals; v++) free(c->init[v]);
+    if (c->upd_tmp)
+        for (int i = 0; i < c->g->nupdates; i++) free(c->upd_tmp[i]);
+    for (int i = 0; i < c->ntables; i++) free(c->tables[i]);
+    free(c->tables);
+    free(c->upd_tmp);
+    free(c->init);
+    free(c->bound);
+    free(c->base);
+    free(c->patches);
+    free(c->arena);
+    pc_lowered_free(c->l);
+    free(c);
+}
+
+int pc_compiled_bind(pc_compiled *c, pc_val v, void *data) {
+    if (!c || v < 0 || v >= c->g->nvals) return -1;
+    pc_opcode op = c->g->vals[v].op;
+    if (op != PC_OP_input && op != PC_OP_param && op != PC_OP_state) return -1;
+    if (c->bound[v] != data) c->dirty = true;
+    c->bound[v] = data;
+    if (data && c->init[v]) { /* the caller's memory replaces an earlier initialisation */
+        free(c->init[v]);
+        c->init[v] = NULL;
+        c->dirty = true;
+    }
+    return 0;
+}
+
+void pc_compiled_set_seed(pc_compiled *c, uint64_t seed) {
+    if (c) c->seed = seed;
+}
+
+/* ---- running ---- */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
+    switch (ci->kind) {
+    case PC_LI_MATMUL:
+        if (!ci->mm) {
+            if (!ci->li->mm.accumulate) memset(ci->c, 0, (size_t)ci->c_bytes);
+            return 0;
+        }
+        if (pc_dnnl_matmul_run(ci->mm, ci->a, ci->b, ci->c))
+            return verr(c->g, ci->li->v, err, errlen, "failed in the oneDNN matmul");
+        return 0;
+    case PC_LI_KERNEL:
+        if (!ci->skip) ci->fn(ci->args);
+        return 0;
+    case PC_LI_CALL:
+        ci->ck.k.err = err;
+        ci->ck.k.errlen = errlen;
+        return ci->cfn(&ci->ck);
+    case PC_LI_COPY: {
+        const pc_lref *r = &ci->li->in[0];
+        pc_ck_copy(ci->dst, ci->src, r->shape.rank, r->shape.dim, r->view.st);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+int pc_compiled_run(pc_compiled *c, char *err, size_t errlen) {
+    if (!c) { set_err(err, errlen, "no compiled graph"); return -1; }
+    c->ran = false;
+    if (c->dirty && resolve(c, err, errlen)) return -1;
+    if (!c->prof) {
+        for (int i = 0; i < c->nins; i++)
+            if (exec_one(c, &c->ins[i], err, errlen)) return -1;
+    } else {
+        for (int i = 0; i < c->nins; i++) {
+            double t0 = now_s();
+            if (exec_one(c, &c->ins[i], err, errlen)) return -1;
+            c->ins[i].t += now_s() - t0;
+            c->ins[i].calls++;
+        }
+    }
+    c->ran = true;
+    return 0;
+}
+
+const void *pc_compiled_data(const pc_compiled *c, pc_val v) {
+    if (!c || v < 0 || v >= c->g->nvals) return NULL;
+    const pc_value *x = &c->g->vals[v];
+    if (x->op == PC_OP_input || x->op == PC_OP_param || x->op == PC_OP_state)
+        return c->bound[v] ? c->bound[v] : c->init[v];
+    if (x->op == PC_OP_const) return x->data;
+    const pc_lview *vw = &c->l->view[v];
+    if (!c->ran || vw->buf < 0) return NULL;
+    const pc_lbuf *B = &c->l->buf[vw->buf];
+    if (B->kind == PC_BUF_ARENA && !B->pinned) return NULL; /* reused by later instructions */
+    return (const uint8_t *)c->base[vw->buf] + vw->off * (int64_t)pc_dtype_size(x->dtype);
+}
+
+int pc_compiled_apply_updates(pc_compiled *c) {
+    if (!c || !c->ran) return -1;
+    const pc_graph *g = c->g;
+    for (int i = 0; i < g->nupdates; i++)
+        if (c->upd_tmp[i]) {
+            const void *src = pc_compiled_data(c, g->updates[i].next);
+            if (!src) return -1;
+            memcpy(c->upd_tmp[i], src, value_bytes(&g->vals[g->updates[i].next]));
+        }
+    int rc = 0;
+    for (int i = 0; i < g->nupdates; i++) {
+        pc_update u = g->updates[i];
+        void *dst = c->bound[u.target] ? c->bound[u.target] : c->init[u.target];
+        const void *src = c->upd_tmp[i] ? c->upd_tmp[i] : pc_compiled_data(c, u.next);
+        if (!dst || !src) { rc = -1; continue; }
+        memmove(dst, src, value_bytes(&g->vals[u.target]));
+    }
+    return rc;
+}
+
+/* ---- profile ---- */
+
+void pc_compiled_set_profile(pc_compiled *c, int on) {
+    if (!c) return;
+    c->prof = on != 0;
+    for (int i = 0; i < c->nins; i++) c->ins[i].t = 0, c->ins[i].calls = 0;
+}
+
+const pc_lowered *pc_compiled_lowered(const pc_compiled *c) { return c ? c->l : NULL; }
+
+void pc_compiled_profile_report(const pc_compiled *c, FILE *f) {
+    if (!c) return;
+    enum { MAXROWS = 64 };
+    const char *names[MAXROWS];
+    double t[MAXROWS] = {0}, kind_t[5] = {0}, total = 0;
+    int64_t n[MAXROWS] = {0}, kind_n[5] = {0}, runs = 0;
+    int nrows = 0;
+    static const char *const kn[5] = {"matmul", "kernel", "call", "copy", "view"};
+    for (int i = 0; i < c->nins; i++) {
+        const cinsn *ci = &c->ins[i];
+        kind_t[ci->kind] += ci->t;
+        kind_n[ci->kind] += ci->calls;
+        total += ci->t;
+        if (ci->calls > runs) runs = ci->calls;
+        const char *name = ci->kind == PC_LI_CALL ? ci->name : kn[ci->kind];
+        int r = 0;
+        while (r < nrows && strcmp(names[r], name) != 0) r++;
+        if (r == nrows) {
+            if (nrows == MAXROWS) continue;
+            names[nrows++] = name;
+        }
+        t[r] += ci->t;
+        n[r] += ci->calls;
+    }
+    if (!runs) runs = 1;
+    fprintf(f, "    profile over %lld runs: %.3f ms per run\n", (long long)runs, 1e3 * total / (double)runs);
+    for (int k = 0; k < 4; k++)
+        fprintf(f, "      %-8s %6.3f ms  %5.1f%%  (%lld instructions per run)\n", kn[k], 1e3 * kind_t[k] / (double)runs,
+                total > 0 ? 100 * kind_t[k] / total : 0.0, (long long)(kind_n[k] / runs));
+    for (int a = 0; a < nrows; a++) /* selection sort, largest first */
+        for (int b = a + 1; b < nrows; b++)
+            if (t[b] > t[a]) {
+                double tt = t[a]; t[a] = t[b]; t[b] = tt;
+                int64_t nn = n[a]; n[a] = n[b]; n[b] = nn;
+                const char *s = names[a]; names[a] = names[b]; names[b] = s;
+            }
+    for (int r = 0; r < nrows; r++)
+        fprintf(f, "        %-20s %6.3f ms  %5.1f%%  x%lld\n", names[r], 1e3 * t[r] / (double)runs,
+                total > 0 ? 100 * t[r] / total : 0.0, (long long)(n[r] / runs));
+    /* the slowest single instructions */
+    int top[40], ntop = 0;
+    for (int i = 0; i < c->nins; i++) {
+        int at = ntop < 40 ? ntop++ : 39;
+        if (at == 39 && ntop == 40 && c->ins[top[39]].t >= c->ins[i].t) continue;
+        top[at] = i;
+        for (; at > 0 && c->ins[top[at]].t > c->ins[top[at - 1]].t; at--) {
+            int tt = top[at]; top[at] = top[at - 1]; top[at - 1] = tt;
+        }
+    }
+    for (int k = 0; k < ntop; k++) {
+        const cinsn *ci = &c->ins[top[k]];
+        const pc_matmul_desc *d = &ci->li->mm;
+        fprintf(f, "      %8.1f us  %-8s %%%s", 1e6 * ci->t / (double)runs, kn[ci->kind], c->g->vals[ci->li->v].name);
+        if (ci->kind == PC_LI_MATMUL)
+            fprintf(f, " (rank %d, %lldx%lldx%lld, batch %lld, %s)", d->rank, (long long)d->a_dims[d->rank - 2],
+                    (long long)d->a_dims[d->rank - 1], (long long)d->b_dims[d->rank - 1],
+                    (long long)(d->rank > 2 ? d->c_dims[0] * (d->rank > 3 ? d->c_dims[1] : 1) : 1),
+                    ci->mm ? pc_dnnl_matmul_impl(ci->mm) : "-");
+        fprintf(f, "\n");
+    }
+}

@@ -1,0 +1,758 @@
+/* C kernels of the compiled backend's CALL instructions: the reference kernels' semantics
+ * (backend/ref_internal.h) with contiguous, vectorizable inner loops, no allocation (scratch
+ * comes from the arena) and float math where the result stays within ~1e-6 relative of the
+ * reference (reductions accumulate in double). A kernel that meets bad data (an id out of
+ * range) hands over to the reference kernel, which reports the identical error. Ops without a
+ * fast kernel run the reference kernel itself. */
+#include "backend/compiled_internal.h"
+
+#include "runtime/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* hot loops: compiled for AVX-512 / AVX2 / baseline, picked at load time (ifunc); reductions
+ * use GCC vector types so that they vectorize without reassociation flags */
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no ABI crosses */
+#define PC_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+#define INL static inline __attribute__((always_inline))
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+INL v16f ld16(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
+INL void st16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+INL v8d ld8d(const float *p) { v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, v8d); }
+INL v16f sel16(v16i m, v16f a, v16f b) { return (v16f)(((v16i)a & m) | ((v16i)b & ~m)); }
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+#define LO8(v) __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+#define HI8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
+/* horizontal reductions as trees (a sequential lane loop costs more than a short row) */
+INL float hsum16(v16f v) {
+    v8f a = LO8(v) + HI8(v);
+    v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+INL float hmax16(v16f v) {
+    v8f lo = LO8(v), hi = HI8(v);
+    v8f a = (v8f)(((v8i)hi & (hi > lo)) | ((v8i)lo & ~(hi > lo)));
+    float r = a[0];
+    for (int l = 1; l < 8; l++) r = a[l] > r ? a[l] : r;
+    return r;
+}
+INL int hany16(v16i m) {
+    v8i a = LO8(m) | HI8(m);
+    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) != 0;
+}
+INL double hsum8d(v8d v) {
+    v4d a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* exp(x) for x <= 0 in float (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */
+INL float exp_le0f(float x) {
+    float t = x * 1.44269504088896341f;
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500E-4f;
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return x < -87.33654f ? 0.0f : p * u.f;
+}
+
+/* the same on 16 lanes */
+INL v16f exp16(v16f x) {
+    v16f t = x * 1.44269504088896341f;
+    v16f n = (t + 12582912.0f) - 12582912.0f;
+    v16f r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    v16f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f res = p * (v16f)e;
+    return (v16f)((v16i)res & (x >= -87.33654f));
+}
+
+static const float *inf_(const ref_kctx *k, int i) { return (const float *)k->in[i]; }
+
+/* ---- row kernels ---- */
+
+/* entries j >= valid of a row read as `fill` (the causal mask; valid = n: no mask) */
+INL v16f row_ld(const float *x, int64_t j, int64_t valid, float fill) {
+    v16f v = ld16(x + j);
+    return j + 16 <= valid ? v : sel16(iota16 + (int32_t)j < (int32_t)valid, v, (v16f){0} + fill);
+}
+
+/* max of a row; *nan set when it holds a NaN */
+INL float row_max(const float *x, int64_t n, int64_t valid, float fill, int *nan) {
+    v16f m = (v16f){0} - INFINITY;
+    v16i bad = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v16f v = row_ld(x, j, valid, fill);
+        m = sel16(v > m, v, m);
+        bad |= v != v;
+    }
+    float r = hmax16(m);
+    *nan |= hany16(bad);
+    for (; j < n; j++) {
+        float v = j < valid ? x[j] : fill;
+        r = v > r ? v : r;
+        *nan |= v != v;
+    }
+    return r;
+}
+
+/* o[j] = exp(x[j] - m) (o may be NULL: sum only); returns the sum */
+INL double row_expsum(float *o, const float *x, int64_t n, int64_t valid, float fill, float m) {
+    v16f acc = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) { /* four independent chains: the polynomial is latency-bound */
+        v16f e0 = exp16(row_ld(x, j, valid, fill) - m), e1 = exp16(row_ld(x, j + 16, valid, fill) - m);
+        v16f e2 = exp16(row_ld(x, j + 32, valid, fill) - m), e3 = exp16(row_ld(x, j + 48, valid, fill) - m);
+        if (o) st16(o + j, e0), st16(o + j + 16, e1), st16(o + j + 32, e2), st16(o + j + 48, e3);
+        acc += e0, acc1 += e1, acc2 += e2, acc3 += e3;
+    }
+    acc += (acc1 + acc2) + acc3;
+    for (; j + 16 <= n; j += 16) {
+        v16f e = exp16(row_ld(x, j, valid, fill) - m);
+        if (o) st16(o + j, e);
+        acc += e;
+    }
+    double s = hsum16(acc);
+    for (; j < n; j++) {
+        float e = exp_le0f((j < valid ? x[j] : fill) - m);
+        if (o) o[j] = e;
+        s += e;
+    }
+    return s;
+}
+
+INL void row_scale(float *o, int64_t n, float s) {
+    for (int64_t j = 0; j < n; j++) o[j] *= s;
+}
+
+INL double row_sum(const float *x, int64_t n) {
+    v8d a0 = {0}, a1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        a0 += ld8d(x + j);
+        a1 += ld8d(x + j + 8);
+    }
+    double s = hsum8d(a0 + a1);
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
+INL double row_sumsq(const float *x, int64_t n) {
+    v8d a0 = {0}, a1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v8d u = ld8d(x + j), w = ld8d(x + j + 8);
+        a0 += u * u;
+        a1 += w * w;
+    }
+    double s = hsum8d(a0 + a1);
+    for (; j < n; j++) s += (double)x[j] * x[j];
+    return s;
+}
+
+/* NaN / infinite rows: the reference's double arithmetic */
+__attribute__((noinline)) static void softmax_row_slow(float *o, const float *x, int64_t n, int64_t valid, float fill,
+                                                       bool logsm, double md) {
+    double s = 0;
+    for (int64_t j = 0; j < n; j++) s += exp((j < valid ? (double)x[j] : fill) - md);
+    for (int64_t j = 0; j < n; j++) {
+        double d = (j < valid ? (double)x[j] : fill) - md;
+        o[j] = (float)(logsm ? d - log(s) : exp(d) / s);
+    }
+}
+
+/* softmax of rows of n; with sq > 0 (the causal mask), entries j > (row % sq) + shift read as fill.
+ * Rows go in blocks, one phase at a time (max, exp + sum, scale), so that the rows of a block are
+ * independent and their latency chains overlap. */
+PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t n, int64_t sq, int64_t shift,
+                                float fill, bool logsm) {
+    enum { BLK = 32 };
+    float m[BLK];
+    double s[BLK];
+    int64_t valid[BLK];
+    for (int64_t r0 = 0; r0 < rows; r0 += BLK) {
+        int64_t nb = rows - r0 < BLK ? rows - r0 : BLK;
+        const float *xb = x + r0 * n;
+        float *ob = o + r0 * n;
+        int bad = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            valid[i] = n;
+            if (sq > 0 && (valid[i] = (r0 + i) % sq + shift + 1) > n) valid[i] = n;
+            int nan = 0;
+            m[i] = row_max(xb + i * n, n, valid[i], fill, &nan);
+            if (nan || !isfinite(m[i])) m[i] = NAN, bad = 1;
+        }
+        for (int64_t i = 0; i < nb; i++)
+            if (m[i] == m[i]) s[i] = row_expsum(logsm ? NULL : ob + i * n, xb + i * n, n, valid[i], fill, m[i]);
+        for (int64_t i = 0; i < nb; i++) {
+            const float *xr = xb + i * n;
+            float *orow = ob + i * n;
+            if (m[i] != m[i]) continue;
+            if (logsm) {
+                double lse = log(s[i]);
+                for (int64_t j = 0; j < n; j++) orow[j] = (float)((double)(j < valid[i] ? xr[j] : fill) - m[i] - lse);
+            } else row_scale(orow, n, (float)(1.0 / s[i]));
+        }
+        if (bad) /* NaN / infinite rows */
+            for (int64_t i = 0; i < nb; i++)
+                if (m[i] != m[i]) {
+                    int nan = 0;
+                    float mm = row_max(xb + i * n, n, valid[i], fill, &nan);
+                    softmax_row_slow(ob + i * n, xb + i * n, n, valid[i], fill, logsm, nan ? NAN : mm);
+                }
+    }
+}
+
+static int ck_softmax_common(const pc_ckctx *c, bool logsm) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t n = s.dim[s.rank - 1], rows = n ? pc_shape_numel(s) / n : 0;
+    softmax_rows(k->out, inf_(k, 0), rows, n, 0, 0, 0.0f, logsm);
+    return 0;
+}
+static int ck_softmax(const pc_ckctx *c) { return ck_softmax_common(c, false); }
+static int ck_log_softmax(const pc_ckctx *c) { return ck_softmax_common(c, true); }
+
+/* softmax(causal_mask(x)) over the last axis */
+static int ck_masked_softmax(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t sq = s.dim[s.rank - 2], sk = s.dim[s.rank - 1], rows = sk ? pc_shape_numel(s) / sk : 0;
+    softmax_rows(k->out, inf_(k, 0), rows, sk, sq, sk - sq, (float)c->mask->attr[0].f, false);
+    return 0;
+}
+
+PC_HOT static void rmsnorm_rows(float *o, const float *x, const float *w, int64_t rows, int64_t d, double eps) {
+    for (int64_t r = 0; r < rows; r++, o += d, x += d) {
+        float inv = (float)(1.0 / sqrt(row_sumsq(x, d) / (double)d + eps));
+        for (int64_t j = 0; j < d; j++) o[j] = x[j] * inv * w[j];
+    }
+}
+
+static int ck_rmsnorm(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t d = s.dim[s.rank - 1], rows = d ? pc_shape_numel(s) / d : 0;
+    rmsnorm_rows(k->out, inf_(k, 0), inf_(k, 1), rows, d, k->node->attr[0].f);
+    return 0;
+}
+
+INL double row_centered_sq(const float *x, int64_t n, double mean) {
+    v8d a0 = {0}, a1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v8d u = ld8d(x + j) - mean, w = ld8d(x + j + 8) - mean;
+        a0 += u * u;
+        a1 += w * w;
+    }
+    double s = hsum8d(a0 + a1);
+    for (; j < n; j++) s += (x[j] - mean) * (x[j] - mean);
+    return s;
+}
+
+PC_HOT static void layernorm_rows(float *o, const float *x, const float *w, const float *b, int64_t rows, int64_t d,
+                                  double eps) {
+    for (int64_t r = 0; r < rows; r++, o += d, x += d) {
+        double mean = row_sum(x, d) / (double)d;
+        double inv = 1.0 / sqrt(row_centered_sq(x, d, mean) / (double)d + eps);
+        for (int64_t j = 0; j < d; j++) o[j] = (float)((x[j] - mean) * inv * w[j] + b[j]);
+    }
+}
+
+static int ck_layernorm(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t d = s.dim[s.rank - 1], rows = d ? pc_shape_numel(s) / d : 0;
+    layernorm_rows(k->out, inf_(k, 0), inf_(k, 1), inf_(k, 2), rows, d, k->node->attr[0].f);
+    return 0;
+}
+
+/* ---- reductions: one contiguous block of reduced axes = [outer, r, inner] ---- */
+
+typedef struct {
+    int64_t outer, r, inner;
+} red_geom;
+
+/* false when the reduced axes (mask over in's axes) are not one block after merging */
+static bool reduce_geom(pc_shape in, unsigned mask, red_geom *gm) {
+    int first = -1, last = -1;
+    for (int i = 0; i < in.rank; i++)
+        if ((mask & (1u << i)) && in.dim[i] != 1) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    gm->outer = gm->r = gm->inner = 1;
+    if (first < 0) { gm->outer = pc_shape_numel(in); return true; }
+    for (int i = first; i <= last; i++)
+        if (!(mask & (1u << i)) && in.dim[i] != 1) return false;
+    for (int i = 0; i < first; i++) gm->outer *= in.dim[i];
+    for (int i = first; i <= last; i++) gm->r *= in.dim[i];
+    for (int i = last + 1; i < in.rank; i++) gm->inner *= in.dim[i];
+    return true;
+}
+
+static unsigned reduce_mask(const pc_graph *g, pc_val v) {
+    const pc_value *x = &g->vals[v];
+    pc_shape in = g->vals[x->in[0]].shape;
+    unsigned m = 0;
+    if (x->op == PC_OP_sum_to) { /* the axes along which `shape` was broadcast */
+        for (int i = 0; i < in.rank; i++) {
+            int j = i - (in.rank - x->shape.rank);
+            if (j < 0 || (x->shape.dim[j] == 1 && in.dim[i] != 1)) m |= 1u << i;
+        }
+        return m;
+    }
+    const pc_attr *axes = &x->attr[0];
+    if (axes->n == 0) return in.rank ? (1u << in.rank) - 1 : 0;
+    for (int i = 0; i < axes->n; i++) {
+        int64_t ax = pc_norm_axis(axes->ints[i], in.rank);
+        if (ax >= 0) m |= 1u << ax;
+    }
+    return m;
+}
+
+PC_HOT static void acc_rows(double *acc, const float *x, int64_t r, int64_t inner) {
+    for (int64_t t = 0; t < r; t++)
+        for (int64_t j = 0; j < inner; j++) acc[j] += x[t * inner + j];
+}
+
+PC_HOT static void max_rows(float *o, const float *x, int64_t r, int64_t inner) {
+    for (int64_t j = 0; j < inner; j++) o[j] = -INFINITY;
+    for (int64_t t = 0; t < r; t++)
+        for (int64_t j = 0; j < inner; j++) {
+            float v = x[t * inner + j];
+            o[j] = (v > o[j] || v != v) && o[j] == o[j] ? v : o[j];
+        }
+}
+
+PC_HOT static void sum_rows(float *o, const float *x, int64_t rows, int64_t r, double div) {
+    for (int64_t a = 0; a < rows; a++) o[a] = (float)(row_sum(x + a * r, r) / div);
+}
+
+static int ck_reduce(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_val v = k->v;
+    red_geom gm;
+    reduce_geom(ref_ishape(k, 0), reduce_mask(k->g, v), &gm);
+    double div = k->node->op == PC_OP_mean ? (double)gm.r : 1.0;
+    const float *x = inf_(k, 0);
+    float *o = k->out;
+    if (k->node->op != PC_OP_max && gm.inner == 1) {
+        sum_rows(o, x, gm.outer, gm.r, div);
+        return 0;
+    }
+    for (int64_t a = 0; a < gm.outer; a++) {
+        const float *xa = x + a * gm.r * gm.inner;
+        float *oa = o + a * gm.inner;
+        if (k->node->op == PC_OP_max) {
+            max_rows(oa, xa, gm.r, gm.inner);
+        } else {
+            double *acc = c->scratch;
+            memset(acc, 0, (size_t)gm.inner * sizeof *acc);
+            acc_rows(acc, xa, gm.r, gm.inner);
+            for (int64_t j = 0; j < gm.inner; j++) oa[j] = (float)(acc[j] / div);
+        }
+    }
+    return 0;
+}
+
+/* ---- embedding ---- */
+
+static int ck_embedding(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    int64_t rows = ref_ishape(k, 0).dim[0], d = ref_ishape(k, 0).dim[1], n = pc_shape_numel(ref_ishape(k, 1));
+    const int32_t *ids = ref_ini(k, 1);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= rows) return ref_embedding(k);
+    for (int64_t i = 0; i < n; i++) memcpy((float *)k->out + i * d, inf_(k, 0) + (int64_t)ids[i] * d, (size_t)d * 4);
+    return 0;
+}
+
+PC_HOT static void acc_row(double *acc, const float *g, int64_t d) {
+    for (int64_t j = 0; j < d; j++) acc[j] += g[j];
+}
+
+static int ck_embedding_grad(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    int64_t rows = k->node->attr[0].i, d = k->node->shape.dim[1], n = pc_shape_numel(ref_ishape(k, 0));
+    const int32_t *ids = ref_ini(k, 0);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= rows) return ref_embedding_grad(k);
+    double *acc = c->scratch;
+    memset(acc, 0, (size_t)(rows * d) * sizeof *acc);
+    for (int64_t i = 0; i < n; i++) acc_row(acc + (int64_t)ids[i] * d, inf_(k, 1) + i * d, d);
+    float *o = k->out;
+    for (int64_t i = 0; i < rows * d; i++) o[i] = (float)acc[i];
+    return 0;
+}
+
+/* ---- cross-entropy ---- */
+
+/* the reference's validation (it reports the error); count of non-ignored targets or -1 */
+static int64_t ce_check(const ref_kctx *k, int64_t rows, int64_t v, int64_t ignore) {
+    const int32_t *t = ref_ini(k, 1);
+    int64_t count = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (t[r] == ignore) continue;
+        if (t[r] < 0 || t[r] >= v) return -1;
+        count++;
+    }
+    return count;
+}
+
+INL double row_lse(const float *x, int64_t v) {
+    int nan = 0;
+    float m = row_max(x, v, v, 0.0f, &nan);
+    if (nan) return NAN;
+    if (isinf(m)) return m;
+    return m + log(row_expsum(NULL, x, v, v, 0.0f, m));
+}
+
+/* per-row losses (o per position when red == 2); returns their sum */
+PC_HOT static double ce_rows(float *o, const float *x, const int32_t *t, int64_t rows, int64_t v, int64_t ignore, int red) {
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double l = 0;
+        if (t[r] != ignore) l = row_lse(x + r * v, v) - (double)x[r * v + t[r]];
+        if (red == 2) o[r] = (float)l;
+        else total += l;
+    }
+    return total;
+}
+
+static int ck_cross_entropy(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape ls = ref_ishape(k, 0);
+    int64_t v = ls.dim[ls.rank - 1], rows = pc_shape_numel(ref_ishape(k, 1));
+    int64_t ignore = k->node->attr[0].i, red = k->node->attr[1].i;
+    int64_t count = ce_check(k, rows, v, ignore);
+    if (count < 0) return ref_cross_entropy(k);
+    float *o = k->out;
+    double total = ce_rows(o, inf_(k, 0), ref_ini(k, 1), rows, v, ignore, (int)red);
+    if (red == 0) o[0] = count ? (float)(total / (double)count) : 0.0f;
+    else if (red == 1) o[0] = (float)total;
+    return 0;
+}
+
+/* d logits = (softmax - onehot) * scale per row; scale = g/count, g or g[row] */
+PC_HOT static void ce_grad_rows(float *o, const float *x, const int32_t *t, const float *g, int64_t rows, int64_t v,
+                                int64_t ignore, int red, int64_t count) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *orow = o + r * v;
+        const float *xr = x + r * v;
+        if (t[r] == ignore) {
+            memset(orow, 0, (size_t)v * sizeof *orow);
+            continue;
+        }
+        double scale = red == 0 ? (double)g[0] / (double)count : red == 1 ? (double)g[0] : (double)g[r];
+        double lse = row_lse(xr, v);
+        if (!isfinite(lse)) { /* NaN / inf rows: the reference's double path */
+            for (int64_t j = 0; j < v; j++)
+                orow[j] = (float)((exp((double)xr[j] - lse) - (j == t[r] ? 1.0 : 0.0)) * scale);
+            continue;
+        }
+        float fl = (float)lse, fs = (float)scale;
+        int64_t j = 0;
+        for (; j + 64 <= v; j += 64) {
+            v16f e0 = exp16(ld16(xr + j) - fl), e1 = exp16(ld16(xr + j + 16) - fl);
+            v16f e2 = exp16(ld16(xr + j + 32) - fl), e3 = exp16(ld16(xr + j + 48) - fl);
+            st16(orow + j, e0 * fs), st16(orow + j + 16, e1 * fs), st16(orow + j + 32, e2 * fs), st16(orow + j + 48, e3 * fs);
+        }
+        for (; j + 16 <= v; j += 16) st16(orow + j, exp16(ld16(xr + j) - fl) * fs);
+        for (; j < v; j++) orow[j] = exp_le0f(xr[j] - fl) * fs;
+        orow[t[r]] = (float)((exp((double)xr[t[r]] - lse) - 1.0) * scale);
+    }
+}
+
+static int ck_cross_entropy_grad(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape ls = ref_ishape(k, 0);
+    int64_t v = ls.dim[ls.rank - 1], rows = pc_shape_numel(ref_ishape(k, 1));
+    int64_t ignore = k->node->attr[0].i, red = k->node->attr[1].i;
+    int64_t count = ce_check(k, rows, v, ignore);
+    if (count < 0) return ref_cross_entropy_grad(k);
+    ce_grad_rows(k->out, inf_(k, 0), ref_ini(k, 1), inf_(k, 2), rows, v, ignore, (int)red, count);
+    return 0;
+}
+
+/* ---- rope ---- */
+
+double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos) {
+    const pc_value *x = &g->vals[rope];
+    int64_t np = pc_shape_numel(g->vals[x->in[1]].shape), d = x->shape.dim[x->shape.rank - 1], half = d / 2;
+    double theta = x->attr[0].f;
+    double *t = malloc((size_t)(np * half * 2 + 1) * sizeof *t);
+    if (!t) return NULL;
+    for (int64_t p = 0; p < np; p++) {
+        if (pos[p] < 0) { free(t); return NULL; }
+        for (int64_t i = 0; i < half; i++) {
+            double ang = (double)pos[p] * pow(theta, -2.0 * (double)i / (double)d);
+            t[(p * half + i) * 2] = cos(ang);
+            t[(p * half + i) * 2 + 1] = sin(ang);
+        }
+    }
+    return t;
+}
+
+static int ck_rope(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape xs = k->node->shape, ps = ref_ishape(k, 1);
+    int style = (int)k->node->attr[1].i;
+    double sign = k->node->attr[2].i ? -1.0 : 1.0;
+    int64_t d = xs.dim[xs.rank - 1], h = xs.dim[xs.rank - 2], s = xs.dim[xs.rank - 3], half = d / 2;
+    int64_t rows = 1, np = pc_shape_numel(ps);
+    for (int i = 0; i < xs.rank - 2; i++) rows *= xs.dim[i];
+    const int32_t *pos = ref_ini(k, 1);
+    for (int64_t p = 0; p < np; p++)
+        if (pos[p] < 0) return ref_rope(k);
+    const double *tab = c->table;
+    if (!tab) {
+        double *t = c->scratch;
+        for (int64_t p = 0; p < np; p++)
+            for (int64_t i = 0; i < half; i++) {
+                double ang = (double)pos[p] * pow(k->node->attr[0].f, -2.0 * (double)i / (double)d);
+                t[(p * half + i) * 2] = cos(ang);
+                t[(p * half + i) * 2 + 1] = sin(ang);
+            }
+        tab = t;
+    }
+    const float *x = inf_(k, 0);
+    float *o = k->out;
+    for (int64_t t = 0; t < rows; t++) {
+        int64_t pi = ps.rank == 1 ? t % (s ? s : 1) : t;
+        const double *cs = tab + pi * half * 2;
+        for (int64_t hh = 0; hh < h; hh++) {
+            const float *xv = x + (t * h + hh) * d;
+            float *ov = o + (t * h + hh) * d;
+            for (int64_t i = 0; i < half; i++) {
+                int64_t i0 = style == 0 ? 2 * i : i, i1 = style == 0 ? 2 * i + 1 : i + half;
+                double cc = cs[2 * i], sn = sign * cs[2 * i + 1], x0 = xv[i0], x1 = xv[i1];
+                ov[i0] = (float)(x0 * cc - x1 * sn);
+                ov[i1] = (float)(x0 * sn + x1 * cc);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- layout and small ops ---- */
+
+static int ck_causal_mask(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t sq = s.dim[s.rank - 2], sk = s.dim[s.rank - 1], rows = sk ? pc_shape_numel(s) / sk : 0;
+    float fill = (float)k->node->attr[0].f;
+    const float *x = inf_(k, 0);
+    float *o = k->out;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i = r % sq, valid = i + (sk - sq) + 1;
+        if (valid > sk) valid = sk;
+        memcpy(o + r * sk, x + r * sk, (size_t)valid * sizeof *o);
+        for (int64_t j = valid; j < sk; j++) o[r * sk + j] = fill;
+    }
+    return 0;
+}
+
+static void split_axis(pc_shape s, int64_t ax, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int i = 0; i < ax; i++) *outer *= s.dim[i];
+    for (int i = (int)ax + 1; i < s.rank; i++) *inner *= s.dim[i];
+}
+
+static int ck_pad(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape in = ref_ishape(k, 0), os = k->node->shape;
+    int64_t ax = pc_norm_axis(k->node->attr[0].i, in.rank), before = k->node->attr[1].i, outer, inner;
+    split_axis(in, ax, &outer, &inner);
+    int64_t len = in.dim[ax] * inner, olen = os.dim[ax] * inner;
+    char *o = k->out;
+    const char *x = k->in[0];
+    for (int64_t i = 0; i < outer; i++) {
+        memset(o + i * olen * 4, 0, (size_t)(before * inner * 4));
+        memcpy(o + (i * olen + before * inner) * 4, x + i * len * 4, (size_t)(len * 4));
+        memset(o + (i * olen + before * inner + len) * 4, 0, (size_t)((olen - before * inner - len) * 4));
+    }
+    return 0;
+}
+
+static int ck_concat(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape os = k->node->shape;
+    int64_t ax = pc_norm_axis(k->node->attr[0].i, os.rank), outer, inner, at = 0;
+    split_axis(os, ax, &outer, &inner);
+    char *o = k->out;
+    for (int t = 0; t < k->node->nin; t++) {
+        int64_t dd = ref_ishape(k, t).dim[ax], len = dd * inner;
+        const char *x = k->in[t];
+        for (int64_t i = 0; i < outer && len > 0; i++)
+            memcpy(o + (i * os.dim[ax] + at) * inner * 4, x + i * len * 4, (size_t)(len * 4));
+        at += dd;
+    }
+    return 0;
+}
+
+static int ck_adamw_m(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    int64_t n = pc_shape_numel(k->node->shape);
+    const float *m = inf_(k, 0), *g = inf_(k, 1);
+    double b1 = inf_(k, 2)[1], gs = inf_(k, 3)[0];
+    float *o = k->out;
+    for (int64_t i = 0; i < n; i++) o[i] = (float)(b1 * m[i] + (1.0 - b1) * gs * g[i]);
+    return 0;
+}
+
+static int ck_adamw_v(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    int64_t n = pc_shape_numel(k->node->shape);
+    const float *v = inf_(k, 0), *g = inf_(k, 1);
+    double b2 = inf_(k, 2)[2], gs = inf_(k, 3)[0];
+    float *o = k->out;
+    for (int64_t i = 0; i < n; i++) {
+        double sg = gs * g[i];
+        o[i] = (float)(b2 * v[i] + (1.0 - b2) * sg * sg);
+    }
+    return 0;
+}
+
+PC_HOT static void adamw_p_loop(float *o, const float *p, const float *m, const float *v, int64_t n, double lr,
+                                double wd, double bc1, double bc2, double eps) {
+    for (int64_t i = 0; i < n; i++) {
+        double mhat = m[i] / bc1, vhat = v[i] / bc2;
+        o[i] = (float)(p[i] - lr * wd * p[i] - lr * mhat / (sqrt(vhat) + eps));
+    }
+}
+
+static int ck_adamw_p(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    const float *hp = inf_(k, 3);
+    double lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], wd = hp[4], t = hp[5];
+    adamw_p_loop(k->out, inf_(k, 0), inf_(k, 1), inf_(k, 2), pc_shape_numel(k->node->shape), lr, wd,
+                 1.0 - pow(b1, t), 1.0 - pow(b2, t), eps);
+    return 0;
+}
+
+/* ---- the strided copy of COPY instructions ---- */
+
+void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *st) {
+    int64_t d[PC_MAX_RANK], s[PC_MAX_RANK], idx[PC_MAX_RANK] = {0};
+    int r = 0;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0) return;
+        if (dims[i] == 1) continue;
+        if (r > 0 && s[r - 1] == st[i] * dims[i]) { /* merge with the outer axis */
+            d[r - 1] *= dims[i];
+            s[r - 1] = st[i];
+            continue;
+        }
+        d[r] = dims[i];
+        s[r++] = st[i];
+    }
+    uint32_t *o = dst;
+    const uint32_t *x = src;
+    if (r == 0) { *o = *x; return; }
+    int64_t len = d[r - 1], sl = s[r - 1], rows = 1, off = 0;
+    for (int i = 0; i < r - 1; i++) rows *= d[i];
+    for (int64_t row = 0; row < rows; row++) {
+        const uint32_t *xr = x + off;
+        if (sl == 1) memcpy(o, xr, (size_t)len * 4);
+        else
+            for (int64_t j = 0; j < len; j++) o[j] = xr[j * sl];
+        o += len;
+        for (int i = r - 2; i >= 0; i--) { /* next row: odometer over the outer axes */
+            off += s[i];
+            if (++idx[i] < d[i]) break;
+            off -= s[i] * d[i];
+            idx[i] = 0;
+        }
+    }
+}
+
+/* ---- selection ---- */
+
+#define REF(id)                                                                                    \
+    static int ckref_##id(const pc_ckctx *c) { return ref_##id(&c->k); }
+#define OP(id, name, nin, fusion, diff, attrs) REF(id)
+#include "ops.def"
+#undef OP
+#undef REF
+
+static const pc_ck_fn ref_fallback[PC_OP_COUNT] = {
+#define OP(id, name, nin, fusion, diff, attrs) [PC_OP_##id] = ckref_##id,
+#include "ops.def"
+#undef OP
+};
+
+pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, const char **name) {
+    const pc_value *x = &g->vals[I->v];
+    *scratch = 0;
+    *name = pc_op_get(x->op)->name;
+    if (I->call == PC_CALL_MASKED_SOFTMAX) {
+        *name = "causal_softmax";
+        return ck_masked_softmax;
+    }
+    bool f32 = x->dtype == PC_F32;
+    switch (x->op) {
+    case PC_OP_softmax:
+    case PC_OP_log_softmax:
+        if (pc_norm_axis(x->attr[0].i, x->shape.rank) == x->shape.rank - 1)
+            return x->op == PC_OP_softmax ? ck_softmax : ck_log_softmax;
+        break;
+    case PC_OP_rmsnorm: return ck_rmsnorm;
+    case PC_OP_layernorm: return ck_layernorm;
+    case PC_OP_sum: case PC_OP_mean: case PC_OP_max: case PC_OP_sum_to: {
+        red_geom gm;
+        if (!f32 || !reduce_geom(g->vals[x->in[0]].shape, reduce_mask(g, I->v), &gm)) break;
+        if (x->op != PC_OP_max && gm.inner > 1) *scratch = gm.inner * (int64_t)sizeof(double);
+        return ck_reduce;
+    }
+    case PC_OP_embedding: return ck_embedding;
+    case PC_OP_embedding_grad:
+        *scratch = x->attr[0].i * x->shape.dim[1] * (int64_t)sizeof(double);
+        return ck_embedding_grad;
+    case PC_OP_cross_entropy: return ck_cross_entropy;
+    case PC_OP_cross_entropy_grad: return ck_cross_entropy_grad;
+    case PC_OP_rope: {
+        pc_shape ps = g->vals[x->in[1]].shape;
+        *scratch = pc_shape_numel(ps) * (x->shape.dim[x->shape.rank - 1] / 2) * 2 * (int64_t)sizeof(double);
+        return ck_rope;
+    }
+    case PC_OP_causal_mask: return ck_causal_mask;
+    case PC_OP_pad: return ck_pad;
+    case PC_OP_concat: return ck_concat;
+    case PC_OP_adamw_m: return ck_adamw_m;
+    case PC_OP_adamw_v: return ck_adamw_v;
+    case PC_OP_adamw_p: return ck_adamw_p;
+    default: break;
+    }
+    static const char *const prefixed[PC_OP_COUNT] = {
+#define OP(id, name, nin, fusion, diff, attrs) [PC_OP_##id] = "ref:" name,
+#include "ops.def"
+#undef OP
+    };
+    *name = prefixed[x->op];
+    return ref_fallback[x->op];
+}
