@@ -57,6 +57,8 @@ static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
 
 /* exp(x) for x <= 0 in float (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */
 INL float exp_le0f(float x) {
+    float x0 = x;
+    x = x < -88.0f ? -88.0f : x; /* keeps the float -> int conversion defined */
     float t = x * 1.44269504088896341f;
     float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = x - n * 0.693359375f;
@@ -70,11 +72,12 @@ INL float exp_le0f(float x) {
     p = p * r * r + r + 1.0f;
     union { int32_t i; float f; } u;
     u.i = ((int32_t)n + 127) << 23;
-    return x < -87.33654f ? 0.0f : p * u.f;
+    return x0 < -87.33654f ? 0.0f : p * u.f;
 }
 
 /* the same on 16 lanes */
-INL v16f exp16(v16f x) {
+INL v16f exp16(v16f x0) {
+    v16f x = sel16(x0 < -88.0f, (v16f){0} - 88.0f, x0); /* keeps the conversion defined */
     v16f t = x * 1.44269504088896341f;
     v16f n = (t + 12582912.0f) - 12582912.0f;
     v16f r = x - n * 0.693359375f;
@@ -87,7 +90,7 @@ INL v16f exp16(v16f x) {
     p = p * r * r + r + 1.0f;
     v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
     v16f res = p * (v16f)e;
-    return (v16f)((v16i)res & (x >= -87.33654f));
+    return (v16f)((v16i)res & (x0 >= -87.33654f));
 }
 
 static const float *inf_(const ref_kctx *k, int i) { return (const float *)k->in[i]; }

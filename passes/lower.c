@@ -445,7 +445,8 @@ static int emit_view(lctx *c, pc_val v) {
     if (!I) return -1;
     I->in[0] = ref_of(c, o);
     I->out[0] = ref_of(c, v);
-    return 0;
+    /* a strided output is copied right away, so that its source need not live to the end */
+    return c->pinned[v] ? pin_value(c, v) : 0;
 }
 
 static int need_mem(lctx *c, pc_val user, pc_val o) {
