@@ -18,6 +18,7 @@ typedef struct {
     pc_li_kind kind;
     const pc_linsn *li;
     bool skip;             /* nothing to compute (empty) */
+    bool small;            /* MATMUL in C (pc_ck_gemm_small) */
     /* MATMUL */
     pc_dnnl_matmul *mm;
     void *a, *b, *c;
@@ -34,7 +35,7 @@ typedef struct {
     /* COPY */
     void *src, *dst;
     /* profile */
-    double t;
+    double t, tmin; /* total and fastest call: the machine is shared, the minimum is the cost */
     int64_t calls;
 } cinsn;
 
@@ -171,6 +172,10 @@ static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     if (add_patch(c, &ci->a, &I->in[0]) || add_patch(c, &ci->b, &I->in[1]) || add_patch(c, &ci->c, &I->out[0]))
         return -1;
     if (I->mm_zero) return 0;
+    if (pc_ck_gemm_small_ok(&I->mm) && !getenv("PEFTC_NO_SMALL")) {
+        ci->small = true;
+        return 0;
+    }
     if (!(ci->mm = pc_dnnl_matmul_new(c->dnnl, &I->mm, err, errlen))) return -1;
     return 0;
 }
@@ -187,6 +192,7 @@ static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, 
     if (add_patch(c, &ci->ck.k.out, &I->out[0])) return -1;
     if (I->scratch_buf >= 0) ci->ck.scratch = c->arena + c->l->buf[I->scratch_buf].offset;
     if (I->aux != PC_NONE) ci->ck.mask = &g->vals[I->aux];
+    ci->ck.alpha = I->alpha;
     /* rope over constant positions: the cos/sin table is computed once */
     const pc_value *x = &g->vals[I->v];
     if (x->op == PC_OP_rope && I->call == PC_CALL_OP && c->l->buf[I->in[1].view.buf].kind == PC_BUF_CONST) {
@@ -376,6 +382,10 @@ static double now_s(void) {
 static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     switch (ci->kind) {
     case PC_LI_MATMUL:
+        if (ci->small) {
+            pc_ck_gemm_small(&ci->li->mm, ci->a, ci->b, ci->c);
+            return 0;
+        }
         if (!ci->mm) {
             if (!ci->li->mm.accumulate) memset(ci->c, 0, (size_t)ci->c_bytes);
             return 0;
@@ -411,8 +421,9 @@ int pc_compiled_run(pc_compiled *c, char *err, size_t errlen) {
         for (int i = 0; i < c->nins; i++) {
             double t0 = now_s();
             if (exec_one(c, &c->ins[i], err, errlen)) return -1;
-            c->ins[i].t += now_s() - t0;
-            c->ins[i].calls++;
+            double dt = now_s() - t0;
+            c->ins[i].t += dt;
+            if (!c->ins[i].calls++ || dt < c->ins[i].tmin) c->ins[i].tmin = dt;
         }
     }
     c->ran = true;
@@ -457,37 +468,53 @@ int pc_compiled_apply_updates(pc_compiled *c) {
 void pc_compiled_set_profile(pc_compiled *c, int on) {
     if (!c) return;
     c->prof = on != 0;
-    for (int i = 0; i < c->nins; i++) c->ins[i].t = 0, c->ins[i].calls = 0;
+    for (int i = 0; i < c->nins; i++) c->ins[i].t = c->ins[i].tmin = 0, c->ins[i].calls = 0;
 }
 
 const pc_lowered *pc_compiled_lowered(const pc_compiled *c) { return c ? c->l : NULL; }
 
 void pc_compiled_profile_report(const pc_compiled *c, FILE *f) {
     if (!c) return;
-    enum { MAXROWS = 64 };
+    enum { MAXROWS = 96 };
     const char *names[MAXROWS];
-    double t[MAXROWS] = {0}, kind_t[5] = {0}, total = 0;
+    char store[MAXROWS][48];
+    double t[MAXROWS] = {0}, kind_t[5] = {0}, total = 0, mtotal = 0;
     int64_t n[MAXROWS] = {0}, kind_n[5] = {0}, runs = 0;
     int nrows = 0;
     static const char *const kn[5] = {"matmul", "kernel", "call", "copy", "view"};
     for (int i = 0; i < c->nins; i++) {
         const cinsn *ci = &c->ins[i];
-        kind_t[ci->kind] += ci->t;
+        /* per run: the fastest call of each instruction */
+        kind_t[ci->kind] += ci->tmin * (double)ci->calls;
         kind_n[ci->kind] += ci->calls;
-        total += ci->t;
+        total += ci->tmin * (double)ci->calls;
+        mtotal += ci->t;
         if (ci->calls > runs) runs = ci->calls;
         const char *name = ci->kind == PC_LI_CALL ? ci->name : kn[ci->kind];
+        char sig[48];
+        if (ci->kind == PC_LI_MATMUL) { /* matmuls by shape */
+            const pc_matmul_desc *d = &ci->li->mm;
+            int64_t b = 1;
+            for (int k = 0; k < d->rank - 2; k++) b *= d->c_dims[k];
+            snprintf(sig, sizeof sig, "mm %lldx%lldx%lld%s%s", (long long)d->a_dims[d->rank - 2],
+                     (long long)d->a_dims[d->rank - 1], (long long)d->b_dims[d->rank - 1], b > 1 ? " batched" : "",
+                     d->accumulate ? " acc" : "");
+            name = sig;
+        }
         int r = 0;
         while (r < nrows && strcmp(names[r], name) != 0) r++;
         if (r == nrows) {
             if (nrows == MAXROWS) continue;
-            names[nrows++] = name;
+            snprintf(store[nrows], sizeof store[nrows], "%s", name);
+            names[nrows] = store[nrows];
+            nrows++;
         }
-        t[r] += ci->t;
+        t[r] += ci->tmin * (double)ci->calls;
         n[r] += ci->calls;
     }
     if (!runs) runs = 1;
-    fprintf(f, "    profile over %lld runs: %.3f ms per run\n", (long long)runs, 1e3 * total / (double)runs);
+    fprintf(f, "    profile over %lld runs: %.3f ms per run (sum of each instruction's fastest call; mean %.3f ms)\n",
+            (long long)runs, 1e3 * total / (double)runs, 1e3 * mtotal / (double)runs);
     for (int k = 0; k < 4; k++)
         fprintf(f, "      %-8s %6.3f ms  %5.1f%%  (%lld instructions per run)\n", kn[k], 1e3 * kind_t[k] / (double)runs,
                 total > 0 ? 100 * kind_t[k] / total : 0.0, (long long)(kind_n[k] / runs));
@@ -499,27 +526,27 @@ void pc_compiled_profile_report(const pc_compiled *c, FILE *f) {
                 const char *s = names[a]; names[a] = names[b]; names[b] = s;
             }
     for (int r = 0; r < nrows; r++)
-        fprintf(f, "        %-20s %6.3f ms  %5.1f%%  x%lld\n", names[r], 1e3 * t[r] / (double)runs,
+        fprintf(f, "        %-28s %6.3f ms  %5.1f%%  x%lld\n", names[r], 1e3 * t[r] / (double)runs,
                 total > 0 ? 100 * t[r] / total : 0.0, (long long)(n[r] / runs));
     /* the slowest single instructions */
-    int top[40], ntop = 0;
+    int top[30], ntop = 0;
     for (int i = 0; i < c->nins; i++) {
-        int at = ntop < 40 ? ntop++ : 39;
-        if (at == 39 && ntop == 40 && c->ins[top[39]].t >= c->ins[i].t) continue;
+        int at = ntop < 30 ? ntop++ : 29;
+        if (at == 29 && ntop == 30 && c->ins[top[29]].tmin >= c->ins[i].tmin) continue;
         top[at] = i;
-        for (; at > 0 && c->ins[top[at]].t > c->ins[top[at - 1]].t; at--) {
+        for (; at > 0 && c->ins[top[at]].tmin > c->ins[top[at - 1]].tmin; at--) {
             int tt = top[at]; top[at] = top[at - 1]; top[at - 1] = tt;
         }
     }
     for (int k = 0; k < ntop; k++) {
         const cinsn *ci = &c->ins[top[k]];
         const pc_matmul_desc *d = &ci->li->mm;
-        fprintf(f, "      %8.1f us  %-8s %%%s", 1e6 * ci->t / (double)runs, kn[ci->kind], c->g->vals[ci->li->v].name);
+        fprintf(f, "      %8.1f us  %-8s %%%s", 1e6 * ci->tmin, kn[ci->kind], c->g->vals[ci->li->v].name);
         if (ci->kind == PC_LI_MATMUL)
             fprintf(f, " (rank %d, %lldx%lldx%lld, batch %lld, %s)", d->rank, (long long)d->a_dims[d->rank - 2],
                     (long long)d->a_dims[d->rank - 1], (long long)d->b_dims[d->rank - 1],
                     (long long)(d->rank > 2 ? d->c_dims[0] * (d->rank > 3 ? d->c_dims[1] : 1) : 1),
-                    ci->mm ? pc_dnnl_matmul_impl(ci->mm) : "-");
+                    ci->mm ? pc_dnnl_matmul_impl(ci->mm) : ci->small ? "C" : "-");
         fprintf(f, "\n");
     }
 }

@@ -18,7 +18,8 @@
 typedef struct {
     ref_kctx k;
     void *scratch;         /* pc_ck_select's scratch bytes, in the arena */
-    const pc_value *mask;  /* CALL_MASKED_SOFTMAX: the causal_mask node (its fill) */
+    const pc_value *mask;  /* CALL_MASKED_SOFTMAX / SOFTMAX_GRAD: the causal_mask node, or NULL */
+    double alpha;          /* CALL_SOFTMAX_GRAD: the folded scale */
     const double *table;   /* rope: (cos, sin) per position index and frequency, or NULL */
 } pc_ckctx;
 
@@ -32,6 +33,10 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
  * double, exactly as the reference computes them (malloc'd; NULL if out of memory or a position
  * is negative, which the kernel then reports at run time) */
 double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos);
+
+/* small matmuls in C (N = 4, 8 or 16), for shapes where oneDNN wastes its vectors */
+bool pc_ck_gemm_small_ok(const pc_matmul_desc *d);
+void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c);
 
 /* dst (dense) = src read with element strides st over dims (4-byte elements) */
 void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *st);

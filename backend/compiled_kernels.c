@@ -15,7 +15,8 @@
 /* hot loops: compiled for AVX-512 / AVX2 / baseline, picked at load time (ifunc); reductions
  * use GCC vector types so that they vectorize without reassociation flags */
 #pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no ABI crosses */
-#define PC_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+#define PC_HOT                                                                                     \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3", "fp-contract=fast")))
 #define INL static inline __attribute__((always_inline))
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -196,7 +197,7 @@ PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t 
     enum { BLK = 32 };
     float m[BLK];
     double s[BLK];
-    int64_t valid[BLK];
+    int64_t valid[BLK], span[BLK];
     for (int64_t r0 = 0; r0 < rows; r0 += BLK) {
         int64_t nb = rows - r0 < BLK ? rows - r0 : BLK;
         const float *xb = x + r0 * n;
@@ -205,12 +206,17 @@ PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t 
         for (int64_t i = 0; i < nb; i++) {
             valid[i] = n;
             if (sq > 0 && (valid[i] = (r0 + i) % sq + shift + 1) > n) valid[i] = n;
+            /* masked entries past the valid block whose exp underflows to 0 are not computed */
+            span[i] = (valid[i] + 15) / 16 * 16;
+            if (span[i] > n) span[i] = n;
             int nan = 0;
-            m[i] = row_max(xb + i * n, n, valid[i], fill, &nan);
+            m[i] = row_max(xb + i * n, span[i], valid[i], fill, &nan);
+            if (valid[i] < n && (fill > m[i] || fill != fill)) m[i] = fill;
             if (nan || !isfinite(m[i])) m[i] = NAN, bad = 1;
+            else if (logsm || (span[i] < n && exp_le0f(fill - m[i]) != 0.0f)) span[i] = n;
         }
         for (int64_t i = 0; i < nb; i++)
-            if (m[i] == m[i]) s[i] = row_expsum(logsm ? NULL : ob + i * n, xb + i * n, n, valid[i], fill, m[i]);
+            if (m[i] == m[i]) s[i] = row_expsum(logsm ? NULL : ob + i * n, xb + i * n, span[i], valid[i], fill, m[i]);
         for (int64_t i = 0; i < nb; i++) {
             const float *xr = xb + i * n;
             float *orow = ob + i * n;
@@ -218,7 +224,10 @@ PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t 
             if (logsm) {
                 double lse = log(s[i]);
                 for (int64_t j = 0; j < n; j++) orow[j] = (float)((double)(j < valid[i] ? xr[j] : fill) - m[i] - lse);
-            } else row_scale(orow, n, (float)(1.0 / s[i]));
+            } else {
+                row_scale(orow, span[i], (float)(1.0 / s[i]));
+                for (int64_t j = span[i]; j < n; j++) orow[j] = 0.0f;
+            }
         }
         if (bad) /* NaN / infinite rows */
             for (int64_t i = 0; i < nb; i++)
@@ -246,6 +255,37 @@ static int ck_masked_softmax(const pc_ckctx *c) {
     pc_shape s = k->node->shape;
     int64_t sq = s.dim[s.rank - 2], sk = s.dim[s.rank - 1], rows = sk ? pc_shape_numel(s) / sk : 0;
     softmax_rows(k->out, inf_(k, 0), rows, sk, sq, sk - sq, (float)c->mask->attr[0].f, false);
+    return 0;
+}
+
+/* the softmax backward alpha * [mask0](y (g - sum(g y))) per row (sum in double of the f32
+ * products, like the unfused ops) */
+PC_HOT static void softmax_grad_rows(float *o, const float *y, const float *g, int64_t rows, int64_t n, int64_t sq,
+                                     int64_t shift, double alpha) {
+    for (int64_t r = 0; r < rows; r++, o += n, y += n, g += n) {
+        v8d a0 = {0}, a1 = {0};
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            v16f p = ld16(g + j) * ld16(y + j);
+            a0 += __builtin_convertvector(LO8(p), v8d);
+            a1 += __builtin_convertvector(HI8(p), v8d);
+        }
+        double s = hsum8d(a0 + a1);
+        for (; j < n; j++) s += (double)(g[j] * y[j]);
+        float sf = (float)s;
+        int64_t valid = n;
+        if (sq > 0 && (valid = r % sq + shift + 1) > n) valid = n;
+        for (j = 0; j < valid; j++) o[j] = (float)(alpha * (double)(y[j] * (g[j] - sf)));
+        for (; j < n; j++) o[j] = 0.0f;
+    }
+}
+
+static int ck_softmax_grad(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t n = s.dim[s.rank - 1], rows = n ? pc_shape_numel(s) / n : 0;
+    int64_t sq = c->mask ? s.dim[s.rank - 2] : 0;
+    softmax_grad_rows(k->out, inf_(k, 0), inf_(k, 1), rows, n, sq, sq ? n - sq : 0, c->alpha);
     return 0;
 }
 
@@ -472,21 +512,17 @@ PC_HOT static void ce_grad_rows(float *o, const float *x, const int32_t *t, cons
             continue;
         }
         double scale = red == 0 ? (double)g[0] / (double)count : red == 1 ? (double)g[0] : (double)g[r];
-        double lse = row_lse(xr, v);
-        if (!isfinite(lse)) { /* NaN / inf rows: the reference's double path */
+        int nan = 0;
+        float m = row_max(xr, v, v, 0.0f, &nan);
+        if (nan || !isfinite(m)) { /* NaN / inf rows: the reference's double path */
+            double lse = nan ? NAN : m;
             for (int64_t j = 0; j < v; j++)
                 orow[j] = (float)((exp((double)xr[j] - lse) - (j == t[r] ? 1.0 : 0.0)) * scale);
             continue;
         }
-        float fl = (float)lse, fs = (float)scale;
-        int64_t j = 0;
-        for (; j + 64 <= v; j += 64) {
-            v16f e0 = exp16(ld16(xr + j) - fl), e1 = exp16(ld16(xr + j + 16) - fl);
-            v16f e2 = exp16(ld16(xr + j + 32) - fl), e3 = exp16(ld16(xr + j + 48) - fl);
-            st16(orow + j, e0 * fs), st16(orow + j + 16, e1 * fs), st16(orow + j + 32, e2 * fs), st16(orow + j + 48, e3 * fs);
-        }
-        for (; j + 16 <= v; j += 16) st16(orow + j, exp16(ld16(xr + j) - fl) * fs);
-        for (; j < v; j++) orow[j] = exp_le0f(xr[j] - fl) * fs;
+        /* one exp per entry: softmax = exp(x - m) / sum */
+        double sum = row_expsum(orow, xr, v, v, 0.0f, m), lse = m + log(sum);
+        row_scale(orow, v, (float)(scale / sum));
         orow[t[r]] = (float)((exp((double)xr[t[r]] - lse) - 1.0) * scale);
     }
 }
@@ -618,44 +654,85 @@ static int ck_concat(const pc_ckctx *c) {
     return 0;
 }
 
-static int ck_adamw_m(const pc_ckctx *c) {
-    const ref_kctx *k = &c->k;
-    int64_t n = pc_shape_numel(k->node->shape);
-    const float *m = inf_(k, 0), *g = inf_(k, 1);
-    double b1 = inf_(k, 2)[1], gs = inf_(k, 3)[0];
-    float *o = k->out;
-    for (int64_t i = 0; i < n; i++) o[i] = (float)(b1 * m[i] + (1.0 - b1) * gs * g[i]);
-    return 0;
-}
-
-static int ck_adamw_v(const pc_ckctx *c) {
-    const ref_kctx *k = &c->k;
-    int64_t n = pc_shape_numel(k->node->shape);
-    const float *v = inf_(k, 0), *g = inf_(k, 1);
-    double b2 = inf_(k, 2)[2], gs = inf_(k, 3)[0];
-    float *o = k->out;
-    for (int64_t i = 0; i < n; i++) {
-        double sg = gs * g[i];
-        o[i] = (float)(b2 * v[i] + (1.0 - b2) * sg * sg);
+/* ---- small matmuls (N = 4, 8 or 16: one vector per row of C) ----
+ * oneDNN's kernels vectorize over N and waste most of a vector on LoRA ranks and head dims; here
+ * each row of C is one vector, rows go in blocks of 8 so that a row of B is loaded once per block,
+ * and A and B take any strides (transposed views included). f32 accumulation, k ascending. */
+#define GEMM_N(NN, VT)                                                                             \
+    INL VT brow##NN(const float *b, int64_t sbn) {                                                 \
+        VT v;                                                                                      \
+        if (sbn == 1) memcpy(&v, b, sizeof v);                                                     \
+        else                                                                                       \
+            for (int j = 0; j < NN; j++) v[j] = b[j * sbn];                                        \
+        return v;                                                                                  \
+    }                                                                                              \
+    INL void crow##NN(float *c, VT v, float alpha, int acc) {                                      \
+        VT o = v * alpha;                                                                          \
+        if (acc) {                                                                                 \
+            VT old;                                                                                \
+            memcpy(&old, c, sizeof old);                                                           \
+            o += old;                                                                              \
+        }                                                                                          \
+        memcpy(c, &o, sizeof o);                                                                   \
+    }                                                                                              \
+    PC_HOT static void gemm_n##NN(float *c, const float *a, int64_t sam, int64_t sak, const float *b, int64_t sbk, \
+                                  int64_t sbn, int64_t M, int64_t K, float alpha, int acc) {        \
+        int64_t i = 0;                                                                             \
+        for (; i + 8 <= M; i += 8) {                                                               \
+            VT c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0};        \
+            const float *ai = a + i * sam;                                                         \
+            for (int64_t k = 0; k < K; k++) {                                                      \
+                VT bk = brow##NN(b + k * sbk, sbn);                                                \
+                const float *ak = ai + k * sak;                                                    \
+                c0 += ak[0] * bk, c1 += ak[sam] * bk, c2 += ak[2 * sam] * bk, c3 += ak[3 * sam] * bk; \
+                c4 += ak[4 * sam] * bk, c5 += ak[5 * sam] * bk, c6 += ak[6 * sam] * bk, c7 += ak[7 * sam] * bk; \
+            }                                                                                      \
+            float *ci = c + i * NN;                                                                \
+            crow##NN(ci, c0, alpha, acc), crow##NN(ci + NN, c1, alpha, acc);                       \
+            crow##NN(ci + 2 * NN, c2, alpha, acc), crow##NN(ci + 3 * NN, c3, alpha, acc);          \
+            crow##NN(ci + 4 * NN, c4, alpha, acc), crow##NN(ci + 5 * NN, c5, alpha, acc);          \
+            crow##NN(ci + 6 * NN, c6, alpha, acc), crow##NN(ci + 7 * NN, c7, alpha, acc);          \
+        }                                                                                          \
+        for (; i < M; i++) {                                                                       \
+            VT ci = {0};                                                                           \
+            for (int64_t k = 0; k < K; k++) ci += a[i * sam + k * sak] * brow##NN(b + k * sbk, sbn); \
+            crow##NN(c + i * NN, ci, alpha, acc);                                                  \
+        }                                                                                          \
     }
-    return 0;
+GEMM_N(4, v4f)
+GEMM_N(8, v8f)
+GEMM_N(16, v16f)
+
+bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
+    int64_t n = d->b_dims[d->rank - 1];
+    return n == 4 || n == 8 || n == 16;
 }
 
-PC_HOT static void adamw_p_loop(float *o, const float *p, const float *m, const float *v, int64_t n, double lr,
-                                double wd, double bc1, double bc2, double eps) {
-    for (int64_t i = 0; i < n; i++) {
-        double mhat = m[i] / bc1, vhat = v[i] / bc2;
-        o[i] = (float)(p[i] - lr * wd * p[i] - lr * mhat / (sqrt(vhat) + eps));
+void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {
+    int R = d->rank;
+    int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
+    for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];
+    for (int64_t t = 0; t < nb; t++) {
+        int64_t ao = 0, bo = 0, rem = t;
+        for (int i = R - 3; i >= 0; i--) { /* batch index -> offsets (broadcast dims read index 0) */
+            idx[i] = rem % d->c_dims[i];
+            rem /= d->c_dims[i];
+            if (d->a_dims[i] > 1) ao += idx[i] * d->a_strides[i];
+            if (d->b_dims[i] > 1) bo += idx[i] * d->b_strides[i];
+        }
+        float *ct = c + t * M * N;
+        const float *at = a + ao, *bt = b + bo;
+        int64_t sam = d->a_strides[R - 2], sak = d->a_strides[R - 1], sbk = d->b_strides[R - 2], sbn = d->b_strides[R - 1];
+        float pack[4096]; /* rows of B gathered once (b^T operands: LoRA A, weights) */
+        if (sbn != 1 && K * N <= 4096 && M > 8) {
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < N; j++) pack[k * N + j] = bt[k * sbk + j * sbn];
+            bt = pack, sbk = N, sbn = 1;
+        }
+        if (N == 4) gemm_n4(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
+        else if (N == 8) gemm_n8(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
+        else gemm_n16(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
     }
-}
-
-static int ck_adamw_p(const pc_ckctx *c) {
-    const ref_kctx *k = &c->k;
-    const float *hp = inf_(k, 3);
-    double lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], wd = hp[4], t = hp[5];
-    adamw_p_loop(k->out, inf_(k, 0), inf_(k, 1), inf_(k, 2), pc_shape_numel(k->node->shape), lr, wd,
-                 1.0 - pow(b1, t), 1.0 - pow(b2, t), eps);
-    return 0;
 }
 
 /* ---- the strided copy of COPY instructions ---- */
@@ -717,6 +794,10 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
         *name = "causal_softmax";
         return ck_masked_softmax;
     }
+    if (I->call == PC_CALL_SOFTMAX_GRAD) {
+        *name = I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad";
+        return ck_softmax_grad;
+    }
     bool f32 = x->dtype == PC_F32;
     switch (x->op) {
     case PC_OP_softmax:
@@ -746,9 +827,6 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
     case PC_OP_causal_mask: return ck_causal_mask;
     case PC_OP_pad: return ck_pad;
     case PC_OP_concat: return ck_concat;
-    case PC_OP_adamw_m: return ck_adamw_m;
-    case PC_OP_adamw_v: return ck_adamw_v;
-    case PC_OP_adamw_p: return ck_adamw_p;
     default: break;
     }
     static const char *const prefixed[PC_OP_COUNT] = {

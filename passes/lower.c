@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORBED, D_MSOFTMAX, D_CALL };
+enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORBED, D_MSOFTMAX, D_SMGRAD, D_CALL };
 
 typedef struct {
     const pc_graph *g;
@@ -144,6 +144,7 @@ static pc_linsn *new_insn(lctx *c, pc_li_kind kind, pc_val v, int nin, int nout)
     I->nout = nout;
     I->scratch_buf = -1;
     I->aux = PC_NONE;
+    I->alpha = 1.0;
     I->in = calloc((size_t)(nin ? nin : 1), sizeof *I->in);
     I->out = calloc((size_t)(nout ? nout : 1), sizeof *I->out);
     if (!I->in || !I->out) {
@@ -241,6 +242,8 @@ static void compute_roots(lctx *c) {
     }
 }
 
+static void match_softmax_grad(lctx *c, pc_val v);
+
 static void classify(lctx *c) {
     const pc_graph *g = c->g;
     for (pc_val v = 0; v < c->n; v++) {
@@ -301,6 +304,58 @@ static void classify(lctx *c) {
         c->mmv[v] = m;
         c->kind[m] = D_ABSORBED;
         c->absorber[m] = v;
+    }
+    for (pc_val v = 0; v < c->n; v++) match_softmax_grad(c, v);
+}
+
+static bool is_op(const lctx *c, pc_val v, pc_opcode op, int kind) {
+    return c->g->vals[v].op == op && c->kind[v] == kind && c->g->vals[v].dtype == PC_F32;
+}
+
+/* the softmax backward as autograd writes it, y (g - sum(g y, last axis, keepdim)), optionally
+ * followed by causal_mask(fill=0) and scale(alpha): one C kernel instead of five passes */
+static void match_softmax_grad(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    const pc_value *x = &g->vals[v];
+    if (!is_op(c, v, PC_OP_mul, D_GROUP) || x->shape.rank < 1) return;
+    for (int side = 0; side < 2; side++) {
+        pc_val y = x->in[side], d = x->in[1 - side];
+        if (!is_op(c, d, PC_OP_sub, D_GROUP) || !single_use(c, d)) continue;
+        pc_val gv = g->vals[d].in[0], s = g->vals[d].in[1];
+        if (!is_op(c, s, PC_OP_sum, D_CALL) || !single_use(c, s)) continue;
+        const pc_value *sx = &g->vals[s];
+        if (sx->attr[1].i != 1 || sx->attr[0].n != 1 || pc_norm_axis(sx->attr[0].ints[0], x->shape.rank) != x->shape.rank - 1)
+            continue;
+        pc_val m = sx->in[0];
+        if (!is_op(c, m, PC_OP_mul, D_GROUP) || !single_use(c, m)) continue;
+        const pc_value *mx = &g->vals[m];
+        if (!((mx->in[0] == gv && mx->in[1] == y) || (mx->in[0] == y && mx->in[1] == gv))) continue;
+        if (!pc_shape_eq(g->vals[y].shape, x->shape) || !pc_shape_eq(g->vals[gv].shape, x->shape)) continue;
+        pc_val top = v, mask = PC_NONE;
+        double alpha = 1.0;
+        pc_val chain[5] = {m, s, d, v, PC_NONE};
+        int nch = 4;
+        if (single_use(c, top) && c->ustart[top + 1] > c->ustart[top]) {
+            pc_val u = c->users[c->ustart[top]];
+            if (is_op(c, u, PC_OP_causal_mask, D_CALL) && g->vals[u].attr[0].f == 0.0 && x->shape.rank >= 2) {
+                mask = top = u;
+                chain[nch++] = u;
+            }
+        }
+        if (single_use(c, top) && c->ustart[top + 1] > c->ustart[top]) {
+            pc_val u = c->users[c->ustart[top]];
+            if (is_op(c, u, PC_OP_scale, D_GROUP) && g->vals[u].attr[1].f == 0.0) {
+                alpha = g->vals[u].attr[0].f;
+                top = u;
+            }
+        }
+        for (int i = 0; i < nch; i++)
+            if (chain[i] != top) c->kind[chain[i]] = D_ABSORBED, c->absorber[chain[i]] = top;
+        c->kind[top] = D_SMGRAD;
+        c->mmv[top] = v;     /* the final mul: its operands are y and the (absorbed) sub */
+        c->accx[top] = mask; /* the causal mask, or PC_NONE */
+        c->alpha[top] = alpha;
+        return;
     }
 }
 
@@ -663,10 +718,21 @@ static int emit_call(lctx *c, pc_val v) {
     }
     const pc_value *sx = &g->vals[src];
     int nin = c->kind[v] == D_MSOFTMAX ? 1 : x->nin;
+    pc_val ops[2];
+    const pc_val *in = sx->in;
+    if (c->kind[v] == D_SMGRAD) { /* operands y and g of y (g - sum(g y)) */
+        const pc_value *mx = &g->vals[c->mmv[v]];
+        int ds = g->vals[mx->in[1]].op == PC_OP_sub && c->kind[mx->in[1]] == D_ABSORBED && c->absorber[mx->in[1]] == v;
+        ops[0] = mx->in[1 - ds];
+        ops[1] = g->vals[mx->in[ds]].in[0];
+        in = ops;
+        nin = 2;
+        ck = PC_CALL_SOFTMAX_GRAD;
+    }
     pc_lref *refs = malloc((size_t)(nin ? nin : 1) * sizeof *refs);
     if (!refs) return fail_oom(c);
     for (int k = 0; k < nin; k++) {
-        pc_val o = sx->in[k];
+        pc_val o = in[k];
         if (need_mem(c, v, o) || dense_ref(c, o, &refs[k])) { free(refs); return -1; }
     }
     pc_linsn *I = new_insn(c, PC_LI_CALL, v, nin, 1);
@@ -674,7 +740,8 @@ static int emit_call(lctx *c, pc_val v) {
     memcpy(I->in, refs, (size_t)nin * sizeof *refs);
     free(refs);
     I->call = ck;
-    I->aux = ck == PC_CALL_MASKED_SOFTMAX ? src : PC_NONE;
+    I->aux = ck == PC_CALL_MASKED_SOFTMAX ? src : ck == PC_CALL_SOFTMAX_GRAD ? c->accx[v] : PC_NONE;
+    I->alpha = ck == PC_CALL_SOFTMAX_GRAD ? c->alpha[v] : 1.0;
     if (alloc_value(c, v) < 0) return -1;
     I->out[0] = ref_of(c, v);
     return 0;

@@ -84,6 +84,7 @@ typedef enum { PC_LI_MATMUL, PC_LI_KERNEL, PC_LI_CALL, PC_LI_COPY, PC_LI_VIEW } 
 typedef enum {
     PC_CALL_OP = 0,         /* the op of value v, operands = its operands (dense) */
     PC_CALL_MASKED_SOFTMAX, /* softmax(causal_mask(x)) over the last axis; attrs from both */
+    PC_CALL_SOFTMAX_GRAD,   /* alpha * [causal_mask0](y (g - sum(g y, last axis))): operands y, g */
 } pc_call_kind;
 
 typedef struct {
@@ -101,7 +102,8 @@ typedef struct {
     int nmembers;
     /* CALL */
     pc_call_kind call;
-    pc_val aux;        /* PC_CALL_MASKED_SOFTMAX: the causal_mask value */
+    pc_val aux;        /* the causal_mask value of a MASKED_SOFTMAX / SOFTMAX_GRAD (or PC_NONE) */
+    double alpha;      /* SOFTMAX_GRAD: the folded scale */
     int64_t scratch;   /* bytes of arena scratch the C kernel needs (set before pc_memplan) */
     int scratch_buf;   /* after pc_memplan: the scratch buffer, or -1 */
 } pc_linsn;

@@ -266,14 +266,20 @@ char *pc_lowered_print(const pc_lowered *l) {
         case PC_LI_KERNEL: put_kernel(&sb, l, I); break;
         case PC_LI_CALL:
             pc_sb_printf(&sb, "%%%s = call.%s", x->name,
-                         I->call == PC_CALL_MASKED_SOFTMAX ? "causal_softmax" : pc_op_get(x->op)->name);
+                         I->call == PC_CALL_MASKED_SOFTMAX ? "causal_softmax"
+                         : I->call == PC_CALL_SOFTMAX_GRAD ? (I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad")
+                                                           : pc_op_get(x->op)->name);
             put_ins(&sb, l, I);
             pc_sb_printf(&sb, " -> ");
             put_ref(&sb, l, &I->out[0], false);
             pc_sb_printf(&sb, " ");
             put_type(&sb, x->dtype, x->shape);
-            put_attrs(&sb, x->op, x->attr);
-            if (I->aux != PC_NONE) put_attrs(&sb, g->vals[I->aux].op, g->vals[I->aux].attr);
+            if (I->call == PC_CALL_SOFTMAX_GRAD) {
+                if (I->alpha != 1.0) pc_sb_printf(&sb, " {alpha=%.17g}", I->alpha);
+            } else {
+                put_attrs(&sb, x->op, x->attr);
+                if (I->aux != PC_NONE) put_attrs(&sb, g->vals[I->aux].op, g->vals[I->aux].attr);
+            }
             if (I->scratch_buf >= 0)
                 pc_sb_printf(&sb, " scratch=[arena+%" PRId64 ":%" PRId64 "]", l->buf[I->scratch_buf].offset,
                              l->buf[I->scratch_buf].bytes);
