@@ -164,6 +164,119 @@ static int resolve(pc_compiled *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* ---- small matmuls (N = 4, 8 or 16: one vector per row of C) ----
+ * oneDNN's kernels vectorize over N and waste most of a vector on LoRA ranks and head dims; here
+ * each row of C is one vector, rows go in blocks of 8 so that a row of B is loaded once per block,
+ * and A and B take any strides (transposed views included). f32 accumulation, k ascending. */
+#define GEMM_N(NN, VT)                                                                             \
+    INL VT brow##NN(const float *b, int64_t sbn) {                                                 \
+        VT v;                                                                                      \
+        if (sbn == 1) memcpy(&v, b, sizeof v);                                                     \
+        else                                                                                       \
+            for (int j = 0; j < NN; j++) v[j] = b[j * sbn];                                        \
+        return v;                                                                                  \
+    }                                                                                              \
+    INL void crow##NN(float *c, VT v, float alpha, int acc) {                                      \
+        VT o = v * alpha;                                                                          \
+        if (acc) {                                                                                 \
+            VT old;                                                                                \
+            memcpy(&old, c, sizeof old);                                                           \
+            o += old;                                                                              \
+        }                                                                                          \
+        memcpy(c, &o, sizeof o);                                                                   \
+    }                                                                                              \
+    PC_HOT static void gemm_n##NN(float *c, const float *a, int64_t sam, int64_t sak, const float *b, int64_t sbk, \
+                                  int64_t sbn, int64_t M, int64_t K, float alpha, int acc) {        \
+        int64_t i = 0;                                                                             \
+        for (; i + 8 <= M; i += 8) {                                                               \
+            VT c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0};        \
+            const float *ai = a + i * sam;                                                         \
+            for (int64_t k = 0; k < K; k++) {                                                      \
+                VT bk = brow##NN(b + k * sbk, sbn);                                                \
+                const float *ak = ai + k * sak;                                                    \
+                c0 += ak[0] * bk, c1 += ak[sam] * bk, c2 += ak[2 * sam] * bk, c3 += ak[3 * sam] * bk; \
+                c4 += ak[4 * sam] * bk, c5 += ak[5 * sam] * bk, c6 += ak[6 * sam] * bk, c7 += ak[7 * sam] * bk; \
+            }                                                                                      \
+            float *ci = c + i * NN;                                                                \
+            crow##NN(ci, c0, alpha, acc), crow##NN(ci + NN, c1, alpha, acc);                       \
+            crow##NN(ci + 2 * NN, c2, alpha, acc), crow##NN(ci + 3 * NN, c3, alpha, acc);          \
+            crow##NN(ci + 4 * NN, c4, alpha, acc), crow##NN(ci + 5 * NN, c5, alpha, acc);          \
+            crow##NN(ci + 6 * NN, c6, alpha, acc), crow##NN(ci + 7 * NN, c7, alpha, acc);          \
+        }                                                                                          \
+        for (; i < M; i++) {                                                                       \
+            VT ci = {0};                                                                           \
+            for (int64_t k = 0; k < K; k++) ci += a[i * sam + k * sak] * brow##NN(b + k * sbk, sbn); \
+            crow##NN(c + i * NN, ci, alpha, acc);                                                  \
+        }                                                                                          \
+    }
+GEMM_N(4, v4f)
+GEMM_N(8, v8f)
+GEMM_N(16, v16f)
+
+/* the same when A's columns are contiguous (a transposed operand): vectors run along M, 16 rows
+ * of C per block, one accumulator per column; the block is transposed on the way out */
+#define GEMM_T(NN)                                                                                 \
+    PC_HOT static void gemm_t##NN(float *c, const float *a, int64_t sak, const float *b, int64_t sbk, int64_t sbn, \
+                                  int64_t M, int64_t K, float alpha, int acc) {                     \
+        for (int64_t i = 0; i + 16 <= M; i += 16) {                                                \
+            v16f cc[NN];                                                                           \
+            for (int j = 0; j < NN; j++) cc[j] = (v16f){0};                                        \
+            for (int64_t k = 0; k < K; k++) {                                                      \
+                v16f ak = ld16(a + i + k * sak);                                                   \
+                const float *bk = b + k * sbk;                                                     \
+                for (int j = 0; j < NN; j++) cc[j] += ak * bk[j * sbn];                            \
+            }                                                                                      \
+            for (int l = 0; l < 16; l++) {                                                         \
+                float *cr = c + (i + l) * NN;                                                      \
+                for (int j = 0; j < NN; j++) cr[j] = alpha * cc[j][l] + (acc ? cr[j] : 0.0f);     \
+            }                                                                                      \
+        }                                                                                          \
+    }
+GEMM_T(4)
+GEMM_T(8)
+GEMM_T(16)
+
+bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
+    int64_t n = d->b_dims[d->rank - 1];
+    return n == 4 || n == 8 || n == 16;
+}
+
+void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {
+    int R = d->rank;
+    int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
+    for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];
+    for (int64_t t = 0; t < nb; t++) {
+        int64_t ao = 0, bo = 0, rem = t;
+        for (int i = R - 3; i >= 0; i--) { /* batch index -> offsets (broadcast dims read index 0) */
+            idx[i] = rem % d->c_dims[i];
+            rem /= d->c_dims[i];
+            if (d->a_dims[i] > 1) ao += idx[i] * d->a_strides[i];
+            if (d->b_dims[i] > 1) bo += idx[i] * d->b_strides[i];
+        }
+        float *ct = c + t * M * N;
+        const float *at = a + ao, *bt = b + bo;
+        int64_t sam = d->a_strides[R - 2], sak = d->a_strides[R - 1], sbk = d->b_strides[R - 2], sbn = d->b_strides[R - 1];
+        float pack[4096]; /* rows of B gathered once (b^T operands: LoRA A, weights) */
+        if (sbn != 1 && K * N <= 4096 && M > 8) {
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < N; j++) pack[k * N + j] = bt[k * sbk + j * sbn];
+            bt = pack, sbk = N, sbn = 1;
+        }
+        int64_t m0 = 0;
+        if (sam == 1 && M >= 16) { /* columns of A contiguous: 16-row blocks along M */
+            m0 = M / 16 * 16;
+            if (N == 4) gemm_t4(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
+            else if (N == 8) gemm_t8(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
+            else gemm_t16(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
+        }
+        float *cr = ct + m0 * N;
+        const float *ar = at + m0 * sam;
+        if (N == 4) gemm_n4(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
+        else if (N == 8) gemm_n8(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
+        else gemm_n16(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
+    }
+}
+
 /* ---- creation ---- */
 
 static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
@@ -172,7 +285,7 @@ static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     if (add_patch(c, &ci->a, &I->in[0]) || add_patch(c, &ci->b, &I->in[1]) || add_patch(c, &ci->c, &I->out[0]))
         return -1;
     if (I->mm_zero) return 0;
-    if (pc_ck_gemm_small_ok(&I->mm) && !getenv("PEFTC_NO_SMALL")) {
+    if (I->mm_c) {
         ci->small = true;
         return 0;
     }
@@ -180,7 +293,21 @@ static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     return 0;
 }
 
-static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, char *err, size_t errlen) {
+/* rope over constant positions: the cos/sin table is computed once, and no scratch is needed */
+static const double *rope_table(pc_compiled *c, pc_linsn *I) {
+    const pc_graph *g = c->g;
+    if (g->vals[I->v].op != PC_OP_rope || I->call != PC_CALL_OP) return NULL;
+    const pc_lbuf *B = &c->l->buf[I->in[1].view.buf];
+    const int32_t *pos = B->kind == PC_BUF_CONST ? (const int32_t *)g->vals[B->owner].data : NULL;
+    double **t = pos ? realloc(c->tables, (size_t)(c->ntables + 1) * sizeof *t) : NULL;
+    if (!t) return NULL;
+    c->tables = t;
+    if (!(t[c->ntables] = pc_ck_rope_table(g, I->v, pos + I->in[1].view.off))) return NULL;
+    I->scratch = 0;
+    return t[c->ntables++];
+}
+
+static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, const double *table) {
     const pc_linsn *I = ci->li;
     const pc_graph *g = c->g;
     ci->cfn = fn;
@@ -193,16 +320,7 @@ static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, 
     if (I->scratch_buf >= 0) ci->ck.scratch = c->arena + c->l->buf[I->scratch_buf].offset;
     if (I->aux != PC_NONE) ci->ck.mask = &g->vals[I->aux];
     ci->ck.alpha = I->alpha;
-    /* rope over constant positions: the cos/sin table is computed once */
-    const pc_value *x = &g->vals[I->v];
-    if (x->op == PC_OP_rope && I->call == PC_CALL_OP && c->l->buf[I->in[1].view.buf].kind == PC_BUF_CONST) {
-        const int32_t *pos = (const int32_t *)g->vals[c->l->buf[I->in[1].view.buf].owner].data;
-        double **t = realloc(c->tables, (size_t)(c->ntables + 1) * sizeof *t);
-        if (!t) return -1;
-        c->tables = t;
-        if (pos && (t[c->ntables] = pc_ck_rope_table(g, I->v, pos + I->in[1].view.off))) ci->ck.table = t[c->ntables++];
-    }
-    (void)err, (void)errlen;
+    ci->ck.table = table;
     return 0;
 }
 
@@ -268,10 +386,18 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     pc_lowered *l = c->l;
     pc_ck_fn *cfns = calloc((size_t)l->ninsns + 1, sizeof *cfns);
     const char **cnames = calloc((size_t)l->ninsns + 1, sizeof *cnames);
-    if (!cfns || !cnames) { free(cfns); free(cnames); goto oom; }
+    const double **tabs = calloc((size_t)l->ninsns + 1, sizeof *tabs);
+    if (!cfns || !cnames || !tabs) { free(cfns); free(cnames); free(tabs); goto oom; }
+    for (int i = 0; i < l->ninsns; i++) {
+        pc_linsn *I = &l->insn[i];
+        I->mm_c = I->kind == PC_LI_MATMUL && !I->mm_zero && pc_ck_gemm_small_ok(&I->mm);
+    }
     for (int i = 0; i < l->ninsns; i++)
-        if (l->insn[i].kind == PC_LI_CALL) cfns[i] = pc_ck_select(g, &l->insn[i], &l->insn[i].scratch, &cnames[i]);
-    if (pc_memplan(l, err, errlen)) { free(cfns); free(cnames); goto fail; }
+        if (l->insn[i].kind == PC_LI_CALL) {
+            cfns[i] = pc_ck_select(g, &l->insn[i], &l->insn[i].scratch, &cnames[i]);
+            tabs[i] = rope_table(c, &l->insn[i]);
+        }
+    if (pc_memplan(l, err, errlen)) { free(cfns); free(cnames); free(tabs); goto fail; }
     if (o && o->dump_after && strcmp(o->dump_after, "lower") == 0) {
         char *text = pc_lowered_print(l);
         fputs(text ? text : "(out of memory)\n", stderr);
@@ -287,7 +413,7 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     c->upd_tmp = calloc((size_t)g->nupdates + 1, sizeof *c->upd_tmp);
     for (int i = 0; i < l->ninsns; i++) c->nins += l->insn[i].kind != PC_LI_VIEW;
     c->ins = calloc((size_t)c->nins + 1, sizeof *c->ins);
-    if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins) { free(cfns); free(cnames); goto oom; }
+    if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins) { free(cfns); free(cnames); free(tabs); goto oom; }
     memset(c->arena, 0, abytes);
     int threads = o && o->threads > 0 ? o->threads : 1;
     int k = 0, rc = 0;
@@ -302,13 +428,14 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
             if (!c->dnnl && !I->mm_zero && !(c->dnnl = pc_dnnl_new(threads, err, errlen))) rc = -1;
             else rc = build_matmul(c, ci, err, errlen);
             break;
-        case PC_LI_CALL: rc = build_call(c, ci, cfns[i], cnames[i], err, errlen); break;
+        case PC_LI_CALL: rc = build_call(c, ci, cfns[i], cnames[i], tabs[i]); break;
         case PC_LI_COPY: rc = add_patch(c, &ci->src, &I->in[0]) || add_patch(c, &ci->dst, &I->out[0]); break;
         default: break;
         }
     }
     free(cfns);
     free(cnames);
+    free(tabs);
     if (rc) goto fail;
     if (build_kernels(c, err, errlen)) goto fail;
     for (int i = 0; i < g->nupdates; i++) { /* room to snapshot values that live in leaf memory */

@@ -1,9 +1,10 @@
 /* Private interface of the compiled backend (backend/compiled*.c).
  *
  * compiled.c owns the pc_compiled state: the lowered instruction list, the arena, oneDNN
- * primitives, JIT kernels, bindings and run-time pointers. compiled_kernels.c holds the C kernels
- * of CALL instructions (fast versions of the reference kernels' semantics; anything without one
- * runs the reference kernel itself) and the strided copy of COPY instructions. */
+ * primitives, JIT kernels, bindings and run-time pointers, and the small C matmuls.
+ * compiled_kernels.c holds the C kernels of CALL instructions (fast versions of the reference
+ * kernels' semantics; anything without one runs the reference kernel itself) and the strided copy
+ * of COPY instructions. The vector helpers below are shared by both. */
 #ifndef PEFTC_BACKEND_COMPILED_INTERNAL_H
 #define PEFTC_BACKEND_COMPILED_INTERNAL_H
 
@@ -12,6 +13,7 @@
 #include "passes/lower.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* what a C kernel sees: the reference kernel context (node, operand and output buffers, message
  * buffer) plus the instruction's arena scratch and its extras */
@@ -33,6 +35,49 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
  * double, exactly as the reference computes them (malloc'd; NULL if out of memory or a position
  * is negative, which the kernel then reports at run time) */
 double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos);
+
+/* hot loops: compiled for AVX-512 / AVX2 / baseline, picked at load time (ifunc); reductions
+ * use GCC vector types so that they vectorize without reassociation flags */
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no ABI crosses */
+#define PC_HOT                                                                                     \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3", "fp-contract=fast")))
+#define INL static inline __attribute__((always_inline))
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+INL v16f ld16(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
+INL void st16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+INL v8d ld8d(const float *p) { v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, v8d); }
+INL v16f sel16(v16i m, v16f a, v16f b) { return (v16f)(((v16i)a & m) | ((v16i)b & ~m)); }
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+#define LO8(v) __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+#define HI8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
+/* horizontal reductions as trees (a sequential lane loop costs more than a short row) */
+INL float hsum16(v16f v) {
+    v8f a = LO8(v) + HI8(v);
+    v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+INL float hmax16(v16f v) {
+    v8f lo = LO8(v), hi = HI8(v);
+    v8f a = (v8f)(((v8i)hi & (hi > lo)) | ((v8i)lo & ~(hi > lo)));
+    float r = a[0];
+    for (int l = 1; l < 8; l++) r = a[l] > r ? a[l] : r;
+    return r;
+}
+INL int hany16(v16i m) {
+    v8i a = LO8(m) | HI8(m);
+    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) != 0;
+}
+INL double hsum8d(v8d v) {
+    v4d a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
 
 /* small matmuls in C (N = 4, 8 or 16), for shapes where oneDNN wastes its vectors */
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d);

@@ -12,48 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* hot loops: compiled for AVX-512 / AVX2 / baseline, picked at load time (ifunc); reductions
- * use GCC vector types so that they vectorize without reassociation flags */
-#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no ABI crosses */
-#define PC_HOT                                                                                     \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3", "fp-contract=fast")))
-#define INL static inline __attribute__((always_inline))
-
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef double v8d __attribute__((vector_size(64)));
-
-INL v16f ld16(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
-INL void st16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
-INL v8d ld8d(const float *p) { v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, v8d); }
-INL v16f sel16(v16i m, v16f a, v16f b) { return (v16f)(((v16i)a & m) | ((v16i)b & ~m)); }
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef double v4d __attribute__((vector_size(32)));
-#define LO8(v) __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
-#define HI8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
-/* horizontal reductions as trees (a sequential lane loop costs more than a short row) */
-INL float hsum16(v16f v) {
-    v8f a = LO8(v) + HI8(v);
-    v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    return (b[0] + b[2]) + (b[1] + b[3]);
-}
-INL float hmax16(v16f v) {
-    v8f lo = LO8(v), hi = HI8(v);
-    v8f a = (v8f)(((v8i)hi & (hi > lo)) | ((v8i)lo & ~(hi > lo)));
-    float r = a[0];
-    for (int l = 1; l < 8; l++) r = a[l] > r ? a[l] : r;
-    return r;
-}
-INL int hany16(v16i m) {
-    v8i a = LO8(m) | HI8(m);
-    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) != 0;
-}
-INL double hsum8d(v8d v) {
-    v4d a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
-    return (a[0] + a[2]) + (a[1] + a[3]);
-}
 static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* exp(x) for x <= 0 in float (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */
@@ -652,87 +610,6 @@ static int ck_concat(const pc_ckctx *c) {
         at += dd;
     }
     return 0;
-}
-
-/* ---- small matmuls (N = 4, 8 or 16: one vector per row of C) ----
- * oneDNN's kernels vectorize over N and waste most of a vector on LoRA ranks and head dims; here
- * each row of C is one vector, rows go in blocks of 8 so that a row of B is loaded once per block,
- * and A and B take any strides (transposed views included). f32 accumulation, k ascending. */
-#define GEMM_N(NN, VT)                                                                             \
-    INL VT brow##NN(const float *b, int64_t sbn) {                                                 \
-        VT v;                                                                                      \
-        if (sbn == 1) memcpy(&v, b, sizeof v);                                                     \
-        else                                                                                       \
-            for (int j = 0; j < NN; j++) v[j] = b[j * sbn];                                        \
-        return v;                                                                                  \
-    }                                                                                              \
-    INL void crow##NN(float *c, VT v, float alpha, int acc) {                                      \
-        VT o = v * alpha;                                                                          \
-        if (acc) {                                                                                 \
-            VT old;                                                                                \
-            memcpy(&old, c, sizeof old);                                                           \
-            o += old;                                                                              \
-        }                                                                                          \
-        memcpy(c, &o, sizeof o);                                                                   \
-    }                                                                                              \
-    PC_HOT static void gemm_n##NN(float *c, const float *a, int64_t sam, int64_t sak, const float *b, int64_t sbk, \
-                                  int64_t sbn, int64_t M, int64_t K, float alpha, int acc) {        \
-        int64_t i = 0;                                                                             \
-        for (; i + 8 <= M; i += 8) {                                                               \
-            VT c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0};        \
-            const float *ai = a + i * sam;                                                         \
-            for (int64_t k = 0; k < K; k++) {                                                      \
-                VT bk = brow##NN(b + k * sbk, sbn);                                                \
-                const float *ak = ai + k * sak;                                                    \
-                c0 += ak[0] * bk, c1 += ak[sam] * bk, c2 += ak[2 * sam] * bk, c3 += ak[3 * sam] * bk; \
-                c4 += ak[4 * sam] * bk, c5 += ak[5 * sam] * bk, c6 += ak[6 * sam] * bk, c7 += ak[7 * sam] * bk; \
-            }                                                                                      \
-            float *ci = c + i * NN;                                                                \
-            crow##NN(ci, c0, alpha, acc), crow##NN(ci + NN, c1, alpha, acc);                       \
-            crow##NN(ci + 2 * NN, c2, alpha, acc), crow##NN(ci + 3 * NN, c3, alpha, acc);          \
-            crow##NN(ci + 4 * NN, c4, alpha, acc), crow##NN(ci + 5 * NN, c5, alpha, acc);          \
-            crow##NN(ci + 6 * NN, c6, alpha, acc), crow##NN(ci + 7 * NN, c7, alpha, acc);          \
-        }                                                                                          \
-        for (; i < M; i++) {                                                                       \
-            VT ci = {0};                                                                           \
-            for (int64_t k = 0; k < K; k++) ci += a[i * sam + k * sak] * brow##NN(b + k * sbk, sbn); \
-            crow##NN(c + i * NN, ci, alpha, acc);                                                  \
-        }                                                                                          \
-    }
-GEMM_N(4, v4f)
-GEMM_N(8, v8f)
-GEMM_N(16, v16f)
-
-bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
-    int64_t n = d->b_dims[d->rank - 1];
-    return n == 4 || n == 8 || n == 16;
-}
-
-void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {
-    int R = d->rank;
-    int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
-    for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];
-    for (int64_t t = 0; t < nb; t++) {
-        int64_t ao = 0, bo = 0, rem = t;
-        for (int i = R - 3; i >= 0; i--) { /* batch index -> offsets (broadcast dims read index 0) */
-            idx[i] = rem % d->c_dims[i];
-            rem /= d->c_dims[i];
-            if (d->a_dims[i] > 1) ao += idx[i] * d->a_strides[i];
-            if (d->b_dims[i] > 1) bo += idx[i] * d->b_strides[i];
-        }
-        float *ct = c + t * M * N;
-        const float *at = a + ao, *bt = b + bo;
-        int64_t sam = d->a_strides[R - 2], sak = d->a_strides[R - 1], sbk = d->b_strides[R - 2], sbn = d->b_strides[R - 1];
-        float pack[4096]; /* rows of B gathered once (b^T operands: LoRA A, weights) */
-        if (sbn != 1 && K * N <= 4096 && M > 8) {
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t j = 0; j < N; j++) pack[k * N + j] = bt[k * sbk + j * sbn];
-            bt = pack, sbk = N, sbn = 1;
-        }
-        if (N == 4) gemm_n4(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
-        else if (N == 8) gemm_n8(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
-        else gemm_n16(ct, at, sam, sak, bt, sbk, sbn, M, K, d->alpha, d->accumulate);
-    }
 }
 
 /* ---- the strided copy of COPY instructions ---- */

@@ -45,24 +45,6 @@ static int fail_oom(lctx *c) {
 
 /* ---- small helpers ---- */
 
-void pc_contig_strides(pc_shape s, int64_t st[PC_MAX_RANK]) {
-    int64_t m = 1;
-    for (int i = s.rank - 1; i >= 0; i--) {
-        st[i] = m;
-        m *= s.dim[i];
-    }
-}
-
-bool pc_view_is_dense(pc_shape s, const int64_t st[PC_MAX_RANK]) {
-    int64_t m = 1;
-    if (pc_shape_numel(s) == 0) return true;
-    for (int i = s.rank - 1; i >= 0; i--) {
-        if (s.dim[i] != 1 && st[i] != m) return false;
-        m *= s.dim[i];
-    }
-    return true;
-}
-
 static bool is_leaf(pc_opcode op) {
     return op == PC_OP_input || op == PC_OP_param || op == PC_OP_state || op == PC_OP_const;
 }
@@ -74,42 +56,6 @@ static pc_lview dense_view(int buf, pc_shape s) {
     pc_lview v = {.buf = buf, .off = 0, .dense = true};
     pc_contig_strides(s, v.st);
     return v;
-}
-
-/* numpy's no-copy reshape: strides for shape ns over the same elements, or false */
-static bool reshape_strides(pc_shape os, const int64_t *ost, pc_shape ns, int64_t *nst) {
-    int64_t od[PC_MAX_RANK], ostr[PC_MAX_RANK];
-    int on = 0, nn = ns.rank;
-    for (int i = 0; i < os.rank; i++)
-        if (os.dim[i] != 1) {
-            od[on] = os.dim[i];
-            ostr[on++] = ost[i];
-        }
-    if (pc_shape_numel(ns) == 0) {
-        pc_contig_strides(ns, nst);
-        return true;
-    }
-    int oi = 0, oj = 1, ni = 0, nj = 1;
-    while (ni < nn && oi < on) {
-        int64_t np = ns.dim[ni], op = od[oi];
-        while (np != op) {
-            if (np < op) {
-                if (nj >= nn) return false;
-                np *= ns.dim[nj++];
-            } else {
-                if (oj >= on) return false;
-                op *= od[oj++];
-            }
-        }
-        for (int k = oi; k < oj - 1; k++)
-            if (ostr[k] != od[k + 1] * ostr[k + 1]) return false;
-        nst[nj - 1] = ostr[oj - 1];
-        for (int k = nj - 1; k > ni; k--) nst[k - 1] = nst[k] * ns.dim[k];
-        ni = nj++;
-        oi = oj++;
-    }
-    for (int k = ni; k < nn; k++) nst[k] = 1; /* trailing ones */
-    return true;
 }
 
 /* ---- buffers and instructions ---- */
@@ -470,7 +416,7 @@ static int emit_view(lctx *c, pc_val v) {
     switch (x->op) {
     case PC_OP_reshape:
         if (ov.dense) pc_contig_strides(x->shape, nv.st);
-        else if (!reshape_strides(os, ov.st, x->shape, nv.st)) {
+        else if (!pc_reshape_strides(os, ov.st, x->shape, nv.st)) {
             if (c->mat[o] < 0 && (c->mat[o] = emit_copy(c, o)) < 0) return -1;
             nv = dense_view(c->mat[o], x->shape);
         }

@@ -95,6 +95,7 @@ typedef struct {
     /* MATMUL */
     pc_matmul_desc mm;
     bool mm_zero;      /* K == 0: the result is zeros (no primitive) */
+    bool mm_c;         /* the backend runs it with its own C kernel, not oneDNN (set before the dump) */
     /* KERNEL */
     pc_kernel_desc *kd; /* owned */
     int group;
@@ -134,8 +135,10 @@ char *pc_lowered_print(const pc_lowered *l);
 /* "arena+64:131072", "param", ... for a reference (for messages) */
 void pc_lref_str(const pc_lowered *l, const pc_lref *r, char *buf, size_t len);
 
-/* small helpers shared by lower.c and memplan.c */
+/* view geometry (passes/memplan.c) */
 void pc_contig_strides(pc_shape s, int64_t st[PC_MAX_RANK]);
-bool pc_view_is_dense(pc_shape s, const int64_t st[PC_MAX_RANK]);
+bool pc_view_is_dense(pc_shape s, const int64_t st[PC_MAX_RANK]); /* size-1 axes ignored */
+/* numpy's no-copy reshape: strides for shape ns over the elements of (os, ost), or false */
+bool pc_reshape_strides(pc_shape os, const int64_t *ost, pc_shape ns, int64_t *nst);
 
 #endif

@@ -129,6 +129,62 @@ int pc_memplan(pc_lowered *l, char *err, size_t errlen) {
     return rc;
 }
 
+/* ---- view geometry (shared with lower.c) ---- */
+
+void pc_contig_strides(pc_shape s, int64_t st[PC_MAX_RANK]) {
+    int64_t m = 1;
+    for (int i = s.rank - 1; i >= 0; i--) {
+        st[i] = m;
+        m *= s.dim[i];
+    }
+}
+
+bool pc_view_is_dense(pc_shape s, const int64_t st[PC_MAX_RANK]) {
+    int64_t m = 1;
+    if (pc_shape_numel(s) == 0) return true;
+    for (int i = s.rank - 1; i >= 0; i--) {
+        if (s.dim[i] != 1 && st[i] != m) return false;
+        m *= s.dim[i];
+    }
+    return true;
+}
+
+/* numpy's no-copy reshape: strides for shape ns over the same elements, or false */
+bool pc_reshape_strides(pc_shape os, const int64_t *ost, pc_shape ns, int64_t *nst) {
+    int64_t od[PC_MAX_RANK], ostr[PC_MAX_RANK];
+    int on = 0, nn = ns.rank;
+    for (int i = 0; i < os.rank; i++)
+        if (os.dim[i] != 1) {
+            od[on] = os.dim[i];
+            ostr[on++] = ost[i];
+        }
+    if (pc_shape_numel(ns) == 0) {
+        pc_contig_strides(ns, nst);
+        return true;
+    }
+    int oi = 0, oj = 1, ni = 0, nj = 1;
+    while (ni < nn && oi < on) {
+        int64_t np = ns.dim[ni], op = od[oi];
+        while (np != op) {
+            if (np < op) {
+                if (nj >= nn) return false;
+                np *= ns.dim[nj++];
+            } else {
+                if (oj >= on) return false;
+                op *= od[oj++];
+            }
+        }
+        for (int k = oi; k < oj - 1; k++)
+            if (ostr[k] != od[k + 1] * ostr[k + 1]) return false;
+        nst[nj - 1] = ostr[oj - 1];
+        for (int k = nj - 1; k > ni; k--) nst[k - 1] = nst[k] * ns.dim[k];
+        ni = nj++;
+        oi = oj++;
+    }
+    for (int k = ni; k < nn; k++) nst[k] = 1; /* trailing ones */
+    return true;
+}
+
 /* ---- text dump ---- */
 
 static const char *kind_name(pc_buf_kind k) {
@@ -206,7 +262,7 @@ static void put_ins(pc_strbuf *sb, const pc_lowered *l, const pc_linsn *I) {
 static void put_matmul(pc_strbuf *sb, const pc_lowered *l, const pc_linsn *I) {
     const pc_matmul_desc *d = &I->mm;
     int R = d->rank;
-    pc_sb_printf(sb, "%%%s = matmul.dnnl", l->g->vals[I->v].name);
+    pc_sb_printf(sb, "%%%s = matmul.%s", l->g->vals[I->v].name, I->mm_c ? "c" : "dnnl");
     put_ins(sb, l, I);
     pc_sb_printf(sb, " -> ");
     put_ref(sb, l, &I->out[0], false);

@@ -1,14 +1,15 @@
 // Causal attention: transposes are views (strided operands of the matmuls, no copies), the
 // score scale is the matmul's alpha, causal_mask + softmax are one C kernel, and only the
 // transpose back to [B,S,H,D] before the reshape is materialised (the reshape of a strided view
-// cannot alias it). (q, k, v are states so that no operand counts as a constant weight.)
+// cannot alias it). With head dim 16 and 8 keys the matmuls have N = 8 / 16 and run in the
+// backend's C kernel. (q, k, v are states so that no operand counts as a constant weight.)
 // RUN: %peftc run %s --backend=jit --dump-after=lower -o %t.safetensors 2>&1 | FileCheck %s
 
 // CHECK:      // lowered @attn: 4 instructions (2 matmul, 0 kernel, 1 call, 1 copy, 8 view)
 // CHECK:      %qt = view.transpose %q4[state] -> [state strides=[512,16,64,1]] f32[2,4,8,16]
-// CHECK:      %sc = matmul.dnnl %qt[{{.*}} strides=[512,16,64,1]], %kt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:2048] (batch 2x4: 8x16x8, b^T, alpha=0.25)
+// CHECK:      %sc = matmul.c %qt[{{.*}} strides=[512,16,64,1]], %kt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:2048] (batch 2x4: 8x16x8, b^T, alpha=0.25)
 // CHECK-NEXT: %p = call.causal_softmax %sc[arena+{{[0-9]+}}:2048] -> [arena+{{[0-9]+}}:2048] f32[2,4,8,8]
-// CHECK-NEXT: %o = matmul.dnnl %p[arena+{{[0-9]+}}:2048], %vt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:4096] (batch 2x4: 8x8x16)
+// CHECK-NEXT: %o = matmul.c %p[arena+{{[0-9]+}}:2048], %vt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:4096] (batch 2x4: 8x8x16)
 // CHECK-NEXT: %ot = view.transpose %o[arena+{{[0-9]+}}:4096] -> [arena+{{[0-9]+}}:4096 strides=[512,16,128,1]] f32[2,8,4,16]
 // CHECK-NEXT: %ot = copy %ot[arena+{{[0-9]+}}:4096 strides=[512,16,128,1]] -> [arena+{{[0-9]+}}:4096] f32[2,8,4,16]
 // CHECK-NEXT: %y = view.reshape %ot[{{.*}}] -> [arena+{{[0-9]+}}:4096] f32[2,8,64]
