@@ -336,18 +336,25 @@ static unsigned reduce_mask(const pc_graph *g, pc_val v) {
     return m;
 }
 
-PC_HOT static void acc_rows(double *acc, const float *x, int64_t r, int64_t inner) {
-    for (int64_t t = 0; t < r; t++)
-        for (int64_t j = 0; j < inner; j++) acc[j] += x[t * inner + j];
+/* [outer, r, inner] -> [outer, inner]: rows of inner accumulated in double (scratch: inner) */
+PC_HOT static void sum_mid(float *o, const float *x, double *acc, int64_t outer, int64_t r, int64_t inner, double div) {
+    for (int64_t a = 0; a < outer; a++, x += r * inner, o += inner) {
+        for (int64_t j = 0; j < inner; j++) acc[j] = x[j];
+        for (int64_t t = 1; t < r; t++)
+            for (int64_t j = 0; j < inner; j++) acc[j] += x[t * inner + j];
+        for (int64_t j = 0; j < inner; j++) o[j] = (float)(acc[j] / div);
+    }
 }
 
-PC_HOT static void max_rows(float *o, const float *x, int64_t r, int64_t inner) {
-    for (int64_t j = 0; j < inner; j++) o[j] = -INFINITY;
-    for (int64_t t = 0; t < r; t++)
-        for (int64_t j = 0; j < inner; j++) {
-            float v = x[t * inner + j];
-            o[j] = (v > o[j] || v != v) && o[j] == o[j] ? v : o[j];
-        }
+PC_HOT static void max_mid(float *o, const float *x, int64_t outer, int64_t r, int64_t inner) {
+    for (int64_t a = 0; a < outer; a++, x += r * inner, o += inner) {
+        for (int64_t j = 0; j < inner; j++) o[j] = -INFINITY;
+        for (int64_t t = 0; t < r; t++)
+            for (int64_t j = 0; j < inner; j++) {
+                float v = x[t * inner + j];
+                o[j] = (v > o[j] || v != v) && o[j] == o[j] ? v : o[j];
+            }
+    }
 }
 
 PC_HOT static void sum_rows(float *o, const float *x, int64_t rows, int64_t r, double div) {
@@ -366,18 +373,10 @@ static int ck_reduce(const pc_ckctx *c) {
         sum_rows(o, x, gm.outer, gm.r, div);
         return 0;
     }
-    for (int64_t a = 0; a < gm.outer; a++) {
-        const float *xa = x + a * gm.r * gm.inner;
-        float *oa = o + a * gm.inner;
-        if (k->node->op == PC_OP_max) {
-            max_rows(oa, xa, gm.r, gm.inner);
-        } else {
-            double *acc = c->scratch;
-            memset(acc, 0, (size_t)gm.inner * sizeof *acc);
-            acc_rows(acc, xa, gm.r, gm.inner);
-            for (int64_t j = 0; j < gm.inner; j++) oa[j] = (float)(acc[j] / div);
-        }
-    }
+    if (k->node->op == PC_OP_max) max_mid(o, x, gm.outer, gm.r, gm.inner);
+    else if (gm.r > 0) sum_mid(o, x, c->scratch, gm.outer, gm.r, gm.inner, div);
+    else
+        for (int64_t i = 0; i < gm.outer * gm.inner; i++) o[i] = (float)(0.0 / div);
     return 0;
 }
 
@@ -515,6 +514,34 @@ double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos) {
     return t;
 }
 
+/* rows of H heads of D; position index = row % per (per > 0) or row; float math (the table
+ * rounded to f32: within ~2 ulp of the reference's double arithmetic) */
+PC_HOT static void rope_rows(float *o, const float *x, const double *tab, int64_t rows, int64_t per, int64_t h,
+                             int64_t d, int style, float sign) {
+    int64_t half = d / 2;
+    float cf[256], sf[256];
+    for (int64_t t = 0; t < rows; t++) {
+        const double *cs = tab + (per ? t % per : t) * half * 2;
+        for (int64_t i = 0; i < half; i++) cf[i] = (float)cs[2 * i], sf[i] = sign * (float)cs[2 * i + 1];
+        for (int64_t hh = 0; hh < h; hh++) {
+            const float *xv = x + (t * h + hh) * d;
+            float *ov = o + (t * h + hh) * d;
+            if (style == 0)
+                for (int64_t i = 0; i < half; i++) {
+                    float x0 = xv[2 * i], x1 = xv[2 * i + 1];
+                    ov[2 * i] = x0 * cf[i] - x1 * sf[i];
+                    ov[2 * i + 1] = x0 * sf[i] + x1 * cf[i];
+                }
+            else
+                for (int64_t i = 0; i < half; i++) {
+                    float x0 = xv[i], x1 = xv[i + half];
+                    ov[i] = x0 * cf[i] - x1 * sf[i];
+                    ov[i + half] = x0 * sf[i] + x1 * cf[i];
+                }
+        }
+    }
+}
+
 static int ck_rope(const pc_ckctx *c) {
     const ref_kctx *k = &c->k;
     pc_shape xs = k->node->shape, ps = ref_ishape(k, 1);
@@ -536,6 +563,10 @@ static int ck_rope(const pc_ckctx *c) {
                 t[(p * half + i) * 2 + 1] = sin(ang);
             }
         tab = t;
+    }
+    if (half <= 256) {
+        rope_rows(k->out, inf_(k, 0), tab, rows, ps.rank == 1 ? (s ? s : 1) : 0, h, d, style, (float)sign);
+        return 0;
     }
     const float *x = inf_(k, 0);
     float *o = k->out;
@@ -614,8 +645,31 @@ static int ck_concat(const pc_ckctx *c) {
 
 /* ---- the strided copy of COPY instructions ---- */
 
+/* rows of len 4-byte elements: the odometer walks the outer axes (d, s: r - 1 of them) */
+#define COPY_ROWS(body)                                                                            \
+    for (int64_t row = 0; row < rows; row++) {                                                     \
+        const uint32_t *xr = x + off;                                                              \
+        body;                                                                                      \
+        o += len;                                                                                  \
+        for (int i = r - 2; i >= 0; i--) {                                                         \
+            off += s[i];                                                                           \
+            if (++idx[i] < d[i]) break;                                                            \
+            off -= s[i] * d[i];                                                                    \
+            idx[i] = 0;                                                                            \
+        }                                                                                          \
+    }
+
+PC_HOT static void copy_rows(uint32_t *o, const uint32_t *x, int r, const int64_t *d, const int64_t *s) {
+    int64_t idx[PC_MAX_RANK] = {0}, len = d[r - 1], sl = s[r - 1], rows = 1, off = 0;
+    for (int i = 0; i < r - 1; i++) rows *= d[i];
+    if (sl == 1 && len == 8) COPY_ROWS(memcpy(o, xr, 32)) /* head-dim rows of transposes */
+    else if (sl == 1 && len == 16) COPY_ROWS(memcpy(o, xr, 64))
+    else if (sl == 1) COPY_ROWS(memcpy(o, xr, (size_t)len * 4))
+    else COPY_ROWS(for (int64_t j = 0; j < len; j++) o[j] = xr[j * sl])
+}
+
 void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *st) {
-    int64_t d[PC_MAX_RANK], s[PC_MAX_RANK], idx[PC_MAX_RANK] = {0};
+    int64_t d[PC_MAX_RANK], s[PC_MAX_RANK];
     int r = 0;
     for (int i = 0; i < rank; i++) {
         if (dims[i] == 0) return;
@@ -628,24 +682,8 @@ void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const
         d[r] = dims[i];
         s[r++] = st[i];
     }
-    uint32_t *o = dst;
-    const uint32_t *x = src;
-    if (r == 0) { *o = *x; return; }
-    int64_t len = d[r - 1], sl = s[r - 1], rows = 1, off = 0;
-    for (int i = 0; i < r - 1; i++) rows *= d[i];
-    for (int64_t row = 0; row < rows; row++) {
-        const uint32_t *xr = x + off;
-        if (sl == 1) memcpy(o, xr, (size_t)len * 4);
-        else
-            for (int64_t j = 0; j < len; j++) o[j] = xr[j * sl];
-        o += len;
-        for (int i = r - 2; i >= 0; i--) { /* next row: odometer over the outer axes */
-            off += s[i];
-            if (++idx[i] < d[i]) break;
-            off -= s[i] * d[i];
-            idx[i] = 0;
-        }
-    }
+    if (r == 0) memcpy(dst, src, 4);
+    else copy_rows(dst, src, r, d, s);
 }
 
 /* ---- selection ---- */
