@@ -1,6 +1,6 @@
 /* peftc run: executes a text-IR graph on the reference interpreter with tensors from a
  * safetensors file, and writes the outputs to another. */
-#include "backend/ref.h"
+#include "backend/exec.h"
 #include "ir/ir.h"
 #include "runtime/safetensors.h"
 #include "tools/cli.h"
@@ -10,21 +10,26 @@
 #include <string.h>
 
 static void run_help(void) {
-    printf("usage: peftc run FILE --inputs IN.safetensors -o OUT.safetensors [--seed N] [--steps N]\n\n"
+    printf("usage: peftc run FILE --inputs IN.safetensors -o OUT.safetensors [--seed N] [--steps N]\n"
+           "                 [--backend ref|jit] [--dump-after=lower]\n\n"
            "Executes the graph in FILE on the reference interpreter. Each input, param and state\n"
            "is bound to the tensor of IN named like the value (%%name without '%%') or, for params\n"
            "and states, like its key; unbound params/states with an init are initialised (--seed).\n"
            "With --steps N the graph runs N times, applying its updates after each run.\n"
-           "OUT receives every output by value name, plus each updated param/state by its key.\n");
+           "OUT receives every output by value name, plus each updated param/state by its key.\n"
+           "--backend picks the reference interpreter (ref) or the compiled backend (jit: oneDNN\n"
+           "matmuls, LLVM-generated fused kernels, one arena); --dump-after=lower prints the\n"
+           "compiled backend's instruction IR (buffers, offsets, kernels) to stderr.\n");
 }
 
 int pc_cmd_run(int argc, char **argv) {
-    const char *inputs = NULL, *out = NULL, *seed_s = NULL, *steps_s = NULL;
+    const char *inputs = NULL, *out = NULL, *seed_s = NULL, *steps_s = NULL, *backend = NULL, *dump_after = NULL;
     pc_cli_opt opts[] = {{"inputs", true, &inputs, NULL}, {"o", true, &out, NULL},
-                         {"seed", true, &seed_s, NULL},   {"steps", true, &steps_s, NULL}};
+                         {"seed", true, &seed_s, NULL},   {"steps", true, &steps_s, NULL},
+                         {"backend", true, &backend, NULL}, {"dump-after", true, &dump_after, NULL}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("run", argc, argv, opts, 4, pos, 1, &npos);
+    int rc = pc_cli_parse("run", argc, argv, opts, 6, pos, 1, &npos);
     if (rc == 1) { run_help(); return 0; }
     if (rc) return 1;
     if (npos != 1) { fprintf(stderr, "peftc run: expected one graph FILE (see peftc run --help)\n"); return 1; }
@@ -32,6 +37,15 @@ int pc_cmd_run(int argc, char **argv) {
     long long seed = 0, steps = 1;
     if (seed_s && pc_cli_int("run", "seed", seed_s, 0, (1ll << 62), &seed)) return 1;
     if (steps_s && pc_cli_int("run", "steps", steps_s, 1, 1000000, &steps)) return 1;
+    pc_exec_opts eo = {.threads = 1, .dump_after = dump_after};
+    if (pc_backend_parse(backend, &eo.kind)) {
+        fprintf(stderr, "peftc run: --backend: expected ref or jit, got '%s'\n", backend);
+        return 1;
+    }
+    if (dump_after && strcmp(dump_after, "lower") != 0) {
+        fprintf(stderr, "peftc run: --dump-after: only 'lower' is a backend stage (graph passes: peftc opt)\n");
+        return 1;
+    }
 
     size_t len;
     char *text = pc_cli_read("run", pos[0], &len);
@@ -48,14 +62,14 @@ int pc_cmd_run(int argc, char **argv) {
     free(perr);
 
     pc_st_file *in = NULL;
-    pc_ref *r = NULL;
+    pc_exec *r = NULL;
     pc_st_writer *w = NULL;
     void **owned = calloc((size_t)g->nvals, sizeof *owned);
     rc = 1;
     if (!owned) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
     if (inputs && !(in = pc_st_open(inputs, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
-    if (!(r = pc_ref_new(g, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
-    pc_ref_set_seed(r, (uint64_t)seed);
+    if (!(r = pc_exec_new(g, &eo, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+    pc_exec_set_seed(r, (uint64_t)seed);
     for (pc_val v = 0; v < g->nvals; v++) {
         pc_value *x = pc_v(g, v);
         if (x->op != PC_OP_input && x->op != PC_OP_param && x->op != PC_OP_state) continue;
@@ -73,16 +87,16 @@ int pc_cmd_run(int argc, char **argv) {
         /* a private copy: updates write into it, and the file stays read-only */
         if (!(owned[v] = malloc(t->nbytes ? t->nbytes : 1))) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
         memcpy(owned[v], t->data, t->nbytes);
-        pc_ref_bind(r, v, owned[v]);
+        pc_exec_bind(r, v, owned[v]);
     }
     for (long long s = 0; s < steps; s++) {
-        if (pc_ref_run(r, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
-        if (s + 1 < steps && pc_ref_apply_updates(r)) { fprintf(stderr, "peftc run: applying updates failed\n"); goto done; }
+        if (pc_exec_run(r, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+        if (s + 1 < steps && pc_exec_apply_updates(r)) { fprintf(stderr, "peftc run: applying updates failed\n"); goto done; }
     }
     if (!(w = pc_st_writer_new())) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
     for (int i = 0; i < g->noutputs; i++) {
         pc_value *x = pc_v(g, g->outputs[i]);
-        if (pc_st_writer_add(w, x->name, x->dtype, x->shape, pc_ref_data(r, g->outputs[i]), err, sizeof err)) {
+        if (pc_st_writer_add(w, x->name, x->dtype, x->shape, pc_exec_data(r, g->outputs[i]), err, sizeof err)) {
             fprintf(stderr, "peftc run: %s\n", err);
             goto done;
         }
@@ -90,7 +104,7 @@ int pc_cmd_run(int argc, char **argv) {
     for (int i = 0; i < g->nupdates; i++) {
         pc_value *t = pc_v(g, g->updates[i].target);
         const char *name = t->key ? t->key : t->name;
-        if (pc_st_writer_add(w, name, t->dtype, t->shape, pc_ref_data(r, g->updates[i].next), err, sizeof err)) {
+        if (pc_st_writer_add(w, name, t->dtype, t->shape, pc_exec_data(r, g->updates[i].next), err, sizeof err)) {
             fprintf(stderr, "peftc run: %s\n", err);
             goto done;
         }
@@ -99,7 +113,7 @@ int pc_cmd_run(int argc, char **argv) {
     rc = 0;
 done:
     pc_st_writer_free(w);
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_st_close(in);
     for (int v = 0; owned && v < g->nvals; v++) free(owned[v]);
     free(owned);
