@@ -656,10 +656,11 @@ void pc_compiled_profile_report(const pc_compiled *c, FILE *f) {
         fprintf(f, "        %-28s %6.3f ms  %5.1f%%  x%lld\n", names[r], 1e3 * t[r] / (double)runs,
                 total > 0 ? 100 * t[r] / total : 0.0, (long long)(n[r] / runs));
     /* the slowest single instructions */
-    int top[30], ntop = 0;
+    enum { NTOP = 12 };
+    int top[NTOP], ntop = 0;
     for (int i = 0; i < c->nins; i++) {
-        int at = ntop < 30 ? ntop++ : 29;
-        if (at == 29 && ntop == 30 && c->ins[top[29]].tmin >= c->ins[i].tmin) continue;
+        if (ntop == NTOP && c->ins[top[NTOP - 1]].tmin >= c->ins[i].tmin) continue;
+        int at = ntop < NTOP ? ntop++ : NTOP - 1;
         top[at] = i;
         for (; at > 0 && c->ins[top[at]].tmin > c->ins[top[at - 1]].tmin; at--) {
             int tt = top[at]; top[at] = top[at - 1]; top[at - 1] = tt;
