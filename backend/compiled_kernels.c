@@ -230,10 +230,10 @@ PC_HOT static void softmax_grad_rows(float *o, const float *y, const float *g, i
         }
         double s = hsum8d(a0 + a1);
         for (; j < n; j++) s += (double)(g[j] * y[j]);
-        float sf = (float)s;
+        float sf = (float)s, af = (float)alpha;
         int64_t valid = n;
         if (sq > 0 && (valid = r % sq + shift + 1) > n) valid = n;
-        for (j = 0; j < valid; j++) o[j] = (float)(alpha * (double)(y[j] * (g[j] - sf)));
+        for (j = 0; j < valid; j++) o[j] = af * (y[j] * (g[j] - sf)); /* alpha in f32: <= 1 ulp */
         for (; j < n; j++) o[j] = 0.0f;
     }
 }
