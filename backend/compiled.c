@@ -486,6 +486,15 @@ int pc_compiled_bind(pc_compiled *c, pc_val v, void *data) {
     if (op != PC_OP_input && op != PC_OP_param && op != PC_OP_state) return -1;
     if (c->bound[v] != data) c->dirty = true;
     c->bound[v] = data;
+    if (op == PC_OP_param && data) {
+        /* (re)binding a param announces new contents: matmuls that prepared (reordered) a
+         * constant operand from this memory must prepare it again */
+        const uint8_t *lo = data, *hi = lo + pc_shape_numel(c->g->vals[v].shape) * (int64_t)pc_dtype_size(c->g->vals[v].dtype);
+        for (int i = 0; i < c->nins; i++) {
+            const uint8_t *p = c->ins[i].prepared;
+            if (p && p >= lo && p < hi) c->ins[i].prepared = NULL, c->dirty = true;
+        }
+    }
     if (data && c->init[v]) { /* the caller's memory replaces an earlier initialisation */
         free(c->init[v]);
         c->init[v] = NULL;

@@ -11,6 +11,8 @@ typedef struct pc_compiled pc_compiled;
 
 pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err, size_t errlen);
 void pc_compiled_free(pc_compiled *c);
+/* Binding a param (again, even to the same memory) tells the backend its contents may have
+ * changed: constant operands prepared from it are prepared again on the next run. */
 int pc_compiled_bind(pc_compiled *c, pc_val v, void *data);
 void pc_compiled_set_seed(pc_compiled *c, uint64_t seed);
 int pc_compiled_run(pc_compiled *c, char *err, size_t errlen);

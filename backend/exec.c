@@ -15,7 +15,7 @@ struct pc_exec {
 };
 
 /* the backend used when none is named */
-#define PC_BACKEND_DEFAULT PC_BACKEND_REF
+#define PC_BACKEND_DEFAULT PC_BACKEND_JIT
 
 int pc_backend_parse(const char *name, pc_backend_kind *out) {
     if (!name) { *out = PC_BACKEND_DEFAULT; return 0; }

@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
     pc_adamw_opts ao = {.clip = 1};
     pc_token_seq data = {0};
     pc_store store = {0};
-    pc_ref *r = NULL;
+    pc_exec *r = NULL;
     int32_t *tok = malloc(sizeof(int32_t) * B * S), *tgt = malloc(sizeof(int32_t) * B * S);
     float hp[8] = {1e-2f, 0.9f, 0.999f, 1e-8f, 0, 0, 1.0f, 0};
     if (!g || pc_rewrite_linears(&g, &rw, &n, err, sizeof err) || pc_pass_autograd(g, err, sizeof err) ||
@@ -58,24 +58,24 @@ int main(int argc, char **argv) {
     printf("rewrote %d linears; the train step has %d values\n", n, pc_graph_size(g));
     if (pc_data_load(&data, text, s.tok, err, sizeof err) ||
         pc_store_init(&store, g, pc_session_is_base, &s, NULL, 0, 1, err, sizeof err) ||
-        !(r = pc_ref_new(g, err, sizeof err)) || pc_llama_bind_base(r, g, s.model, err, sizeof err)) {
+        !(r = pc_exec_new(g, NULL, err, sizeof err)) || pc_llama_bind_base(r, g, s.model, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         goto done;
     }
     pc_store_bind(&store, r);
-    pc_ref_bind(r, pc_lookup(g, "tokens"), tok);
-    pc_ref_bind(r, pc_lookup(g, "targets"), tgt);
-    pc_ref_bind(r, pc_lookup(g, "hp"), hp);
+    pc_exec_bind(r, pc_lookup(g, "tokens"), tok);
+    pc_exec_bind(r, pc_lookup(g, "targets"), tgt);
+    pc_exec_bind(r, pc_lookup(g, "hp"), hp);
     pc_token_span span = {data.ids, data.n};
     for (int t = 1; t <= 20; t++) {
         pc_data_sample(&span, (size_t)B, (size_t)S, 7, (uint64_t)t, 0, tok, tgt);
         hp[5] = (float)t;
-        if (pc_ref_run(r, err, sizeof err) || pc_ref_apply_updates(r)) { fprintf(stderr, "%s\n", err); goto done; }
-        if (t == 1 || t % 5 == 0) printf("step %2d  loss %.4f\n", t, *(const float *)pc_ref_data(r, pc_lookup(g, "loss")));
+        if (pc_exec_run(r, err, sizeof err) || pc_exec_apply_updates(r)) { fprintf(stderr, "%s\n", err); goto done; }
+        if (t == 1 || t % 5 == 0) printf("step %2d  loss %.4f\n", t, *(const float *)pc_exec_data(r, pc_lookup(g, "loss")));
     }
     rc = 0;
 done:
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_store_free(&store);
     pc_data_free(&data);
     pc_graph_free(g);

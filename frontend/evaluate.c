@@ -10,13 +10,13 @@
 #include <stdlib.h>
 
 int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
-                 pc_eval_result *res, char *err, size_t errlen) {
+                 const pc_exec_opts *o_exec, pc_eval_result *res, char *err, size_t errlen) {
     *res = (pc_eval_result){0};
     if (seq <= 0 || seq > s->cfg.seq_len) return pc_errf(err, errlen, "--seq must be in [1, %d]", s->cfg.seq_len);
     if (batch <= 0) return pc_errf(err, errlen, "--batch must be positive");
     pc_token_seq data = {0};
     pc_graph *g = NULL;
-    pc_ref *r = NULL;
+    pc_exec *r = NULL;
     pc_store store = {0};
     pc_merged_model mm = {0};
     int32_t *tokens = NULL, *targets = NULL;
@@ -38,17 +38,17 @@ int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch,
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
     if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
-    if (!(r = pc_ref_new(g, err, errlen))) goto done;
+    if (!(r = pc_exec_new(g, o_exec, err, errlen))) goto done;
     if (pc_llama_bind_base(r, g, &view, err, errlen) || pc_store_bind(&store, r) ||
-        pc_ref_bind(r, pc_lookup(g, "tokens"), tokens) || pc_ref_bind(r, pc_lookup(g, "targets"), targets)) {
+        pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets)) {
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;
     }
     double sum = 0;
     for (size_t first = 0; first < nw; first += B) {
         size_t real = pc_data_eval_batch(&span, S, first, B, -100, tokens, targets);
-        if (pc_ref_run(r, err, errlen)) goto done;
-        sum += (double)*(const float *)pc_ref_data(r, g->outputs[0]) * (double)(real * S);
+        if (pc_exec_run(r, err, errlen)) goto done;
+        sum += (double)*(const float *)pc_exec_data(r, g->outputs[0]) * (double)(real * S);
         res->windows += real;
     }
     res->tokens = res->windows * S;
@@ -56,7 +56,7 @@ int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch,
     res->ppl = exp(res->loss);
     rc = 0;
 done:
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_store_free(&store);
     pc_graph_free(g);
     pc_merged_free(&mm);

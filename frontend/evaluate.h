@@ -14,6 +14,6 @@ typedef struct {
 
 /* merge: fold the adapter into the weights first (else the adapter runs unmerged) */
 int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
-                 pc_eval_result *res, char *err, size_t errlen);
+                 const pc_exec_opts *exec, pc_eval_result *res, char *err, size_t errlen);
 
 #endif

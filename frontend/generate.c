@@ -18,7 +18,7 @@ static int gen_adapt(void *ctx, pc_graph **g, char *err, size_t errlen) {
     return pc_session_adapt(a->s, g, false, false, err, errlen);
 }
 
-static int gen_bind(void *ctx, const pc_graph *g, pc_ref *r, char *err, size_t errlen) {
+static int gen_bind(void *ctx, const pc_graph *g, pc_exec *r, char *err, size_t errlen) {
     gen_adapter *a = ctx;
     const pc_st_file *files[1] = {a->s->adapter.weights};
     pc_store_free(&a->store);
@@ -43,7 +43,7 @@ int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output
     pc_merged_model mm = {0};
     pc_l2c_model view = *s->model;
     pc_llama_gen_opts o = {.steps = steps, .temperature = q->temperature, .topp = q->topp, .seed = q->seed,
-                           .prompt = prompt, .n_prompt = (int)np};
+                           .prompt = prompt, .n_prompt = (int)np, .exec = q->exec};
     int rc = -1;
     gen_adapter ga = {.s = s};
     if (s->adapter.cfg && q->merge) {

@@ -12,6 +12,7 @@ typedef struct {
     float topp;
     uint64_t seed;
     bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
+    const pc_exec_opts *exec; /* backend (NULL = default) */
 } pc_gen_request;
 
 typedef struct {

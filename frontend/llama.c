@@ -287,7 +287,7 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
 }
 
 /* ---- checkpoint binding ---- */
-static int bind_or_check(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, int base_only, char *err, size_t errlen) {
+static int bind_or_check(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, int base_only, char *err, size_t errlen) {
     if (!g || !m) return errf(err, errlen, "bind: NULL graph or model");
     const char *file = m->path ? m->path : "checkpoint";
     for (pc_val i = 0; i < g->nvals; i++) {
@@ -306,7 +306,7 @@ static int bind_or_check(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, in
                         v->name, pc_dtype_name(v->dtype), b);
         }
         /* frozen params are never written (no update targets them), so the read-only mapping is fine */
-        if (r && pc_ref_bind(r, i, (void *)t->data))
+        if (r && pc_exec_bind(r, i, (void *)t->data))
             return errf(err, errlen, "bind: the interpreter refused '%s' (%%%s)", v->key, v->name);
     }
     return 0;
@@ -316,12 +316,12 @@ int pc_llama_check_l2c(const pc_graph *g, const pc_l2c_model *m, char *err, size
     return bind_or_check(NULL, g, m, 0, err, errlen);
 }
 
-int pc_llama_bind_l2c(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
+int pc_llama_bind_l2c(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
     if (!r) return errf(err, errlen, "bind: NULL interpreter");
     return bind_or_check(r, g, m, 0, err, errlen);
 }
 
-int pc_llama_bind_base(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
+int pc_llama_bind_base(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen) {
     if (!r) return errf(err, errlen, "bind: NULL interpreter");
     return bind_or_check(r, g, m, 1, err, errlen);
 }
@@ -413,7 +413,7 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     const int64_t T = steps, Hkv = cfg->n_kv_heads, Dh = cfg->dim / cfg->n_heads;
     const size_t row = (size_t)(Hkv * Dh), cache_n = (size_t)T * row;
     int rc = -1;
-    pc_ref *r = NULL;
+    pc_exec *r = NULL;
     float *cache = NULL, *mask = NULL, *work = NULL;
     pc_prob_index *scratch = NULL;
     pc_val *outs = NULL;
@@ -426,20 +426,20 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     scratch = malloc((size_t)V * sizeof *scratch);
     outs = malloc(2 * (size_t)L * sizeof *outs);
     if (!cache || !mask || !work || !scratch || !outs) { errf(err, errlen, "generate: out of memory"); goto done; }
-    if (!(r = pc_ref_new(g, err, errlen))) goto done;
+    if (!(r = pc_exec_new(g, o->exec, err, errlen))) goto done;
     if (o->bind ? pc_llama_bind_base(r, g, m, err, errlen) || o->bind(o->ctx, g, r, err, errlen)
                 : pc_llama_bind_l2c(r, g, m, err, errlen))
         goto done;
     int32_t tok = 0, posv = 0;
     pc_val vtok = pc_lookup(g, "token"), vpos = pc_lookup(g, "pos"), vlog = pc_lookup(g, "logits");
-    if (pc_ref_bind(r, vtok, &tok) || pc_ref_bind(r, vpos, &posv) || pc_ref_bind(r, pc_lookup(g, "mask"), mask)) {
+    if (pc_exec_bind(r, vtok, &tok) || pc_exec_bind(r, vpos, &posv) || pc_exec_bind(r, pc_lookup(g, "mask"), mask)) {
         errf(err, errlen, "generate: cannot bind the decode inputs");
         goto done;
     }
     char name[64];
     for (int i = 0; i < 2 * L; i++) {
         snprintf(name, sizeof name, "%s_cache.%d", i < L ? "k" : "v", i % L);
-        if (pc_ref_bind(r, pc_lookup(g, name), cache + (size_t)i * cache_n)) {
+        if (pc_exec_bind(r, pc_lookup(g, name), cache + (size_t)i * cache_n)) {
             errf(err, errlen, "generate: cannot bind %%%s", name);
             goto done;
         }
@@ -455,12 +455,12 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
         posv = pos;
         for (int64_t j = 0; j < T; j++) mask[j] = j < pos ? 0.0f : -1e30f;
         mask[T] = 0.0f;
-        if (pc_ref_run(r, err, errlen)) goto done;
-        const float *lg = pc_ref_data(r, vlog);
+        if (pc_exec_run(r, err, errlen)) goto done;
+        const float *lg = pc_exec_data(r, vlog);
         if (!lg) { errf(err, errlen, "generate: no logits after the run"); goto done; }
         if (logits) memcpy(logits + (size_t)pos * (size_t)V, lg, (size_t)V * sizeof *lg);
         for (int i = 0; i < 2 * L; i++) {
-            const float *kv = pc_ref_data(r, outs[i]);
+            const float *kv = pc_exec_data(r, outs[i]);
             if (!kv) { errf(err, errlen, "generate: no %s after the run", pc_val_name(g, outs[i])); goto done; }
             memcpy(cache + (size_t)i * cache_n + (size_t)pos * row, kv, row * sizeof *kv);
         }
@@ -475,7 +475,7 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     if (npos) *npos = pos;
     rc = 0;
 done:
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_graph_free(g);
     free(cache);
     free(mask);

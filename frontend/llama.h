@@ -19,6 +19,7 @@
 #define PEFTC_FRONTEND_LLAMA_H
 
 #include "peftc/peftc.h"
+#include "backend/exec.h"
 #include "backend/ref.h"
 #include "runtime/llama2c.h"
 
@@ -72,10 +73,10 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
 /* Checks every frozen param of g against the checkpoint (by key, same shape) and binds it to the
  * checkpoint's data. Trainable params and states are left alone. Errors name the key. The model
  * must outlive the interpreter runs. */
-int pc_llama_bind_l2c(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
+int pc_llama_bind_l2c(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
 /* Binds the frozen params whose key the checkpoint holds and leaves the others (adapter
  * params) to the caller; shapes are still checked. */
-int pc_llama_bind_base(pc_ref *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
+int pc_llama_bind_base(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
 /* the same check without binding */
 int pc_llama_check_l2c(const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
 
@@ -89,11 +90,12 @@ typedef struct {
     /* optional: rewrite the decode graph (apply an adapter) and bind what the checkpoint does
      * not hold (the adapter's tensors); with bind set, only checkpoint keys are bound here */
     int (*adapt)(void *ctx, pc_graph **g, char *err, size_t errlen);
-    int (*bind)(void *ctx, const pc_graph *g, pc_ref *r, char *err, size_t errlen);
+    int (*bind)(void *ctx, const pc_graph *g, pc_exec *r, char *err, size_t errlen);
     void *ctx;
+    const pc_exec_opts *exec; /* backend (NULL = the default) */
 } pc_llama_gen_opts;
 
-/* Runs the decode graph step by step on the reference interpreter, like llama2.c run.c:
+/* Runs the decode graph step by step (on o->exec's backend), like llama2.c run.c:
  * position p feeds seq[p] and yields logits[p]; seq[p+1] is the next prompt id or, after the
  * prompt, the sampled token. Stops after `steps` positions or when BOS (1) is sampled (it is not
  * appended). tokens (capacity steps+1) receives the prompt followed by the sampled ids; *ntokens

@@ -64,9 +64,9 @@ void pc_store_free(pc_store *s) {
     *s = (pc_store){0};
 }
 
-int pc_store_bind(const pc_store *s, pc_ref *r) {
+int pc_store_bind(const pc_store *s, pc_exec *r) {
     for (int i = 0; i < s->n; i++)
-        if (pc_ref_bind(r, s->e[i].v, s->e[i].data)) return -1;
+        if (pc_exec_bind(r, s->e[i].v, s->e[i].data)) return -1;
     return 0;
 }
 
@@ -83,12 +83,12 @@ int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err
     return 0;
 }
 
-int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_ref *r) {
+int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_exec *r) {
     for (pc_val v = 0; v < g->nvals; v++) {
         const pc_value *x = pc_v(g, v);
         if ((x->op != PC_OP_param && x->op != PC_OP_state) || !x->key) continue;
         pc_store_entry *e = pc_store_find(src, x->key);
-        if (e && pc_shape_eq(e->shape, x->shape) && pc_ref_bind(r, v, e->data)) return -1;
+        if (e && pc_shape_eq(e->shape, x->shape) && pc_exec_bind(r, v, e->data)) return -1;
     }
     return 0;
 }

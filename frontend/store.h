@@ -5,6 +5,7 @@
 #ifndef PEFTC_FRONTEND_STORE_H
 #define PEFTC_FRONTEND_STORE_H
 
+#include "backend/exec.h"
 #include "backend/ref.h"
 #include "peftc/peftc.h"
 #include "runtime/safetensors.h"
@@ -31,13 +32,13 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
                   const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen);
 void pc_store_free(pc_store *s);
 /* binds every entry to the interpreter (the store must outlive it) */
-int pc_store_bind(const pc_store *s, pc_ref *r);
+int pc_store_bind(const pc_store *s, pc_exec *r);
 /* the entry with this key, or NULL */
 pc_store_entry *pc_store_find(const pc_store *s, const char *key);
 /* adds entries whose flags intersect `which` to w (under their keys) */
 int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen);
 /* copies data of entries with the same key from another store (e.g. train -> eval) by pointer:
  * binds src's buffers to r for every key r's graph shares with src */
-int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_ref *r);
+int pc_store_bind_shared(const pc_store *src, const pc_graph *g, pc_exec *r);
 
 #endif

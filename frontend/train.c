@@ -21,7 +21,7 @@ pc_train_opts pc_train_defaults(void) {
     return (pc_train_opts){
         .steps = 200, .batch = 8, .seq = 64, .warmup = 20, .eval_every = 50, .eval_batches = 8,
         .save_every = 0, .grad_accum = 1, .lr = 3e-3, .min_lr = 3e-4, .weight_decay = 0.0,
-        .clip = 1.0, .val_fraction = 0.1, .seed = 1337,
+        .clip = 1.0, .val_fraction = 0.1, .seed = 1337, .exec = {.kind = PC_BACKEND_JIT, .threads = 1},
     };
 }
 
@@ -45,7 +45,7 @@ typedef struct {
     pc_token_seq data;
     pc_token_span train, val;
     pc_graph *g, *eval_g;
-    pc_ref *r, *eval_r;
+    pc_exec *r, *eval_r;
     pc_store store;
     pc_st_file *resume_weights, *resume_opt;
     pc_adapter_config *default_cfg;
@@ -55,8 +55,8 @@ typedef struct {
 } run;
 
 static void run_free(run *x) {
-    pc_ref_free(x->r);
-    pc_ref_free(x->eval_r);
+    pc_exec_free(x->r);
+    pc_exec_free(x->eval_r);
     pc_graph_free(x->g);
     pc_graph_free(x->eval_g);
     pc_store_free(&x->store);
@@ -70,9 +70,9 @@ static void run_free(run *x) {
     pc_session_close(&x->s);
 }
 
-static int bind_input(pc_ref *r, const pc_graph *g, const char *name, void *data) {
+static int bind_input(pc_exec *r, const pc_graph *g, const char *name, void *data) {
     pc_val v = pc_lookup(g, name);
-    return v == PC_NONE ? 0 : pc_ref_bind(r, v, data);
+    return v == PC_NONE ? 0 : pc_exec_bind(r, v, data);
 }
 
 /* mean loss over the first eval_batches batches of held-out windows (0 = all) */
@@ -83,12 +83,15 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, char *err, siz
     double sum = 0;
     size_t count = 0;
     pc_val lv = x->eval_g->outputs[0];
+    /* the eval graph holds the adapter as frozen params, which a compiled backend may prepare
+     * (reorder) once per binding: rebind so it sees the values the last steps wrote */
+    if (pc_store_bind_shared(&x->store, x->eval_g, x->eval_r)) return pc_errf(err, errlen, "rebinding the adapter failed");
     for (size_t first = 0; first < nw; first += B) {
         size_t real = pc_data_eval_batch(&x->val, S, first, B < nw - first ? B : nw - first, -100, x->tokens, x->targets);
         for (size_t b = real; b < B; b++)
             for (size_t i = 0; i < S; i++) x->tokens[b * S + i] = 0, x->targets[b * S + i] = -100;
-        if (pc_ref_run(x->eval_r, err, errlen)) return -1;
-        sum += (double)*(const float *)pc_ref_data(x->eval_r, lv) * (double)(real * S);
+        if (pc_exec_run(x->eval_r, err, errlen)) return -1;
+        sum += (double)*(const float *)pc_exec_data(x->eval_r, lv) * (double)(real * S);
         count += real * S;
     }
     *loss = count ? sum / (double)count : NAN;
@@ -222,7 +225,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     x.tokens = malloc(BS * sizeof *x.tokens);
     x.targets = malloc(BS * sizeof *x.targets);
     if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory"); goto done; }
-    if (!(x.r = pc_ref_new(x.g, err, errlen)) || !(x.eval_r = pc_ref_new(x.eval_g, err, errlen))) goto done;
+    if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
     if (pc_llama_bind_base(x.r, x.g, x.s.model, err, errlen) || pc_llama_bind_base(x.eval_r, x.eval_g, x.s.model, err, errlen))
         goto done;
     if (pc_store_bind(&x.store, x.r) || pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
@@ -249,10 +252,10 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         float hp[8] = {(float)pc_lr_schedule(&o, t), 0.9f, 0.999f, 1e-8f, (float)o.weight_decay, (float)t, (float)o.clip, 0};
         memcpy(x.hp, hp, sizeof hp);
         x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
-        if (pc_ref_run(x.r, err, errlen)) goto done;
-        double loss = *(const float *)pc_ref_data(x.r, loss_v);
+        if (pc_exec_run(x.r, err, errlen)) goto done;
+        double loss = *(const float *)pc_exec_data(x.r, loss_v);
         if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }
-        if (pc_ref_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
+        if (pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         loss_acc += loss;
         loss_n++;
         double el = now_s() - t0, tps = (double)BS * (t - t_first + 1) / (el > 0 ? el : 1e-9);

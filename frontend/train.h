@@ -7,6 +7,8 @@
 #ifndef PEFTC_FRONTEND_TRAIN_H
 #define PEFTC_FRONTEND_TRAIN_H
 
+#include "backend/exec.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@ typedef struct {
     bool progress; /* a progress bar (stderr is a terminal) */
     bool quiet;
     bool hf_qk_rows; /* the adapter's q/k rows are in Hugging Face order (see session.h) */
+    pc_exec_opts exec; /* backend and threads */
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);

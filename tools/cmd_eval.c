@@ -5,19 +5,20 @@
 #include <stdio.h>
 
 int pc_cmd_eval(int argc, char **argv) {
-    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0;
+    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0;
     bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
+        {"backend", true, &backend, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("eval", argc, argv, opts, 9, pos, 0, &npos);
+    int rc = pc_cli_parse("eval", argc, argv, opts, 10, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
-               "                  [--batch B] [--json]\n\n"
+               "                  [--batch B] [--backend ref|jit] [--json]\n\n"
                "Mean next-token cross-entropy of the text: tokens = [BOS] + encode(text); window i =\n"
                "tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
@@ -31,6 +32,11 @@ int pc_cmd_eval(int argc, char **argv) {
     if (pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
     if (batch && pc_cli_int("eval", "batch", batch, 1, 65536, &B)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc eval: --merge needs --adapter\n"); return 1; }
+    pc_exec_opts eo = {.threads = 1};
+    if (pc_backend_parse(backend, &eo.kind)) {
+        fprintf(stderr, "peftc eval: --backend: expected ref or jit, got '%s'\n", backend);
+        return 1;
+    }
     char mbuf[4096], tbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
@@ -38,7 +44,7 @@ int pc_cmd_eval(int argc, char **argv) {
     if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
     pc_eval_result r;
-    rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &r, err, sizeof err);
+    rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);
     pc_session_close(&s);
     if (rc) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
     if (json) printf("{\"loss\":%.6f,\"ppl\":%.6f,\"tokens\":%zu,\"windows\":%zu}\n", r.loss, r.ppl, r.tokens, r.windows);

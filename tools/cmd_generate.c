@@ -20,20 +20,23 @@ static void json_string(const char *s) {
 }
 
 int pc_cmd_generate(int argc, char **argv) {
-    const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0;
+    const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
+               *backend = 0;
     bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"prompt", true, &prompt, 0}, {"tokens", true, &ntok, 0},         {"temperature", true, &temp, 0},
         {"top-p", true, &topp, 0},    {"seed", true, &seed, 0},           {"merge", false, 0, &merge},
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
+        {"backend", true, &backend, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("generate", argc, argv, opts, 11, pos, 0, &npos);
+    int rc = pc_cli_parse("generate", argc, argv, opts, 12, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
-               "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n\n"
+               "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
+               "                      [--backend ref|jit]\n\n"
                "Generates up to N tokens (default 256) after BOS and the prompt, like llama2.c run.c:\n"
                "temperature 0 is greedy; otherwise softmax(logits/T) sampled with nucleus top-p\n"
                "(default 0.9) and the seed. --merge folds the adapter into the weights first.\n"
@@ -49,6 +52,11 @@ int pc_cmd_generate(int argc, char **argv) {
     if (topp && pc_cli_double("generate", "top-p", topp, 0, 1, &p)) return 1;
     if (seed && pc_cli_int("generate", "seed", seed, 0, (1ll << 62), &sd)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc generate: --merge needs --adapter\n"); return 1; }
+    pc_exec_opts eo = {.threads = 1};
+    if (pc_backend_parse(backend, &eo.kind)) {
+        fprintf(stderr, "peftc generate: --backend: expected ref or jit, got '%s'\n", backend);
+        return 1;
+    }
     char mbuf[4096], tbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
@@ -56,7 +64,7 @@ int pc_cmd_generate(int argc, char **argv) {
     if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc generate: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
-                        .topp = (float)p, .seed = (uint64_t)sd, .merge = merge};
+                        .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo};
     pc_gen_output out;
     rc = pc_generate_text(&s, &q, &out, err, sizeof err);
     pc_session_close(&s);

@@ -29,7 +29,8 @@ static void train_help(const pc_train_opts *d) {
            "  --save-every N     write DIR/checkpoint-STEP every N steps (resumable)\n"
            "  --resume DIR       continue from a checkpoint directory, bit-identically\n"
            "  --seed N           data sampling, init and dropout seed (default %llu)\n"
-           "  --threads N        threads (the reference interpreter uses 1)\n"
+           "  --backend ref|jit  reference interpreter or compiled backend (default jit)\n"
+           "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
            "  --json             one JSON object per evaluation on stdout\n"
            "  --quiet            no progress output\n"
            "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
@@ -41,7 +42,7 @@ static void train_help(const pc_train_opts *d) {
 int pc_cmd_train(int argc, char **argv) {
     pc_train_opts o = pc_train_defaults();
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
-               *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0;
+               *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0;
     bool json = false, quiet = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -52,6 +53,7 @@ int pc_cmd_train(int argc, char **argv) {
         {"eval-batches", true, &eval_batches, 0}, {"val-fraction", true, &val, 0},   {"save-every", true, &save_every, 0},
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
         {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
+        {"backend", true, &backend, 0},
     };
     const char *pos[1];
     int npos;
@@ -74,9 +76,11 @@ int pc_cmd_train(int argc, char **argv) {
     DBL_OPT(wd, "weight-decay", 0, 10, o.weight_decay);
     DBL_OPT(clip, "clip", 0, 1e9, o.clip);
     DBL_OPT(val, "val-fraction", 0, 0.9, o.val_fraction);
-    int nthreads = 1;
-    INT_OPT(threads, "threads", 1, 1024, nthreads);
-    (void)nthreads;
+    INT_OPT(threads, "threads", 1, 1024, o.exec.threads);
+    if (backend && pc_backend_parse(backend, &o.exec.kind)) {
+        fprintf(stderr, "peftc train: --backend: expected ref or jit, got '%s'\n", backend);
+        return 1;
+    }
     if (seed) { if (pc_cli_int("train", "seed", seed, 0, (1ll << 62), &v)) return 1; o.seed = (uint64_t)v; }
     if (o.min_lr > o.lr) o.min_lr = o.lr;
     char mbuf[4096], tbuf[4096], dbuf[4096];

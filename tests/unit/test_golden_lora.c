@@ -2,6 +2,7 @@
  * PyTorch values written by tests/golden/gen_llama_lora.py: logits, loss, every LoRA gradient,
  * and the losses and final weights of 10 AdamW steps. */
 #include "cu_main.h"
+#include "backend/exec.h"
 #include "backend/ref.h"
 #include "frontend/session.h"
 #include "frontend/store.h"
@@ -21,7 +22,7 @@ typedef struct {
     pc_st_file *fx;
     pc_adapter_config *cfg;
     pc_graph *g;
-    pc_ref *r;
+    pc_exec *r;
     pc_store store;
     int32_t tokens[32], targets[32];
     float hp[8];
@@ -65,18 +66,18 @@ static int golden_open(golden *x, int with_adamw) {
     x->hp[2] = (float)atof(meta_or(x->fx, "beta2", "0.999"));
     x->hp[3] = (float)atof(meta_or(x->fx, "eps", "1e-8"));
     x->hp[4] = (float)atof(meta_or(x->fx, "weight_decay", "0.01"));
-    if (!(x->r = pc_ref_new(x->g, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    if (!(x->r = pc_exec_new(x->g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
     if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
-        pc_ref_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_ref_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
+        pc_exec_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;
     }
-    if (with_adamw && pc_ref_bind(x->r, pc_lookup(x->g, "hp"), x->hp)) return -1;
+    if (with_adamw && pc_exec_bind(x->r, pc_lookup(x->g, "hp"), x->hp)) return -1;
     return 0;
 }
 
 static void golden_close(golden *x) {
-    pc_ref_free(x->r);
+    pc_exec_free(x->r);
     pc_store_free(&x->store);
     pc_graph_free(x->g);
     pc_adapter_config_free(x->cfg);
@@ -101,7 +102,7 @@ static void test_forward_and_gradients(void) {
     golden x;
     if (golden_open(&x, 0)) { CU_FAIL("setup"); golden_close(&x); return; }
     char err[2048];
-    CU_ASSERT_EQUAL_FATAL(pc_ref_run(x.r, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(pc_exec_run(x.r, err, sizeof err), 0);
     pc_val lv = PC_NONE, logits = PC_NONE;
     for (int i = 0; i < x.g->noutputs; i++) {
         const pc_value *o = pc_v(x.g, x.g->outputs[i]);
@@ -109,11 +110,11 @@ static void test_forward_and_gradients(void) {
         else if (o->shape.rank == 3) logits = x.g->outputs[i];
     }
     CU_ASSERT_FATAL(lv != PC_NONE && logits != PC_NONE);
-    float loss = *(const float *)pc_ref_data(x.r, lv), want = *(const float *)pc_st_find(x.fx, "loss")->data;
+    float loss = *(const float *)pc_exec_data(x.r, lv), want = *(const float *)pc_st_find(x.fx, "loss")->data;
     printf("\n    loss %.7f (PyTorch %.7f)\n", loss, want);
     CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want));
     const pc_st_tensor *wl = pc_st_find(x.fx, "logits");
-    double le = rel_err(pc_ref_data(x.r, logits), wl->data, pc_shape_numel(wl->shape));
+    double le = rel_err(pc_exec_data(x.r, logits), wl->data, pc_shape_numel(wl->shape));
     printf("    logits max rel err %.2e\n", le);
     CU_ASSERT(le <= 1e-5);
     /* every A and B gradient */
@@ -127,7 +128,7 @@ static void test_forward_and_gradients(void) {
         pc_val gv = output_named(x.g, gname);
         const pc_st_tensor *wg = pc_st_find(x.fx, gkey);
         CU_ASSERT_FATAL(gv != PC_NONE && wg != NULL);
-        double e = rel_err(pc_ref_data(x.r, gv), wg->data, x.store.e[i].n);
+        double e = rel_err(pc_exec_data(x.r, gv), wg->data, x.store.e[i].n);
         if (e > worst) worst = e;
         checked++;
     }
@@ -148,11 +149,11 @@ static void test_adamw_trajectory(void) {
     double worst = 0;
     for (int t = 1; t <= 10; t++) {
         x.hp[5] = (float)t;
-        CU_ASSERT_EQUAL_FATAL(pc_ref_run(x.r, err, sizeof err), 0);
-        float loss = *(const float *)pc_ref_data(x.r, lv);
+        CU_ASSERT_EQUAL_FATAL(pc_exec_run(x.r, err, sizeof err), 0);
+        float loss = *(const float *)pc_exec_data(x.r, lv);
         double e = fabs(loss - want[t - 1]) / fabs(want[t - 1]);
         if (e > worst) worst = e;
-        CU_ASSERT_EQUAL_FATAL(pc_ref_apply_updates(x.r), 0);
+        CU_ASSERT_EQUAL_FATAL(pc_exec_apply_updates(x.r), 0);
     }
     printf("\n    10-step loss trajectory worst rel err %.2e\n", worst);
     CU_ASSERT(worst <= 1e-4);

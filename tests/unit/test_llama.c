@@ -152,30 +152,30 @@ static int decode_logits(const pc_llama_config *cfg, const pc_l2c_model *m, int 
     pc_graph *g = pc_llama_decode_graph(cfg, B, T, err, errlen);
     if (!g) return -1;
     int rc = -1;
-    pc_ref *r = pc_ref_new(g, err, errlen);
+    pc_exec *r = pc_exec_new(g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, errlen);
     float *cache = calloc((size_t)(2 * L) * (size_t)(B * T * row), sizeof *cache);
     float *mask = malloc((size_t)(T + 1) * sizeof *mask);
     int32_t *tok = malloc((size_t)B * sizeof *tok), pos = 0;
     if (!r || !cache || !mask || !tok || pc_llama_bind_l2c(r, g, m, err, errlen)) goto done;
-    pc_ref_bind(r, pc_lookup(g, "token"), tok);
-    pc_ref_bind(r, pc_lookup(g, "pos"), &pos);
-    pc_ref_bind(r, pc_lookup(g, "mask"), mask);
+    pc_exec_bind(r, pc_lookup(g, "token"), tok);
+    pc_exec_bind(r, pc_lookup(g, "pos"), &pos);
+    pc_exec_bind(r, pc_lookup(g, "mask"), mask);
     char name[64];
     for (int i = 0; i < 2 * L; i++) {
         snprintf(name, sizeof name, "%s_cache.%d", i < L ? "k" : "v", i % L);
-        pc_ref_bind(r, pc_lookup(g, name), cache + (size_t)i * (size_t)(B * T * row));
+        pc_exec_bind(r, pc_lookup(g, name), cache + (size_t)i * (size_t)(B * T * row));
     }
     double t0 = now_s();
     for (pos = 0; pos < S; pos++) {
         for (int b = 0; b < B; b++) tok[b] = toks[b * S + pos];
         for (int64_t j = 0; j < T; j++) mask[j] = j < pos ? 0.0f : -1e30f;
         mask[T] = 0;
-        if (pc_ref_run(r, err, errlen)) goto done;
-        const float *lg = pc_ref_data(r, pc_lookup(g, "logits"));
+        if (pc_exec_run(r, err, errlen)) goto done;
+        const float *lg = pc_exec_data(r, pc_lookup(g, "logits"));
         for (int b = 0; b < B; b++) memcpy(out + ((size_t)b * S + pos) * V, lg + (size_t)b * V, (size_t)V * sizeof *lg);
         for (int i = 0; i < 2 * L; i++) {
             snprintf(name, sizeof name, "%s_new.%d", i < L ? "k" : "v", i % L);
-            const float *kv = pc_ref_data(r, pc_lookup(g, name));
+            const float *kv = pc_exec_data(r, pc_lookup(g, name));
             for (int b = 0; b < B; b++)
                 memcpy(cache + (size_t)i * (size_t)(B * T * row) + ((size_t)b * T + pos) * row, kv + b * row,
                        (size_t)row * sizeof *kv);
@@ -184,7 +184,7 @@ static int decode_logits(const pc_llama_config *cfg, const pc_l2c_model *m, int 
     if (ms_per_step) *ms_per_step = 1e3 * (now_s() - t0) / S;
     rc = 0;
 done:
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_graph_free(g);
     free(cache);
     free(mask);
@@ -195,18 +195,18 @@ done:
 /* runs the train graph; loss and (optionally) logits [B,S,V] */
 static int train_forward(const pc_graph *g, const pc_l2c_model *m, const int32_t *tokens, const int32_t *targets,
                          float *loss, float *logits, size_t nlogits, char *err, size_t errlen) {
-    pc_ref *r = pc_ref_new(g, err, errlen);
+    pc_exec *r = pc_exec_new(g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, errlen);
     if (!r) return -1;
     int rc = -1;
     if (pc_llama_bind_l2c(r, g, m, err, errlen)) goto done;
-    pc_ref_bind(r, pc_lookup(g, "tokens"), (void *)tokens);
-    pc_ref_bind(r, pc_lookup(g, "targets"), (void *)targets);
-    if (pc_ref_run(r, err, errlen)) goto done;
-    *loss = *(const float *)pc_ref_data(r, pc_lookup(g, "loss"));
-    if (logits) memcpy(logits, pc_ref_data(r, pc_lookup(g, "logits")), nlogits * sizeof *logits);
+    pc_exec_bind(r, pc_lookup(g, "tokens"), (void *)tokens);
+    pc_exec_bind(r, pc_lookup(g, "targets"), (void *)targets);
+    if (pc_exec_run(r, err, errlen)) goto done;
+    *loss = *(const float *)pc_exec_data(r, pc_lookup(g, "loss"));
+    if (logits) memcpy(logits, pc_exec_data(r, pc_lookup(g, "logits")), nlogits * sizeof *logits);
     rc = 0;
 done:
-    pc_ref_free(r);
+    pc_exec_free(r);
     return rc;
 }
 
@@ -537,11 +537,11 @@ static void test_errors(void) {
     c.n_layers = 6;
     g = pc_llama_train_graph(&c, 1, 8, 0, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
-    pc_ref *r = pc_ref_new(g, err, sizeof err);
+    pc_exec *r = pc_exec_new(g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_EQUAL(pc_llama_bind_l2c(r, g, m, err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "'model.layers.5.input_layernorm.weight'"));
-    pc_ref_free(r);
+    pc_exec_free(r);
     pc_graph_free(g);
     /* a shape that differs */
     c = good;

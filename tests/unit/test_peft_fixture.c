@@ -5,6 +5,7 @@
  * (b) unmerged logits on the l2c directory match PyTorch (llama2.c-convention model + LoRA);
  * (c) peftc's merge on the l2c directory matches PEFT's merge_and_unload (rows un-permuted). */
 #include "cu_main.h"
+#include "backend/exec.h"
 #include "backend/ref.h"
 #include "frontend/merge.h"
 #include "frontend/session.h"
@@ -51,7 +52,7 @@ typedef struct {
     pc_session s;
     pc_st_file *ex;
     pc_graph *g;
-    pc_ref *r;
+    pc_exec *r;
     pc_store store;
     int32_t tokens[SEQ], targets[SEQ];
     int nstore;
@@ -76,9 +77,9 @@ static int adapted_open(adapted *x, const char *dir, int bind) {
     if (!tk || tk->dtype != PC_I32 || pc_shape_numel(tk->shape) != SEQ) { fprintf(stderr, "expected: bad tokens\n"); return -1; }
     memcpy(x->tokens, tk->data, sizeof x->tokens);
     for (int i = 0; i < SEQ; i++) x->targets[i] = i + 1 < SEQ ? x->tokens[i + 1] : PC_LLAMA_IGNORE;
-    if (!(x->r = pc_ref_new(x->g, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    if (!(x->r = pc_exec_new(x->g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
     if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
-        pc_ref_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_ref_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
+        pc_exec_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;
     }
@@ -86,7 +87,7 @@ static int adapted_open(adapted *x, const char *dir, int bind) {
 }
 
 static void adapted_close(adapted *x) {
-    pc_ref_free(x->r);
+    pc_exec_free(x->r);
     pc_store_free(&x->store);
     pc_graph_free(x->g);
     pc_st_close(x->ex);
@@ -104,11 +105,11 @@ static pc_val logits_output(const pc_graph *g) {
 /* runs the graph; the max |logits - expected logits| (or -1) */
 static double logits_error(adapted *x) {
     char err[2048];
-    if (pc_ref_run(x->r, err, sizeof err)) { fprintf(stderr, "run: %s\n", err); return -1; }
+    if (pc_exec_run(x->r, err, sizeof err)) { fprintf(stderr, "run: %s\n", err); return -1; }
     pc_val lv = logits_output(x->g);
     const pc_st_tensor *want = pc_st_find(x->ex, "logits");
     if (lv == PC_NONE || !want || pc_shape_numel(want->shape) != (int64_t)SEQ * VOCAB) return -1;
-    return max_abs_diff(pc_ref_data(x->r, lv), want->data, (int64_t)SEQ * VOCAB);
+    return max_abs_diff(pc_exec_data(x->r, lv), want->data, (int64_t)SEQ * VOCAB);
 }
 
 /* (a) the exact PEFT directory: config and every tensor */
