@@ -44,8 +44,11 @@ typedef struct {
     pc_session s;
     pc_token_seq data;
     pc_token_span train, val;
-    pc_graph *g, *eval_g;
-    pc_exec *r, *eval_r;
+    pc_graph *g, *eval_g, *upd_g; /* upd_g: the AdamW graph when gradients accumulate */
+    pc_exec *r, *eval_r, *upd_r;
+    float **gsum;                  /* per trainable param: accumulated gradient (upd_g's input) */
+    pc_val *gout;                  /* per trainable param: its grad output in g */
+    int ngrad;
     pc_store store;
     pc_st_file *resume_weights, *resume_opt;
     pc_adapter_config *default_cfg;
@@ -57,8 +60,13 @@ typedef struct {
 static void run_free(run *x) {
     pc_exec_free(x->r);
     pc_exec_free(x->eval_r);
+    pc_exec_free(x->upd_r);
     pc_graph_free(x->g);
     pc_graph_free(x->eval_g);
+    pc_graph_free(x->upd_g);
+    for (int i = 0; i < x->ngrad; i++) free(x->gsum[i]);
+    free(x->gsum);
+    free(x->gout);
     pc_store_free(&x->store);
     pc_st_close(x->resume_weights);
     pc_st_close(x->resume_opt);
@@ -156,6 +164,57 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     return 0;
 }
 
+/* With gradient accumulation the step is two graphs: g (forward + backward, gradients out) runs
+ * once per micro-batch, and upd_g (AdamW over inputs "grad.<param>") once per step with the
+ * averaged gradients. upd_g holds the same params and optimizer states (same names and keys)
+ * as the fused step graph would, so checkpoints are interchangeable. */
+static int build_update_graph(run *x, int clip, char *err, size_t errlen) {
+    const pc_graph *g = x->g;
+    if (!(x->upd_g = pc_graph_new("update"))) return pc_errf(err, errlen, "out of memory");
+    if (!(x->gout = malloc((size_t)g->nvals * sizeof *x->gout)) ||
+        !(x->gsum = calloc((size_t)g->nvals, sizeof *x->gsum)))
+        return pc_errf(err, errlen, "out of memory");
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *p = pc_v(g, v);
+        if (p->op != PC_OP_param || !(p->flags & PC_TRAINABLE)) continue;
+        char name[600];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        pc_val gv = pc_lookup(g, name);
+        if (gv == PC_NONE) return pc_errf(err, errlen, "no gradient for %%%s", p->name);
+        pc_param_at(x->upd_g, p->loc, p->name, p->key, p->dtype, p->shape, PC_TRAINABLE, p->init);
+        pc_val in = pc_input_at(x->upd_g, p->loc, name, PC_F32, p->shape);
+        pc_mark_output(x->upd_g, in);
+        int64_t n = pc_shape_numel(p->shape);
+        if (!(x->gsum[x->ngrad] = malloc((size_t)(n ? n : 1) * sizeof(float)))) return pc_errf(err, errlen, "out of memory");
+        x->gout[x->ngrad++] = gv;
+    }
+    if (x->upd_g->error) return pc_errf(err, errlen, "%s", x->upd_g->error);
+    pc_adamw_opts ao = {.clip = clip};
+    return pc_pass_adamw(x->upd_g, &ao, err, errlen);
+}
+
+/* one optimizer step over grad_accum micro-batches; *loss = their mean loss */
+static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v, double *loss, char *err, size_t errlen) {
+    size_t B = (size_t)o->batch, S = (size_t)o->seq;
+    *loss = 0;
+    for (int k = 0; k < o->grad_accum; k++) {
+        pc_data_sample(&x->train, B, S, o->seed, (uint64_t)t, (uint64_t)k * B, x->tokens, x->targets);
+        x->seed_in = (int32_t)((o->seed * 1000003u + (uint64_t)t + (uint64_t)k * 7919u) & 0x7fffffff);
+        if (pc_exec_run(x->r, err, errlen)) return -1;
+        *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
+        for (int i = 0; i < x->ngrad; i++) {
+            const float *gr = pc_exec_data(x->r, x->gout[i]);
+            int64_t n = pc_shape_numel(pc_val_shape(x->g, x->gout[i]));
+            float *acc = x->gsum[i];
+            if (k == 0) for (int64_t j = 0; j < n; j++) acc[j] = gr[j] / (float)o->grad_accum;
+            else for (int64_t j = 0; j < n; j++) acc[j] += gr[j] / (float)o->grad_accum;
+        }
+    }
+    if (pc_exec_run(x->upd_r, err, errlen)) return -1;
+    if (pc_exec_apply_updates(x->upd_r)) return pc_errf(err, errlen, "step %d: applying updates failed", t);
+    return 0;
+}
+
 static void report(const pc_train_opts *o, const pc_train_point *p, double eta) {
     if (o->json) {
         printf("{\"step\":%d,\"train_loss\":%.6f,\"eval_loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
@@ -186,7 +245,6 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     *res = (pc_train_result){0};
     char msg[2048];
     if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
-    if (o.grad_accum != 1) return pc_errf(err, errlen, "--grad-accum other than 1 is not implemented yet");
     const char *adapter = o.resume ? o.resume : o.adapter;
     if (pc_session_open(&x.s, o.model, o.tokenizer, adapter, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
@@ -206,7 +264,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (pc_session_adapt(&x.s, &x.g, true, true, err, errlen)) goto done;
     if (pc_pass_autograd(x.g, err, errlen)) goto done;
     pc_adamw_opts ao = {.clip = o.clip > 0};
-    if (pc_pass_adamw(x.g, &ao, err, errlen)) goto done;
+    if (o.grad_accum > 1 ? build_update_graph(&x, ao.clip, err, errlen) : pc_pass_adamw(x.g, &ao, err, errlen)) goto done;
     /* the eval graph: forward + adapter, no dropout */
     if (!(x.eval_g = pc_llama_train_graph(&x.s.cfg, o.batch, o.seq, 0, err, errlen))) goto done;
     if (pc_session_adapt(&x.s, &x.eval_g, false, false, err, errlen)) goto done;
@@ -218,7 +276,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         if (!(x.resume_opt = pc_st_open(path, err, errlen))) goto done;
     }
     const pc_st_file *files[2] = {x.s.adapter.weights, x.resume_opt};
-    if (pc_store_init(&x.store, x.g, pc_session_is_base, &x.s, files, 2, o.seed, err, errlen)) goto done;
+    if (pc_store_init(&x.store, x.upd_g ? x.upd_g : x.g, pc_session_is_base, &x.s, files, 2, o.seed, err, errlen)) goto done;
     if (x.s.adapter.weights) pc_session_fix_qk_rows(&x.s, &x.store, 0); /* loaded rows in file order */
 
     size_t BS = (size_t)o.batch * (size_t)o.seq;
@@ -228,7 +286,17 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
     if (pc_llama_bind_base(x.r, x.g, x.s.model, err, errlen) || pc_llama_bind_base(x.eval_r, x.eval_g, x.s.model, err, errlen))
         goto done;
-    if (pc_store_bind(&x.store, x.r) || pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
+    if (x.upd_g) {
+        if (!(x.upd_r = pc_exec_new(x.upd_g, &o.exec, err, errlen))) goto done;
+        if (pc_store_bind(&x.store, x.upd_r) || pc_store_bind_shared(&x.store, x.g, x.r) ||
+            bind_input(x.upd_r, x.upd_g, "hp", x.hp)) { pc_errf(err, errlen, "binding failed"); goto done; }
+        for (int i = 0; i < x.ngrad; i++) {
+            char name[600];
+            snprintf(name, sizeof name, "%s", pc_val_name(x.g, x.gout[i]));
+            if (bind_input(x.upd_r, x.upd_g, name, x.gsum[i])) { pc_errf(err, errlen, "binding %s failed", name); goto done; }
+        }
+    } else if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "binding failed"); goto done; }
+    if (pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
     if (bind_input(x.r, x.g, "tokens", x.tokens) || bind_input(x.r, x.g, "targets", x.targets) ||
         bind_input(x.r, x.g, "hp", x.hp) || bind_input(x.r, x.g, "seed", &x.seed_in) ||
         bind_input(x.eval_r, x.eval_g, "tokens", x.tokens) || bind_input(x.eval_r, x.eval_g, "targets", x.targets)) {
@@ -248,17 +316,22 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss;
     int loss_n = 0, t_first = start + 1;
     for (int t = start + 1; t <= o.steps; t++) {
-        pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
         float hp[8] = {(float)pc_lr_schedule(&o, t), 0.9f, 0.999f, 1e-8f, (float)o.weight_decay, (float)t, (float)o.clip, 0};
         memcpy(x.hp, hp, sizeof hp);
-        x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
-        if (pc_exec_run(x.r, err, errlen)) goto done;
-        double loss = *(const float *)pc_exec_data(x.r, loss_v);
+        double loss;
+        if (x.upd_g) {
+            if (accumulated_step(&x, &o, t, loss_v, &loss, err, errlen)) goto done;
+        } else {
+            pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
+            x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
+            if (pc_exec_run(x.r, err, errlen)) goto done;
+            loss = *(const float *)pc_exec_data(x.r, loss_v);
+            if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
+        }
         if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }
-        if (pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         loss_acc += loss;
         loss_n++;
-        double el = now_s() - t0, tps = (double)BS * (t - t_first + 1) / (el > 0 ? el : 1e-9);
+        double el = now_s() - t0, tps = (double)BS * o.grad_accum * (t - t_first + 1) / (el > 0 ? el : 1e-9);
         double eta = el / (t - t_first + 1) * (o.steps - t);
         bool do_eval = (o.eval_every > 0 && t % o.eval_every == 0) || t == o.steps;
         if (do_eval) {

@@ -46,10 +46,10 @@ int pc_data_split(const pc_token_seq *s, double val_fraction, size_t seq, pc_tok
 }
 
 void pc_data_sample(const pc_token_span *span, size_t B, size_t S, uint64_t seed, uint64_t step,
-                    uint64_t micro, int32_t *inputs, int32_t *targets) {
+                    uint64_t first_row, int32_t *inputs, int32_t *targets) {
     uint64_t starts = span->n - S; /* window start in [0, n - S - 1] */
     for (size_t b = 0; b < B; b++) {
-        uint64_t h = pc_mix64(pc_mix64(pc_mix64(seed) ^ step) ^ (micro * 1000003u + b));
+        uint64_t h = pc_mix64(pc_mix64(pc_mix64(seed) ^ step) ^ (first_row + b));
         size_t st = (size_t)(h % starts);
         memcpy(inputs + b * S, span->ids + st, S * sizeof *inputs);
         memcpy(targets + b * S, span->ids + st + 1, S * sizeof *targets);

@@ -28,10 +28,11 @@ typedef struct {
 int pc_data_split(const pc_token_seq *s, double val_fraction, size_t seq, pc_token_span *train,
                   pc_token_span *val, const char *name, char *err, size_t errlen);
 
-/* Fills inputs/targets [B, S] with B random windows of S+1 tokens of `span`. The windows are a
- * pure function of (seed, step, micro) so a resumed run draws the same batches. */
+/* Fills inputs/targets [B, S] with rows first_row .. first_row+B-1 of step `step`'s batch: row r
+ * is a random window of S+1 tokens of `span`, a pure function of (seed, step, r). So a resumed
+ * run draws the same batches, and k micro-batches of B rows are exactly one batch of k*B rows. */
 void pc_data_sample(const pc_token_span *span, size_t B, size_t S, uint64_t seed, uint64_t step,
-                    uint64_t micro, int32_t *inputs, int32_t *targets);
+                    uint64_t first_row, int32_t *inputs, int32_t *targets);
 
 /* The eval protocol: window i = ids[i*S .. i*S+S+1), kept only if it has S+1 tokens. */
 static inline size_t pc_data_eval_windows(const pc_token_span *span, size_t S) {

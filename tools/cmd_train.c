@@ -18,7 +18,8 @@ static void train_help(const pc_train_opts *d) {
            "  --data F           training text (default: bundled tinyshakespeare)\n"
            "  --out DIR          where the adapter is written (default: out/adapter)\n"
            "  --steps N          optimizer steps (default %d)\n"
-           "  --batch B --seq S  windows per step and tokens per window (default %d, %d)\n"
+           "  --batch B --seq S  windows per micro-batch and tokens per window (default %d, %d)\n"
+           "  --grad-accum K     average the gradients of K micro-batches per step (default 1)\n"
            "  --lr X --min-lr X  peak and final learning rate (default %g, %g)\n"
            "  --warmup N         linear warmup steps, then cosine decay (default %d)\n"
            "  --weight-decay X   AdamW weight decay (default %g)\n"
@@ -42,7 +43,8 @@ static void train_help(const pc_train_opts *d) {
 int pc_cmd_train(int argc, char **argv) {
     pc_train_opts o = pc_train_defaults();
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
-               *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0;
+               *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
+               *accum = 0;
     bool json = false, quiet = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -53,7 +55,7 @@ int pc_cmd_train(int argc, char **argv) {
         {"eval-batches", true, &eval_batches, 0}, {"val-fraction", true, &val, 0},   {"save-every", true, &save_every, 0},
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
         {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0},
+        {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},
     };
     const char *pos[1];
     int npos;
@@ -71,6 +73,7 @@ int pc_cmd_train(int argc, char **argv) {
     INT_OPT(eval_every, "eval-every", 0, 100000000, o.eval_every);
     INT_OPT(eval_batches, "eval-batches", 0, 100000000, o.eval_batches);
     INT_OPT(save_every, "save-every", 0, 100000000, o.save_every);
+    INT_OPT(accum, "grad-accum", 1, 65536, o.grad_accum);
     DBL_OPT(lr, "lr", 0, 10, o.lr);
     DBL_OPT(min_lr, "min-lr", 0, 10, o.min_lr);
     DBL_OPT(wd, "weight-decay", 0, 10, o.weight_decay);
