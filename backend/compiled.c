@@ -49,7 +49,8 @@ struct pc_compiled {
     const pc_graph *g;
     pc_lowered *l;
     pc_dnnl *dnnl;
-    pc_jit *jit;
+    const pc_kernel_provider *kp; /* where the fused kernels come from */
+    void *kernels;                /* the provider's handle owning them */
     uint8_t *arena;
     void **bound, **init; /* per value */
     void **base;          /* per buffer */
@@ -324,27 +325,31 @@ static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, 
     return 0;
 }
 
-static int build_kernels(pc_compiled *c, char *err, size_t errlen) {
+static int build_kernels(pc_compiled *c, const pc_exec_opts *o, char *err, size_t errlen) {
     int nk = 0;
     for (int i = 0; i < c->nins; i++) nk += c->ins[i].kind == PC_LI_KERNEL;
     if (!nk) return 0;
     pc_kernel_desc *uniq = calloc((size_t)nk, sizeof *uniq);
     int *which = calloc((size_t)c->nins, sizeof *which);
-    char **names = calloc((size_t)nk, sizeof *names);
+    char (*names)[PC_KERNEL_NAME_MAX] = calloc((size_t)nk, sizeof *names);
+    const char **np = calloc((size_t)nk, sizeof *np);
     pc_kernel_fn *fns = calloc((size_t)nk, sizeof *fns);
     int nu = 0, rc = -1;
-    if (!uniq || !which || !names || !fns) goto done;
-    /* identical kernels (the same layer repeated) are compiled once */
+    if (!uniq || !which || !names || !np || !fns) goto done;
+    /* identical kernels (the same layer repeated) are compiled once; a kernel is named after its
+     * fingerprint, so the names are the same in every process (an AOT executable's table) */
     for (int i = 0; i < c->nins; i++) {
         cinsn *ci = &c->ins[i];
         if (ci->kind != PC_LI_KERNEL) continue;
         const pc_kernel_desc *kd = ci->li->kd;
+        char name[PC_KERNEL_NAME_MAX];
+        pc_kernel_name(kd, name);
         int u = 0;
-        while (u < nu && memcmp(&uniq[u], kd, sizeof *kd) != 0) u++;
+        while (u < nu && strcmp(names[u], name) != 0) u++;
         if (u == nu) {
             uniq[nu] = *kd;
-            if (!(names[nu] = malloc(32))) goto done;
-            snprintf(names[nu], 32, "pc_k%d", nu);
+            memcpy(names[nu], name, sizeof name);
+            np[nu] = names[nu];
             nu++;
         }
         which[i] = u;
@@ -358,15 +363,15 @@ static int build_kernels(pc_compiled *c, char *err, size_t errlen) {
         for (int d = 0; d < kd->rank; d++) work *= kd->dim[d];
         ci->skip = work == 0;
     }
-    if (!(c->jit = pc_jit_new(err, errlen))) goto done;
-    if (pc_jit_compile(c->jit, uniq, (const char *const *)names, nu, fns, err, errlen)) goto done;
+    c->kp = o && o->kernels ? o->kernels : pc_kernel_provider_default();
+    if (!(c->kernels = c->kp->compile(c->kp, uniq, np, nu, fns, err, errlen))) goto done;
     for (int i = 0; i < c->nins; i++)
         if (c->ins[i].kind == PC_LI_KERNEL) c->ins[i].fn = fns[which[i]];
     rc = 0;
 done:
     if (rc && !err[0]) set_err(err, errlen, "out of memory");
-    for (int u = 0; u < nu; u++) free(names[u]);
     free(names);
+    free(np);
     free(uniq);
     free(which);
     free(fns);
@@ -437,7 +442,7 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     free(cnames);
     free(tabs);
     if (rc) goto fail;
-    if (build_kernels(c, err, errlen)) goto fail;
+    if (build_kernels(c, o, err, errlen)) goto fail;
     for (int i = 0; i < g->nupdates; i++) { /* room to snapshot values that live in leaf memory */
         pc_val nx = g->updates[i].next;
         if (l->buf[l->view[nx].buf].kind != PC_BUF_ARENA) {
@@ -462,7 +467,7 @@ void pc_compiled_free(pc_compiled *c) {
         free(c->ins[i].inp);
     }
     free(c->ins);
-    pc_jit_free(c->jit);
+    if (c->kernels) c->kp->release(c->kp, c->kernels);
     pc_dnnl_free(c->dnnl);
     if (c->init)
         for (pc_val v = 0; v < c->g->nvals; v++) free(c->init[v]);

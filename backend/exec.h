@@ -11,10 +11,28 @@
 
 typedef enum { PC_BACKEND_REF = 0, PC_BACKEND_JIT = 1 } pc_backend_kind;
 
+/* Where the compiled backend gets the machine code of its fused kernels (backend/kernel.h).
+ * compile fills fns[i] for the kernels k[0..nk) named names[i] (pc_kernel_name) and returns a
+ * handle that owns them (released with release), or NULL with a message. The JIT provider
+ * compiles them with LLVM; an AOT executable's provider looks them up in its linked table. */
+struct pc_kernel_desc;
+typedef void (*pc_kernel_fn)(void *const *args);
+typedef struct pc_kernel_provider {
+    void *(*compile)(const struct pc_kernel_provider *p, const struct pc_kernel_desc *k, const char *const *names,
+                     int nk, pc_kernel_fn *fns, char *err, size_t errlen);
+    void (*release)(const struct pc_kernel_provider *p, void *handle);
+    const void *ctx;
+} pc_kernel_provider;
+
+/* the provider used when pc_exec_opts.kernels is NULL: the LLVM JIT in the peftc compiler;
+ * in an AOT executable's runtime library (no LLVM) one that reports that no JIT is linked */
+const pc_kernel_provider *pc_kernel_provider_default(void);
+
 typedef struct {
     pc_backend_kind kind;
     int threads;            /* oneDNN / kernel threads (default 1) */
     const char *dump_after; /* "lower" prints the instruction IR to stderr (jit) */
+    const pc_kernel_provider *kernels; /* NULL = pc_kernel_provider_default() */
 } pc_exec_opts;
 
 typedef struct pc_exec pc_exec;

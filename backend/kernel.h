@@ -25,7 +25,7 @@ typedef struct {
     int64_t stride[PC_MAX_RANK]; /* element stride per iteration axis; 0 = broadcast */
 } pc_kinput;
 
-typedef struct {
+typedef struct pc_kernel_desc {
     int rank; /* iteration space; rank 0 = one element */
     int64_t dim[PC_MAX_RANK];
     int ninputs;
@@ -38,6 +38,18 @@ typedef struct {
 
 /* a compiled kernel: args = input pointers (in order) then output pointers */
 typedef void (*pc_kernel_fn)(void *const *args);
+
+/* A 64-bit fingerprint of what a kernel computes (every field that matters, no padding bytes),
+ * the same in every process. Kernels are named after it: pc_kernel_name gives "pc_k_<16 hex>",
+ * so the compiled backend asks for the same names whether it JIT-compiles the kernels or takes
+ * them from an AOT executable's table (backend/exec.h: pc_kernel_provider). */
+uint64_t pc_kernel_desc_hash(const pc_kernel_desc *k);
+#define PC_KERNEL_NAME_MAX 24
+void pc_kernel_name(const pc_kernel_desc *k, char name[PC_KERNEL_NAME_MAX]);
+
+/* the JIT kernel provider (backend/llvm_jit.c) */
+struct pc_kernel_provider;
+const struct pc_kernel_provider *pc_kernel_provider_jit(void);
 
 /* ---- LLVM 19 (backend/llvm_jit.c: every ORC call lives there) ---- */
 typedef struct pc_jit pc_jit;

@@ -132,3 +132,28 @@ int pc_jit_compile(pc_jit *j, const pc_kernel_desc *k, const char *const *names,
     LLVMOrcReleaseResourceTracker(rt);
     return rc;
 }
+
+/* ---- the JIT kernel provider (backend/exec.h): one pc_jit per compiled graph ---- */
+
+#include "backend/exec.h"
+
+static void *jit_provide(const pc_kernel_provider *p, const pc_kernel_desc *k, const char *const *names, int nk,
+                         pc_kernel_fn *fns, char *err, size_t errlen) {
+    (void)p;
+    pc_jit *j = pc_jit_new(err, errlen);
+    if (j && pc_jit_compile(j, k, names, nk, fns, err, errlen)) {
+        pc_jit_free(j);
+        j = NULL;
+    }
+    return j;
+}
+
+static void jit_release(const pc_kernel_provider *p, void *handle) {
+    (void)p;
+    pc_jit_free(handle);
+}
+
+static const pc_kernel_provider jit_provider = {jit_provide, jit_release, NULL};
+
+const pc_kernel_provider *pc_kernel_provider_jit(void) { return &jit_provider; }
+const pc_kernel_provider *pc_kernel_provider_default(void) { return &jit_provider; }
