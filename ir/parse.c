@@ -1,9 +1,9 @@
-/* Text IR parser: a hand-written line lexer and recursive-descent parser for the format that
- * ir/print.c writes. It never reads past `len` (the text need not be NUL-terminated), reports
+/* Text IR parser: a recursive-descent parser for the format that ir/print.c writes, on the line
+ * lexer of ir/parse_lex.c. It never reads past `len` (the text need not be NUL-terminated), reports
  * the first error of each line as "FILE:LINE:COL: error: MSG" and continues with the next line
- * (at most MAX_ERRORS), and creates nodes with their declared types (pc_node_raw): type
+ * (at most MAX_ERRORS, parse_lex.c), and creates nodes with their declared types (pc_node_raw): type
  * checking is pc_verify's job. */
-#include "ir.h"
+#include "parse_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,191 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ERRORS 50
-#define MAX_NUMBER_LEN 512
 #define NUMEL_LIMIT (1ll << 40)
 
-typedef struct {
-    char *name;
-    pc_dtype dt;
-    pc_shape shape;
-    bool loss;
-    size_t line, col;
-} pending_out;
-
-typedef struct {
-    const char *t; /* the whole text */
-    size_t len;
-    const char *file;
-    pc_strbuf errs;
-    int nerr;
-    bool stop;
-    pc_graph *g;
-    /* current line: [ls, le) is the code (no trailing comment, no trailing blanks) */
-    size_t lno, ls, le, p;
-    size_t cs, ce; /* trailing comment text [cs, ce), cs == ce when none */
-    bool failed;   /* the current line already reported (or silently inherited) an error */
-    /* values defined by lines that failed: uses of them fail silently */
-    unsigned char *bad;
-    size_t badcap;
-    pending_out *outs;
-    int nouts, capouts;
-    char *scratch; /* reusable buffer for names / file names */
-    size_t scap;
-    pc_val *keys; /* open-addressing hash of the params/states by checkpoint key */
-    size_t nkeys, capkeys;
-} P;
-
-/* ---- errors ---- */
-static void vreport(P *ps, size_t line, size_t col, const char *fmt, va_list ap) {
-    if (ps->stop) return;
-    if (ps->nerr == MAX_ERRORS) {
-        pc_sb_printf(&ps->errs, "%s:%zu:%zu: error: too many errors, giving up\n", ps->file, line, col);
-        ps->stop = true;
-        return;
-    }
-    pc_sb_printf(&ps->errs, "%s:%zu:%zu: error: ", ps->file, line, col);
-    pc_sb_vprintf(&ps->errs, fmt, ap);
-    pc_sb_printf(&ps->errs, "\n");
-    ps->nerr++;
-}
-
-static void report_at(P *ps, size_t line, size_t col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void report_at(P *ps, size_t line, size_t col, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(ps, line, col, fmt, ap);
-    va_end(ap);
-}
-
-/* first error of the current line, at byte offset pos of the text */
-static int perr(P *ps, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int perr(P *ps, size_t pos, const char *fmt, ...) {
-    if (ps->failed) return -1;
-    ps->failed = true;
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(ps, ps->lno, pos - ps->ls + 1, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* fail the line without a message (an operand comes from a line that already failed) */
-static int pfail_silent(P *ps) {
-    ps->failed = true;
-    return -1;
-}
-
-/* quotes text[a, b) for a message: non-printable bytes as \xNN, long text cut */
-static const char *snip(const P *ps, size_t a, size_t b, char *out, size_t outlen) {
-    size_t o = 0;
-    for (size_t i = a; i < b && o + 8 < outlen; i++) {
-        unsigned char c = (unsigned char)ps->t[i];
-        if (o > 40) { memcpy(out + o, "...", 3); o += 3; break; }
-        if (c >= 0x20 && c < 0x7f && c != '\'') out[o++] = (char)c;
-        else o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-    }
-    out[o] = 0;
-    return out;
-}
-
-/* ---- lexing helpers on the current line ---- */
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-static bool is_namec(char c) { return is_alpha(c) || is_digit(c) || c == '.' || c == '-'; }
-
-static void skip_ws(P *ps) {
-    while (ps->p < ps->le && is_ws(ps->t[ps->p])) ps->p++;
-}
-static bool at_end(P *ps) {
-    skip_ws(ps);
-    return ps->p >= ps->le;
-}
-static char peek(const P *ps) { return ps->p < ps->le ? ps->t[ps->p] : 0; }
-
-/* the rest of the token at p, for "found 'x'" messages */
-static const char *found(P *ps, char *buf, size_t n) {
-    if (ps->p >= ps->le) return "end of line";
-    size_t e = ps->p;
-    if (is_namec(ps->t[e]) || ps->t[e] == '%' || ps->t[e] == '@') {
-        e++;
-        while (e < ps->le && is_namec(ps->t[e])) e++;
-    } else e++;
-    char tmp[128];
-    snip(ps, ps->p, e, tmp, sizeof tmp);
-    snprintf(buf, n, "'%s'", tmp);
-    return buf;
-}
-
-static bool accept(P *ps, char c) {
-    skip_ws(ps);
-    if (peek(ps) == c) { ps->p++; return true; }
-    return false;
-}
-
-static int expect(P *ps, char c, const char *what) {
-    if (accept(ps, c)) return 0;
-    char buf[160];
-    return perr(ps, ps->p, "expected %s, found %s", what, found(ps, buf, sizeof buf));
-}
-
-/* identifier [A-Za-z_][A-Za-z0-9_]* ; returns its length (0 = none) without consuming */
-static size_t ident_len(const P *ps) {
-    size_t e = ps->p;
-    if (e >= ps->le || !is_alpha(ps->t[e])) return 0;
-    while (e < ps->le && (is_alpha(ps->t[e]) || is_digit(ps->t[e]))) e++;
-    return e - ps->p;
-}
-
-static bool ident_is(const P *ps, size_t n, const char *kw) {
-    return strlen(kw) == n && memcmp(ps->t + ps->p, kw, n) == 0;
-}
-
-/* accepts the keyword kw when it is the whole next identifier */
-static bool accept_kw(P *ps, const char *kw) {
-    skip_ws(ps);
-    size_t n = ident_len(ps);
-    if (n && ident_is(ps, n, kw)) { ps->p += n; return true; }
-    return false;
-}
-
-static char *scratch(P *ps, size_t n) {
-    if (n + 1 > ps->scap) {
-        size_t cap = ps->scap ? ps->scap : 256;
-        while (cap < n + 1) cap *= 2;
-        char *s = realloc(ps->scratch, cap);
-        if (!s) return NULL;
-        ps->scratch = s;
-        ps->scap = cap;
-    }
-    return ps->scratch;
-}
-
-/* "%name" or "@name": returns a malloc'd copy of the name (without sigil) or NULL on error */
-static char *lex_sigil_name(P *ps, char sigil, const char *what) {
-    skip_ws(ps);
-    char buf[160];
-    if (peek(ps) != sigil) {
-        perr(ps, ps->p, "expected %s, found %s", what, found(ps, buf, sizeof buf));
-        return NULL;
-    }
-    size_t s = ++ps->p;
-    while (ps->p < ps->le && is_namec(ps->t[ps->p])) ps->p++;
-    if (ps->p == s) {
-        perr(ps, s - 1, "expected a name after '%c' (letters, digits, '_', '.', '-'), found %s", sigil,
-             found(ps, buf, sizeof buf));
-        return NULL;
-    }
-    char *n = malloc(ps->p - s + 1);
-    if (!n) { perr(ps, s, "out of memory"); return NULL; }
-    memcpy(n, ps->t + s, ps->p - s);
-    n[ps->p - s] = 0;
-    return n;
-}
-
 /* ---- poisoned values ---- */
-static void mark_bad(P *ps, pc_val v) {
+static void mark_bad(parser *ps, pc_val v) {
     if (v < 0) return;
     if ((size_t)v >= ps->badcap) {
         size_t cap = ps->badcap ? ps->badcap : 64;
@@ -209,11 +28,11 @@ static void mark_bad(P *ps, pc_val v) {
     }
     ps->bad[v] = 1;
 }
-static bool is_bad(const P *ps, pc_val v) { return v >= 0 && (size_t)v < ps->badcap && ps->bad[v]; }
+static bool is_bad(const parser *ps, pc_val v) { return v >= 0 && (size_t)v < ps->badcap && ps->bad[v]; }
 
 /* a line that failed after naming its value defines a placeholder, so that later lines using
  * the name do not report a second, misleading "undefined value" */
-static void poison_name(P *ps, const char *name, pc_loc at) {
+static void poison_name(parser *ps, const char *name, pc_loc at) {
     if (!name || pc_lookup(ps->g, name) != PC_NONE || ps->g->error) return;
     pc_val v = pc_node_raw(ps->g, at, name, PC_OP_input, 0, NULL, NULL, PC_F32, (pc_shape){0});
     if (v == PC_NONE) { pc_graph_clear_error(ps->g); return; }
@@ -221,49 +40,49 @@ static void poison_name(P *ps, const char *name, pc_loc at) {
 }
 
 /* a use of %name: the value, or PC_NONE after reporting (or silently, for a poisoned value) */
-static pc_val use_value(P *ps, const char *what) {
-    skip_ws(ps);
+static pc_val use_value(parser *ps, const char *what) {
+    lex_skip_ws(ps);
     size_t pos = ps->p;
     char *n = lex_sigil_name(ps, '%', what);
     if (!n) return PC_NONE;
     pc_val v = pc_lookup(ps->g, n);
-    if (v == PC_NONE) perr(ps, pos, "use of undefined value '%%%s'", n);
-    else if (is_bad(ps, v)) { pfail_silent(ps); v = PC_NONE; }
+    if (v == PC_NONE) parse_error(ps, pos, "use of undefined value '%%%s'", n);
+    else if (is_bad(ps, v)) { parse_fail_silent(ps); v = PC_NONE; }
     free(n);
     return v;
 }
 
 /* ---- types ---- */
-static int parse_type(P *ps, pc_dtype *dt, pc_shape *s) {
-    skip_ws(ps);
+static int parse_type(parser *ps, pc_dtype *dt, pc_shape *s) {
+    lex_skip_ws(ps);
     size_t start = ps->p, n = 0;
     while (start + n < ps->le && (is_alpha(ps->t[start + n]) || is_digit(ps->t[start + n]))) n++;
     char buf[160], tmp[128];
-    if (n == 0) return perr(ps, start, "expected a type such as f32[2,3], found %s", found(ps, buf, sizeof buf));
+    if (n == 0) return parse_error(ps, start, "expected a type such as f32[2,3], found %s", lex_found(ps, buf, sizeof buf));
     if (n == 3 && !memcmp(ps->t + start, "f32", 3)) *dt = PC_F32;
     else if (n == 3 && !memcmp(ps->t + start, "i32", 3)) *dt = PC_I32;
     else if (n == 4 && !memcmp(ps->t + start, "bf16", 4)) *dt = PC_BF16;
-    else return perr(ps, start, "unknown dtype '%s' (f32, i32, bf16)", snip(ps, start, start + n, tmp, sizeof tmp));
+    else return parse_error(ps, start, "unknown dtype '%s' (f32, i32, bf16)", lex_snip(ps, start, start + n, tmp, sizeof tmp));
     ps->p = start + n;
-    if (peek(ps) != '[')
-        return perr(ps, ps->p, "malformed type: expected '[' after '%s', found %s", pc_dtype_name(*dt),
-                    found(ps, buf, sizeof buf));
+    if (lex_peek(ps) != '[')
+        return parse_error(ps, ps->p, "malformed type: expected '[' after '%s', found %s", pc_dtype_name(*dt),
+                           lex_found(ps, buf, sizeof buf));
     ps->p++;
     *s = (pc_shape){0};
     int rank = 0;
     double numel = 1;
-    if (!accept(ps, ']')) {
+    if (!lex_accept(ps, ']')) {
         for (;;) {
-            skip_ws(ps);
+            lex_skip_ws(ps);
             size_t dpos = ps->p;
-            if (!is_digit(peek(ps)))
-                return perr(ps, dpos, "malformed type: expected a dimension, found %s", found(ps, buf, sizeof buf));
+            if (!is_digit(lex_peek(ps)))
+                return parse_error(ps, dpos, "malformed type: expected a dimension, found %s", lex_found(ps, buf, sizeof buf));
             int64_t d = 0;
-            while (is_digit(peek(ps))) {
+            while (is_digit(lex_peek(ps))) {
                 int dig = ps->t[ps->p] - '0';
                 if (d > (INT64_MAX - dig) / 10) {
-                    while (is_digit(peek(ps))) ps->p++;
-                    return perr(ps, dpos, "dimension %s overflows", snip(ps, dpos, ps->p, tmp, sizeof tmp));
+                    while (is_digit(lex_peek(ps))) ps->p++;
+                    return parse_error(ps, dpos, "dimension %s overflows", lex_snip(ps, dpos, ps->p, tmp, sizeof tmp));
                 }
                 d = d * 10 + dig;
                 ps->p++;
@@ -271,17 +90,17 @@ static int parse_type(P *ps, pc_dtype *dt, pc_shape *s) {
             if (rank < PC_MAX_RANK) s->dim[rank] = d;
             rank++;
             numel *= (double)d;
-            if (accept(ps, ']')) break;
-            if (!accept(ps, ','))
-                return perr(ps, ps->p, "malformed type: expected ',' or ']', found %s", found(ps, buf, sizeof buf));
+            if (lex_accept(ps, ']')) break;
+            if (!lex_accept(ps, ','))
+                return parse_error(ps, ps->p, "malformed type: expected ',' or ']', found %s", lex_found(ps, buf, sizeof buf));
         }
     }
-    if (rank > PC_MAX_RANK) return perr(ps, start, "rank %d exceeds the maximum rank %d", rank, PC_MAX_RANK);
+    if (rank > PC_MAX_RANK) return parse_error(ps, start, "rank %d exceeds the maximum rank %d", rank, PC_MAX_RANK);
     s->rank = rank;
     if (numel > (double)NUMEL_LIMIT) {
         char sh[192];
         pc_shape_str(*s, sh, sizeof sh);
-        return perr(ps, start, "type %s%s is too large (%.0f elements, limit 2^40)", pc_dtype_name(*dt), sh, numel);
+        return parse_error(ps, start, "type %s%s is too large (%.0f elements, limit 2^40)", pc_dtype_name(*dt), sh, numel);
     }
     return 0;
 }
@@ -293,222 +112,51 @@ static const char *type_str(pc_dtype dt, pc_shape s, char *buf, size_t n) {
     return buf;
 }
 
-/* ---- numbers ---- */
-typedef struct {
-    size_t a, b;  /* token extent */
-    bool integer; /* no '.', exponent, inf or nan */
-    char text[MAX_NUMBER_LEN + 1];
-} num_tok;
-
-static int lex_number(P *ps, num_tok *nt, const char *what) {
-    skip_ws(ps);
-    size_t s = ps->p, e = s;
-    char buf[160];
-    if (e < ps->le && (ps->t[e] == '-' || ps->t[e] == '+')) e++;
-    nt->integer = true;
-    if (e + 3 <= ps->le && (!memcmp(ps->t + e, "inf", 3) || !memcmp(ps->t + e, "nan", 3))) {
-        e += 3;
-        nt->integer = false;
-    } else {
-        size_t digits = 0;
-        while (e < ps->le && is_digit(ps->t[e])) e++, digits++;
-        if (e < ps->le && ps->t[e] == '.') {
-            e++;
-            nt->integer = false;
-            while (e < ps->le && is_digit(ps->t[e])) e++, digits++;
-        }
-        if (!digits) return perr(ps, s, "expected %s, found %s", what, found(ps, buf, sizeof buf));
-        if (e < ps->le && (ps->t[e] == 'e' || ps->t[e] == 'E')) {
-            size_t x = e + 1;
-            if (x < ps->le && (ps->t[x] == '-' || ps->t[x] == '+')) x++;
-            if (x < ps->le && is_digit(ps->t[x])) {
-                while (x < ps->le && is_digit(ps->t[x])) x++;
-                e = x;
-                nt->integer = false;
-            }
-        }
-    }
-    if (e < ps->le && (is_namec(ps->t[e]) || ps->t[e] == '+')) {
-        while (e < ps->le && (is_namec(ps->t[e]) || ps->t[e] == '+')) e++;
-        char tmp[128];
-        return perr(ps, s, "malformed number '%s'", snip(ps, s, e, tmp, sizeof tmp));
-    }
-    if (e - s > MAX_NUMBER_LEN) return perr(ps, s, "number too long");
-    memcpy(nt->text, ps->t + s, e - s);
-    nt->text[e - s] = 0;
-    nt->a = s;
-    nt->b = e;
-    ps->p = e;
-    return 0;
-}
-
-static int number_double(P *ps, const char *what, double *out) {
-    num_tok nt;
-    if (lex_number(ps, &nt, what)) return -1;
-    *out = strtod(nt.text, NULL);
-    return 0;
-}
-
-/* ---- strings ---- */
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* "..." with JSON escapes; returns a malloc'd string or NULL after reporting */
-static char *parse_string(P *ps, const char *what) {
-    skip_ws(ps);
-    char buf[160];
-    if (peek(ps) != '"') {
-        perr(ps, ps->p, "expected %s, found %s", what, found(ps, buf, sizeof buf));
-        return NULL;
-    }
-    size_t start = ps->p++;
-    pc_strbuf sb = {0};
-    pc_sb_printf(&sb, "%s", "");
-    for (;;) {
-        if (ps->p >= ps->le) {
-            perr(ps, start, "unterminated string");
-            goto fail;
-        }
-        unsigned char c = (unsigned char)ps->t[ps->p];
-        if (c == '"') { ps->p++; break; }
-        if (c < 0x20 || c == 0x7f) {
-            perr(ps, ps->p, "control character \\x%02x in string (use an escape)", c);
-            goto fail;
-        }
-        if (c != '\\') {
-            pc_sb_printf(&sb, "%c", c);
-            ps->p++;
-            continue;
-        }
-        size_t epos = ps->p++;
-        char e = peek(ps);
-        ps->p++;
-        switch (e) {
-        case '"': pc_sb_printf(&sb, "\""); break;
-        case '\\': pc_sb_printf(&sb, "\\"); break;
-        case '/': pc_sb_printf(&sb, "/"); break;
-        case 'b': pc_sb_printf(&sb, "\b"); break;
-        case 'f': pc_sb_printf(&sb, "\f"); break;
-        case 'n': pc_sb_printf(&sb, "\n"); break;
-        case 'r': pc_sb_printf(&sb, "\r"); break;
-        case 't': pc_sb_printf(&sb, "\t"); break;
-        case 'u': {
-            unsigned u = 0;
-            for (int k = 0; k < 4; k++) {
-                int h = ps->p < ps->le ? hexval(ps->t[ps->p]) : -1;
-                if (h < 0) { perr(ps, epos, "bad \\u escape in string (\\uXXXX)"); goto fail; }
-                u = u * 16 + (unsigned)h;
-                ps->p++;
-            }
-            if (u == 0 || (u >= 0xd800 && u <= 0xdfff)) {
-                perr(ps, epos, "\\u%04x is not allowed in a string", u);
-                goto fail;
-            }
-            if (u < 0x80) pc_sb_printf(&sb, "%c", (char)u);
-            else if (u < 0x800) pc_sb_printf(&sb, "%c%c", (char)(0xc0 | (u >> 6)), (char)(0x80 | (u & 0x3f)));
-            else
-                pc_sb_printf(&sb, "%c%c%c", (char)(0xe0 | (u >> 12)), (char)(0x80 | ((u >> 6) & 0x3f)),
-                             (char)(0x80 | (u & 0x3f)));
-            break;
-        }
-        default:
-            perr(ps, epos, "unknown escape in string");
-            goto fail;
-        }
-    }
-    {
-        char *s = pc_sb_take(&sb);
-        if (!s) perr(ps, start, "out of memory");
-        return s;
-    }
-fail:
-    free(pc_sb_take(&sb));
-    return NULL;
-}
-
-/* ---- line helpers ---- */
-static int expect_eol(P *ps, const char *after) {
-    if (at_end(ps)) return 0;
-    char tmp[128];
-    return perr(ps, ps->p, "unexpected '%s' after %s", snip(ps, ps->p, ps->le, tmp, sizeof tmp), after);
-}
-
-/* the location of a value defined at text offset pos: a trailing "// file:line" comment, or the
- * IR text position */
-static pc_loc line_loc(P *ps, size_t pos) {
-    pc_loc at = {ps->file, ps->lno > INT_MAX ? INT_MAX : (int)ps->lno,
-                 pos - ps->ls + 1 > INT_MAX ? INT_MAX : (int)(pos - ps->ls + 1)};
-    size_t a = ps->cs, b = ps->ce;
-    while (a < b && is_ws(ps->t[a])) a++;
-    while (b > a && is_ws(ps->t[b - 1])) b--;
-    size_t colon = SIZE_MAX;
-    for (size_t i = b; i > a; i--)
-        if (ps->t[i - 1] == ':') { colon = i - 1; break; }
-    if (colon == SIZE_MAX || colon == a || colon + 1 == b) return at; /* need "file:line" */
-    long long line = 0;
-    for (size_t i = colon + 1; i < b; i++) {
-        if (!is_digit(ps->t[i])) return at;
-        line = line * 10 + (ps->t[i] - '0');
-        if (line > INT_MAX) return at;
-    }
-    for (size_t i = a; i < colon; i++)
-        if (ps->t[i] == 0) return at;
-    char *f = scratch(ps, colon - a);
-    if (!f) return at;
-    memcpy(f, ps->t + a, colon - a);
-    f[colon - a] = 0;
-    return (pc_loc){f, (int)line, 0};
-}
-
 /* ---- leaves ---- */
-static int parse_init(P *ps, pc_init *init) {
+static int parse_init(parser *ps, pc_init *init) {
     *init = (pc_init){PC_INIT_NONE, 0, 0};
-    if (at_end(ps)) return 0;
+    if (lex_at_end(ps)) return 0;
     char buf[160], tmp[128];
-    if (!accept_kw(ps, "init")) return perr(ps, ps->p, "expected 'init=...' or end of line, found %s", found(ps, buf, sizeof buf));
-    if (expect(ps, '=', "'=' after 'init'")) return -1;
-    skip_ws(ps);
-    size_t kpos = ps->p, n = ident_len(ps);
+    if (!lex_accept_kw(ps, "init")) return parse_error(ps, ps->p, "expected 'init=...' or end of line, found %s", lex_found(ps, buf, sizeof buf));
+    if (lex_expect(ps, '=', "'=' after 'init'")) return -1;
+    lex_skip_ws(ps);
+    size_t kpos = ps->p, n = lex_ident_len(ps);
     int nargs;
-    if (n && ident_is(ps, n, "zeros")) init->kind = PC_INIT_ZEROS, nargs = 0;
-    else if (n && ident_is(ps, n, "ones")) init->kind = PC_INIT_ONES, nargs = 0;
-    else if (n && ident_is(ps, n, "uniform")) init->kind = PC_INIT_UNIFORM, nargs = 2;
-    else if (n && ident_is(ps, n, "normal")) init->kind = PC_INIT_NORMAL, nargs = 1;
-    else if (n && ident_is(ps, n, "kaiming_uniform")) init->kind = PC_INIT_KAIMING_UNIFORM, nargs = 1;
+    if (n && lex_ident_is(ps, n, "zeros")) init->kind = PC_INIT_ZEROS, nargs = 0;
+    else if (n && lex_ident_is(ps, n, "ones")) init->kind = PC_INIT_ONES, nargs = 0;
+    else if (n && lex_ident_is(ps, n, "uniform")) init->kind = PC_INIT_UNIFORM, nargs = 2;
+    else if (n && lex_ident_is(ps, n, "normal")) init->kind = PC_INIT_NORMAL, nargs = 1;
+    else if (n && lex_ident_is(ps, n, "kaiming_uniform")) init->kind = PC_INIT_KAIMING_UNIFORM, nargs = 1;
     else {
         size_t e = ps->p;
         while (e < ps->le && !is_ws(ps->t[e]) && ps->t[e] != '(') e++;
-        return perr(ps, kpos, "unknown init '%s' (zeros, ones, uniform(a, b), normal(std), kaiming_uniform(a))",
-                    snip(ps, ps->p, e, tmp, sizeof tmp));
+        return parse_error(ps, kpos, "unknown init '%s' (zeros, ones, uniform(a, b), normal(std), kaiming_uniform(a))",
+                           lex_snip(ps, ps->p, e, tmp, sizeof tmp));
     }
     ps->p += n;
     static const char *const usage[] = {"", "zeros", "ones", "uniform(a, b)", "normal(std)", "kaiming_uniform(a)"};
     if (nargs == 0) {
-        skip_ws(ps);
-        if (peek(ps) == '(') return perr(ps, ps->p, "init %s takes no arguments", usage[init->kind]);
+        lex_skip_ws(ps);
+        if (lex_peek(ps) == '(') return parse_error(ps, ps->p, "init %s takes no arguments", usage[init->kind]);
         return 0;
     }
-    if (!accept(ps, '('))
-        return perr(ps, ps->p, "init %s needs %d argument%s: %s", usage[init->kind], nargs, nargs > 1 ? "s" : "",
-                    usage[init->kind]);
+    if (!lex_accept(ps, '('))
+        return parse_error(ps, ps->p, "init %s needs %d argument%s: %s", usage[init->kind], nargs, nargs > 1 ? "s" : "",
+                           usage[init->kind]);
     double args[2] = {0, 0};
     int got = 0;
     for (;;) {
-        skip_ws(ps);
-        if (got == 0 && peek(ps) == ')') { ps->p++; break; }
+        lex_skip_ws(ps);
+        if (got == 0 && lex_peek(ps) == ')') { ps->p++; break; }
         double x;
-        if (number_double(ps, "a number", &x)) return -1;
+        if (lex_number_double(ps, "a number", &x)) return -1;
         if (got < 2) args[got] = x;
         got++;
-        if (accept(ps, ')')) break;
-        if (!accept(ps, ',')) return perr(ps, ps->p, "expected ',' or ')' in init, found %s", found(ps, buf, sizeof buf));
+        if (lex_accept(ps, ')')) break;
+        if (!lex_accept(ps, ',')) return parse_error(ps, ps->p, "expected ',' or ')' in init, found %s", lex_found(ps, buf, sizeof buf));
     }
     if (got != nargs)
-        return perr(ps, kpos, "init %s takes %d argument%s, got %d", usage[init->kind], nargs, nargs > 1 ? "s" : "", got);
+        return parse_error(ps, kpos, "init %s takes %d argument%s, got %d", usage[init->kind], nargs, nargs > 1 ? "s" : "", got);
     init->a = args[0];
     init->b = args[1];
     return 0;
@@ -523,43 +171,43 @@ static uint16_t float_to_bf16(float f) {
 }
 
 /* one constant element into data[i] */
-static int const_elem(P *ps, pc_dtype dt, void *data, int64_t i) {
+static int const_elem(parser *ps, pc_dtype dt, void *data, int64_t i) {
     num_tok nt;
     if (lex_number(ps, &nt, "a number")) return -1;
     if (dt == PC_I32) {
-        if (!nt.integer) return perr(ps, nt.a, "expected an integer for an i32 constant, found '%s'", nt.text);
+        if (!nt.integer) return parse_error(ps, nt.a, "expected an integer for an i32 constant, found '%s'", nt.text);
         errno = 0;
         long long x = strtoll(nt.text, NULL, 10);
-        if (errno || x < INT32_MIN || x > INT32_MAX) return perr(ps, nt.a, "value %s is out of range for i32", nt.text);
+        if (errno || x < INT32_MIN || x > INT32_MAX) return parse_error(ps, nt.a, "value %s is out of range for i32", nt.text);
         ((int32_t *)data)[i] = (int32_t)x;
         return 0;
     }
     float f = strtof(nt.text, NULL);
-    if (isinf(f) && !strstr(nt.text, "inf")) return perr(ps, nt.a, "value %s is out of range for %s", nt.text, pc_dtype_name(dt));
+    if (isinf(f) && !strstr(nt.text, "inf")) return parse_error(ps, nt.a, "value %s is out of range for %s", nt.text, pc_dtype_name(dt));
     if (dt == PC_F32) ((float *)data)[i] = f;
     else ((uint16_t *)data)[i] = float_to_bf16(f);
     return 0;
 }
 
-static int parse_const_data(P *ps, pc_dtype dt, pc_shape s, void **out) {
+static int parse_const_data(parser *ps, pc_dtype dt, pc_shape s, void **out) {
     *out = NULL;
-    skip_ws(ps);
+    lex_skip_ws(ps);
     char buf[160], ty[192];
     int64_t numel = pc_shape_numel(s);
     size_t esz = pc_dtype_size(dt);
     type_str(dt, s, ty, sizeof ty);
-    size_t n = ident_len(ps);
-    if (n && ident_is(ps, n, "elided")) { ps->p += n; return 0; }
-    if (peek(ps) != '[') {
-        if (ps->p >= ps->le) return perr(ps, ps->p, "expected the constant's value, 'elided' or a list, found end of line");
+    size_t n = lex_ident_len(ps);
+    if (n && lex_ident_is(ps, n, "elided")) { ps->p += n; return 0; }
+    if (lex_peek(ps) != '[') {
+        if (ps->p >= ps->le) return parse_error(ps, ps->p, "expected the constant's value, 'elided' or a list, found end of line");
         size_t pos = ps->p;
         if (numel != 1) {
             num_tok nt;
             if (lex_number(ps, &nt, "the constant's value ('elided', a number or a list)")) return -1;
-            return perr(ps, pos, "const %s needs a list of %lld values, got a single number", ty, (long long)numel);
+            return parse_error(ps, pos, "const %s needs a list of %lld values, got a single number", ty, (long long)numel);
         }
         void *d = malloc(esz);
-        if (!d) return perr(ps, pos, "out of memory");
+        if (!d) return parse_error(ps, pos, "out of memory");
         if (const_elem(ps, dt, d, 0)) { free(d); return -1; }
         *out = d;
         return 0;
@@ -567,33 +215,33 @@ static int parse_const_data(P *ps, pc_dtype dt, pc_shape s, void **out) {
     size_t lpos = ps->p++;
     int64_t cap = numel < 1024 ? (numel > 0 ? numel : 1) : 1024, got = 0;
     char *d = malloc((size_t)cap * esz);
-    if (!d) return perr(ps, lpos, "out of memory");
-    if (!accept(ps, ']')) {
+    if (!d) return parse_error(ps, lpos, "out of memory");
+    if (!lex_accept(ps, ']')) {
         for (;;) {
-            skip_ws(ps);
+            lex_skip_ws(ps);
             if (got == numel) {
                 free(d);
-                return perr(ps, ps->p, "too many values for const %s (expected %lld)", ty, (long long)numel);
+                return parse_error(ps, ps->p, "too many values for const %s (expected %lld)", ty, (long long)numel);
             }
             if (got == cap) {
                 cap = cap * 2 < numel ? cap * 2 : numel;
                 char *nd = realloc(d, (size_t)cap * esz);
-                if (!nd) { free(d); return perr(ps, ps->p, "out of memory"); }
+                if (!nd) { free(d); return parse_error(ps, ps->p, "out of memory"); }
                 d = nd;
             }
             if (const_elem(ps, dt, d, got)) { free(d); return -1; }
             got++;
-            if (accept(ps, ']')) break;
-            if (!accept(ps, ',')) {
+            if (lex_accept(ps, ']')) break;
+            if (!lex_accept(ps, ',')) {
                 free(d);
-                if (ps->p >= ps->le) return perr(ps, ps->p, "unterminated list: expected ',' or ']', found end of line");
-                return perr(ps, ps->p, "expected ',' or ']' in the value list, found %s", found(ps, buf, sizeof buf));
+                if (ps->p >= ps->le) return parse_error(ps, ps->p, "unterminated list: expected ',' or ']', found end of line");
+                return parse_error(ps, ps->p, "expected ',' or ']' in the value list, found %s", lex_found(ps, buf, sizeof buf));
             }
         }
     }
     if (got != numel) {
         free(d);
-        return perr(ps, lpos, "const %s needs %lld values, got %lld", ty, (long long)numel, (long long)got);
+        return parse_error(ps, lpos, "const %s needs %lld values, got %lld", ty, (long long)numel, (long long)got);
     }
     *out = d;
     return 0;
@@ -606,7 +254,7 @@ static uint64_t hash_key(const char *s) {
     return h;
 }
 
-static pc_val find_key(const P *ps, const char *key) {
+static pc_val find_key(const parser *ps, const char *key) {
     if (!ps->capkeys) return PC_NONE;
     for (size_t h = hash_key(key) & (ps->capkeys - 1);; h = (h + 1) & (ps->capkeys - 1)) {
         pc_val v = ps->keys[h];
@@ -615,7 +263,7 @@ static pc_val find_key(const P *ps, const char *key) {
     }
 }
 
-static int add_key(P *ps, pc_val v) {
+static int add_key(parser *ps, pc_val v) {
     if (2 * (ps->nkeys + 1) > ps->capkeys) {
         size_t cap = ps->capkeys ? 2 * ps->capkeys : 64;
         pc_val *k = malloc(cap * sizeof *k);
@@ -639,14 +287,14 @@ static int add_key(P *ps, pc_val v) {
     return 0;
 }
 
-static int check_key(P *ps, size_t pos, const char *key) {
+static int check_key(parser *ps, size_t pos, const char *key) {
     pc_val other = find_key(ps, key);
-    if (other != PC_NONE) return perr(ps, pos, "key \"%s\" is already used by '%%%s'", key, ps->g->vals[other].name);
+    if (other != PC_NONE) return parse_error(ps, pos, "key \"%s\" is already used by '%%%s'", key, ps->g->vals[other].name);
     return 0;
 }
 
 /* defines a leaf value; takes ownership of key and data */
-static pc_val define_leaf(P *ps, pc_loc at, const char *name, pc_opcode op, pc_dtype dt, pc_shape s,
+static pc_val define_leaf(parser *ps, pc_loc at, const char *name, pc_opcode op, pc_dtype dt, pc_shape s,
                           unsigned flags, char *key, pc_init init, void *data) {
     pc_val v = pc_node_raw(ps->g, at, name, op, 0, NULL, NULL, dt, s);
     if (v == PC_NONE) { free(key); free(data); return PC_NONE; }
@@ -656,7 +304,7 @@ static pc_val define_leaf(P *ps, pc_loc at, const char *name, pc_opcode op, pc_d
     x->init = init;
     x->data = data;
     if (key && add_key(ps, v)) {
-        perr(ps, ps->ls, "out of memory");
+        parse_error(ps, ps->ls, "out of memory");
         ps->stop = true;
     }
     return v;
@@ -677,38 +325,38 @@ static bool ints_fit(const char *v) {
     return true;
 }
 
-static int parse_attrs(P *ps, pc_opcode op, pc_attr attrs[PC_MAX_ATTRS]) {
+static int parse_attrs(parser *ps, pc_opcode op, pc_attr attrs[PC_MAX_ATTRS]) {
     const pc_op_info *info = pc_op_get(op);
     unsigned seen = 0;
     char buf[160], tmp[128], msg[256];
-    if (accept(ps, '}')) return 0;
+    if (lex_accept(ps, '}')) return 0;
     for (;;) {
-        skip_ws(ps);
-        size_t npos = ps->p, n = ident_len(ps);
-        if (!n) return perr(ps, npos, "expected an attribute name, found %s", found(ps, buf, sizeof buf));
+        lex_skip_ws(ps);
+        size_t npos = ps->p, n = lex_ident_len(ps);
+        if (!n) return parse_error(ps, npos, "expected an attribute name, found %s", lex_found(ps, buf, sizeof buf));
         int k = -1;
         for (int i = 0; i < info->nattrs; i++)
-            if (ident_is(ps, n, info->attrs[i].name)) k = i;
-        snip(ps, npos, npos + n, tmp, sizeof tmp);
+            if (lex_ident_is(ps, n, info->attrs[i].name)) k = i;
+        lex_snip(ps, npos, npos + n, tmp, sizeof tmp);
         if (k < 0) {
-            if (info->nattrs == 0) return perr(ps, npos, "unknown attribute '%s': %s has no attributes", tmp, info->name);
-            return perr(ps, npos, "unknown attribute '%s' for %s", tmp, info->name);
+            if (info->nattrs == 0) return parse_error(ps, npos, "unknown attribute '%s': %s has no attributes", tmp, info->name);
+            return parse_error(ps, npos, "unknown attribute '%s' for %s", tmp, info->name);
         }
-        if (seen & (1u << k)) return perr(ps, npos, "duplicate attribute '%s'", tmp);
+        if (seen & (1u << k)) return parse_error(ps, npos, "duplicate attribute '%s'", tmp);
         seen |= 1u << k;
         ps->p += n;
-        if (expect(ps, '=', "'=' after the attribute name")) return -1;
-        skip_ws(ps);
+        if (lex_expect(ps, '=', "'=' after the attribute name")) return -1;
+        lex_skip_ws(ps);
         size_t vpos = ps->p, e = ps->p;
-        if (peek(ps) == '[') {
+        if (lex_peek(ps) == '[') {
             while (e < ps->le && ps->t[e] != ']') e++;
-            if (e >= ps->le) return perr(ps, vpos, "unterminated list value of attribute '%s'", tmp);
+            if (e >= ps->le) return parse_error(ps, vpos, "unterminated list value of attribute '%s'", tmp);
             e++;
         } else {
             while (e < ps->le && !is_ws(ps->t[e]) && ps->t[e] != ',' && ps->t[e] != '}') e++;
         }
-        if (e == vpos) return perr(ps, vpos, "expected a value for attribute '%s', found %s", tmp, found(ps, buf, sizeof buf));
-        if (e - vpos > 400) return perr(ps, vpos, "value of attribute '%s' is too long", tmp);
+        if (e == vpos) return parse_error(ps, vpos, "expected a value for attribute '%s', found %s", tmp, lex_found(ps, buf, sizeof buf));
+        if (e - vpos > 400) return parse_error(ps, vpos, "value of attribute '%s' is too long", tmp);
         char text[512];
         size_t o = 0;
         memcpy(text, info->attrs[k].name, strlen(info->attrs[k].name));
@@ -718,30 +366,30 @@ static int parse_attrs(P *ps, pc_opcode op, pc_attr attrs[PC_MAX_ATTRS]) {
             char c = ps->t[i];
             if (is_ws(c)) continue;
             if (c == 0 || (unsigned char)c >= 0x7f || (unsigned char)c < 0x20) {
-                return perr(ps, vpos, "bad value for attribute '%s' of %s: '%s'", tmp, info->name,
-                            snip(ps, vpos, e, buf, sizeof buf));
+                return parse_error(ps, vpos, "bad value for attribute '%s' of %s: '%s'", tmp, info->name,
+                                   lex_snip(ps, vpos, e, buf, sizeof buf));
             }
             text[o++] = c;
         }
         text[o] = 0;
         if (info->attrs[k].kind != PC_ATTR_FLOAT && !ints_fit(text + strlen(info->attrs[k].name) + 1))
-            return perr(ps, vpos, "value of attribute '%s' is out of range: '%s'", tmp, snip(ps, vpos, e, buf, sizeof buf));
-        if (pc_attr_parse(op, attrs, text, msg, sizeof msg)) return perr(ps, vpos, "%s", msg);
+            return parse_error(ps, vpos, "value of attribute '%s' is out of range: '%s'", tmp, lex_snip(ps, vpos, e, buf, sizeof buf));
+        if (pc_attr_parse(op, attrs, text, msg, sizeof msg)) return parse_error(ps, vpos, "%s", msg);
         ps->p = e;
-        if (accept(ps, '}')) return 0;
-        if (!accept(ps, ',')) {
-            if (ps->p >= ps->le) return perr(ps, ps->p, "expected ',' or '}' in the attributes, found end of line");
-            return perr(ps, ps->p, "expected ',' or '}' in the attributes, found %s", found(ps, buf, sizeof buf));
+        if (lex_accept(ps, '}')) return 0;
+        if (!lex_accept(ps, ',')) {
+            if (ps->p >= ps->le) return parse_error(ps, ps->p, "expected ',' or '}' in the attributes, found end of line");
+            return parse_error(ps, ps->p, "expected ',' or '}' in the attributes, found %s", lex_found(ps, buf, sizeof buf));
         }
     }
 }
 
 /* ---- lines ---- */
-static void parse_value_line(P *ps) {
+static void parse_value_line(parser *ps) {
     size_t npos = ps->p;
     char *name = lex_sigil_name(ps, '%', "a value name");
     if (!name) return;
-    pc_loc at = line_loc(ps, npos);
+    pc_loc at = lex_line_loc(ps, npos);
     char buf[160], tmp[128];
     pc_val v = PC_NONE;
     pc_val *ins = NULL;
@@ -749,43 +397,43 @@ static void parse_value_line(P *ps) {
         pc_val prev = pc_lookup(ps->g, name);
         const pc_value *pv = pc_v(ps->g, prev);
         if (pv->loc.file && pv->loc.line)
-            perr(ps, npos, "redefinition of value '%%%s' (first defined at %s:%d)", name, pv->loc.file, pv->loc.line);
-        else perr(ps, npos, "redefinition of value '%%%s'", name);
+            parse_error(ps, npos, "redefinition of value '%%%s' (first defined at %s:%d)", name, pv->loc.file, pv->loc.line);
+        else parse_error(ps, npos, "redefinition of value '%%%s'", name);
         free(name);
         return;
     }
-    if (expect(ps, '=', "'=' after the value name")) goto out;
-    skip_ws(ps);
-    size_t opos = ps->p, n = ident_len(ps);
-    if (!n) { perr(ps, opos, "expected an op name, found %s", found(ps, buf, sizeof buf)); goto out; }
+    if (lex_expect(ps, '=', "'=' after the value name")) goto out;
+    lex_skip_ws(ps);
+    size_t opos = ps->p, n = lex_ident_len(ps);
+    if (!n) { parse_error(ps, opos, "expected an op name, found %s", lex_found(ps, buf, sizeof buf)); goto out; }
     pc_dtype dt;
     pc_shape s;
-    if (ident_is(ps, n, "param") || ident_is(ps, n, "state")) {
-        bool is_param = ident_is(ps, n, "param");
+    if (lex_ident_is(ps, n, "param") || lex_ident_is(ps, n, "state")) {
+        bool is_param = lex_ident_is(ps, n, "param");
         unsigned flags = PC_STATE;
         ps->p += n;
         if (is_param) {
-            if (accept_kw(ps, "frozen")) flags = PC_FROZEN;
-            else if (accept_kw(ps, "trainable")) flags = PC_TRAINABLE;
-            else { perr(ps, ps->p, "expected 'frozen' or 'trainable' after 'param', found %s", found(ps, buf, sizeof buf)); goto out; }
+            if (lex_accept_kw(ps, "frozen")) flags = PC_FROZEN;
+            else if (lex_accept_kw(ps, "trainable")) flags = PC_TRAINABLE;
+            else { parse_error(ps, ps->p, "expected 'frozen' or 'trainable' after 'param', found %s", lex_found(ps, buf, sizeof buf)); goto out; }
         }
         if (parse_type(ps, &dt, &s)) goto out;
-        skip_ws(ps);
+        lex_skip_ws(ps);
         size_t kpos = ps->p;
-        char *key = parse_string(ps, "a quoted checkpoint key");
+        char *key = lex_string(ps, "a quoted checkpoint key");
         if (!key) goto out;
         pc_init init;
-        if (check_key(ps, kpos, key) || parse_init(ps, &init) || expect_eol(ps, "the param")) { free(key); goto out; }
+        if (check_key(ps, kpos, key) || parse_init(ps, &init) || lex_expect_eol(ps, "the param")) { free(key); goto out; }
         v = define_leaf(ps, at, name, is_param ? PC_OP_param : PC_OP_state, dt, s, flags, key, init, NULL);
-    } else if (ident_is(ps, n, "const")) {
+    } else if (lex_ident_is(ps, n, "const")) {
         ps->p += n;
         if (parse_type(ps, &dt, &s)) goto out;
         void *data;
         if (parse_const_data(ps, dt, s, &data)) goto out;
-        if (expect_eol(ps, "the constant")) { free(data); goto out; }
+        if (lex_expect_eol(ps, "the constant")) { free(data); goto out; }
         v = define_leaf(ps, at, name, PC_OP_const, dt, s, PC_CONST, NULL, (pc_init){0}, data);
     } else {
-        snip(ps, opos, opos + n, tmp, sizeof tmp);
+        lex_snip(ps, opos, opos + n, tmp, sizeof tmp);
         int code = -1;
         if (n < 64) {
             char opname[64];
@@ -793,52 +441,52 @@ static void parse_value_line(P *ps) {
             opname[n] = 0;
             code = pc_op_find(opname);
         }
-        if (code < 0) { perr(ps, opos, "unknown op '%s'", tmp); goto out; }
-        if (code == PC_OP_input) { perr(ps, opos, "inputs are declared in the graph header"); goto out; }
+        if (code < 0) { parse_error(ps, opos, "unknown op '%s'", tmp); goto out; }
+        if (code == PC_OP_input) { parse_error(ps, opos, "inputs are declared in the graph header"); goto out; }
         const pc_op_info *info = pc_op_get((pc_opcode)code);
         ps->p += n;
         int nin = 0, cap = 0;
-        skip_ws(ps);
-        if (peek(ps) == '%') {
+        lex_skip_ws(ps);
+        if (lex_peek(ps) == '%') {
             for (;;) {
                 pc_val x = use_value(ps, "an operand");
                 if (x == PC_NONE) goto out;
                 if (nin == cap) {
                     cap = cap ? 2 * cap : 4;
                     pc_val *ni = realloc(ins, (size_t)cap * sizeof *ni);
-                    if (!ni) { perr(ps, ps->p, "out of memory"); goto out; }
+                    if (!ni) { parse_error(ps, ps->p, "out of memory"); goto out; }
                     ins = ni;
                 }
                 ins[nin++] = x;
-                if (!accept(ps, ',')) break;
-                skip_ws(ps);
-                if (peek(ps) != '%') {
-                    perr(ps, ps->p, "expected an operand after ',', found %s", found(ps, buf, sizeof buf));
+                if (!lex_accept(ps, ',')) break;
+                lex_skip_ws(ps);
+                if (lex_peek(ps) != '%') {
+                    parse_error(ps, ps->p, "expected an operand after ',', found %s", lex_found(ps, buf, sizeof buf));
                     goto out;
                 }
             }
         }
         if (info->nin >= 0 ? nin != info->nin : nin < 1) {
             if (info->nin >= 0)
-                perr(ps, opos, "%s takes %d operand%s, got %d", info->name, info->nin, info->nin == 1 ? "" : "s", nin);
-            else perr(ps, opos, "%s takes at least 1 operand, got 0", info->name);
+                parse_error(ps, opos, "%s takes %d operand%s, got %d", info->name, info->nin, info->nin == 1 ? "" : "s", nin);
+            else parse_error(ps, opos, "%s takes at least 1 operand, got 0", info->name);
             goto out;
         }
         pc_attr attrs[PC_MAX_ATTRS];
         pc_attr_defaults((pc_opcode)code, attrs);
-        if (accept(ps, '{') && parse_attrs(ps, (pc_opcode)code, attrs)) goto out;
-        skip_ws(ps);
-        if (peek(ps) != ':') {
-            if (ps->p >= ps->le) perr(ps, ps->p, "missing ': TYPE' result type annotation at end of line");
-            else perr(ps, ps->p, "expected ': TYPE' (the result type), found %s", found(ps, buf, sizeof buf));
+        if (lex_accept(ps, '{') && parse_attrs(ps, (pc_opcode)code, attrs)) goto out;
+        lex_skip_ws(ps);
+        if (lex_peek(ps) != ':') {
+            if (ps->p >= ps->le) parse_error(ps, ps->p, "missing ': TYPE' result type annotation at end of line");
+            else parse_error(ps, ps->p, "expected ': TYPE' (the result type), found %s", lex_found(ps, buf, sizeof buf));
             goto out;
         }
         ps->p++;
-        if (parse_type(ps, &dt, &s) || expect_eol(ps, "the result type")) goto out;
+        if (parse_type(ps, &dt, &s) || lex_expect_eol(ps, "the result type")) goto out;
         v = pc_node_raw(ps->g, at, name, (pc_opcode)code, nin, ins, attrs, dt, s);
     }
     if (v == PC_NONE && !ps->failed) {
-        perr(ps, npos, "%s", ps->g->error ? ps->g->error : "cannot define the value");
+        parse_error(ps, npos, "%s", ps->g->error ? ps->g->error : "cannot define the value");
         ps->stop = true;
     }
 out:
@@ -847,137 +495,137 @@ out:
     free(name);
 }
 
-static void parse_update_line(P *ps) {
-    skip_ws(ps);
+static void parse_update_line(parser *ps) {
+    lex_skip_ws(ps);
     size_t tpos = ps->p;
     pc_val t = use_value(ps, "the updated param or state ('%name')");
     if (t == PC_NONE) return;
-    skip_ws(ps);
+    lex_skip_ws(ps);
     char buf[160], t1[200], t2[200];
     if (!(ps->p + 2 <= ps->le && ps->t[ps->p] == '<' && ps->t[ps->p + 1] == '-')) {
-        perr(ps, ps->p, "expected '<-' in 'update %%target <- %%next', found %s", found(ps, buf, sizeof buf));
+        parse_error(ps, ps->p, "expected '<-' in 'update %%target <- %%next', found %s", lex_found(ps, buf, sizeof buf));
         return;
     }
     ps->p += 2;
-    skip_ws(ps);
+    lex_skip_ws(ps);
     size_t npos = ps->p;
     pc_val nx = use_value(ps, "the new value ('%name')");
-    if (nx == PC_NONE || expect_eol(ps, "the update")) return;
+    if (nx == PC_NONE || lex_expect_eol(ps, "the update")) return;
     pc_graph *g = ps->g;
     pc_value *tv = pc_v(g, t), *nv = pc_v(g, nx);
     if (tv->op != PC_OP_param && tv->op != PC_OP_state) {
-        perr(ps, tpos, "update target '%%%s' is not a param or state", tv->name);
+        parse_error(ps, tpos, "update target '%%%s' is not a param or state", tv->name);
         return;
     }
     if (tv->dtype != nv->dtype || !pc_shape_eq(tv->shape, nv->shape)) {
-        perr(ps, npos, "update of '%%%s' (%s) with '%%%s' of a different type (%s)", tv->name,
-             type_str(tv->dtype, tv->shape, t1, sizeof t1), nv->name, type_str(nv->dtype, nv->shape, t2, sizeof t2));
+        parse_error(ps, npos, "update of '%%%s' (%s) with '%%%s' of a different type (%s)", tv->name,
+                    type_str(tv->dtype, tv->shape, t1, sizeof t1), nv->name, type_str(nv->dtype, nv->shape, t2, sizeof t2));
         return;
     }
     for (int i = 0; i < g->nupdates; i++)
         if (g->updates[i].target == t) {
-            perr(ps, tpos, "duplicate update of '%%%s'", tv->name);
+            parse_error(ps, tpos, "duplicate update of '%%%s'", tv->name);
             return;
         }
     if (g->nupdates == g->capupd) {
         int cap = g->capupd ? 2 * g->capupd : 8;
         pc_update *u = realloc(g->updates, (size_t)cap * sizeof *u);
-        if (!u) { perr(ps, tpos, "out of memory"); ps->stop = true; return; }
+        if (!u) { parse_error(ps, tpos, "out of memory"); ps->stop = true; return; }
         g->updates = u;
         g->capupd = cap;
     }
     g->updates[g->nupdates++] = (pc_update){t, nx};
 }
 
-static void parse_body_line(P *ps) {
-    skip_ws(ps);
-    char c = peek(ps);
+static void parse_body_line(parser *ps) {
+    lex_skip_ws(ps);
+    char c = lex_peek(ps);
     if (c == '%') { parse_value_line(ps); return; }
-    size_t n = ident_len(ps);
-    if (n && ident_is(ps, n, "update")) {
+    size_t n = lex_ident_len(ps);
+    if (n && lex_ident_is(ps, n, "update")) {
         ps->p += n;
         parse_update_line(ps);
         return;
     }
     char buf[160];
-    perr(ps, ps->p, "expected a value definition ('%%name = ...'), 'update' or '}', found %s", found(ps, buf, sizeof buf));
+    parse_error(ps, ps->p, "expected a value definition ('%%name = ...'), 'update' or '}', found %s", lex_found(ps, buf, sizeof buf));
 }
 
 static const char header_usage[] = "'graph @name(%in: TYPE, ...) -> (%out: TYPE, ...) {'";
 
-static int parse_header(P *ps) {
+static int parse_header(parser *ps) {
     char buf[160];
-    if (!accept_kw(ps, "graph"))
-        return perr(ps, ps->p, "expected the graph header %s, found %s", header_usage, found(ps, buf, sizeof buf));
+    if (!lex_accept_kw(ps, "graph"))
+        return parse_error(ps, ps->p, "expected the graph header %s, found %s", header_usage, lex_found(ps, buf, sizeof buf));
     char *gname = lex_sigil_name(ps, '@', "'@' and the graph name");
     if (!gname) return -1;
     ps->g = pc_graph_new(gname);
     free(gname);
-    if (!ps->g) return perr(ps, ps->p, "out of memory");
-    if (expect(ps, '(', "'(' and the graph inputs")) return -1;
-    if (!accept(ps, ')')) {
+    if (!ps->g) return parse_error(ps, ps->p, "out of memory");
+    if (lex_expect(ps, '(', "'(' and the graph inputs")) return -1;
+    if (!lex_accept(ps, ')')) {
         for (;;) {
-            skip_ws(ps);
+            lex_skip_ws(ps);
             size_t npos = ps->p;
             char *name = lex_sigil_name(ps, '%', "an input ('%name: TYPE')");
             if (!name) return -1;
             pc_dtype dt;
             pc_shape s;
             if (pc_lookup(ps->g, name) != PC_NONE) {
-                perr(ps, npos, "redefinition of value '%%%s'", name);
+                parse_error(ps, npos, "redefinition of value '%%%s'", name);
                 free(name);
                 return -1;
             }
-            if (expect(ps, ':', "':' and the input type") || parse_type(ps, &dt, &s)) { free(name); return -1; }
+            if (lex_expect(ps, ':', "':' and the input type") || parse_type(ps, &dt, &s)) { free(name); return -1; }
             pc_loc at = {ps->file, ps->lno > INT_MAX ? INT_MAX : (int)ps->lno,
                          npos - ps->ls + 1 > INT_MAX ? INT_MAX : (int)(npos - ps->ls + 1)};
             pc_val v = define_leaf(ps, at, name, PC_OP_input, dt, s, PC_INPUT, NULL, (pc_init){0}, NULL);
             free(name);
-            if (v == PC_NONE) return perr(ps, npos, "cannot define the input");
-            if (accept(ps, ')')) break;
-            if (!accept(ps, ',')) return perr(ps, ps->p, "expected ',' or ')' after an input, found %s", found(ps, buf, sizeof buf));
+            if (v == PC_NONE) return parse_error(ps, npos, "cannot define the input");
+            if (lex_accept(ps, ')')) break;
+            if (!lex_accept(ps, ',')) return parse_error(ps, ps->p, "expected ',' or ')' after an input, found %s", lex_found(ps, buf, sizeof buf));
         }
     }
-    skip_ws(ps);
+    lex_skip_ws(ps);
     if (!(ps->p + 2 <= ps->le && ps->t[ps->p] == '-' && ps->t[ps->p + 1] == '>'))
-        return perr(ps, ps->p, "expected '->' and the graph outputs, found %s", found(ps, buf, sizeof buf));
+        return parse_error(ps, ps->p, "expected '->' and the graph outputs, found %s", lex_found(ps, buf, sizeof buf));
     ps->p += 2;
-    if (expect(ps, '(', "'(' and the graph outputs")) return -1;
-    if (!accept(ps, ')')) {
+    if (lex_expect(ps, '(', "'(' and the graph outputs")) return -1;
+    if (!lex_accept(ps, ')')) {
         for (;;) {
-            skip_ws(ps);
+            lex_skip_ws(ps);
             size_t npos = ps->p;
             char *name = lex_sigil_name(ps, '%', "an output ('%name: TYPE')");
             if (!name) return -1;
             pending_out o = {name, PC_F32, {0}, false, ps->lno, npos - ps->ls + 1};
-            if (expect(ps, ':', "':' and the output type") || parse_type(ps, &o.dt, &o.shape)) { free(name); return -1; }
-            o.loss = accept_kw(ps, "loss");
+            if (lex_expect(ps, ':', "':' and the output type") || parse_type(ps, &o.dt, &o.shape)) { free(name); return -1; }
+            o.loss = lex_accept_kw(ps, "loss");
             if (ps->nouts == ps->capouts) {
                 int cap = ps->capouts ? 2 * ps->capouts : 4;
                 pending_out *no = realloc(ps->outs, (size_t)cap * sizeof *no);
-                if (!no) { free(name); return perr(ps, npos, "out of memory"); }
+                if (!no) { free(name); return parse_error(ps, npos, "out of memory"); }
                 ps->outs = no;
                 ps->capouts = cap;
             }
             ps->outs[ps->nouts++] = o;
-            if (accept(ps, ')')) break;
-            if (!accept(ps, ','))
-                return perr(ps, ps->p, "expected ',' or ')' after an output, found %s", found(ps, buf, sizeof buf));
+            if (lex_accept(ps, ')')) break;
+            if (!lex_accept(ps, ','))
+                return parse_error(ps, ps->p, "expected ',' or ')' after an output, found %s", lex_found(ps, buf, sizeof buf));
         }
     }
-    if (expect(ps, '{', "'{' at the end of the graph header")) return -1;
-    return expect_eol(ps, "'{'");
+    if (lex_expect(ps, '{', "'{' at the end of the graph header")) return -1;
+    return lex_expect_eol(ps, "'{'");
 }
 
 /* binds the header's outputs to the values of the body */
-static void resolve_outputs(P *ps) {
+static void resolve_outputs(parser *ps) {
     pc_graph *g = ps->g;
     char t1[200], t2[200];
     for (int k = 0; k < ps->nouts && !ps->stop; k++) {
         pending_out *o = &ps->outs[k];
         pc_val v = pc_lookup(g, o->name);
         if (v == PC_NONE) {
-            report_at(ps, o->line, o->col, "output '%%%s' is not defined", o->name);
+            parse_report_at(ps, o->line, o->col, "output '%%%s' is not defined", o->name);
             continue;
         }
         if (is_bad(ps, v)) continue;
@@ -985,21 +633,21 @@ static void resolve_outputs(P *ps) {
         bool dup = false;
         for (int j = 0; j < k; j++) dup = dup || strcmp(ps->outs[j].name, o->name) == 0;
         if (dup) {
-            report_at(ps, o->line, o->col, "output '%%%s' is listed twice", o->name);
+            parse_report_at(ps, o->line, o->col, "output '%%%s' is listed twice", o->name);
             continue;
         }
         if (x->dtype != o->dt || !pc_shape_eq(x->shape, o->shape)) {
-            report_at(ps, o->line, o->col, "output '%%%s' is declared as %s but defined as %s", o->name,
-                      type_str(o->dt, o->shape, t1, sizeof t1), type_str(x->dtype, x->shape, t2, sizeof t2));
+            parse_report_at(ps, o->line, o->col, "output '%%%s' is declared as %s but defined as %s", o->name,
+                            type_str(o->dt, o->shape, t1, sizeof t1), type_str(x->dtype, x->shape, t2, sizeof t2));
             continue;
         }
         if (o->loss && (x->dtype != PC_F32 || x->shape.rank != 0)) {
-            report_at(ps, o->line, o->col, "loss '%%%s' must be a scalar f32, got %s", o->name,
-                      type_str(x->dtype, x->shape, t1, sizeof t1));
+            parse_report_at(ps, o->line, o->col, "loss '%%%s' must be a scalar f32, got %s", o->name,
+                            type_str(x->dtype, x->shape, t1, sizeof t1));
             continue;
         }
         if (pc_mark_output(g, v)) {
-            report_at(ps, o->line, o->col, "out of memory");
+            parse_report_at(ps, o->line, o->col, "out of memory");
             return;
         }
         if (o->loss) x->flags |= PC_LOSS;
@@ -1009,7 +657,7 @@ static void resolve_outputs(P *ps) {
 enum { ST_HEADER, ST_BODY, ST_AFTER };
 
 pc_graph *pc_parse(const char *text, size_t len, const char *filename, char **err) {
-    P ps_ = {0}, *ps = &ps_;
+    parser ps_ = {0}, *ps = &ps_;
     ps->t = text ? text : "";
     ps->len = text ? len : 0;
     ps->file = filename ? filename : "<input>";
@@ -1018,38 +666,21 @@ pc_graph *pc_parse(const char *text, size_t len, const char *filename, char **er
     while (pos < ps->len && !ps->stop) {
         const char *nl = memchr(ps->t + pos, '\n', ps->len - pos);
         size_t end = nl ? (size_t)(nl - ps->t) : ps->len;
-        ps->lno++;
-        ps->ls = ps->p = pos;
-        ps->failed = false;
-        /* split off a trailing comment: "//" outside a string */
-        size_t code_end = end;
-        bool in_str = false;
-        for (size_t i = pos; i < end; i++) {
-            char c = ps->t[i];
-            if (in_str) {
-                if (c == '\\') i++;
-                else if (c == '"') in_str = false;
-            } else if (c == '"') in_str = true;
-            else if (c == '/' && i + 1 < end && ps->t[i + 1] == '/') { code_end = i; break; }
-        }
-        ps->cs = code_end < end ? code_end + 2 : end;
-        ps->ce = end;
-        while (code_end > pos && is_ws(ps->t[code_end - 1])) code_end--;
-        ps->le = code_end;
+        lex_start_line(ps, pos, end);
         eof_line = nl ? ps->lno + 1 : ps->lno;
         eof_col = nl ? 1 : end - pos + 1;
         pos = nl ? end + 1 : end;
-        if (at_end(ps)) continue; /* blank or comment-only line */
+        if (lex_at_end(ps)) continue; /* blank or comment-only line */
         switch (state) {
         case ST_HEADER:
             if (parse_header(ps)) ps->stop = true;
             else state = ST_BODY;
             break;
         case ST_BODY:
-            if (peek(ps) == '}') {
+            if (lex_peek(ps) == '}') {
                 ps->p++;
                 char tmp[128];
-                if (!at_end(ps)) perr(ps, ps->p, "unexpected '%s' after the closing '}'", snip(ps, ps->p, ps->le, tmp, sizeof tmp));
+                if (!lex_at_end(ps)) parse_error(ps, ps->p, "unexpected '%s' after the closing '}'", lex_snip(ps, ps->p, ps->le, tmp, sizeof tmp));
                 state = ST_AFTER;
                 break;
             }
@@ -1057,7 +688,7 @@ pc_graph *pc_parse(const char *text, size_t len, const char *filename, char **er
             break;
         case ST_AFTER: {
             char tmp[128];
-            perr(ps, ps->p, "unexpected text after the end of the graph: '%s'", snip(ps, ps->p, ps->le, tmp, sizeof tmp));
+            parse_error(ps, ps->p, "unexpected text after the end of the graph: '%s'", lex_snip(ps, ps->p, ps->le, tmp, sizeof tmp));
             ps->stop = true;
             break;
         }
@@ -1065,9 +696,9 @@ pc_graph *pc_parse(const char *text, size_t len, const char *filename, char **er
     }
     if (!ps->stop) {
         if (state == ST_HEADER)
-            report_at(ps, eof_line, eof_col, "expected the graph header %s, found end of input", header_usage);
+            parse_report_at(ps, eof_line, eof_col, "expected the graph header %s, found end of input", header_usage);
         else if (state == ST_BODY)
-            report_at(ps, eof_line, eof_col, "missing '}' at the end of the graph");
+            parse_report_at(ps, eof_line, eof_col, "missing '}' at the end of the graph");
     }
     if (ps->g && state != ST_HEADER && !ps->stop) resolve_outputs(ps);
 
@@ -1087,3 +718,4 @@ pc_graph *pc_parse(const char *text, size_t len, const char *filename, char **er
     if (err) *err = NULL;
     return ps->g;
 }
+
