@@ -13,6 +13,7 @@ typedef struct {
     uint64_t seed;
     bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
     const pc_exec_opts *exec; /* backend (NULL = default) */
+    int cache_len;      /* KV capacity of the decode graph (0 = the positions run; see llama.h) */
 } pc_gen_request;
 
 typedef struct {

@@ -410,7 +410,9 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
                         (int)prompt[i], cfg->vocab_size);
 
     const int L = cfg->n_layers, V = cfg->vocab_size;
-    const int64_t T = steps, Hkv = cfg->n_kv_heads, Dh = cfg->dim / cfg->n_heads;
+    if (o->cache_len > 0 && o->cache_len < steps)
+        return errf(err, errlen, "generate: %d positions do not fit the KV cache of %d", steps, o->cache_len);
+    const int64_t T = o->cache_len > 0 ? o->cache_len : steps, Hkv = cfg->n_kv_heads, Dh = cfg->dim / cfg->n_heads;
     const size_t row = (size_t)(Hkv * Dh), cache_n = (size_t)T * row;
     int rc = -1;
     pc_exec *r = NULL;

@@ -93,6 +93,8 @@ typedef struct {
     int (*bind)(void *ctx, const pc_graph *g, pc_exec *r, char *err, size_t errlen);
     void *ctx;
     const pc_exec_opts *exec; /* backend (NULL = the default) */
+    int cache_len;        /* KV-cache entries of the decode graph (>= steps; 0 = steps): a fixed
+                             value makes one graph serve every request (AOT executables) */
 } pc_llama_gen_opts;
 
 /* Runs the decode graph step by step (on o->exec's backend), like llama2.c run.c:

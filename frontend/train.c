@@ -238,6 +238,20 @@ static void progress_bar(const pc_train_opts *o, int t, double loss, double eval
     if (t == o->steps) fputc('\n', stderr);
 }
 
+int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
+                    char *err, size_t errlen) {
+    *step = *eval = NULL;
+    /* the step graph: forward + adapter + backward (+ AdamW) */
+    if (!(*step = pc_llama_train_graph(&s->cfg, o->batch, o->seq, 0, err, errlen))) return -1;
+    if (pc_session_adapt(s, step, true, true, err, errlen)) return -1;
+    if (pc_pass_autograd(*step, err, errlen)) return -1;
+    pc_adamw_opts ao = {.clip = o->clip > 0};
+    if (adamw && pc_pass_adamw(*step, &ao, err, errlen)) return -1;
+    /* the eval graph: forward + adapter, no dropout */
+    if (!(*eval = pc_llama_train_graph(&s->cfg, o->batch, o->seq, 0, err, errlen))) return -1;
+    return pc_session_adapt(s, eval, false, false, err, errlen);
+}
+
 int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {
     pc_train_opts o = *oin;
     run x = {0};
@@ -259,15 +273,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (pc_data_load(&x.data, o.data, x.s.tok, err, errlen)) goto done;
     if (pc_data_split(&x.data, o.val_fraction, (size_t)o.seq, &x.train, &x.val, o.data, err, errlen)) goto done;
 
-    /* the step graph: forward + adapter + backward + AdamW */
-    if (!(x.g = pc_llama_train_graph(&x.s.cfg, o.batch, o.seq, 0, err, errlen))) goto done;
-    if (pc_session_adapt(&x.s, &x.g, true, true, err, errlen)) goto done;
-    if (pc_pass_autograd(x.g, err, errlen)) goto done;
-    pc_adamw_opts ao = {.clip = o.clip > 0};
-    if (o.grad_accum > 1 ? build_update_graph(&x, ao.clip, err, errlen) : pc_pass_adamw(x.g, &ao, err, errlen)) goto done;
-    /* the eval graph: forward + adapter, no dropout */
-    if (!(x.eval_g = pc_llama_train_graph(&x.s.cfg, o.batch, o.seq, 0, err, errlen))) goto done;
-    if (pc_session_adapt(&x.s, &x.eval_g, false, false, err, errlen)) goto done;
+    if (pc_train_graphs(&x.s, &o, o.grad_accum <= 1, &x.g, &x.eval_g, err, errlen)) goto done;
+    if (o.grad_accum > 1 && build_update_graph(&x, o.clip > 0, err, errlen)) goto done;
 
     if (x.s.adapter.weights) x.resume_weights = NULL; /* owned by the session */
     if (o.resume) {

@@ -8,6 +8,7 @@
 #define PEFTC_FRONTEND_TRAIN_H
 
 #include "backend/exec.h"
+#include "frontend/session.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +43,13 @@ typedef struct {
 
 int pc_train(const pc_train_opts *o, pc_train_result *res, char *err, size_t errlen);
 void pc_train_result_free(pc_train_result *r);
+
+/* The graphs pc_train runs, for a session whose adapter config is set: the step (forward +
+ * adapter + backward, + AdamW with clipping when o->clip > 0 if `adamw`) and the held-out
+ * evaluation (forward + adapter), for o->batch x o->seq tokens. On error the graphs built so far
+ * are left in *step / *eval for the caller to free. (`peftc compile` builds them too.) */
+int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
+                    char *err, size_t errlen);
 
 /* the learning rate of step t (1-based): linear warmup, then cosine decay to min_lr */
 double pc_lr_schedule(const pc_train_opts *o, int t);

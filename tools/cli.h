@@ -27,6 +27,20 @@ char *pc_cli_read(const char *verb, const char *path, size_t *len);
 /* writes text to path atomically ("-" or NULL = stdout); prints the error itself */
 int pc_cli_write(const char *verb, const char *path, const char *text, size_t len);
 
+/* What a standalone executable built by `peftc compile` fixes (frontend/aot.c): its train /
+ * generate verb takes the flags of `peftc train` / `peftc generate` minus these. */
+#include "backend/exec.h"
+typedef struct {
+    const char *prog;  /* the executable, for messages */
+    const char *about; /* what was compiled in, for --help */
+    const char *model, *tokenizer, *adapter; /* its files (adapter NULL = the default LoRA) */
+    int batch, seq;    /* train */
+    int cache_len;     /* generate: KV capacity of the decode graph */
+    const pc_kernel_provider *kernels;
+} pc_cli_fixed;
+int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx);
+int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx);
+
 int pc_cmd_opt(int argc, char **argv);
 int pc_cmd_dot(int argc, char **argv);
 int pc_cmd_run(int argc, char **argv);
@@ -35,5 +49,6 @@ int pc_cmd_eval(int argc, char **argv);
 int pc_cmd_generate(int argc, char **argv);
 int pc_cmd_merge(int argc, char **argv);
 int pc_cmd_dump(int argc, char **argv);
+int pc_cmd_compile(int argc, char **argv);
 
 #endif

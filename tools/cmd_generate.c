@@ -19,7 +19,11 @@ static void json_string(const char *s) {
     putchar('"');
 }
 
-int pc_cmd_generate(int argc, char **argv) {
+int pc_cmd_generate(int argc, char **argv) { return pc_generate_main(argc, argv, NULL); }
+
+/* fx: an AOT executable (the model, tokenizer and merged adapter are compiled in) */
+int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx) {
+    const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
                *backend = 0;
     bool merge = false, json = false, hf = false;
@@ -34,6 +38,11 @@ int pc_cmd_generate(int argc, char **argv) {
     int npos;
     int rc = pc_cli_parse("generate", argc, argv, opts, 12, pos, 0, &npos);
     if (rc == 1) {
+        if (fx)
+            printf("%s: a standalone text generator compiled by peftc compile --mode infer (%s).\n"
+                   "The model, tokenizer and adapter (merged into the weights) are compiled in; --prompt,\n"
+                   "--tokens, --temperature, --top-p, --seed and --json are those of peftc generate:\n\n",
+                   fx->prog, fx->about);
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
                "                      [--backend ref|jit]\n\n"
@@ -51,8 +60,17 @@ int pc_cmd_generate(int argc, char **argv) {
     if (temp && pc_cli_double("generate", "temperature", temp, 0, 100, &t)) return 1;
     if (topp && pc_cli_double("generate", "top-p", topp, 0, 1, &p)) return 1;
     if (seed && pc_cli_int("generate", "seed", seed, 0, (1ll << 62), &sd)) return 1;
+    if (fx) {
+        const char *what = model ? "--model" : tokenizer ? "--tokenizer" : adapter ? "--adapter" : merge ? "--merge"
+                         : hf ? "--hf-qk-rows" : backend ? "--backend" : NULL;
+        if (what) {
+            fprintf(stderr, "%s: %s is fixed when the executable is compiled (peftc compile)\n", prog, what);
+            return 1;
+        }
+        model = fx->model, tokenizer = fx->tokenizer;
+    }
     if (merge && !adapter) { fprintf(stderr, "peftc generate: --merge needs --adapter\n"); return 1; }
-    pc_exec_opts eo = {.threads = 1};
+    pc_exec_opts eo = {.threads = 1, .kernels = fx ? fx->kernels : NULL};
     if (pc_backend_parse(backend, &eo.kind)) {
         fprintf(stderr, "peftc generate: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;
@@ -61,14 +79,15 @@ int pc_cmd_generate(int argc, char **argv) {
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
-    if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc generate: %s\n", err); return 1; }
+    if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     s.hf_qk_rows = hf;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
-                        .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo};
+                        .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,
+                        .cache_len = fx ? fx->cache_len : 0};
     pc_gen_output out;
     rc = pc_generate_text(&s, &q, &out, err, sizeof err);
     pc_session_close(&s);
-    if (rc) { fprintf(stderr, "peftc generate: %s\n", err); return 1; }
+    if (rc) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     if (json) {
         printf("{\"ids\":[");
         for (int i = 0; i < out.nids; i++) printf("%s%d", i ? "," : "", out.ids[i]);

@@ -40,8 +40,37 @@ static void train_help(const pc_train_opts *d) {
            d->eval_batches, d->val_fraction, (unsigned long long)d->seed);
 }
 
-int pc_cmd_train(int argc, char **argv) {
+int pc_cmd_train(int argc, char **argv) { return pc_train_main(argc, argv, NULL); }
+
+/* an AOT executable (fx): model, tokenizer, adapter, batch and seq were compiled in */
+static int fixed_check(const pc_cli_fixed *fx, const pc_train_opts *o, const char *batch, const char *seq,
+                       const char *backend) {
+    const char *what = o->model ? "--model" : o->tokenizer ? "--tokenizer" : o->adapter ? "--adapter"
+                     : o->resume ? "--resume" : backend ? "--backend" : NULL;
+    if (what) {
+        fprintf(stderr, "%s: %s is fixed when the executable is compiled (peftc compile)\n", fx->prog, what);
+        return -1;
+    }
+    if ((batch && o->batch != fx->batch) || (seq && o->seq != fx->seq)) {
+        fprintf(stderr, "%s: this executable was compiled for --batch %d --seq %d (got --batch %d --seq %d); "
+                "compile another one with peftc compile --batch B --seq S\n", fx->prog, fx->batch, fx->seq,
+                batch ? o->batch : fx->batch, seq ? o->seq : fx->seq);
+        return -1;
+    }
+    if (o->grad_accum != 1) {
+        fprintf(stderr, "%s: --grad-accum: this executable was compiled without gradient accumulation\n", fx->prog);
+        return -1;
+    }
+    if (!o->data) {
+        fprintf(stderr, "%s: --data is required (the training text)\n", fx->prog);
+        return -1;
+    }
+    return 0;
+}
+
+int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx) {
     pc_train_opts o = pc_train_defaults();
+    if (fx) o.batch = fx->batch, o.seq = fx->seq;
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
                *accum = 0;
@@ -60,7 +89,14 @@ int pc_cmd_train(int argc, char **argv) {
     const char *pos[1];
     int npos;
     int rc = pc_cli_parse("train", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
-    if (rc == 1) { train_help(&o); return 0; }
+    if (rc == 1) {
+        if (fx)
+            printf("%s: a standalone trainer compiled by peftc compile --mode train (%s).\n"
+                   "Model, tokenizer, adapter config, --batch %d and --seq %d are compiled in; --data is\n"
+                   "required. The other options are those of peftc train:\n\n", fx->prog, fx->about, fx->batch, fx->seq);
+        train_help(&o);
+        return 0;
+    }
     if (rc) return 1;
     long long v;
     double d;
@@ -85,6 +121,12 @@ int pc_cmd_train(int argc, char **argv) {
         return 1;
     }
     if (seed) { if (pc_cli_int("train", "seed", seed, 0, (1ll << 62), &v)) return 1; o.seed = (uint64_t)v; }
+    if (fx) {
+        if (fixed_check(fx, &o, batch, seq, backend)) return 1;
+        o.model = fx->model, o.tokenizer = fx->tokenizer, o.adapter = fx->adapter;
+        o.exec.kind = PC_BACKEND_JIT;
+        o.exec.kernels = fx->kernels;
+    }
     if (o.min_lr > o.lr) o.min_lr = o.lr;
     char mbuf[4096], tbuf[4096], dbuf[4096];
     if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
@@ -98,11 +140,11 @@ int pc_cmd_train(int argc, char **argv) {
     pc_train_result res;
     char err[4096];
     if (pc_train(&o, &res, err, sizeof err)) {
-        fprintf(stderr, "peftc train: %s\n", err);
+        fprintf(stderr, "%s: %s\n", fx ? fx->prog : "peftc train", err);
         return 1;
     }
     if (!json && !quiet)
-        fprintf(stderr, "peftc train: held-out loss %.4f -> %.4f; adapter written to %s\n", res.base_eval_loss,
+        fprintf(stderr, "%s: held-out loss %.4f -> %.4f; adapter written to %s\n", fx ? fx->prog : "peftc train", res.base_eval_loss,
                 res.final_eval_loss, o.out);
     pc_train_result_free(&res);
     return 0;

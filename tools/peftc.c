@@ -21,6 +21,7 @@ static const verb verbs[] = {
     {"generate", pc_cmd_generate, "generate text (greedy or sampled)"},
     {"merge", pc_cmd_merge, "fold an adapter into the base weights and write the model"},
     {"dump", pc_cmd_dump, "print the IR of a model, adapted model or train step"},
+    {"compile", pc_cmd_compile, "build a standalone train or infer executable (AOT)"},
 };
 
 static void usage(FILE *f) {

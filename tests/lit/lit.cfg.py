@@ -1,4 +1,5 @@
 import os
+import shutil
 import lit.formats
 
 config.name = "peftc"
@@ -12,3 +13,5 @@ config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%srcroot", config.peftc_src))
 config.substitutions.append(("%python", config.python))
 config.environment["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "")
+if shutil.which("strace"):
+    config.available_features.add("strace")

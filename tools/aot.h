@@ -1,0 +1,40 @@
+/* Standalone executables built by `peftc compile` (tools/cmd_compile.c).
+ *
+ * The generated main() of such an executable holds a pc_aot_image: the mode, the shapes that were
+ * compiled in, and a table of its fused kernels (emitted by LLVM into an object file, named by
+ * pc_kernel_name). pc_aot_main (tools/aot_main.c, in libpeftc_aot.a: no LLVM) finds the data
+ * directory OUT.weights beside the executable, rebuilds the graphs with the same builders and runs
+ * the verb of `peftc train` or `peftc generate` with the kernels taken from the table. A graph
+ * that asks for a kernel the table lacks fails with "compiled for a different graph". */
+#ifndef PEFTC_TOOLS_AOT_H
+#define PEFTC_TOOLS_AOT_H
+
+#include "backend/exec.h"
+
+typedef enum { PC_AOT_TRAIN = 1, PC_AOT_INFER = 2 } pc_aot_mode;
+
+typedef struct {
+    const char *name; /* pc_kernel_name */
+    pc_kernel_fn fn;
+} pc_aot_kernel;
+
+typedef struct {
+    pc_aot_mode mode;
+    int batch, seq;       /* train */
+    int cache_len;        /* infer: the decode graph's KV capacity */
+    const char *about;    /* what was compiled in (for --help) */
+    const char *build_id; /* also in OUT.weights/build-id: the two belong together */
+    const pc_aot_kernel *kernels;
+    int nkernels;
+} pc_aot_image;
+
+/* the files of the data directory */
+#define PC_AOT_MODEL "model.bin"
+#define PC_AOT_TOKENIZER "tokenizer.bin"
+#define PC_AOT_ADAPTER_DIR "adapter"                 /* a trained adapter (train mode) */
+#define PC_AOT_ADAPTER_CONFIG "adapter_config.json" /* or a config to train from */
+#define PC_AOT_BUILD_ID "build-id"
+
+int pc_aot_main(int argc, char **argv, const pc_aot_image *img);
+
+#endif
