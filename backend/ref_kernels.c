@@ -248,6 +248,31 @@ static void reduce_strides(pc_shape in, unsigned mask, int64_t st[PC_MAX_RANK]) 
     }
 }
 
+/* sums operand 0 into the nout outputs `it` maps it onto (operand offsets in it->off[0], output
+ * offsets in it->off[1]), exactly: i32 in int64 then wrapped to 32 bits, f32 in double then
+ * divided by div (i32 ignores div) */
+static int sum_along(const ref_kctx *k, ref_iter *it, int64_t nout, double div) {
+    int64_t so = it->st[1][it->rank - 1];
+    if (k->node->dtype == PC_I32) {
+        int64_t *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
+        if (!acc) return ref_fail(k, "out of memory");
+        const int32_t *x = ref_ini(k, 0);
+        for (int64_t r = 0; r < it->nrows; r++, ref_iter_next(it))
+            for (int64_t j = 0; j < it->len; j++) acc[it->off[1] + j * so] += x[it->off[0] + j];
+        for (int64_t i = 0; i < nout; i++) ref_outi(k)[i] = wrap_i32((uint32_t)(uint64_t)acc[i]);
+        free(acc);
+        return 0;
+    }
+    double *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
+    if (!acc) return ref_fail(k, "out of memory");
+    const float *x = ref_inf(k, 0);
+    for (int64_t r = 0; r < it->nrows; r++, ref_iter_next(it))
+        for (int64_t j = 0; j < it->len; j++) acc[it->off[1] + j * so] += x[it->off[0] + j];
+    for (int64_t i = 0; i < nout; i++) ref_outf(k)[i] = (float)(acc[i] / div);
+    free(acc);
+    return 0;
+}
+
 static int reduce(const ref_kctx *k) {
     pc_shape in = ref_ishape(k, 0);
     pc_opcode op = k->node->op;
@@ -273,25 +298,8 @@ static int reduce(const ref_kctx *k) {
             }
         return 0;
     }
-    if (k->node->dtype == PC_I32) { /* sum of i32: exact in int64, wrapped to i32 */
-        int64_t *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
-        if (!acc) return ref_fail(k, "out of memory");
-        const int32_t *x = ref_ini(k, 0);
-        for (int64_t r = 0; r < it.nrows; r++, ref_iter_next(&it))
-            for (int64_t j = 0; j < it.len; j++) acc[it.off[1] + j * so] += x[it.off[0] + j];
-        for (int64_t i = 0; i < nout; i++) ref_outi(k)[i] = wrap_i32((uint32_t)(uint64_t)acc[i]);
-        free(acc);
-        return 0;
-    }
-    double *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
-    if (!acc) return ref_fail(k, "out of memory");
-    const float *x = ref_inf(k, 0);
-    for (int64_t r = 0; r < it.nrows; r++, ref_iter_next(&it))
-        for (int64_t j = 0; j < it.len; j++) acc[it.off[1] + j * so] += x[it.off[0] + j];
-    double div = op == PC_OP_mean ? (double)count : 1.0; /* mean over nothing is 0/0 = NaN, like torch */
-    for (int64_t i = 0; i < nout; i++) ref_outf(k)[i] = (float)(acc[i] / div);
-    free(acc);
-    return 0;
+    /* mean over nothing is 0/0 = NaN, like torch */
+    return sum_along(k, &it, nout, op == PC_OP_mean ? (double)count : 1.0);
 }
 
 int ref_sum(const ref_kctx *k) { return reduce(k); }
@@ -307,24 +315,7 @@ int ref_sum_to(const ref_kctx *k) {
     ref_bcast_strides(os, in, st[1]);
     ref_iter it;
     ref_iter_init(&it, in, 2, (const int64_t(*)[PC_MAX_RANK])st);
-    int64_t so = it.st[1][it.rank - 1];
-    if (k->node->dtype == PC_I32) {
-        int64_t *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
-        if (!acc) return ref_fail(k, "out of memory");
-        for (int64_t r = 0; r < it.nrows; r++, ref_iter_next(&it))
-            for (int64_t j = 0; j < it.len; j++) acc[it.off[1] + j * so] += ref_ini(k, 0)[it.off[0] + j];
-        for (int64_t i = 0; i < nout; i++) ref_outi(k)[i] = wrap_i32((uint32_t)(uint64_t)acc[i]);
-        free(acc);
-        return 0;
-    }
-    double *acc = calloc((size_t)(nout ? nout : 1), sizeof *acc);
-    if (!acc) return ref_fail(k, "out of memory");
-    const float *x = ref_inf(k, 0);
-    for (int64_t r = 0; r < it.nrows; r++, ref_iter_next(&it))
-        for (int64_t j = 0; j < it.len; j++) acc[it.off[1] + j * so] += x[it.off[0] + j];
-    for (int64_t i = 0; i < nout; i++) ref_outf(k)[i] = (float)acc[i];
-    free(acc);
-    return 0;
+    return sum_along(k, &it, nout, 1.0);
 }
 
 /* ---- softmax family: [outer, n, inner] around the axis ---- */

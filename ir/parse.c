@@ -577,9 +577,7 @@ static int parse_header(parser *ps) {
                 return -1;
             }
             if (lex_expect(ps, ':', "':' and the input type") || parse_type(ps, &dt, &s)) { free(name); return -1; }
-            pc_loc at = {ps->file, ps->lno > INT_MAX ? INT_MAX : (int)ps->lno,
-                         npos - ps->ls + 1 > INT_MAX ? INT_MAX : (int)(npos - ps->ls + 1)};
-            pc_val v = define_leaf(ps, at, name, PC_OP_input, dt, s, PC_INPUT, NULL, (pc_init){0}, NULL);
+            pc_val v = define_leaf(ps, lex_text_loc(ps, npos), name, PC_OP_input, dt, s, PC_INPUT, NULL, (pc_init){0}, NULL);
             free(name);
             if (v == PC_NONE) return parse_error(ps, npos, "cannot define the input");
             if (lex_accept(ps, ')')) break;

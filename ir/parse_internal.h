@@ -58,6 +58,8 @@ const char *lex_snip(const parser *ps, size_t a, size_t b, char *out, size_t out
 void lex_start_line(parser *ps, size_t pos, size_t end);
 /* 0 when only blanks remain on the line, else reports what follows `after` */
 int lex_expect_eol(parser *ps, const char *after);
+/* the IR text position of offset pos on the current line */
+pc_loc lex_text_loc(const parser *ps, size_t pos);
 /* the location of a value defined at text offset pos: a trailing "// file:line" comment, or the
  * IR text position */
 pc_loc lex_line_loc(parser *ps, size_t pos);

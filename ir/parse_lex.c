@@ -88,9 +88,13 @@ int lex_expect_eol(parser *ps, const char *after) {
     return parse_error(ps, ps->p, "unexpected '%s' after %s", lex_snip(ps, ps->p, ps->le, tmp, sizeof tmp), after);
 }
 
+pc_loc lex_text_loc(const parser *ps, size_t pos) {
+    return (pc_loc){ps->file, ps->lno > INT_MAX ? INT_MAX : (int)ps->lno,
+                    pos - ps->ls + 1 > INT_MAX ? INT_MAX : (int)(pos - ps->ls + 1)};
+}
+
 pc_loc lex_line_loc(parser *ps, size_t pos) {
-    pc_loc at = {ps->file, ps->lno > INT_MAX ? INT_MAX : (int)ps->lno,
-                 pos - ps->ls + 1 > INT_MAX ? INT_MAX : (int)(pos - ps->ls + 1)};
+    pc_loc at = lex_text_loc(ps, pos);
     size_t a = ps->cs, b = ps->ce;
     while (a < b && is_ws(ps->t[a])) a++;
     while (b > a && is_ws(ps->t[b - 1])) b--;

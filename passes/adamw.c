@@ -1,26 +1,11 @@
 /* The AdamW update as graph ops (see passes/passes.h and the adamw_* ops in ir/ops.def). */
 #include "ir/ir.h"
+#include "passes/pass_error.h"
 #include "passes/passes.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-__attribute__((format(printf, 4, 5)))
-static int fail(char *err, size_t errlen, pc_loc at, const char *fmt, ...) {
-    pc_strbuf b = {0};
-    if (at.file) pc_sb_printf(&b, "%s:%d: ", at.file, at.line);
-    pc_sb_printf(&b, "error: adamw: ");
-    va_list ap;
-    va_start(ap, fmt);
-    pc_sb_vprintf(&b, fmt, ap);
-    va_end(ap);
-    char *m = pc_sb_take(&b);
-    snprintf(err, errlen, "%s", m ? m : "error: adamw: out of memory");
-    free(m);
-    return -1;
-}
 
 static bool is_trainable(const pc_value *x) { return x->op == PC_OP_param && (x->flags & PC_TRAINABLE); }
 
@@ -37,12 +22,12 @@ static pc_val op4(pc_graph *g, pc_loc at, pc_opcode op, pc_val a, pc_val b, pc_v
 
 int pc_pass_adamw(pc_graph *g, const pc_adamw_opts *opts, char *err, size_t errlen) {
     if (errlen) err[0] = 0;
-    if (!g) return fail(err, errlen, (pc_loc){0}, "%s", "no graph");
+    if (!g) return pc_pass_errorf(err, errlen, (pc_loc){0}, "adamw", "%s", "no graph");
     if (g->error) { snprintf(err, errlen, "%s", g->error); return -1; }
     int clip = opts && opts->clip;
     if (pc_lookup(g, "hp") != PC_NONE)
-        return fail(err, errlen, pc_v(g, pc_lookup(g, "hp"))->loc,
-                    "the graph already has a value %%%s (adamw ran?)", "hp");
+        return pc_pass_errorf(err, errlen, pc_v(g, pc_lookup(g, "hp"))->loc, "adamw",
+                              "the graph already has a value %%%s (adamw ran?)", "hp");
 
     /* the params and their gradients, in param order */
     const int n = g->nvals;
@@ -58,12 +43,14 @@ int pc_pass_adamw(pc_graph *g, const pc_adamw_opts *opts, char *err, size_t errl
         snprintf(name, sizeof name, "grad.%s", p->name);
         pc_val gr = pc_lookup(g, name);
         if (gr == PC_NONE || !is_output(g, gr)) {
-            fail(err, errlen, p->loc, "trainable param %%%s has no gradient output (run autograd first)", p->name);
+            pc_pass_errorf(err, errlen, p->loc, "adamw",
+                           "trainable param %%%s has no gradient output (run autograd first)", p->name);
             goto done;
         }
         for (int u = 0; u < g->nupdates; u++)
             if (g->updates[u].target == i) {
-                fail(err, errlen, p->loc, "trainable param %%%s is already updated (adamw ran?)", p->name);
+                pc_pass_errorf(err, errlen, p->loc, "adamw",
+                               "trainable param %%%s is already updated (adamw ran?)", p->name);
                 goto done;
             }
         if (!np) at0 = p->loc;
@@ -71,7 +58,7 @@ int pc_pass_adamw(pc_graph *g, const pc_adamw_opts *opts, char *err, size_t errl
         gs[np++] = gr;
     }
     if (!np) {
-        fail(err, errlen, at0, "%s", "the graph has no trainable params");
+        pc_pass_errorf(err, errlen, at0, "adamw", "%s", "the graph has no trainable params");
         goto done;
     }
     for (int i = 0; i < g->noutputs; i++)

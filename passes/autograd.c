@@ -10,9 +10,9 @@
  *  3. name and mark the adjoint of every trainable param as output `grad.<name>`.
  */
 #include "ir/grad.h"
+#include "passes/pass_error.h"
 #include "passes/passes.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +22,6 @@ static bool is_leaf(pc_opcode op) {
 }
 
 static bool is_trainable(const pc_value *x) { return x->op == PC_OP_param && (x->flags & PC_TRAINABLE); }
-
-__attribute__((format(printf, 4, 5)))
-static int fail(char *err, size_t errlen, pc_loc at, const char *fmt, ...) {
-    pc_strbuf b = {0};
-    if (at.file) pc_sb_printf(&b, "%s:%d: ", at.file, at.line);
-    pc_sb_printf(&b, "error: autograd: ");
-    va_list ap;
-    va_start(ap, fmt);
-    pc_sb_vprintf(&b, fmt, ap);
-    va_end(ap);
-    char *m = pc_sb_take(&b);
-    snprintf(err, errlen, "%s", m ? m : "error: autograd: out of memory");
-    free(m);
-    return -1;
-}
 
 static int graph_fail(pc_graph *g, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", g->error ? g->error : "autograd: out of memory");
@@ -53,7 +38,7 @@ static int accumulate(pc_graph *g, pc_val *adj, pc_val x, pc_val d) {
 
 int pc_pass_autograd(pc_graph *g, char *err, size_t errlen) {
     if (errlen) err[0] = 0;
-    if (!g) return fail(err, errlen, (pc_loc){0}, "%s", "no graph");
+    if (!g) return pc_pass_errorf(err, errlen, (pc_loc){0}, "autograd", "%s", "no graph");
     if (g->error) return graph_fail(g, err, errlen);
 
     /* the loss, and the idempotence guard */
@@ -61,23 +46,27 @@ int pc_pass_autograd(pc_graph *g, char *err, size_t errlen) {
     for (int i = 0; i < g->noutputs; i++) {
         const pc_value *o = pc_v(g, g->outputs[i]);
         if (strncmp(o->name, "grad.", 5) == 0)
-            return fail(err, errlen, o->loc, "the graph already has gradient output %%%s (autograd ran)", o->name);
+            return pc_pass_errorf(err, errlen, o->loc, "autograd",
+                                  "the graph already has gradient output %%%s (autograd ran)", o->name);
         if (o->flags & PC_LOSS) {
-            if (loss != PC_NONE) return fail(err, errlen, o->loc, "more than one loss (%%%s)", o->name);
+            if (loss != PC_NONE) return pc_pass_errorf(err, errlen, o->loc, "autograd",
+                                                       "more than one loss (%%%s)", o->name);
             loss = g->outputs[i];
         }
     }
-    if (loss == PC_NONE) return fail(err, errlen, (pc_loc){0}, "%s", "the graph has no loss output");
+    if (loss == PC_NONE) return pc_pass_errorf(err, errlen, (pc_loc){0}, "autograd",
+                                               "%s", "the graph has no loss output");
     {
         const pc_value *l = pc_v(g, loss);
         if (l->dtype != PC_F32 || l->shape.rank != 0)
-            return fail(err, errlen, l->loc, "the loss %%%s must be a scalar f32", l->name);
+            return pc_pass_errorf(err, errlen, l->loc, "autograd", "the loss %%%s must be a scalar f32", l->name);
     }
 
     const int n = g->nvals; /* the forward graph; everything appended is backward */
     for (int i = 0; i < n; i++)
         if (is_trainable(pc_v(g, i)) && pc_v(g, i)->dtype != PC_F32)
-            return fail(err, errlen, pc_v(g, i)->loc, "trainable param %%%s is not f32", pc_v(g, i)->name);
+            return pc_pass_errorf(err, errlen, pc_v(g, i)->loc, "autograd",
+                                  "trainable param %%%s is not f32", pc_v(g, i)->name);
 
     bool *needs = calloc((size_t)n + 1, sizeof *needs);
     pc_val *adj = malloc(((size_t)n + 1) * sizeof *adj);
@@ -142,7 +131,7 @@ int pc_pass_autograd(pc_graph *g, char *err, size_t errlen) {
         char name[512];
         snprintf(name, sizeof name, "grad.%s", pc_v(g, i)->name);
         if (pc_set_name(g, d, name)) {
-            fail(err, errlen, at, "cannot name the gradient %%%s (the name is taken)", name);
+            pc_pass_errorf(err, errlen, at, "autograd", "cannot name the gradient %%%s (the name is taken)", name);
             goto done;
         }
         if (pc_mark_output(g, d)) goto gfail;

@@ -2,6 +2,7 @@
  * and the pc_spec / pc_layers / pc_pattern value types it is built from. See adapter_config.h. */
 #include "runtime/adapter_config_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,26 +285,46 @@ pc_adapter_config *pc_adapter_config_new(pc_peft_type type) {
     return c;
 }
 
+/* every owned string and pc_spec member of a config: freeing and cloning both walk these lists,
+ * so a new member is added in one place */
+static const size_t OWNED_STRINGS[] = {
+    offsetof(pc_adapter_config, base_model_name_or_path),
+    offsetof(pc_adapter_config, revision),
+    offsetof(pc_adapter_config, peft_version),
+    offsetof(pc_adapter_config, auto_mapping),
+    offsetof(pc_adapter_config, lora.init_lora_weights_text),
+    offsetof(pc_adapter_config, lora.megatron_core),
+    offsetof(pc_adapter_config, prompt.prompt_tuning_init_text),
+    offsetof(pc_adapter_config, prompt.tokenizer_name_or_path),
+    offsetof(pc_adapter_config, prompt.tokenizer_kwargs),
+    offsetof(pc_adapter_config, prompt.prompt_tuning_init_state_dict_path),
+};
+static const size_t OWNED_SPECS[] = {
+    offsetof(pc_adapter_config, modules_to_save),
+    offsetof(pc_adapter_config, target_modules),
+    offsetof(pc_adapter_config, exclude_modules),
+    offsetof(pc_adapter_config, layers_pattern),
+    offsetof(pc_adapter_config, ia3.feedforward_modules),
+};
+#define N_OWNED_STRINGS (sizeof OWNED_STRINGS / sizeof OWNED_STRINGS[0])
+#define N_OWNED_SPECS (sizeof OWNED_SPECS / sizeof OWNED_SPECS[0])
+
+static char **string_at(pc_adapter_config *c, size_t off) { return (char **)((char *)c + off); }
+static const char *string_in(const pc_adapter_config *c, size_t off) {
+    return *(char *const *)((const char *)c + off);
+}
+static pc_spec *spec_at(pc_adapter_config *c, size_t off) { return (pc_spec *)((char *)c + off); }
+static const pc_spec *spec_in(const pc_adapter_config *c, size_t off) {
+    return (const pc_spec *)((const char *)c + off);
+}
+
 void pc_adapter_config_free(pc_adapter_config *c) {
     if (!c) return;
-    free(c->base_model_name_or_path);
-    free(c->revision);
-    free(c->peft_version);
-    free(c->auto_mapping);
-    ac_spec_free(&c->modules_to_save);
-    ac_spec_free(&c->target_modules);
-    ac_spec_free(&c->exclude_modules);
+    for (size_t i = 0; i < N_OWNED_STRINGS; i++) free(*string_at(c, OWNED_STRINGS[i]));
+    for (size_t i = 0; i < N_OWNED_SPECS; i++) ac_spec_free(spec_at(c, OWNED_SPECS[i]));
     pc_layers_clear(&c->layers_to_transform);
-    ac_spec_free(&c->layers_pattern);
     pc_pattern_clear(&c->rank_pattern, false);
     pc_pattern_clear(&c->alpha_pattern, false);
-    free(c->lora.init_lora_weights_text);
-    free(c->lora.megatron_core);
-    ac_spec_free(&c->ia3.feedforward_modules);
-    free(c->prompt.prompt_tuning_init_text);
-    free(c->prompt.tokenizer_name_or_path);
-    free(c->prompt.tokenizer_kwargs);
-    free(c->prompt.prompt_tuning_init_state_dict_path);
     for (size_t i = 0; i < c->n_warnings; i++) free(c->warnings[i]);
     free(c->warnings);
     free(c);
@@ -314,43 +335,18 @@ pc_adapter_config *pc_adapter_config_clone(const pc_adapter_config *s) {
     pc_adapter_config *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     *c = *s; /* scalars; every pointer is replaced below */
-    c->base_model_name_or_path = NULL;
-    c->revision = NULL;
-    c->peft_version = NULL;
-    c->auto_mapping = NULL;
-    c->lora.init_lora_weights_text = NULL;
-    c->lora.megatron_core = NULL;
-    c->prompt.prompt_tuning_init_text = NULL;
-    c->prompt.tokenizer_name_or_path = NULL;
-    c->prompt.tokenizer_kwargs = NULL;
-    c->prompt.prompt_tuning_init_state_dict_path = NULL;
+    for (size_t i = 0; i < N_OWNED_STRINGS; i++) *string_at(c, OWNED_STRINGS[i]) = NULL;
+    for (size_t i = 0; i < N_OWNED_SPECS; i++) memset(spec_at(c, OWNED_SPECS[i]), 0, sizeof(pc_spec));
     c->warnings = NULL;
     c->n_warnings = 0;
-    memset(&c->modules_to_save, 0, sizeof c->modules_to_save);
-    memset(&c->target_modules, 0, sizeof c->target_modules);
-    memset(&c->exclude_modules, 0, sizeof c->exclude_modules);
     memset(&c->layers_to_transform, 0, sizeof c->layers_to_transform);
-    memset(&c->layers_pattern, 0, sizeof c->layers_pattern);
     memset(&c->rank_pattern, 0, sizeof c->rank_pattern);
     memset(&c->alpha_pattern, 0, sizeof c->alpha_pattern);
-    memset(&c->ia3.feedforward_modules, 0, sizeof c->ia3.feedforward_modules);
     int bad = 0;
-    bad |= pc_config_set_str(&c->base_model_name_or_path, s->base_model_name_or_path);
-    bad |= pc_config_set_str(&c->revision, s->revision);
-    bad |= pc_config_set_str(&c->peft_version, s->peft_version);
-    bad |= pc_config_set_str(&c->auto_mapping, s->auto_mapping);
-    bad |= pc_config_set_str(&c->lora.init_lora_weights_text, s->lora.init_lora_weights_text);
-    bad |= pc_config_set_str(&c->lora.megatron_core, s->lora.megatron_core);
-    bad |= pc_config_set_str(&c->prompt.prompt_tuning_init_text, s->prompt.prompt_tuning_init_text);
-    bad |= pc_config_set_str(&c->prompt.tokenizer_name_or_path, s->prompt.tokenizer_name_or_path);
-    bad |= pc_config_set_str(&c->prompt.tokenizer_kwargs, s->prompt.tokenizer_kwargs);
-    bad |= pc_config_set_str(&c->prompt.prompt_tuning_init_state_dict_path,
-                             s->prompt.prompt_tuning_init_state_dict_path);
-    bad |= spec_copy(&c->modules_to_save, &s->modules_to_save);
-    bad |= spec_copy(&c->target_modules, &s->target_modules);
-    bad |= spec_copy(&c->exclude_modules, &s->exclude_modules);
-    bad |= spec_copy(&c->layers_pattern, &s->layers_pattern);
-    bad |= spec_copy(&c->ia3.feedforward_modules, &s->ia3.feedforward_modules);
+    for (size_t i = 0; i < N_OWNED_STRINGS; i++)
+        bad |= pc_config_set_str(string_at(c, OWNED_STRINGS[i]), string_in(s, OWNED_STRINGS[i]));
+    for (size_t i = 0; i < N_OWNED_SPECS; i++)
+        bad |= spec_copy(spec_at(c, OWNED_SPECS[i]), spec_in(s, OWNED_SPECS[i]));
     if (s->layers_to_transform.kind == PC_LAYERS_INT)
         bad |= pc_layers_set_int(&c->layers_to_transform, s->layers_to_transform.items[0]);
     else if (s->layers_to_transform.kind == PC_LAYERS_LIST)
@@ -373,6 +369,16 @@ pc_adapter_config *pc_adapter_config_clone(const pc_adapter_config *s) {
     return c;
 }
 
+/* two JSON texts (NULL = null) hold equal values; text that does not parse equals nothing */
+static bool json_text_equal(const char *a, const char *b) {
+    if (!a || !b) return a == b;
+    json_t *x = json_loads(a, 0, NULL), *y = json_loads(b, 0, NULL);
+    bool eq = x && y && json_equal(x, y);
+    json_decref(x);
+    json_decref(y);
+    return eq;
+}
+
 bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config *b) {
     if (!a || !b) return a == b;
     if (a->peft_type != b->peft_type || a->task_type != b->task_type || a->inference_mode != b->inference_mode)
@@ -380,14 +386,7 @@ bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config
     if (!str_eq_null(a->base_model_name_or_path, b->base_model_name_or_path) ||
         !str_eq_null(a->revision, b->revision) || !str_eq_null(a->peft_version, b->peft_version))
         return false;
-    if (!(a->auto_mapping == NULL) != !(b->auto_mapping == NULL)) return false;
-    if (a->auto_mapping) {
-        json_t *x = json_loads(a->auto_mapping, 0, NULL), *y = json_loads(b->auto_mapping, 0, NULL);
-        bool eq = x && y && json_equal(x, y);
-        json_decref(x);
-        json_decref(y);
-        if (!eq) return false;
-    }
+    if (!json_text_equal(a->auto_mapping, b->auto_mapping)) return false;
     if (!spec_equal(&a->modules_to_save, &b->modules_to_save)) return false;
     pc_peft_type t = a->peft_type;
     unsigned tm = M(t);
@@ -459,14 +458,7 @@ bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config
                 !str_eq_null(x->prompt_tuning_init_text, y->prompt_tuning_init_text) ||
                 !str_eq_null(x->tokenizer_name_or_path, y->tokenizer_name_or_path))
                 return false;
-            if (!(x->tokenizer_kwargs == NULL) != !(y->tokenizer_kwargs == NULL)) return false;
-            if (x->tokenizer_kwargs) {
-                json_t *p = json_loads(x->tokenizer_kwargs, 0, NULL), *q = json_loads(y->tokenizer_kwargs, 0, NULL);
-                bool eq = p && q && json_equal(p, q);
-                json_decref(p);
-                json_decref(q);
-                if (!eq) return false;
-            }
+            if (!json_text_equal(x->tokenizer_kwargs, y->tokenizer_kwargs)) return false;
         }
         if ((tm & T_MPT) &&
             (!str_eq_null(x->prompt_tuning_init_state_dict_path, y->prompt_tuning_init_state_dict_path) ||

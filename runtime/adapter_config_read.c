@@ -2,6 +2,7 @@
  * JSON text -> pc_adapter_config, field by field through the field table, then validation. */
 #include "runtime/adapter_config_internal.h"
 #include "runtime/fileio.h"
+#include "runtime/strutil.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -234,16 +235,6 @@ static bool is_off_value(const json_t *v, unsigned accept) {
     return false;
 }
 
-static bool ascii_ieq(const char *a, const char *b) {
-    for (; *a && *b; a++, b++) {
-        char x = *a, y = *b;
-        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return *a == *b;
-}
-
 static int parse_init_lora_weights(pctx *c, const char *k, const json_t *v) {
     char vb[100];
     pc_adapter_config *cfg = c->cfg;
@@ -255,13 +246,13 @@ static int parse_init_lora_weights(pctx *c, const char *k, const json_t *v) {
         return ac_ferr(c, k, "must be true, false or a string, got %s", ac_render(v, vb, sizeof vb));
     const char *s = json_string_value(v);
     /* PEFT's dispatch (tuners/lora/layer.py update_layer / reset_lora_parameters) */
-    if (ascii_ieq(s, "gaussian")) {
+    if (pc_ascii_ieq(s, "gaussian")) {
         cfg->lora.init_lora_weights = PC_LORA_INIT_GAUSSIAN;
         return pc_config_set_str(&cfg->lora.init_lora_weights_text, strcmp(s, "gaussian") ? s : NULL) ? oom(c)
                                                                                                       : 0;
     }
-    if (strncmp(s, "pissa", 5) == 0 || strncmp(s, "corda", 5) == 0 || ascii_ieq(s, "olora") ||
-        ascii_ieq(s, "mica") || strcmp(s, "loftq") == 0 || strcmp(s, "eva") == 0 ||
+    if (strncmp(s, "pissa", 5) == 0 || strncmp(s, "corda", 5) == 0 || pc_ascii_ieq(s, "olora") ||
+        pc_ascii_ieq(s, "mica") || strcmp(s, "loftq") == 0 || strcmp(s, "eva") == 0 ||
         strcmp(s, "orthogonal") == 0 || strcmp(s, "lora_ga") == 0)
         return ac_ferr(c, k, "%s is not supported by peftc (supported: true, false, \"gaussian\")",
                        ac_render(v, vb, sizeof vb));

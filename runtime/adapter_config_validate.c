@@ -56,6 +56,13 @@ static int check_spec_shape(pctx *c, const char *field, const pc_spec *s) {
     return 0;
 }
 
+static bool is_object_text(const char *text) {
+    json_t *j = json_loads(text, 0, NULL);
+    bool ok = j && json_is_object(j);
+    json_decref(j);
+    return ok;
+}
+
 static int check_shapes(pctx *c) {
     const pc_adapter_config *cfg = c->cfg;
     if (check_spec_shape(c, "modules_to_save", &cfg->modules_to_save) ||
@@ -75,18 +82,10 @@ static int check_shapes(pctx *c) {
             if (!pats[k]->items[i].key || (pats[k]->items[i].mask_len && !pats[k]->items[i].mask))
                 return ac_ferr(c, k ? "alpha_pattern" : "rank_pattern", "entry %zu is malformed", i);
     }
-    if (cfg->auto_mapping) {
-        json_t *j = json_loads(cfg->auto_mapping, 0, NULL);
-        bool ok = j && json_is_object(j);
-        json_decref(j);
-        if (!ok) return ac_ferr(c, "auto_mapping", "must be the JSON text of an object");
-    }
-    if (cfg->prompt.tokenizer_kwargs) {
-        json_t *j = json_loads(cfg->prompt.tokenizer_kwargs, 0, NULL);
-        bool ok = j && json_is_object(j);
-        json_decref(j);
-        if (!ok) return ac_ferr(c, "tokenizer_kwargs", "must be the JSON text of an object");
-    }
+    if (cfg->auto_mapping && !is_object_text(cfg->auto_mapping))
+        return ac_ferr(c, "auto_mapping", "must be the JSON text of an object");
+    if (cfg->prompt.tokenizer_kwargs && !is_object_text(cfg->prompt.tokenizer_kwargs))
+        return ac_ferr(c, "tokenizer_kwargs", "must be the JSON text of an object");
     return 0;
 }
 

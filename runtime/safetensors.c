@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "runtime/fileio.h"
+#include "runtime/textbuf.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; big-endian hosts are not supported"
@@ -52,17 +53,22 @@ struct pc_st_file {
     char **meta_val;
 };
 
+/* the __metadata__ of a file or a writer: n owned keys and values, and the two arrays */
+static void free_metadata(char **keys, char **vals, int n) {
+    for (int i = 0; i < n; i++) {
+        free(keys[i]);
+        free(vals[i]);
+    }
+    free(keys);
+    free(vals);
+}
+
 void pc_st_close(pc_st_file *f) {
     if (!f) return;
     for (int i = 0; i < f->n; i++) free((char *)f->t[i].name);
-    for (int i = 0; i < f->n_meta; i++) {
-        free(f->meta_key[i]);
-        free(f->meta_val[i]);
-    }
+    free_metadata(f->meta_key, f->meta_val, f->n_meta);
     free(f->t);
     free(f->by_name);
-    free(f->meta_key);
-    free(f->meta_val);
     free(f->copy);
     pc_mmap_close(&f->map);
     free(f->path);
@@ -388,13 +394,8 @@ pc_st_writer *pc_st_writer_new(void) { return calloc(1, sizeof(pc_st_writer)); }
 void pc_st_writer_free(pc_st_writer *w) {
     if (!w) return;
     for (int i = 0; i < w->n; i++) free(w->e[i].name);
-    for (int i = 0; i < w->n_meta; i++) {
-        free(w->meta_key[i]);
-        free(w->meta_val[i]);
-    }
+    free_metadata(w->meta_key, w->meta_val, w->n_meta);
     free(w->e);
-    free(w->meta_key);
-    free(w->meta_val);
     free(w);
 }
 
@@ -479,56 +480,29 @@ int pc_st_writer_meta(pc_st_writer *w, const char *key, const char *value, char 
     return 0;
 }
 
-/* growable byte buffer for the header text */
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* JSON string escaped the way serde_json does it (short escapes, else \u00xx lowercase) */
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_json_str(pc_textbuf *b, const char *s) {
+    pc_tb_putn(b, "\"", 1);
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         char tmp[8];
         switch (*c) {
-        case '"': sb_str(b, "\\\""); break;
-        case '\\': sb_str(b, "\\\\"); break;
-        case '\b': sb_str(b, "\\b"); break;
-        case '\f': sb_str(b, "\\f"); break;
-        case '\n': sb_str(b, "\\n"); break;
-        case '\r': sb_str(b, "\\r"); break;
-        case '\t': sb_str(b, "\\t"); break;
+        case '"': pc_tb_puts(b, "\\\""); break;
+        case '\\': pc_tb_puts(b, "\\\\"); break;
+        case '\b': pc_tb_puts(b, "\\b"); break;
+        case '\f': pc_tb_puts(b, "\\f"); break;
+        case '\n': pc_tb_puts(b, "\\n"); break;
+        case '\r': pc_tb_puts(b, "\\r"); break;
+        case '\t': pc_tb_puts(b, "\\t"); break;
         default:
             if (*c < 0x20) {
                 snprintf(tmp, sizeof tmp, "\\u%04x", *c);
-                sb_str(b, tmp);
+                pc_tb_puts(b, tmp);
             } else {
-                sb_put(b, (const char *)c, 1);
+                pc_tb_putn(b, (const char *)c, 1);
             }
         }
     }
-    sb_put(b, "\"", 1);
+    pc_tb_putn(b, "\"", 1);
 }
 
 /* descending alignment as in the Rust Dtype order (... BF16 < I32 < F32) */
@@ -548,7 +522,7 @@ static int cmp_str_idx(const void *a, const void *b) {
 int pc_st_write(const pc_st_writer *w, const char *path, char *err, size_t errlen) {
     const st_entry **order = calloc(w->n ? (size_t)w->n : 1, sizeof *order);
     char ***mk = calloc(w->n_meta ? (size_t)w->n_meta : 1, sizeof *mk); /* sorted meta_key refs */
-    sbuf b = {0};
+    pc_textbuf b = {0};
     if (!order || !mk) {
         free(order);
         free(mk);
@@ -559,37 +533,37 @@ int pc_st_write(const pc_st_writer *w, const char *path, char *err, size_t errle
     for (int i = 0; i < w->n_meta; i++) mk[i] = &w->meta_key[i];
     qsort(mk, (size_t)w->n_meta, sizeof mk[0], cmp_str_idx);
 
-    sb_str(&b, "{");
+    pc_tb_puts(&b, "{");
     if (w->n_meta > 0) {
-        sb_str(&b, "\"__metadata__\":{");
+        pc_tb_puts(&b, "\"__metadata__\":{");
         for (int i = 0; i < w->n_meta; i++) {
-            if (i) sb_str(&b, ",");
+            if (i) pc_tb_puts(&b, ",");
             sb_json_str(&b, *mk[i]);
-            sb_str(&b, ":");
+            pc_tb_puts(&b, ":");
             sb_json_str(&b, w->meta_val[mk[i] - w->meta_key]);
         }
-        sb_str(&b, "}");
+        pc_tb_puts(&b, "}");
     }
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         const st_entry *e = order[i];
         char num[48];
-        if (i || w->n_meta > 0) sb_str(&b, ",");
+        if (i || w->n_meta > 0) pc_tb_puts(&b, ",");
         sb_json_str(&b, e->name);
-        sb_str(&b, ":{\"dtype\":\"");
-        sb_str(&b, pc_st_dtype_name(e->dtype));
-        sb_str(&b, "\",\"shape\":[");
+        pc_tb_puts(&b, ":{\"dtype\":\"");
+        pc_tb_puts(&b, pc_st_dtype_name(e->dtype));
+        pc_tb_puts(&b, "\",\"shape\":[");
         for (int d = 0; d < e->shape.rank; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)e->shape.dim[d]);
-            sb_str(&b, num);
+            pc_tb_puts(&b, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
                  (unsigned long long)(off + e->nbytes));
-        sb_str(&b, num);
+        pc_tb_puts(&b, num);
         off += e->nbytes;
     }
-    sb_str(&b, "}");
-    while (!b.oom && b.n % 8) sb_str(&b, " ");
+    pc_tb_puts(&b, "}");
+    while (!b.oom && b.n % 8) pc_tb_puts(&b, " ");
     free(mk);
     if (b.oom) {
         free(order);

@@ -1,70 +1,39 @@
 /* PEFT module matching on PCRE2. See target_match.h. */
 #include "runtime/target_match.h"
 
+#include "runtime/fileio.h"
+#include "runtime/strutil.h"
+#include "runtime/textbuf.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Python re -> PCRE2
  * ---------------------------------------------------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} tbuf;
-
-static void tb_putn(tbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-static void tb_puts(tbuf *b, const char *s) { tb_putn(b, s, strlen(s)); }
 
 static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 /* Rewrites the Python-only spellings of a pattern: \Z (end of string) -> \z, {,n} -> {0,n},
  * \uXXXX / \UXXXXXXXX -> \x{...}. Everything else is the same in both dialects for the patterns
  * PEFT configs use. */
-static void py_translate(tbuf *b, const char *s) {
+static void py_translate(pc_textbuf *b, const char *s) {
     bool in_class = false;
     size_t n = strlen(s);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '\\') {
             if (i + 1 >= n) {
-                tb_putn(b, "\\", 1);
+                pc_tb_putn(b, "\\", 1);
                 continue;
             }
             char d = s[i + 1];
             if (d == 'Z' && !in_class) {
-                tb_puts(b, "\\z");
+                pc_tb_puts(b, "\\z");
                 i++;
                 continue;
             }
@@ -73,54 +42,54 @@ static void py_translate(tbuf *b, const char *s) {
                 bool ok = true;
                 for (size_t k = 0; ok && k < hexlen; k++) ok = is_hex(s[i + 2 + k]);
                 if (ok) {
-                    tb_puts(b, "\\x{");
-                    tb_putn(b, s + i + 2, hexlen);
-                    tb_puts(b, "}");
+                    pc_tb_puts(b, "\\x{");
+                    pc_tb_putn(b, s + i + 2, hexlen);
+                    pc_tb_puts(b, "}");
                     i += 1 + hexlen;
                     continue;
                 }
             }
-            tb_putn(b, s + i, 2);
+            pc_tb_putn(b, s + i, 2);
             i++;
             continue;
         }
         if (in_class) {
             if (c == ']') in_class = false;
-            tb_putn(b, &c, 1);
+            pc_tb_putn(b, &c, 1);
             continue;
         }
         if (c == '[') {
             in_class = true;
-            tb_putn(b, &c, 1);
+            pc_tb_putn(b, &c, 1);
             /* a leading ^ and a ']' right after the opening are part of the class */
-            if (i + 1 < n && s[i + 1] == '^') tb_putn(b, &s[++i], 1);
-            if (i + 1 < n && s[i + 1] == ']') tb_putn(b, &s[++i], 1);
+            if (i + 1 < n && s[i + 1] == '^') pc_tb_putn(b, &s[++i], 1);
+            if (i + 1 < n && s[i + 1] == ']') pc_tb_putn(b, &s[++i], 1);
             continue;
         }
         if (c == '{' && i + 1 < n && s[i + 1] == ',') {
             size_t j = i + 2;
             while (j < n && s[j] >= '0' && s[j] <= '9') j++;
             if (j < n && s[j] == '}') {
-                tb_puts(b, "{0,");
-                tb_putn(b, s + i + 2, j + 1 - (i + 2));
+                pc_tb_puts(b, "{0,");
+                pc_tb_putn(b, s + i + 2, j + 1 - (i + 2));
                 i = j;
                 continue;
             }
         }
-        tb_putn(b, &c, 1);
+        pc_tb_putn(b, &c, 1);
     }
 }
 
 /* compiles prefix + pattern + suffix (only `pattern` is translated; the fixed parts are PCRE2) */
 static pcre2_code *py_compile(const char *prefix, const char *pattern, const char *suffix, char *msg,
                               size_t msglen) {
-    tbuf b = {0};
-    if (prefix) tb_puts(&b, prefix);
+    pc_textbuf b = {0};
+    if (prefix) pc_tb_puts(&b, prefix);
     if (pattern) py_translate(&b, pattern);
-    if (suffix) tb_puts(&b, suffix);
+    if (suffix) pc_tb_puts(&b, suffix);
     if (b.oom) {
         free(b.p);
-        seterr(msg, msglen, "out of memory");
+        pc_errf(msg, msglen, "out of memory");
         return NULL;
     }
     int code;
@@ -131,9 +100,9 @@ static pcre2_code *py_compile(const char *prefix, const char *pattern, const cha
         if (pcre2_get_error_message(code, text, sizeof text) < 0) snprintf((char *)text, sizeof text, "error %d", code);
         size_t plen = prefix ? strlen(prefix) : 0;
         if (off >= plen && off - plen <= (pattern ? strlen(pattern) : 0))
-            seterr(msg, msglen, "%s at offset %zu", (char *)text, (size_t)(off - plen));
+            pc_errf(msg, msglen, "%s at offset %zu", (char *)text, (size_t)(off - plen));
         else
-            seterr(msg, msglen, "%s", (char *)text);
+            pc_errf(msg, msglen, "%s", (char *)text);
     }
     free(b.p);
     return re;
@@ -210,17 +179,7 @@ void pc_target_matcher_free(pc_target_matcher *m) {
     free(m);
 }
 
-static bool ascii_ieq(const char *a, const char *b) {
-    for (; *a && *b; a++, b++) {
-        char x = *a, y = *b;
-        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return *a == *b;
-}
-
-static bool is_all_linear(const pc_spec *s) { return s->kind == PC_SPEC_STRING && ascii_ieq(s->str, "all-linear"); }
+static bool is_all_linear(const pc_spec *s) { return s->kind == PC_SPEC_STRING && pc_ascii_ieq(s->str, "all-linear"); }
 
 static bool uses_targets(pc_peft_type t) {
     return t == PC_PEFT_LORA || t == PC_PEFT_LOHA || t == PC_PEFT_LOKR || t == PC_PEFT_ADALORA || t == PC_PEFT_IA3;
@@ -232,41 +191,41 @@ static pcre2_code *compile_field(const char *src, const char *field, const char 
     char msg[256];
     pcre2_code *re = py_compile(prefix, pattern, suffix, msg, sizeof msg);
     if (!re)
-        seterr(err, errlen, "%s: field \"%s\": \"%s\" is not a valid regular expression: %s", src, field, pattern, msg);
+        pc_errf(err, errlen, "%s: field \"%s\": \"%s\" is not a valid regular expression: %s", src, field, pattern, msg);
     return re;
 }
 
 pc_target_matcher *pc_target_matcher_new(const pc_adapter_config *cfg, char *err, size_t errlen) {
     const char *src = PC_ADAPTER_CONFIG_NAME;
     if (!cfg) {
-        seterr(err, errlen, "%s: no config", src);
+        pc_errf(err, errlen, "%s: no config", src);
         return NULL;
     }
     if (!uses_targets(cfg->peft_type)) {
-        seterr(err, errlen, "%s: peft_type %s does not target modules (prompt learning)", src,
-               pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
+        pc_errf(err, errlen, "%s: peft_type %s does not target modules (prompt learning)", src,
+                pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
         return NULL;
     }
     if (pc_adapter_config_validate(cfg, src, err, errlen)) return NULL;
     if (cfg->target_modules.kind == PC_SPEC_NULL) {
-        seterr(err, errlen,
-               "%s: field \"target_modules\" is null: PEFT fills it from its per-model default map; call "
-               "pc_adapter_config_fill_default_targets() with the model type, or set target_modules",
-               src);
+        pc_errf(err, errlen,
+                "%s: field \"target_modules\" is null: PEFT fills it from its per-model default map; call "
+                "pc_adapter_config_fill_default_targets() with the model type, or set target_modules",
+                src);
         return NULL;
     }
     if (is_all_linear(&cfg->target_modules)) {
-        seterr(err, errlen,
-               "%s: field \"target_modules\" is \"%s\": expand it with pc_adapter_config_expand_all_linear() "
-               "before matching",
-               src, cfg->target_modules.str);
+        pc_errf(err, errlen,
+                "%s: field \"target_modules\" is \"%s\": expand it with pc_adapter_config_expand_all_linear() "
+                "before matching",
+                src, cfg->target_modules.str);
         return NULL;
     }
     if (cfg->peft_type == PC_PEFT_IA3 && cfg->ia3.feedforward_modules.kind == PC_SPEC_NULL) {
-        seterr(err, errlen,
-               "%s: field \"feedforward_modules\" is null: PEFT fills it from its per-model default map; call "
-               "pc_adapter_config_fill_default_targets() with the model type, or set feedforward_modules",
-               src);
+        pc_errf(err, errlen,
+                "%s: field \"feedforward_modules\" is null: PEFT fills it from its per-model default map; call "
+                "pc_adapter_config_fill_default_targets() with the model type, or set feedforward_modules",
+                src);
         return NULL;
     }
     pc_target_matcher *m = calloc(1, sizeof *m);
@@ -327,7 +286,7 @@ pc_target_matcher *pc_target_matcher_new(const pc_adapter_config *cfg, char *err
     }
     return m;
 oom:
-    seterr(err, errlen, "%s: out of memory", src);
+    pc_errf(err, errlen, "%s: out of memory", src);
 fail:
     pc_target_matcher_free(m);
     return NULL;
@@ -521,18 +480,18 @@ int pc_adapter_config_expand_all_linear(pc_adapter_config *cfg, const char *cons
                                         int (*is_linear)(void *ctx, const char *module_name), void *ctx,
                                         char *err, size_t errlen) {
     if (!cfg) {
-        seterr(err, errlen, "%s: no config", PC_ADAPTER_CONFIG_NAME);
+        pc_errf(err, errlen, "%s: no config", PC_ADAPTER_CONFIG_NAME);
         return -1;
     }
     if (!is_all_linear(&cfg->target_modules)) return 0;
     if ((n && !names) || !is_linear) {
-        seterr(err, errlen, "%s: field \"target_modules\": \"all-linear\" needs the module names and a predicate",
-               PC_ADAPTER_CONFIG_NAME);
+        pc_errf(err, errlen, "%s: field \"target_modules\": \"all-linear\" needs the module names and a predicate",
+                PC_ADAPTER_CONFIG_NAME);
         return -1;
     }
     const char **sel = n ? malloc(n * sizeof *sel) : NULL;
     if (n && !sel) {
-        seterr(err, errlen, "%s: out of memory", PC_ADAPTER_CONFIG_NAME);
+        pc_errf(err, errlen, "%s: out of memory", PC_ADAPTER_CONFIG_NAME);
         return -1;
     }
     size_t k = 0;
@@ -544,7 +503,7 @@ int pc_adapter_config_expand_all_linear(pc_adapter_config *cfg, const char *cons
     }
     int rc = pc_spec_set_list(&cfg->target_modules, sel, k);
     free(sel);
-    if (rc) seterr(err, errlen, "%s: out of memory", PC_ADAPTER_CONFIG_NAME);
+    if (rc) pc_errf(err, errlen, "%s: out of memory", PC_ADAPTER_CONFIG_NAME);
     return rc;
 }
 
@@ -627,11 +586,24 @@ static int spec_from_default(pc_spec *s, const char *list) {
     return pc_spec_set_list(s, items, n);
 }
 
+/* sets the null `field` to PEFT's default for model_type from `map` */
+static int fill_from_default(pc_spec *spec, const char *field, const default_map *map, const char *model_type,
+                             char *err, size_t errlen) {
+    const char *src = PC_ADAPTER_CONFIG_NAME;
+    const char *list = map_lookup(map, model_type);
+    if (!list)
+        return pc_errf(err, errlen,
+                       "%s: field \"%s\" is null and PEFT has no default for model_type \"%s\"; please specify %s",
+                       src, field, model_type, field);
+    if (spec_from_default(spec, list)) return pc_errf(err, errlen, "%s: out of memory", src);
+    return 0;
+}
+
 int pc_adapter_config_fill_default_targets(pc_adapter_config *cfg, const char *model_type, char *err,
                                            size_t errlen) {
     const char *src = PC_ADAPTER_CONFIG_NAME;
     if (!cfg || !model_type) {
-        seterr(err, errlen, "%s: no config or model type", src);
+        pc_errf(err, errlen, "%s: no config or model type", src);
         return -1;
     }
     const default_map *targets = NULL;
@@ -642,34 +614,16 @@ int pc_adapter_config_fill_default_targets(pc_adapter_config *cfg, const char *m
     case PC_PEFT_ADALORA: targets = ADALORA_TARGETS; break;
     case PC_PEFT_IA3: targets = IA3_TARGETS; break;
     default:
-        seterr(err, errlen, "%s: peft_type %s has no target modules", src,
-               pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
+        pc_errf(err, errlen, "%s: peft_type %s has no target modules", src,
+                pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
         return -1;
     }
-    if (cfg->target_modules.kind == PC_SPEC_NULL) {
-        const char *list = map_lookup(targets, model_type);
-        if (!list) {
-            seterr(err, errlen,
-                   "%s: field \"target_modules\" is null and PEFT has no default for model_type \"%s\"; "
-                   "please specify target_modules",
-                   src, model_type);
-            return -1;
-        }
-        if (spec_from_default(&cfg->target_modules, list)) goto oom;
-    }
-    if (cfg->peft_type == PC_PEFT_IA3 && cfg->ia3.feedforward_modules.kind == PC_SPEC_NULL) {
-        const char *list = map_lookup(IA3_FEEDFORWARD, model_type);
-        if (!list) {
-            seterr(err, errlen,
-                   "%s: field \"feedforward_modules\" is null and PEFT has no default for model_type \"%s\"; "
-                   "please specify feedforward_modules",
-                   src, model_type);
-            return -1;
-        }
-        if (spec_from_default(&cfg->ia3.feedforward_modules, list)) goto oom;
-    }
+    if (cfg->target_modules.kind == PC_SPEC_NULL &&
+        fill_from_default(&cfg->target_modules, "target_modules", targets, model_type, err, errlen))
+        return -1;
+    if (cfg->peft_type == PC_PEFT_IA3 && cfg->ia3.feedforward_modules.kind == PC_SPEC_NULL &&
+        fill_from_default(&cfg->ia3.feedforward_modules, "feedforward_modules", IA3_FEEDFORWARD, model_type, err,
+                          errlen))
+        return -1;
     return 0;
-oom:
-    seterr(err, errlen, "%s: out of memory", src);
-    return -1;
 }
