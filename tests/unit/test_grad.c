@@ -11,6 +11,7 @@
 #include "ir.h"
 #include "ir/grad.h"
 #include "passes/passes.h"
+#include "runtime/rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,12 +22,11 @@
 typedef struct {
     uint64_t s;
 } rng;
+/* splitmix64: pc_mix64 of the state, which then advances by the golden gamma */
 static double urand(rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
+    double u = (double)(pc_mix64(r->s) >> 11) * 0x1.0p-53;
+    r->s += 0x9e3779b97f4a7c15ull;
+    return u;
 }
 static float uni(rng *r, double lo, double hi) { return (float)(lo + (hi - lo) * urand(r)); }
 
