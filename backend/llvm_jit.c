@@ -30,6 +30,8 @@ LLVMTargetMachineRef pc_llvm_host_tm(char *err, size_t errlen);
 LLVMModuleRef pc_llvm_build_module(LLVMContextRef c, LLVMTargetMachineRef tm, const pc_kernel_desc *k,
                                    const char *const *names, int nk, char *err, size_t errlen);
 int pc_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, char *err, size_t errlen);
+/* defined in llvm_entry.c */
+LLVMModuleRef pc_llvm_entry_module(LLVMContextRef c, const char *name, int nin, int nout, char *err, size_t errlen);
 
 struct pc_jit {
     LLVMOrcLLJITRef lljit;
@@ -131,6 +133,34 @@ int pc_jit_compile(pc_jit *j, const pc_kernel_desc *k, const char *const *names,
     }
     LLVMOrcReleaseResourceTracker(rt);
     return rc;
+}
+
+/* a graph entry function (backend/entry.h) */
+int pc_jit_compile_entry(pc_jit *j, const char *name, int nin, int nout, void **fn, char *err, size_t errlen) {
+    *fn = NULL;
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef m = pc_llvm_entry_module(LLVMOrcThreadSafeContextGetContext(tsc), name, nin, nout, err, errlen);
+    if (!m) {
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return -1;
+    }
+    char *triple = LLVMGetTargetMachineTriple(j->tm);
+    LLVMSetTarget(m, triple);
+    LLVMDisposeMessage(triple);
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->lljit, LLVMOrcLLJITGetMainJITDylib(j->lljit), tsm);
+    if (e) {
+        take_error(e, "LLVM: cannot add the entry module", err, errlen);
+        return -1;
+    }
+    LLVMOrcExecutorAddress addr = 0;
+    if ((e = LLVMOrcLLJITLookup(j->lljit, &addr, name))) {
+        take_error(e, "LLVM: cannot compile the entry function", err, errlen);
+        return -1;
+    }
+    *fn = (void *)(uintptr_t)addr;
+    return 0;
 }
 
 /* ---- the JIT kernel provider (backend/exec.h): one pc_jit per compiled graph ---- */
