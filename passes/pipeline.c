@@ -33,6 +33,7 @@ static int run_adamw_clip(pc_graph **g, char *err, size_t errlen) {
 static const pc_pass_info passes[] = {
     {"verify", "check every value (types, operands, params, updates)", run_verify},
     {"dce", "remove values that reach no output and no update", pc_pass_dce},
+    {"fuse-lowrank", "one GEMM for the low-rank down-projections (LoRA A) that share an activation", pc_pass_fuse_lowrank},
 #ifdef PC_HAVE_AUTOGRAD
     {"autograd", "append the reverse-mode gradient of the loss for every trainable param", run_autograd},
     {"adamw", "append AdamW updates of trainable params (hyper-parameters in %hp: f32[8])", run_adamw},

@@ -30,5 +30,6 @@ int pc_run_pipeline(pc_graph **g, const char *list, const pc_pipeline_opts *opts
 
 /* built-in passes implemented in passes/ */
 int pc_pass_dce(pc_graph **g, char *err, size_t errlen);
+int pc_pass_fuse_lowrank(pc_graph **g, char *err, size_t errlen);
 
 #endif
