@@ -6,6 +6,8 @@
 #include <ffi.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/TargetMachine.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +17,11 @@
 /* in llvm_jit.c (every ORC call lives there) */
 typedef struct pc_jit pc_jit;
 int pc_jit_compile_entry(pc_jit *j, const char *name, int nin, int nout, void **fn, char *err, size_t errlen);
+/* in llvm_kernel.c */
+LLVMTargetMachineRef pc_llvm_host_tm(char *err, size_t errlen);
+LLVMModuleRef pc_llvm_build_module(LLVMContextRef c, LLVMTargetMachineRef tm, const pc_kernel_desc *k,
+                                   const char *const *names, int nk, char *err, size_t errlen);
+int pc_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, char *err, size_t errlen);
 
 /* int name(ptr ctx, ptr in0.., ptr out0..): r = bind(ctx, i, in_i) for each input; if all 0,
  * r = run(ctx); if 0, r = copy_out(ctx, i, out_i) for each output; return the first nonzero */
@@ -79,66 +86,96 @@ LLVMModuleRef pc_llvm_entry_module(LLVMContextRef c, const char *name, int nin, 
     return m;
 }
 
-/* ---- the runtime side ---- */
+char *pc_entry_ir(const pc_graph *g, char *err, size_t errlen) {
+    char name[PC_ENTRY_NAME_MAX];
+    if (pc_entry_name(g, name, err, errlen)) return NULL;
+    LLVMContextRef c = LLVMContextCreate();
+    LLVMModuleRef m = pc_llvm_entry_module(c, name, pc_entry_graph_ninputs(g), g->noutputs, err, errlen);
+    char *out = NULL;
+    if (m) {
+        char *s = LLVMPrintModuleToString(m);
+        if (!(out = strdup(s))) snprintf(err, errlen, "out of memory");
+        LLVMDisposeMessage(s);
+        LLVMDisposeModule(m);
+    }
+    LLVMContextDispose(c);
+    return out;
+}
+
+/* ---- AOT: kernels and entry functions in one object file ---- */
+
+int pc_llvm_emit_object_with_entries(const pc_kernel_desc *k, const char *const *knames, int nk,
+                                     const char *const *names, const int *nin, const int *nout, int ne,
+                                     const char *path, char *err, size_t errlen) {
+    if (!path) {
+        snprintf(err, errlen, "no output path");
+        return -1;
+    }
+    LLVMTargetMachineRef tm = pc_llvm_host_tm(err, errlen);
+    if (!tm) return -1;
+    LLVMContextRef c = LLVMContextCreate();
+    int rc = -1;
+    LLVMModuleRef m = pc_llvm_build_module(c, tm, k, knames, nk, err, errlen);
+    for (int i = 0; m && i < ne; i++) {
+        /* the same function the JIT compiles, linked into the kernels' module */
+        LLVMModuleRef em = pc_llvm_entry_module(c, names[i], nin[i], nout[i], err, errlen);
+        if (!em) goto fail;
+        LLVMSetTarget(em, LLVMGetTarget(m));
+        LLVMSetDataLayout(em, LLVMGetDataLayoutStr(m));
+        if (LLVMLinkModules2(m, em)) { /* consumes em */
+            snprintf(err, errlen, "LLVM: cannot link the entry function %s into the object", names[i]);
+            goto fail;
+        }
+    }
+    if (m && !pc_llvm_optimize(m, tm, err, errlen)) {
+        char *msg = NULL, *p = strdup(path);
+        if (!p) snprintf(err, errlen, "out of memory");
+        else if (LLVMTargetMachineEmitToFile(tm, m, p, LLVMObjectFile, &msg))
+            snprintf(err, errlen, "cannot write %s: %s", path, msg ? msg : "");
+        else rc = 0;
+        free(p);
+        LLVMDisposeMessage(msg);
+    }
+fail:
+    if (m) LLVMDisposeModule(m);
+    LLVMContextDispose(c);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}
+
+/* ---- the runtime side: JIT + libffi ---- */
 
 struct pc_entry {
-    pc_rt_ctx rt; /* first: the entry function's ctx */
-    pc_exec *e;
-    const pc_graph *g;
-    pc_val *in, *out;
-    int nin, nout;
+    pc_entry_rt rt; /* first: the entry function's ctx */
     pc_jit *jit;
     void *fn;
     ffi_cif cif;
     ffi_type **types;
-    char *err;
-    size_t errlen;
+    void **vals, **ptrs; /* the call's argument slots */
 };
-
-static int rt_bind(void *ctx, int i, void *data) {
-    pc_entry *en = ctx;
-    return i >= 0 && i < en->nin ? pc_exec_bind(en->e, en->in[i], data) : -1;
-}
-
-static int rt_run(void *ctx) {
-    pc_entry *en = ctx;
-    return pc_exec_run(en->e, en->err, en->errlen) ? 1 : 0;
-}
-
-static int rt_copy_out(void *ctx, int i, void *data) {
-    pc_entry *en = ctx;
-    if (i < 0 || i >= en->nout) return -1;
-    const pc_value *x = &en->g->vals[en->out[i]];
-    const void *src = pc_exec_data(en->e, en->out[i]);
-    if (!src) return 2;
-    memcpy(data, src, (size_t)pc_shape_numel(x->shape) * pc_dtype_size(x->dtype));
-    return 0;
-}
 
 pc_jit *pc_jit_new(char *err, size_t errlen);
 void pc_jit_free(pc_jit *j);
 
 pc_entry *pc_entry_new(pc_exec *e, const pc_graph *g, const char *name, char *err, size_t errlen) {
+    char nbuf[PC_ENTRY_NAME_MAX];
+    if (!name) {
+        if (pc_entry_name(g, nbuf, err, errlen)) return NULL;
+        name = nbuf;
+    }
     pc_entry *en = calloc(1, sizeof *en);
     if (!en) { snprintf(err, errlen, "out of memory"); return NULL; }
-    en->rt = (pc_rt_ctx){rt_bind, rt_run, rt_copy_out};
-    en->e = e;
-    en->g = g;
-    for (pc_val v = 0; v < g->nvals; v++) en->nin += g->vals[v].op == PC_OP_input;
-    en->nout = g->noutputs;
-    en->in = calloc((size_t)en->nin + 1, sizeof *en->in);
-    en->out = calloc((size_t)en->nout + 1, sizeof *en->out);
-    en->types = calloc((size_t)(1 + en->nin + en->nout), sizeof *en->types);
-    if (!en->in || !en->out || !en->types) { snprintf(err, errlen, "out of memory"); goto fail; }
-    int k = 0;
-    for (pc_val v = 0; v < g->nvals; v++)
-        if (g->vals[v].op == PC_OP_input) en->in[k++] = v;
-    for (int i = 0; i < en->nout; i++) en->out[i] = g->outputs[i];
+    if (pc_entry_rt_init(&en->rt, e, g, err, errlen)) { free(en); return NULL; }
+    int n = 1 + en->rt.nin + en->rt.nout;
+    en->types = calloc((size_t)n, sizeof *en->types);
+    en->vals = calloc((size_t)n, sizeof *en->vals);
+    en->ptrs = calloc((size_t)n, sizeof *en->ptrs);
+    if (!en->types || !en->vals || !en->ptrs) { snprintf(err, errlen, "out of memory"); goto fail; }
     if (!(en->jit = pc_jit_new(err, errlen))) goto fail;
-    if (pc_jit_compile_entry(en->jit, name, en->nin, en->nout, &en->fn, err, errlen)) goto fail;
+    if (pc_jit_compile_entry(en->jit, name, en->rt.nin, en->rt.nout, &en->fn, err, errlen)) goto fail;
     /* the call interface from the graph signature: ctx, then one pointer per tensor */
-    for (int i = 0; i < 1 + en->nin + en->nout; i++) en->types[i] = &ffi_type_pointer;
-    if (ffi_prep_cif(&en->cif, FFI_DEFAULT_ABI, (unsigned)(1 + en->nin + en->nout), &ffi_type_sint, en->types) != FFI_OK) {
+    for (int i = 0; i < n; i++) en->types[i] = &ffi_type_pointer, en->vals[i] = &en->ptrs[i];
+    if (ffi_prep_cif(&en->cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_sint, en->types) != FFI_OK) {
         snprintf(err, errlen, "libffi: cannot prepare the call interface of %s", name);
         goto fail;
     }
@@ -151,29 +188,36 @@ fail:
 void pc_entry_free(pc_entry *en) {
     if (!en) return;
     pc_jit_free(en->jit);
-    free(en->in);
-    free(en->out);
+    pc_entry_rt_free(&en->rt);
     free(en->types);
+    free(en->vals);
+    free(en->ptrs);
     free(en);
 }
 
-int pc_entry_ninputs(const pc_entry *en) { return en ? en->nin : 0; }
-int pc_entry_noutputs(const pc_entry *en) { return en ? en->nout : 0; }
+int pc_entry_ninputs(const pc_entry *en) { return en ? en->rt.nin : 0; }
+int pc_entry_noutputs(const pc_entry *en) { return en ? en->rt.nout : 0; }
 
 int pc_entry_call(pc_entry *en, void *const *args, char *err, size_t errlen) {
-    int n = 1 + en->nin + en->nout;
-    void **vals = calloc((size_t)n, sizeof *vals);
-    void **ptrs = calloc((size_t)n, sizeof *ptrs);
-    if (!vals || !ptrs) { free(vals); free(ptrs); snprintf(err, errlen, "out of memory"); return -1; }
-    ptrs[0] = en;
-    for (int i = 1; i < n; i++) ptrs[i] = args[i - 1];
-    for (int i = 0; i < n; i++) vals[i] = &ptrs[i];
-    en->err = err, en->errlen = errlen;
+    int n = 1 + en->rt.nin + en->rt.nout;
+    en->ptrs[0] = en;
+    for (int i = 1; i < n; i++) en->ptrs[i] = args[i - 1];
+    en->rt.err = err, en->rt.errlen = errlen;
     if (err && errlen) err[0] = 0;
     ffi_sarg rc = 0;
-    ffi_call(&en->cif, FFI_FN(en->fn), &rc, vals);
-    free(vals);
-    free(ptrs);
+    ffi_call(&en->cif, FFI_FN(en->fn), &rc, en->vals);
+    en->rt.err = NULL, en->rt.errlen = 0;
     if (rc && err && errlen && !err[0]) snprintf(err, errlen, "the entry function returned %d", (int)rc);
     return (int)rc;
 }
+
+static void *jit_open(const pc_entry_provider *p, pc_exec *e, const pc_graph *g, char *err, size_t errlen) {
+    (void)p;
+    return pc_entry_new(e, g, NULL, err, errlen);
+}
+static int jit_call(void *h, void *const *args, char *err, size_t errlen) { return pc_entry_call(h, args, err, errlen); }
+static void jit_close(void *h) { pc_entry_free(h); }
+
+static const pc_entry_provider jit_entries = {jit_open, jit_call, jit_close, NULL};
+
+const pc_entry_provider *pc_entry_provider_jit(void) { return &jit_entries; }

@@ -1,5 +1,10 @@
-/* peftc run: executes a text-IR graph on the reference interpreter with tensors from a
- * safetensors file, and writes the outputs to another. */
+/* peftc run: executes a text-IR graph with tensors from a safetensors file, and writes the
+ * outputs to another. With --backend=ref the interpreter runs it directly; with the compiled
+ * backend (jit, the default) it runs through the graph's entry function (backend/entry.h):
+ * params and states are bound to the executor as always, and each step is one call of the
+ * JIT-compiled `int entry(ctx, inputs..., outputs...)` through libffi with the inputs and output
+ * buffers as its pointer arguments. */
+#include "backend/entry.h"
 #include "backend/exec.h"
 #include "ir/ir.h"
 #include "runtime/safetensors.h"
@@ -11,15 +16,17 @@
 
 static void run_help(void) {
     printf("usage: peftc run FILE --inputs IN.safetensors -o OUT.safetensors [--seed N] [--steps N]\n"
-           "                 [--backend ref|jit] [--dump-after=lower]\n\n"
-           "Executes the graph in FILE on the reference interpreter. Each input, param and state\n"
+           "                 [--backend ref|jit] [--dump-after=lower|entry]\n\n"
+           "Executes the graph in FILE. Each input, param and state\n"
            "is bound to the tensor of IN named like the value (%%name without '%%') or, for params\n"
            "and states, like its key; unbound params/states with an init are initialised (--seed).\n"
            "With --steps N the graph runs N times, applying its updates after each run.\n"
            "OUT receives every output by value name, plus each updated param/state by its key.\n"
-           "--backend picks the reference interpreter (ref) or the compiled backend (jit: oneDNN\n"
-           "matmuls, LLVM-generated fused kernels, one arena); --dump-after=lower prints the\n"
-           "compiled backend's instruction IR (buffers, offsets, kernels) to stderr.\n");
+           "--backend picks the reference interpreter (ref) or the compiled backend (jit, the default:\n"
+           "oneDNN matmuls, LLVM-generated fused kernels, one arena), which runs each step through\n"
+           "the graph's entry function called via libffi; --dump-after=lower prints the\n"
+           "compiled backend's instruction IR (buffers, offsets, kernels) to stderr, --dump-after=entry\n"
+           "the LLVM IR of the graph's entry function.\n");
 }
 
 int pc_cmd_run(int argc, char **argv) {
@@ -42,10 +49,16 @@ int pc_cmd_run(int argc, char **argv) {
         fprintf(stderr, "peftc run: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;
     }
-    if (dump_after && strcmp(dump_after, "lower") != 0) {
-        fprintf(stderr, "peftc run: --dump-after: only 'lower' is a backend stage (graph passes: peftc opt)\n");
+    bool dump_entry = dump_after && strcmp(dump_after, "entry") == 0;
+    if (dump_after && strcmp(dump_after, "lower") != 0 && !dump_entry) {
+        fprintf(stderr, "peftc run: --dump-after: only 'lower' and 'entry' are backend stages (graph passes: peftc opt)\n");
         return 1;
     }
+    if (dump_entry && eo.kind != PC_BACKEND_JIT) {
+        fprintf(stderr, "peftc run: --dump-after=entry: the reference interpreter has no entry function (--backend=jit)\n");
+        return 1;
+    }
+    if (dump_entry) eo.dump_after = NULL;
 
     size_t len;
     char *text = pc_cli_read("run", pos[0], &len);
@@ -64,6 +77,8 @@ int pc_cmd_run(int argc, char **argv) {
     pc_st_file *in = NULL;
     pc_exec *r = NULL;
     pc_st_writer *w = NULL;
+    pc_entry *en = NULL;
+    void **args = NULL;
     void **owned = calloc((size_t)g->nvals, sizeof *owned);
     rc = 1;
     if (!owned) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
@@ -89,14 +104,38 @@ int pc_cmd_run(int argc, char **argv) {
         memcpy(owned[v], t->data, t->nbytes);
         pc_exec_bind(r, v, owned[v]);
     }
+    if (eo.kind == PC_BACKEND_JIT) {
+        /* the entry's arguments: each input's tensor (NULL if IN lacks it: the run reports it),
+         * then one buffer per output */
+        if (!(en = pc_entry_new(r, g, NULL, err, sizeof err))) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+        if (dump_entry) {
+            char *ir = pc_entry_ir(g, err, sizeof err);
+            if (!ir) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+            fprintf(stderr, "// entry function of @%s (called through libffi)\n%s", g->name, ir);
+            free(ir);
+        }
+        int nin = pc_entry_ninputs(en), k = 0;
+        if (!(args = calloc((size_t)(nin + g->noutputs) + 1, sizeof *args))) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
+        for (pc_val v = 0; v < g->nvals; v++)
+            if (pc_v(g, v)->op == PC_OP_input) args[k++] = owned[v];
+        for (int i = 0; i < g->noutputs; i++) {
+            pc_value *x = pc_v(g, g->outputs[i]);
+            size_t bytes = (size_t)pc_shape_numel(x->shape) * pc_dtype_size(x->dtype);
+            if (!(args[nin + i] = calloc(bytes ? bytes : 1, 1))) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
+        }
+    }
     for (long long s = 0; s < steps; s++) {
-        if (pc_exec_run(r, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+        if (en ? pc_entry_call(en, args, err, sizeof err) : pc_exec_run(r, err, sizeof err)) {
+            fprintf(stderr, "peftc run: %s\n", err);
+            goto done;
+        }
         if (s + 1 < steps && pc_exec_apply_updates(r)) { fprintf(stderr, "peftc run: applying updates failed\n"); goto done; }
     }
     if (!(w = pc_st_writer_new())) { fprintf(stderr, "peftc run: out of memory\n"); goto done; }
     for (int i = 0; i < g->noutputs; i++) {
         pc_value *x = pc_v(g, g->outputs[i]);
-        if (pc_st_writer_add(w, x->name, x->dtype, x->shape, pc_exec_data(r, g->outputs[i]), err, sizeof err)) {
+        const void *data = en ? args[pc_entry_ninputs(en) + i] : pc_exec_data(r, g->outputs[i]);
+        if (pc_st_writer_add(w, x->name, x->dtype, x->shape, data, err, sizeof err)) {
             fprintf(stderr, "peftc run: %s\n", err);
             goto done;
         }
@@ -113,6 +152,9 @@ int pc_cmd_run(int argc, char **argv) {
     rc = 0;
 done:
     pc_st_writer_free(w);
+    for (int i = 0; args && en && i < g->noutputs; i++) free(args[pc_entry_ninputs(en) + i]);
+    free(args);
+    pc_entry_free(en);
     pc_exec_free(r);
     pc_st_close(in);
     for (int v = 0; owned && v < g->nvals; v++) free(owned[v]);
