@@ -1,5 +1,6 @@
 /* The fine-tuning loop. */
 #include "frontend/train.h"
+#include "backend/entry.h"
 #include "frontend/session.h"
 #include "frontend/store.h"
 #include "ir/ir.h"
@@ -55,9 +56,17 @@ typedef struct {
     int32_t *tokens, *targets;
     int32_t seed_in;
     float hp[8];
+    /* with pc_train_opts.entries: the step's and the evaluation's entry functions */
+    const pc_entry_provider *ep;
+    void *step_en, *eval_en;
+    pc_entry_args step_args, eval_args;
 } run;
 
 static void run_free(run *x) {
+    if (x->step_en) x->ep->close(x->step_en);
+    if (x->eval_en) x->ep->close(x->eval_en);
+    pc_entry_args_free(&x->step_args);
+    pc_entry_args_free(&x->eval_args);
     pc_exec_free(x->r);
     pc_exec_free(x->eval_r);
     pc_exec_free(x->upd_r);
@@ -98,8 +107,10 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, char *err, siz
         size_t real = pc_data_eval_batch(&x->val, S, first, B < nw - first ? B : nw - first, -100, x->tokens, x->targets);
         for (size_t b = real; b < B; b++)
             for (size_t i = 0; i < S; i++) x->tokens[b * S + i] = 0, x->targets[b * S + i] = -100;
-        if (pc_exec_run(x->eval_r, err, errlen)) return -1;
-        sum += (double)*(const float *)pc_exec_data(x->eval_r, lv) * (double)(real * S);
+        if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
+            return -1;
+        const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
+        sum += (double)*l * (double)(real * S);
         count += real * S;
     }
     *loss = count ? sum / (double)count : NAN;
@@ -310,6 +321,17 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         pc_errf(err, errlen, "binding inputs failed");
         goto done;
     }
+    if (o.entries && !x.upd_g && o.exec.kind == PC_BACKEND_JIT) {
+        /* the step and the evaluation through their entry functions, inputs by name */
+        const char *names[4] = {"tokens", "targets", "hp", "seed"};
+        void *const ptrs[4] = {x.tokens, x.targets, x.hp, &x.seed_in};
+        x.ep = o.entries;
+        if (pc_entry_args_init(&x.step_args, x.g, names, ptrs, 4, err, errlen) ||
+            pc_entry_args_init(&x.eval_args, x.eval_g, names, ptrs, 4, err, errlen) ||
+            !(x.step_en = x.ep->open(x.ep, x.r, x.g, err, errlen)) ||
+            !(x.eval_en = x.ep->open(x.ep, x.eval_r, x.eval_g, err, errlen)))
+            goto done;
+    }
 
     if (evaluate(&x, &o, &res->base_eval_loss, err, errlen)) goto done;
     if (!o.quiet && !o.json)
@@ -331,8 +353,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         } else {
             pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
             x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
-            if (pc_exec_run(x.r, err, errlen)) goto done;
-            loss = *(const float *)pc_exec_data(x.r, loss_v);
+            if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) goto done;
+            loss = *(const float *)(x.step_en ? pc_entry_args_output(&x.step_args, loss_v) : pc_exec_data(x.r, loss_v));
             if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         }
         if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }

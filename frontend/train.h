@@ -24,6 +24,9 @@ typedef struct {
     bool quiet;
     bool hf_qk_rows; /* the adapter's q/k rows are in Hugging Face order (see session.h) */
     pc_exec_opts exec; /* backend and threads */
+    /* when set (jit only, no --grad-accum), the step and evaluation graphs run through their
+     * entry functions (backend/entry.h) from here: an AOT trainer's compiled-in table */
+    const struct pc_entry_provider *entries;
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);

@@ -5,7 +5,12 @@
  * pc_kernel_name). pc_aot_main (tools/aot_main.c, in libpeftc_aot.a: no LLVM) finds the data
  * directory OUT.weights beside the executable, rebuilds the graphs with the same builders and runs
  * the verb of `peftc train` or `peftc generate` with the kernels taken from the table. A graph
- * that asks for a kernel the table lacks fails with "compiled for a different graph". */
+ * that asks for a kernel the table lacks fails with "compiled for a different graph".
+ *
+ * The object file also holds each graph's entry function (backend/entry.h: the same LLVM code
+ * the JIT compiles), and main.c declares it with the graph's C prototype and calls it directly
+ * from a small wrapper in the entry table; the trainer runs its step and evaluation graphs
+ * through them (pc_aot_entries). */
 #ifndef PEFTC_TOOLS_AOT_H
 #define PEFTC_TOOLS_AOT_H
 
@@ -18,6 +23,13 @@ typedef struct {
     pc_kernel_fn fn;
 } pc_aot_kernel;
 
+/* an entry function compiled in: call(ctx, args) calls NAME(ctx, args[0], ..., args[nin+nout-1]) */
+typedef struct {
+    const char *name; /* pc_entry_name */
+    int nin, nout;
+    int (*call)(void *ctx, void *const *args);
+} pc_aot_entry;
+
 typedef struct {
     pc_aot_mode mode;
     int batch, seq;       /* train */
@@ -26,6 +38,8 @@ typedef struct {
     const char *build_id; /* also in OUT.weights/build-id: the two belong together */
     const pc_aot_kernel *kernels;
     int nkernels;
+    const pc_aot_entry *entries;
+    int nentries;
 } pc_aot_image;
 
 /* the files of the data directory */

@@ -1,5 +1,6 @@
 /* The runtime side of an AOT executable (see tools/aot.h). */
 #include "tools/aot.h"
+#include "backend/entry.h"
 #include "runtime/fileio.h"
 #include "tools/cli.h"
 
@@ -29,6 +30,55 @@ static void *table_provide(const pc_kernel_provider *p, const struct pc_kernel_d
 }
 
 static void table_release(const pc_kernel_provider *p, void *handle) { (void)p, (void)handle; }
+
+/* the entry provider over the executable's table: each graph's function is found by its name
+ * (a fingerprint of the graph) and called directly through main.c's wrapper */
+typedef struct {
+    pc_entry_rt rt; /* first: the entry function's ctx */
+    const pc_aot_entry *en;
+} aot_entry;
+
+static void *entry_open(const pc_entry_provider *p, pc_exec *e, const pc_graph *g, char *err, size_t errlen) {
+    const pc_aot_image *img = p->ctx;
+    char name[PC_ENTRY_NAME_MAX];
+    if (pc_entry_name(g, name, err, errlen)) return NULL;
+    int j = 0;
+    while (j < img->nentries && strcmp(img->entries[j].name, name) != 0) j++;
+    if (j == img->nentries) {
+        pc_errf(err, errlen, "this executable was compiled for a different graph: it has no entry function %s "
+                "(%d compiled in)", name, img->nentries);
+        return NULL;
+    }
+    aot_entry *h = calloc(1, sizeof *h);
+    if (!h) { pc_errf(err, errlen, "out of memory"); return NULL; }
+    h->en = &img->entries[j];
+    if (pc_entry_rt_init(&h->rt, e, g, err, errlen)) { free(h); return NULL; }
+    if (h->rt.nin != h->en->nin || h->rt.nout != h->en->nout) {
+        pc_errf(err, errlen, "entry function %s: compiled for %d inputs and %d outputs, the graph has %d and %d", name,
+                h->en->nin, h->en->nout, h->rt.nin, h->rt.nout);
+        pc_entry_rt_free(&h->rt);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static int entry_call(void *handle, void *const *args, char *err, size_t errlen) {
+    aot_entry *h = handle;
+    h->rt.err = err, h->rt.errlen = errlen;
+    if (err && errlen) err[0] = 0;
+    int rc = h->en->call(&h->rt, args);
+    h->rt.err = NULL, h->rt.errlen = 0;
+    if (rc && err && errlen && !err[0]) pc_errf(err, errlen, "the entry function %s returned %d", h->en->name, rc);
+    return rc;
+}
+
+static void entry_close(void *handle) {
+    aot_entry *h = handle;
+    if (!h) return;
+    pc_entry_rt_free(&h->rt);
+    free(h);
+}
 
 static int is_dir(const char *p) {
     struct stat st;
@@ -86,8 +136,10 @@ int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
         if (is_file(ad)) adapter = ad;
     }
     pc_kernel_provider kp = {table_provide, table_release, img};
+    pc_entry_provider ep = {entry_open, entry_call, entry_close, img};
     pc_cli_fixed fx = {.prog = prog, .about = img->about, .model = model, .tokenizer = tok, .adapter = adapter,
-                       .batch = img->batch, .seq = img->seq, .cache_len = img->cache_len, .kernels = &kp};
+                       .batch = img->batch, .seq = img->seq, .cache_len = img->cache_len, .kernels = &kp,
+                       .entries = &ep};
     argc = argc > 0 ? argc - 1 : 0;
     argv = argv + 1;
     if (img->mode == PC_AOT_TRAIN) return pc_train_main(argc, argv, &fx);

@@ -37,6 +37,7 @@ typedef struct {
     int batch, seq;    /* train */
     int cache_len;     /* generate: KV capacity of the decode graph */
     const pc_kernel_provider *kernels;
+    const struct pc_entry_provider *entries; /* the graphs' entry functions (train) */
 } pc_cli_fixed;
 int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx);
 int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx);

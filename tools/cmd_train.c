@@ -126,6 +126,7 @@ int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx) {
         o.model = fx->model, o.tokenizer = fx->tokenizer, o.adapter = fx->adapter;
         o.exec.kind = PC_BACKEND_JIT;
         o.exec.kernels = fx->kernels;
+        o.entries = fx->entries;
     }
     if (o.min_lr > o.lr) o.min_lr = o.lr;
     char mbuf[4096], tbuf[4096], dbuf[4096];

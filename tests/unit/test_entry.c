@@ -70,7 +70,65 @@ static void test_entry_reports_failure(void) {
     free(perr);
 }
 
+/* the name comes from the graph text; the prototype and the argument arrays from its signature */
+static void test_entry_signature(void) {
+    char *perr = NULL, err[512], name[PC_ENTRY_NAME_MAX], name2[PC_ENTRY_NAME_MAX];
+    pc_graph *g = pc_parse(text, strlen(text), "step.pir", &perr);
+    const char *t2 = "graph @step(%a: f32[8], %b: f32[8]) -> (%y: f32[8]) {\n  %y = mul %a, %b : f32[8]\n}\n";
+    pc_graph *g2 = pc_parse(t2, strlen(t2), "step2.pir", &perr);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g2);
+    CU_ASSERT_EQUAL(pc_entry_name(g, name, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(strncmp(name, "pc_entry_step_", 14), 0);
+    CU_ASSERT_EQUAL(strlen(name), 14 + 16);
+    CU_ASSERT_EQUAL(pc_entry_name(g2, name2, err, sizeof err), 0);
+    CU_ASSERT_NOT_EQUAL(strcmp(name, name2), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    pc_entry_write_prototype(f, g, "step");
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(buf, "int step(void *ctx, const float *a_0, const float *b_1, float *y_2, float *s_3)");
+    free(buf);
+    /* inputs by name; a missing one is an error naming it */
+    float a[8] = {0}, b[8] = {0};
+    const char *names[2] = {"b", "a"};
+    void *const ptrs[2] = {b, a};
+    pc_entry_args args;
+    CU_ASSERT_EQUAL_FATAL(pc_entry_args_init(&args, g, names, ptrs, 2, err, sizeof err), 0);
+    CU_ASSERT_PTR_EQUAL(args.args[0], a);
+    CU_ASSERT_PTR_EQUAL(args.args[1], b);
+    CU_ASSERT_PTR_EQUAL(pc_entry_args_output(&args, pc_lookup(g, "s")), args.args[3]);
+    CU_ASSERT_PTR_NULL(pc_entry_args_output(&args, pc_lookup(g, "m")));
+    pc_entry_args_free(&args);
+    CU_ASSERT_NOT_EQUAL(pc_entry_args_init(&args, g, names, ptrs, 1, err, sizeof err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "%a"));
+    /* the JIT provider: the same function, found by that name */
+    pc_exec_opts o = {.kind = PC_BACKEND_JIT, .threads = 1};
+    pc_exec *e = pc_exec_new(g2, &o, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    const pc_entry_provider *p = pc_entry_provider_jit();
+    void *h = p->open(p, e, g2, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    float x[8], y[8], z[8];
+    for (int i = 0; i < 8; i++) x[i] = (float)i, y[i] = 0.5f;
+    void *cargs[3] = {x, y, z};
+    CU_ASSERT_EQUAL(p->call(h, cargs, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(z[5], 2.5f);
+    p->close(h);
+    char *ir = pc_entry_ir(g2, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ir);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ir, name2));
+    free(ir);
+    pc_exec_free(e);
+    pc_graph_free(g);
+    pc_graph_free(g2);
+    free(perr);
+}
+
 static CU_TestInfo tests[] = {
+    {"entry name, prototype, arguments, provider", test_entry_signature},
     {"entry function via libffi = direct run", test_entry_matches_run},
     {"entry function reports a failed run", test_entry_reports_failure},
     CU_TEST_INFO_NULL,
