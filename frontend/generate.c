@@ -44,7 +44,7 @@ int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output
     pc_l2c_model view = *s->model;
     pc_llama_gen_opts o = {.steps = steps, .temperature = q->temperature, .topp = q->topp, .seed = q->seed,
                            .prompt = prompt, .n_prompt = (int)np, .exec = q->exec,
-                           .cache_len = q->cache_len};
+                           .cache_len = q->cache_len, .entries = q->entries};
     int rc = -1;
     gen_adapter ga = {.s = s};
     if (s->adapter.cfg && q->merge) {

@@ -14,6 +14,7 @@ typedef struct {
     bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
     const pc_exec_opts *exec; /* backend (NULL = default) */
     int cache_len;      /* KV capacity of the decode graph (0 = the positions run; see llama.h) */
+    const struct pc_entry_provider *entries; /* see pc_llama_gen_opts */
 } pc_gen_request;
 
 typedef struct {

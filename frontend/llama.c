@@ -1,5 +1,6 @@
 /* Llama frontend: graph builders, checkpoint binding, generation driver (see llama.h). */
 #include "frontend/llama.h"
+#include "backend/entry.h"
 
 #include "frontend/linear.h"
 #include "ir.h"
@@ -419,6 +420,12 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     float *cache = NULL, *mask = NULL, *work = NULL;
     pc_prob_index *scratch = NULL;
     pc_val *outs = NULL;
+    /* with o->entries: the decode graph's entry function, its input names and arguments */
+    void *en = NULL;
+    char (*inames)[32] = NULL;
+    const char **inp = NULL;
+    void **iptr = NULL;
+    pc_entry_args ea = {0};
     pc_graph *g = pc_llama_decode_graph(cfg, 1, T, err, errlen);
     if (!g) return -1;
     if (o->adapt && o->adapt(o->ctx, &g, err, errlen)) { pc_graph_free(g); return -1; }
@@ -448,6 +455,23 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
         snprintf(name, sizeof name, "%s_new.%d", i < L ? "k" : "v", i % L);
         outs[i] = pc_lookup(g, name);
     }
+    if (o->entries && (!o->exec || o->exec->kind == PC_BACKEND_JIT)) {
+        int n = 3 + 2 * L;
+        inames = calloc((size_t)n, sizeof *inames);
+        inp = calloc((size_t)n, sizeof *inp);
+        iptr = calloc((size_t)n, sizeof *iptr);
+        if (!inames || !inp || !iptr) { errf(err, errlen, "generate: out of memory"); goto done; }
+        snprintf(inames[0], sizeof inames[0], "token"), iptr[0] = &tok;
+        snprintf(inames[1], sizeof inames[1], "pos"), iptr[1] = &posv;
+        snprintf(inames[2], sizeof inames[2], "mask"), iptr[2] = mask;
+        for (int i = 0; i < 2 * L; i++) {
+            snprintf(inames[3 + i], sizeof inames[3 + i], "%s_cache.%d", i < L ? "k" : "v", i % L);
+            iptr[3 + i] = cache + (size_t)i * cache_n;
+        }
+        for (int i = 0; i < n; i++) inp[i] = inames[i];
+        if (pc_entry_args_init(&ea, g, inp, iptr, n, err, errlen) || !(en = o->entries->open(o->entries, r, g, err, errlen)))
+            goto done;
+    }
     uint64_t state = o->seed ? o->seed : 0x9E3779B97F4A7C15ull;
     for (int i = 0; i < np; i++) tokens[i] = prompt[i];
     int n = np;
@@ -457,12 +481,12 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
         posv = pos;
         for (int64_t j = 0; j < T; j++) mask[j] = j < pos ? 0.0f : -1e30f;
         mask[T] = 0.0f;
-        if (pc_exec_run(r, err, errlen)) goto done;
-        const float *lg = pc_exec_data(r, vlog);
+        if (en ? o->entries->call(en, ea.args, err, errlen) : pc_exec_run(r, err, errlen)) goto done;
+        const float *lg = en ? pc_entry_args_output(&ea, vlog) : pc_exec_data(r, vlog);
         if (!lg) { errf(err, errlen, "generate: no logits after the run"); goto done; }
         if (logits) memcpy(logits + (size_t)pos * (size_t)V, lg, (size_t)V * sizeof *lg);
         for (int i = 0; i < 2 * L; i++) {
-            const float *kv = pc_exec_data(r, outs[i]);
+            const float *kv = en ? pc_entry_args_output(&ea, outs[i]) : pc_exec_data(r, outs[i]);
             if (!kv) { errf(err, errlen, "generate: no %s after the run", pc_val_name(g, outs[i])); goto done; }
             memcpy(cache + (size_t)i * cache_n + (size_t)pos * row, kv, row * sizeof *kv);
         }
@@ -477,6 +501,11 @@ int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const p
     if (npos) *npos = pos;
     rc = 0;
 done:
+    if (en) o->entries->close(en);
+    pc_entry_args_free(&ea);
+    free(inames);
+    free(inp);
+    free(iptr);
     pc_exec_free(r);
     pc_graph_free(g);
     free(cache);

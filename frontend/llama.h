@@ -95,6 +95,9 @@ typedef struct {
     const pc_exec_opts *exec; /* backend (NULL = the default) */
     int cache_len;        /* KV-cache entries of the decode graph (>= steps; 0 = steps): a fixed
                              value makes one graph serve every request (AOT executables) */
+    /* when set (jit), each position runs through the decode graph's entry function from here
+     * (backend/entry.h): an AOT generator's compiled-in table */
+    const struct pc_entry_provider *entries;
 } pc_llama_gen_opts;
 
 /* Runs the decode graph step by step (on o->exec's backend), like llama2.c run.c:

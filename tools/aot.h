@@ -10,7 +10,7 @@
  * The object file also holds each graph's entry function (backend/entry.h: the same LLVM code
  * the JIT compiles), and main.c declares it with the graph's C prototype and calls it directly
  * from a small wrapper in the entry table; the trainer runs its step and evaluation graphs
- * through them (pc_aot_entries). */
+ * through them, the generator its decode graph (pc_cli_fixed.entries). */
 #ifndef PEFTC_TOOLS_AOT_H
 #define PEFTC_TOOLS_AOT_H
 

@@ -83,7 +83,7 @@ int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx) {
     s.hf_qk_rows = hf;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
                         .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,
-                        .cache_len = fx ? fx->cache_len : 0};
+                        .cache_len = fx ? fx->cache_len : 0, .entries = fx ? fx->entries : NULL};
     pc_gen_output out;
     rc = pc_generate_text(&s, &q, &out, err, sizeof err);
     pc_session_close(&s);
