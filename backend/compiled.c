@@ -280,6 +280,18 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
 
 /* ---- creation ---- */
 
+/* Whether a frozen (b_constant) weight gets a reordered copy in oneDNN's blocked layout. The copy
+ * is a second resident copy of the weight (the caller's stays bound), so it is kept only where the
+ * plain layout is measurably slower. Measured on the large bench config (1 thread, M = 512):
+ * a row-major b (W used un-transposed, the input gradient of a linear) with K, N <= 1024 runs at
+ * the blocked speed (plain/blocked 0.998..1.006 on 768x768: oneDNN reads it without a copy);
+ * transposed b (the forward of a linear) and larger row-major b are 2..8 % slower plain. */
+static bool keep_blocked(const pc_matmul_desc *d) {
+    int R = d->rank;
+    bool row_major = d->b_strides[R - 1] == 1 || d->b_dims[R - 1] <= 1;
+    return !(row_major && d->b_dims[R - 2] <= 1024 && d->b_dims[R - 1] <= 1024);
+}
+
 static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     const pc_linsn *I = ci->li;
     ci->c_bytes = pc_shape_numel(I->out[0].shape) * 4;
@@ -290,7 +302,9 @@ static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
         ci->small = true;
         return 0;
     }
-    if (!(ci->mm = pc_dnnl_matmul_new(c->dnnl, &I->mm, err, errlen))) return -1;
+    pc_matmul_desc d = I->mm;
+    if (d.b_constant && !keep_blocked(&d)) d.b_constant = 0; /* plain weights: no reordered copy */
+    if (!(ci->mm = pc_dnnl_matmul_new(c->dnnl, &d, err, errlen))) return -1;
     return 0;
 }
 

@@ -458,7 +458,8 @@ static int ck_cross_entropy(const pc_ckctx *c) {
     return 0;
 }
 
-/* d logits = (softmax - onehot) * scale per row; scale = g/count, g or g[row] */
+/* d logits = (softmax - onehot) * scale per row; scale = g/count, g or g[row]. o may equal x (the
+ * lowering writes the gradient over dying logits) */
 PC_HOT static void ce_grad_rows(float *o, const float *x, const int32_t *t, const float *g, int64_t rows, int64_t v,
                                 int64_t ignore, int red, int64_t count) {
     for (int64_t r = 0; r < rows; r++) {
@@ -477,10 +478,11 @@ PC_HOT static void ce_grad_rows(float *o, const float *x, const int32_t *t, cons
                 orow[j] = (float)((exp((double)xr[j] - lse) - (j == t[r] ? 1.0 : 0.0)) * scale);
             continue;
         }
-        /* one exp per entry: softmax = exp(x - m) / sum */
+        /* one exp per entry: softmax = exp(x - m) / sum (o may be x: the target's logit is read first) */
+        float xt = xr[t[r]];
         double sum = row_expsum(orow, xr, v, v, 0.0f, m), lse = m + log(sum);
         row_scale(orow, v, (float)(scale / sum));
-        orow[t[r]] = (float)((exp((double)xr[t[r]] - lse) - 1.0) * scale);
+        orow[t[r]] = (float)((exp((double)xt - lse) - 1.0) * scale);
     }
 }
 

@@ -653,6 +653,25 @@ static int emit_matmul(lctx *c, pc_val v) {
     return 0;
 }
 
+/* whether v may write its result over operand o's buffer: o owns a dense arena buffer of v's
+ * size that nothing else shares (no views, no accumulation into it), o is not an output or an
+ * update, and every other user of o runs before v */
+static bool overwritable(const lctx *c, pc_val o, pc_val v) {
+    const pc_graph *g = c->g;
+    const pc_lview *w = &c->l->view[o];
+    if (w->buf < 0 || !w->dense || w->off != 0 || c->pinned[o] || c->pinned[v] || c->root[o] != o) return false;
+    const pc_lbuf *B = &c->l->buf[w->buf];
+    if (B->kind != PC_BUF_ARENA || B->owner != o || B->bytes != vbytes(&g->vals[v]) || c->mat[o] >= 0) return false;
+    if (g->vals[o].dtype != g->vals[v].dtype) return false;
+    for (pc_val u = 0; u < c->n; u++)
+        if (u != o && c->root[u] == o) return false;
+    for (int k = c->ustart[o]; k < c->ustart[o + 1]; k++) {
+        pc_val u = c->users[k];
+        if (u != v && (c->kind[u] == D_VIEW || run_pos(c, u) >= v)) return false;
+    }
+    return true;
+}
+
 static int emit_call(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
@@ -688,7 +707,13 @@ static int emit_call(lctx *c, pc_val v) {
     I->call = ck;
     I->aux = ck == PC_CALL_MASKED_SOFTMAX ? src : ck == PC_CALL_SOFTMAX_GRAD ? c->accx[v] : PC_NONE;
     I->alpha = ck == PC_CALL_SOFTMAX_GRAD ? c->alpha[v] : 1.0;
-    if (alloc_value(c, v) < 0) return -1;
+    if (ck == PC_CALL_OP && x->op == PC_OP_cross_entropy_grad && overwritable(c, in[0], v)) {
+        /* d logits over the logits (the kernel reads each row before writing it) */
+        c->l->view[v] = c->l->view[in[0]];
+        c->l->buf[c->l->view[v].buf].owner = v;
+    } else if (alloc_value(c, v) < 0) {
+        return -1;
+    }
     I->out[0] = ref_of(c, v);
     return 0;
 }
