@@ -51,7 +51,7 @@ typedef struct {
     pc_val *gout;                  /* per trainable param: its grad output in g */
     int ngrad;
     pc_store store;
-    pc_st_file *resume_weights, *resume_opt;
+    pc_st_file *resume_opt; /* optimizer state of the checkpoint resumed from */
     pc_adapter_config *default_cfg;
     int32_t *tokens, *targets;
     int32_t seed_in;
@@ -77,7 +77,6 @@ static void run_free(run *x) {
     free(x->gsum);
     free(x->gout);
     pc_store_free(&x->store);
-    pc_st_close(x->resume_weights);
     pc_st_close(x->resume_opt);
     pc_data_free(&x->data);
     free(x->tokens);
@@ -287,7 +286,6 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (pc_train_graphs(&x.s, &o, o.grad_accum <= 1, &x.g, &x.eval_g, err, errlen)) goto done;
     if (o.grad_accum > 1 && build_update_graph(&x, o.clip > 0, err, errlen)) goto done;
 
-    if (x.s.adapter.weights) x.resume_weights = NULL; /* owned by the session */
     if (o.resume) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", o.resume, OPTIMIZER_FILE);
