@@ -10,16 +10,14 @@ grad.<param>, then for N sampled elements of each trainable param re-runs the fo
 with the element moved by +-h and compares the central difference with the gradient.
 Prints one line per param and "fd check: N passed, M failed"; exits 1 on any failure.
 """
-import json
-import math
 import os
 import random
 import re
-import struct
 import subprocess
 import sys
 
-DT = {"f32": ("F32", "f", 4), "i32": ("I32", "i", 4)}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_tool import read_st, write_st  # noqa: E402  (the lit helpers' safetensors I/O)
 
 
 def parse_type(t):
@@ -47,38 +45,9 @@ def leaves(text):
     return inputs, params
 
 
-def write_st(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, (dt, dims, vals) in sorted(tensors.items()):
-        code, fmt, size = DT[dt]
-        blob = struct.pack("<%d%s" % (len(vals), fmt), *vals)
-        header[name] = {"dtype": code, "shape": dims, "data_offsets": [off, off + len(blob)]}
-        blobs.append(blob)
-        off += len(blob)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def read_st(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        fmt = {"F32": "f", "I32": "i"}[t["dtype"]]
-        out[name] = list(struct.unpack("<%d%s" % ((e - b) // 4, fmt), data[8 + n + b:8 + n + e]))
-    return out
-
-
 def run(peftc, graph, inputs, work, tag):
     ip, op = os.path.join(work, tag + ".in.st"), os.path.join(work, tag + ".out.st")
-    write_st(ip, inputs)
+    write_st(ip, {k: (dt.upper(), dims, vals) for k, (dt, dims, vals) in inputs.items()})
     subprocess.run([peftc, "run", graph, "--inputs", ip, "-o", op], check=True)
     return read_st(op)
 
