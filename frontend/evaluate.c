@@ -12,6 +12,7 @@
 int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
                  const pc_exec_opts *o_exec, pc_eval_result *res, char *err, size_t errlen) {
     *res = (pc_eval_result){0};
+    if (errlen) err[0] = 0;
     if (seq <= 0 || seq > s->cfg.seq_len) return pc_errf(err, errlen, "--seq must be in [1, %d]", s->cfg.seq_len);
     if (batch <= 0) return pc_errf(err, errlen, "--batch must be positive");
     pc_token_seq data = {0};

@@ -26,6 +26,9 @@ int pc_merge_adapter(const pc_session *s, pc_merged_model *out, char *err, size_
     if (cfg->peft_type != PC_PEFT_LORA)
         return pc_errf(err, errlen, "merging %s adapters is not implemented yet", pc_peft_type_name(cfg->peft_type));
     if (cfg->lora.use_dora) return pc_errf(err, errlen, "merging DoRA adapters is not implemented yet");
+    if (cfg->lora.lora_bias)
+        return pc_errf(err, errlen, "%s: lora_bias=true: the merged bias s*b_B has nowhere to go in a bias-free llama2.c "
+                       "checkpoint; run the adapter unmerged", s->adapter.weights ? "adapter" : "adapter_config.json");
     if (!s->adapter.weights) return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);
     size_t total = 0;
     for (int i = 0; i < m->n_tensors; i++) total += (size_t)pc_shape_numel(m->tensors[i].shape);

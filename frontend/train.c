@@ -7,6 +7,7 @@
 #include "passes/passes.h"
 #include "runtime/data.h"
 #include "runtime/fileio.h"
+#include "runtime/rng.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define OPTIMIZER_FILE "optimizer.safetensors"
 #define STATE_FILE "trainer_state.json"
@@ -126,18 +128,26 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
     if (!rc) rc = pc_adapter_save(dir, x->s.adapter.cfg, w, err, errlen);
     pc_st_writer_free(w);
     pc_session_fix_qk_rows(&x->s, &x->store, 0);
-    if (rc || !with_state) return rc;
     char path[4096];
+    if (!rc && !with_state) {
+        /* a final adapter is not a resumable checkpoint: drop state a checkpoint left here */
+        snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/%s", dir, OPTIMIZER_FILE);
+        unlink(path);
+    }
+    if (rc || !with_state) return rc;
     if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
     rc = pc_store_write(&x->store, PC_STATE, w, err, errlen);
     snprintf(path, sizeof path, "%s/%s", dir, OPTIMIZER_FILE);
     if (!rc) rc = pc_st_write(w, path, err, errlen);
     pc_st_writer_free(w);
     if (rc) return rc;
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b}", "step", step, "steps", o->steps,
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f}", "step", step, "steps", o->steps,
                           "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr, "min_lr", o->min_lr,
                           "weight_decay", o->weight_decay, "clip", o->clip, "seed", (json_int_t)o->seed,
-                          "data", o->data, "hf_qk_rows", o->hf_qk_rows);
+                          "data", o->data, "hf_qk_rows", o->hf_qk_rows, "grad_accum", o->grad_accum,
+                          "val_fraction", o->val_fraction);
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -165,6 +175,19 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     }
     json_t *hf = json_object_get(j, "hf_qk_rows");
     o->hf_qk_rows = hf && json_is_true(hf);
+    /* what decides which tokens each step sees must match, or the run would not continue */
+    json_t *ga = json_object_get(j, "grad_accum"), *vf = json_object_get(j, "val_fraction"), *dp = json_object_get(j, "data");
+    int ck_accum = json_is_integer(ga) ? (int)json_integer_value(ga) : 1;
+    double ck_val = json_is_number(vf) ? json_number_value(vf) : o->val_fraction;
+    const char *ck_data = json_is_string(dp) ? json_string_value(dp) : NULL;
+    int bad = 0;
+    if (ck_accum != o->grad_accum)
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --grad-accum %d, not %d", path, ck_accum, o->grad_accum);
+    else if (fabs(ck_val - o->val_fraction) > 1e-12)
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --val-fraction %g, not %g", path, ck_val, o->val_fraction);
+    else if (ck_data && o->data && strcmp(ck_data, o->data) != 0)
+        bad = pc_errf(err, errlen, "%s: the checkpoint was trained on --data %s, not %s", path, ck_data, o->data);
+    if (bad) { json_decref(j); return -1; }
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
     if (o->steps != steps) return pc_errf(err, errlen, "%s: the checkpoint was made for --steps %d (the schedule depends on it), not %d", path, steps, o->steps);
@@ -203,13 +226,18 @@ static int build_update_graph(run *x, int clip, char *err, size_t errlen) {
     return pc_pass_adamw(x->upd_g, &ao, err, errlen);
 }
 
+/* the dropout seed of micro-batch k of step t: distinct for every (t, k) */
+static int32_t step_seed(uint64_t seed, int t, int k) {
+    return (int32_t)(pc_mix64(pc_mix64(pc_mix64(seed) ^ (uint64_t)t) ^ (uint64_t)k) & 0x7fffffff);
+}
+
 /* one optimizer step over grad_accum micro-batches; *loss = their mean loss */
 static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v, double *loss, char *err, size_t errlen) {
     size_t B = (size_t)o->batch, S = (size_t)o->seq;
     *loss = 0;
     for (int k = 0; k < o->grad_accum; k++) {
         pc_data_sample(&x->train, B, S, o->seed, (uint64_t)t, (uint64_t)k * B, x->tokens, x->targets);
-        x->seed_in = (int32_t)((o->seed * 1000003u + (uint64_t)t + (uint64_t)k * 7919u) & 0x7fffffff);
+        x->seed_in = step_seed(o->seed, t, k);
         if (pc_exec_run(x->r, err, errlen)) return -1;
         *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
         for (int i = 0; i < x->ngrad; i++) {
@@ -220,15 +248,24 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
             else for (int64_t j = 0; j < n; j++) acc[j] += gr[j] / (float)o->grad_accum;
         }
     }
+    if (!isfinite(*loss)) return 0; /* the caller reports it; nothing is updated */
     if (pc_exec_run(x->upd_r, err, errlen)) return -1;
     if (pc_exec_apply_updates(x->upd_r)) return pc_errf(err, errlen, "step %d: applying updates failed", t);
     return 0;
 }
 
+/* a JSON number, or null for NaN/inf (which JSON cannot spell) */
+static const char *jnum(char *buf, size_t len, double x) {
+    if (isfinite(x)) snprintf(buf, len, "%.6f", x);
+    else snprintf(buf, len, "null");
+    return buf;
+}
+
 static void report(const pc_train_opts *o, const pc_train_point *p, double eta) {
     if (o->json) {
-        printf("{\"step\":%d,\"train_loss\":%.6f,\"eval_loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
-               p->train_loss, p->eval_loss, p->lr, p->tokens_per_s);
+        char a[64], b[64];
+        printf("{\"step\":%d,\"train_loss\":%s,\"eval_loss\":%s,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
+               jnum(a, sizeof a, p->train_loss), jnum(b, sizeof b, p->eval_loss), p->lr, p->tokens_per_s);
         fflush(stdout);
     } else if (!o->quiet && !o->progress) {
         fprintf(stderr, "step %5d/%d  train loss %.4f  eval loss %.4f  lr %.3g  %.0f tok/s\n", p->step, o->steps,
@@ -350,7 +387,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             if (accumulated_step(&x, &o, t, loss_v, &loss, err, errlen)) goto done;
         } else {
             pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
-            x.seed_in = (int32_t)((o.seed * 1000003u + (uint64_t)t) & 0x7fffffff);
+            x.seed_in = step_seed(o.seed, t, 0);
             if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) goto done;
             loss = *(const float *)(x.step_en ? pc_entry_args_output(&x.step_args, loss_v) : pc_exec_data(x.r, loss_v));
             if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }

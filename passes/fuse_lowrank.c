@@ -5,14 +5,16 @@
  *   %dv = matmul %x, %Av {transpose_b=1}        %dq = slice %d {axis=-1, start=0, end=r} ...
  *
  * A down-projection is a matmul (transpose_b, not transpose_a) of an activation by a rank-2
- * param of at most PC_LOWRANK_MAX_ROWS rows (LoRA's A [r, in]). On q/k/v, gate/up this turns
+ * param of at most PC_LOWRANK_MAX_ROWS rows and at most a quarter as many rows as columns
+ * (LoRA's A [r, in]). On q/k/v, gate/up this turns
  * three (two) skinny GEMMs into one wider one, and autograd then produces one dX GEMM instead
  * of three. Run it after the adapter rewrite and before autograd.
  *
- * Not in the default training pipeline: measured on the stories260K LoRA step (B8xS64, r=8 on
- * all projections, compiled backend, 1 thread) it is slower, 32k vs 37.7k tokens/s — the
- * backend's N=8 matmul kernel beats one N=24 oneDNN GEMM plus the concat and the backward
- * pads. It is a `peftc opt --passes=fuse-lowrank` pass until wider ranks make it pay. */
+ * Not in the default training pipeline: on the stories260K LoRA step (B8xS64, r=8 on all
+ * projections, compiled backend, 1 thread) it measured 37.0k tokens/s against 38.0k without
+ * (medians of 3 interleaved runs) — the backend's N=8 matmul kernel already makes the skinny
+ * GEMMs cheap, and the concat and the backward pads cost about what the fusion saves. It is a
+ * `peftc opt --passes=fuse-lowrank` pass until wider ranks or shapes make it pay. */
 #include "passes/pipeline.h"
 #include "ir/ir.h"
 
@@ -27,7 +29,10 @@ static bool is_down_projection(const pc_graph *g, pc_val v) {
     const pc_value *m = pc_v(g, v);
     if (m->op != PC_OP_matmul || pc_attr_i(g, v, "transpose_a") || !pc_attr_i(g, v, "transpose_b")) return false;
     const pc_value *a = pc_v(g, m->in[1]);
-    return a->op == PC_OP_param && a->dtype == PC_F32 && a->shape.rank == 2 && a->shape.dim[0] <= PC_LOWRANK_MAX_ROWS;
+    /* genuinely low rank: a base weight that happens to be small (stories260K's 64x64 q/k/v)
+     * is not a down-projection */
+    return a->op == PC_OP_param && a->dtype == PC_F32 && a->shape.rank == 2 &&
+           a->shape.dim[0] <= PC_LOWRANK_MAX_ROWS && 4 * a->shape.dim[0] <= a->shape.dim[1];
 }
 
 int pc_pass_fuse_lowrank(pc_graph **gp, char *err, size_t errlen) {

@@ -10,6 +10,7 @@
 
 int pc_mkdirs(const char *dir, char *err, size_t errlen) {
     char path[4096];
+    if (!dir || !*dir) return pc_errf(err, errlen, "an empty directory name");
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return pc_errf(err, errlen, "%s: path too long", dir);
     for (char *p = path + 1; ; p++) {
         if (*p == '/' || *p == 0) {

@@ -2,6 +2,7 @@
 #include "frontend/evaluate.h"
 #include "tools/cli.h"
 
+#include <math.h>
 #include <stdio.h>
 
 int pc_cmd_eval(int argc, char **argv) {
@@ -47,7 +48,13 @@ int pc_cmd_eval(int argc, char **argv) {
     rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);
     pc_session_close(&s);
     if (rc) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
-    if (json) printf("{\"loss\":%.6f,\"ppl\":%.6f,\"tokens\":%zu,\"windows\":%zu}\n", r.loss, r.ppl, r.tokens, r.windows);
+    if (json) {
+        /* exp(loss) overflows to inf past ~709 nats; JSON has no inf */
+        char ppl[64];
+        if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.6f", r.ppl);
+        else snprintf(ppl, sizeof ppl, "null");
+        printf("{\"loss\":%.6f,\"ppl\":%s,\"tokens\":%zu,\"windows\":%zu}\n", r.loss, ppl, r.tokens, r.windows);
+    }
     else printf("loss %.6f  ppl %.4f  (%zu tokens in %zu windows)\n", r.loss, r.ppl, r.tokens, r.windows);
     return 0;
 }
