@@ -3,6 +3,7 @@
  * and the passes' error guards. */
 #include "backend/ref.h"
 #include "cu_main.h"
+#include "fd_check.h"
 #include "ir.h"
 #include "passes/passes.h"
 #include "runtime/rng.h"
@@ -12,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- deterministic data ---- */
-typedef struct {
-    uint64_t s;
-} rng;
-/* splitmix64: pc_mix64 of the state, which then advances by the golden gamma */
-static double urand(rng *r) {
-    double u = (double)(pc_mix64(r->s) >> 11) * 0x1.0p-53;
-    r->s += 0x9e3779b97f4a7c15ull;
-    return u;
-}
 
 /* ---- a graph with every leaf bound to test-owned memory ---- */
 #define MAXB 24
@@ -61,16 +52,6 @@ static pc_ref *make_ref(const bindings *b) {
     return ref;
 }
 
-static double loss_at(pc_ref *ref, pc_val loss, int *bad) {
-    char err[512];
-    if (pc_ref_run(ref, err, sizeof err)) {
-        if (!*bad) printf("\n    run: %s\n", err);
-        *bad = 1;
-        return 0;
-    }
-    return *(const float *)pc_ref_data(ref, loss);
-}
-
 /* compares grad.<P> of every trainable param with a Richardson-refined central difference;
  * returns the worst |analytic - fd| / max(1, |fd|) */
 static double check_fd(const bindings *b, pc_val loss, double h) {
@@ -79,7 +60,7 @@ static double check_fd(const bindings *b, pc_val loss, double h) {
     if (!ref) return INFINITY;
     int bad = 0;
     double worst = 0;
-    loss_at(ref, loss, &bad);
+    fd_run_loss(ref, loss, &bad);
     for (int k = 0; k < b->n && !bad; k++) {
         const pc_value *p = pc_v(g, b->v[k]);
         if (p->op != PC_OP_param || !(p->flags & PC_TRAINABLE)) continue;
@@ -89,21 +70,11 @@ static double check_fd(const bindings *b, pc_val loss, double h) {
         CU_ASSERT_NOT_EQUAL_FATAL(gv, PC_NONE);
         int64_t n = pc_shape_numel(p->shape);
         float *ana = malloc((size_t)n * sizeof *ana);
-        loss_at(ref, loss, &bad);
+        fd_run_loss(ref, loss, &bad);
         memcpy(ana, pc_ref_data(ref, gv), (size_t)n * sizeof *ana);
         float *x = b->data[k];
         for (int64_t i = 0; i < n && !bad; i++) {
-            float x0 = x[i];
-            const double st[4] = {h, -h, h / 2, -h / 2};
-            double f[4];
-            for (int s = 0; s < 4; s++) {
-                x[i] = (float)(x0 + st[s]);
-                f[s] = loss_at(ref, loss, &bad);
-            }
-            x[i] = x0;
-            double hp = (double)(float)(x0 + h) - (double)(float)(x0 - h);
-            double hq = (double)(float)(x0 + h / 2) - (double)(float)(x0 - h / 2);
-            double fd = (4 * (f[2] - f[3]) / hq - (f[0] - f[1]) / hp) / 3;
+            double fd = fd_richardson(ref, loss, &x[i], h, &bad);
             double e = fabs(ana[i] - fd) / fmax(1.0, fabs(fd));
             if (!(e <= worst)) worst = e;
             if (!(e <= 1e-3))

@@ -8,6 +8,7 @@
  * maximum) by more than h. The error measure is |analytic - fd| / max(1, |fd|). */
 #include "backend/ref.h"
 #include "cu_main.h"
+#include "fd_check.h"
 #include "ir.h"
 #include "ir/grad.h"
 #include "passes/passes.h"
@@ -18,16 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- deterministic data ---- */
-typedef struct {
-    uint64_t s;
-} rng;
-/* splitmix64: pc_mix64 of the state, which then advances by the golden gamma */
-static double urand(rng *r) {
-    double u = (double)(pc_mix64(r->s) >> 11) * 0x1.0p-53;
-    r->s += 0x9e3779b97f4a7c15ull;
-    return u;
-}
 static float uni(rng *r, double lo, double hi) { return (float)(lo + (hi - lo) * urand(r)); }
 
 enum { FILL_INIT = 0, FILL_AVOID0, FILL_DISTINCT };
@@ -131,16 +122,6 @@ static void harness_free(harness *H) {
     pc_graph_free(H->g);
 }
 
-static double run_loss(pc_ref *ref, pc_val loss, int *bad) {
-    char err[512];
-    if (pc_ref_run(ref, err, sizeof err)) {
-        if (!*bad) printf("\n    run failed: %s\n", err);
-        *bad = 1;
-        return 0;
-    }
-    return *(const float *)pc_ref_data(ref, loss);
-}
-
 /* runs one case; returns the worst error (or INFINITY when something failed) */
 static double check_case(const gcase *tc, uint64_t seed) {
     harness H;
@@ -159,7 +140,7 @@ static double check_case(const gcase *tc, uint64_t seed) {
         return INFINITY;
     }
     for (int k = 0; k < H.np; k++) pc_ref_bind(ref, H.p[k], H.data[k]);
-    run_loss(ref, H.loss, &bad);
+    fd_run_loss(ref, H.loss, &bad);
     float *ana[8] = {0};
     for (int k = 0; k < H.np && !bad; k++) {
         const float *gd = pc_ref_data(ref, H.grad[k]);
@@ -170,19 +151,7 @@ static double check_case(const gcase *tc, uint64_t seed) {
     double h = tc->h > 0 ? tc->h : 2e-2;
     for (int k = 0; k < H.np && !bad; k++) {
         for (int64_t i = 0; i < H.n[k] && !bad; i++) {
-            float x0 = H.data[k][i];
-            double f[4];
-            const double steps[4] = {h, -h, h / 2, -h / 2};
-            for (int s = 0; s < 4; s++) {
-                H.data[k][i] = (float)(x0 + steps[s]);
-                f[s] = run_loss(ref, H.loss, &bad);
-            }
-            H.data[k][i] = x0;
-            /* the actual (f32-rounded) steps */
-            double hp = (double)(float)(x0 + h) - (double)(float)(x0 - h);
-            double hq = (double)(float)(x0 + h / 2) - (double)(float)(x0 - h / 2);
-            double d1 = (f[0] - f[1]) / hp, d2 = (f[2] - f[3]) / hq;
-            double fd = (4 * d2 - d1) / 3;
+            double fd = fd_richardson(ref, H.loss, &H.data[k][i], h, &bad);
             double e = fabs((double)ana[k][i] - fd) / fmax(1.0, fabs(fd));
             if (!(e <= worst)) worst = e; /* NaN-propagating max */
             if (!(e <= tc->tol))
