@@ -24,7 +24,7 @@
  * --json: one JSON line per mode; --verbose: every step's time on stderr. */
 #include "backend/exec.h"
 #include "frontend/llama.h"
-#include "frontend/store.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/lora.h"
 #include "passes/passes.h"

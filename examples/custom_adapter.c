@@ -7,8 +7,8 @@
  *
  *   ./build/example_custom_adapter [data/stories260K/stories260K.bin] [data/tinyshakespeare/input.txt]
  */
-#include "frontend/session.h"
-#include "frontend/store.h"
+#include "drivers/session.h"
+#include "drivers/store.h"
 #include "passes/adapt.h"
 #include "passes/passes.h"
 #include "runtime/data.h"

@@ -13,9 +13,9 @@
  * directory; OUT and OUT.weights are staged under temporary names and renamed into place. */
 #include "backend/entry.h"
 #include "backend/kernel.h"
-#include "frontend/merge.h"
-#include "frontend/session.h"
-#include "frontend/train.h"
+#include "drivers/merge.h"
+#include "drivers/session.h"
+#include "drivers/train.h"
 #include "runtime/fileio.h"
 #include "tools/aot.h"
 #include "tools/cli.h"

@@ -1,5 +1,5 @@
 /* peftc dump: the IR of the model as a user sees it while developing an adapter. */
-#include "frontend/session.h"
+#include "drivers/session.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"

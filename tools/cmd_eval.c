@@ -1,5 +1,5 @@
 /* peftc eval: held-out loss of a text under the model (and adapter). */
-#include "frontend/evaluate.h"
+#include "drivers/evaluate.h"
 #include "tools/cli.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
 /* peftc generate: text from the model (and adapter), greedy or sampled like llama2.c. */
-#include "frontend/generate.h"
+#include "drivers/generate.h"
 #include "tools/cli.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* peftc merge: write the base checkpoint with the adapter folded into its weights. */
-#include "frontend/merge.h"
+#include "drivers/merge.h"
 #include "tools/cli.h"
 
 #include <stdio.h>

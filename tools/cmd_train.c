@@ -1,6 +1,6 @@
 /* peftc train: fine-tune the frozen model with an adapter and write it in PEFT's format. */
-#include "frontend/session.h"
-#include "frontend/train.h"
+#include "drivers/session.h"
+#include "drivers/train.h"
 #include "tools/cli.h"
 
 #include <stdio.h>

@@ -5,8 +5,8 @@
 #include "backend/compiled_internal.h"
 #include "backend/exec.h"
 #include "cu_main.h"
-#include "frontend/session.h"
-#include "frontend/store.h"
+#include "drivers/session.h"
+#include "drivers/store.h"
 #include "passes/lora.h"
 #include "passes/passes.h"
 

@@ -7,9 +7,9 @@
 #include "cu_main.h"
 #include "backend/exec.h"
 #include "backend/ref.h"
-#include "frontend/merge.h"
-#include "frontend/session.h"
-#include "frontend/store.h"
+#include "drivers/merge.h"
+#include "drivers/session.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/lora.h"
 

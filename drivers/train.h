@@ -4,11 +4,11 @@
  * (learning rate of the schedule, betas, weight decay, step, clip norm) are a small input
  * tensor, so the same graph serves every step. Batches are seeded random windows; evaluation
  * follows the `peftc eval` protocol on a held-out split. */
-#ifndef PEFTC_FRONTEND_TRAIN_H
-#define PEFTC_FRONTEND_TRAIN_H
+#ifndef PEFTC_DRIVERS_TRAIN_H
+#define PEFTC_DRIVERS_TRAIN_H
 
 #include "backend/exec.h"
-#include "frontend/session.h"
+#include "drivers/session.h"
 
 #include <stdbool.h>
 #include <stddef.h>

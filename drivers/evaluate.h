@@ -1,10 +1,10 @@
 /* `peftc eval`: the mean next-token cross-entropy of a text, by the fixed window protocol
  * tokens = [BOS] + encode(text); window i = tokens[i*S : i*S+S+1] (kept if it has S+1 tokens);
  * inputs = window[:-1], targets = window[1:]; loss = mean over all targets of all windows. */
-#ifndef PEFTC_FRONTEND_EVALUATE_H
-#define PEFTC_FRONTEND_EVALUATE_H
+#ifndef PEFTC_DRIVERS_EVALUATE_H
+#define PEFTC_DRIVERS_EVALUATE_H
 
-#include "frontend/session.h"
+#include "drivers/session.h"
 #include <stdbool.h>
 
 typedef struct {

@@ -1,8 +1,8 @@
 /* `peftc generate`: prompt in, text out, with or without an adapter (merged or unmerged). */
-#ifndef PEFTC_FRONTEND_GENERATE_H
-#define PEFTC_FRONTEND_GENERATE_H
+#ifndef PEFTC_DRIVERS_GENERATE_H
+#define PEFTC_DRIVERS_GENERATE_H
 
-#include "frontend/session.h"
+#include "drivers/session.h"
 #include <stdbool.h>
 
 typedef struct {

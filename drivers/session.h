@@ -1,7 +1,7 @@
 /* What every model verb opens first: the frozen base checkpoint, its tokenizer, and optionally
  * an adapter (a config to train from, or a trained adapter directory). */
-#ifndef PEFTC_FRONTEND_SESSION_H
-#define PEFTC_FRONTEND_SESSION_H
+#ifndef PEFTC_DRIVERS_SESSION_H
+#define PEFTC_DRIVERS_SESSION_H
 
 #include "frontend/llama.h"
 #include "runtime/adapter_io.h"

@@ -1,5 +1,5 @@
 /* Folding LoRA into the base weights. */
-#include "frontend/merge.h"
+#include "drivers/merge.h"
 #include "passes/lora.h"
 #include "runtime/fileio.h"
 #include "runtime/target_match.h"

@@ -1,7 +1,7 @@
 /* The evaluation protocol of `peftc eval`. */
-#include "frontend/evaluate.h"
-#include "frontend/merge.h"
-#include "frontend/store.h"
+#include "drivers/evaluate.h"
+#include "drivers/merge.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "runtime/data.h"
 #include "runtime/fileio.h"

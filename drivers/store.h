@@ -2,8 +2,8 @@
  * (trainable or loaded) and optimizer state, keyed like the graph's params and states.
  * It allocates each buffer once, fills it from a file or from the value's init spec, binds it
  * to an interpreter, and writes selected entries to safetensors. */
-#ifndef PEFTC_FRONTEND_STORE_H
-#define PEFTC_FRONTEND_STORE_H
+#ifndef PEFTC_DRIVERS_STORE_H
+#define PEFTC_DRIVERS_STORE_H
 
 #include "backend/exec.h"
 #include "backend/ref.h"

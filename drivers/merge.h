@@ -1,9 +1,9 @@
 /* Merging an adapter into the base weights (PEFT's merge_and_unload): W' = W + ΔW.
  * LoRA: ΔW = s · B A (fan_in_fan_out = false), bias += s · b_B when lora_bias. */
-#ifndef PEFTC_FRONTEND_MERGE_H
-#define PEFTC_FRONTEND_MERGE_H
+#ifndef PEFTC_DRIVERS_MERGE_H
+#define PEFTC_DRIVERS_MERGE_H
 
-#include "frontend/session.h"
+#include "drivers/session.h"
 
 /* Owned copies of the base tensors with the adapter merged in (same order and names as
  * session->model->tensors). A tied classifier stays tied: lm_head points at the merged

@@ -1,6 +1,6 @@
 /* Opening a model, its tokenizer and an adapter. */
-#include "frontend/session.h"
-#include "frontend/store.h"
+#include "drivers/session.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/lora.h"
 #include "runtime/fileio.h"

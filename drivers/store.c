@@ -1,5 +1,5 @@
 /* Adapter and optimizer tensors owned by a run. */
-#include "frontend/store.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "runtime/fileio.h"
 

@@ -1,8 +1,8 @@
 /* The fine-tuning loop. */
-#include "frontend/train.h"
+#include "drivers/train.h"
 #include "backend/entry.h"
-#include "frontend/session.h"
-#include "frontend/store.h"
+#include "drivers/session.h"
+#include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/data.h"

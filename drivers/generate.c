@@ -1,7 +1,7 @@
 /* Text generation on top of the Llama decode graph. */
-#include "frontend/generate.h"
-#include "frontend/merge.h"
-#include "frontend/store.h"
+#include "drivers/generate.h"
+#include "drivers/merge.h"
+#include "drivers/store.h"
 #include "runtime/fileio.h"
 
 #include <stdlib.h>
