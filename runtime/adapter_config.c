@@ -19,6 +19,7 @@ static const char *const PEFT_TYPE_NAMES[] = {
     [PC_PEFT_P_TUNING] = "P_TUNING",
     [PC_PEFT_PROMPT_TUNING] = "PROMPT_TUNING",
     [PC_PEFT_MULTITASK_PROMPT_TUNING] = "MULTITASK_PROMPT_TUNING",
+    [PC_PEFT_CUSTOM] = "CUSTOM",
 };
 #define N_PEFT_TYPES ((int)(sizeof PEFT_TYPE_NAMES / sizeof PEFT_TYPE_NAMES[0]))
 
@@ -41,8 +42,15 @@ const char *pc_peft_type_name(pc_peft_type t) {
 pc_peft_type pc_peft_type_from_name(const char *s) {
     if (!s) return PC_PEFT_NONE;
     for (int i = 1; i < N_PEFT_TYPES; i++)
-        if (strcmp(s, PEFT_TYPE_NAMES[i]) == 0) return (pc_peft_type)i;
+        if (i != PC_PEFT_CUSTOM && strcmp(s, PEFT_TYPE_NAMES[i]) == 0) return (pc_peft_type)i;
     return PC_PEFT_NONE;
+}
+
+const char *pc_adapter_config_type_name(const pc_adapter_config *cfg) {
+    if (!cfg) return "?";
+    if (cfg->peft_type == PC_PEFT_CUSTOM && cfg->custom_type) return cfg->custom_type;
+    const char *n = pc_peft_type_name(cfg->peft_type);
+    return n ? n : "?";
 }
 
 const char *pc_task_type_name(pc_task_type t) {
@@ -89,10 +97,10 @@ const field_info AC_FIELDS[F_COUNT] = {
     [F_REVISION] = {"revision", T_ALL, NULL, 0},
     [F_TASK_TYPE] = {"task_type", T_ALL, NULL, 0},
     [F_MODULES_TO_SAVE] = {"modules_to_save", T_ALL, NULL, 0},
-    [F_TARGET_MODULES] = {"target_modules", T_LORAISH | T_LYCO | T_IA3, NULL, 0},
-    [F_EXCLUDE_MODULES] = {"exclude_modules", T_LORAISH | T_LYCO | T_IA3, NULL, 0},
-    [F_LAYERS_TO_TRANSFORM] = {"layers_to_transform", T_LORAISH | T_LYCO, NULL, 0},
-    [F_LAYERS_PATTERN] = {"layers_pattern", T_LORAISH | T_LYCO, NULL, 0},
+    [F_TARGET_MODULES] = {"target_modules", T_LORAISH | T_LYCO | T_IA3 | T_CUSTOM, NULL, 0},
+    [F_EXCLUDE_MODULES] = {"exclude_modules", T_LORAISH | T_LYCO | T_IA3 | T_CUSTOM, NULL, 0},
+    [F_LAYERS_TO_TRANSFORM] = {"layers_to_transform", T_LORAISH | T_LYCO | T_CUSTOM, NULL, 0},
+    [F_LAYERS_PATTERN] = {"layers_pattern", T_LORAISH | T_LYCO | T_CUSTOM, NULL, 0},
     [F_RANK_PATTERN] = {"rank_pattern", T_LORAISH | T_LYCO, NULL, 0},
     [F_ALPHA_PATTERN] = {"alpha_pattern", T_LORAISH | T_LYCO, NULL, 0},
     [F_R] = {"r", T_LORAISH | T_LYCO, NULL, 0},

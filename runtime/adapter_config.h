@@ -18,6 +18,14 @@
  *   they hold PEFT's default and rejected with "field X=... is not supported by peftc" otherwise;
  * - keys PEFT does not know for this peft_type are dropped with a warning (PEFT does the same);
  * - wrong types and invalid values are errors naming the file, the field and the reason.
+ *
+ * Custom methods (PC_PEFT_CUSTOM): the *_ex readers take the list of method names the caller has
+ * registered. A peft_type that is not one of PEFT's types peftc supports but equals (case-sensitively)
+ * one of those names reads as PC_PEFT_CUSTOM with custom_type = that name. Its PeftConfig fields
+ * (task_type, base_model_name_or_path, revision, peft_version, inference_mode, auto_mapping,
+ * modules_to_save) and targeting fields (target_modules, exclude_modules, layers_to_transform,
+ * layers_pattern) are read and validated as for LoRA; every other key is the method's own, kept
+ * without warning in custom_json (the whole object as read), read with pc_adapter_config_custom_*.
  * Errors never abort: functions return NULL/-1 and fill `err` (may be NULL, errlen may be 0). */
 #ifndef PEFTC_RUNTIME_ADAPTER_CONFIG_H
 #define PEFTC_RUNTIME_ADAPTER_CONFIG_H
@@ -46,6 +54,7 @@ typedef enum {
     PC_PEFT_P_TUNING,
     PC_PEFT_PROMPT_TUNING,
     PC_PEFT_MULTITASK_PROMPT_TUNING,
+    PC_PEFT_CUSTOM, /* a user-registered method: cfg->custom_type names it (see "custom methods") */
 } pc_peft_type;
 
 typedef enum {
@@ -200,19 +209,36 @@ typedef struct pc_adapter_config {
         int64_t num_tasks;                        /* MPT */
     } prompt;
 
+    /* ---- custom methods (PC_PEFT_CUSTOM) ---- */
+    char *custom_type; /* the peft_type string as written, e.g. "GAIN"; NULL for PEFT's own types */
+    /* compact JSON text (sorted keys, Python's separators (",", ":")) of the whole config object as
+     * read, so the method can read its own fields. Writing a custom config writes this object with
+     * the PeftConfig and targeting fields replaced by the struct's values. NULL for PEFT's types. */
+    char *custom_json;
+
     /* non-fatal diagnostics from loading (unknown keys, ignored fields); owned by the config */
     char **warnings;
     size_t n_warnings;
+
+    /* private: parsed copies of custom_json kept for pc_adapter_config_custom_string's results */
+    void *custom_cache_;
 } pc_adapter_config;
 
 /* ---- names ---- */
-const char *pc_peft_type_name(pc_peft_type t);       /* "LORA", ...; NULL for PC_PEFT_NONE */
-pc_peft_type pc_peft_type_from_name(const char *s); /* PC_PEFT_NONE when not supported */
+/* "LORA", ...; "CUSTOM" for PC_PEFT_CUSTOM (messages should name cfg->custom_type); NULL for
+ * PC_PEFT_NONE */
+const char *pc_peft_type_name(pc_peft_type t);
+/* PEFT's types only: PC_PEFT_NONE when not supported (also for "CUSTOM") */
+pc_peft_type pc_peft_type_from_name(const char *s);
+/* cfg->custom_type for custom configs, else pc_peft_type_name(cfg->peft_type); "?" when unknown */
+const char *pc_adapter_config_type_name(const pc_adapter_config *cfg);
 const char *pc_task_type_name(pc_task_type t);       /* NULL for PC_TASK_NONE */
 bool pc_peft_type_is_prompt_learning(pc_peft_type t);
 
 /* ---- lifetime ---- */
-/* a config holding PEFT's defaults for `type` (as `LoraConfig()` would; peft_version NULL) */
+/* a config holding PEFT's defaults for `type` (as `LoraConfig()` would; peft_version NULL).
+ * PC_PEFT_CUSTOM: custom_type NULL (set it with pc_config_set_str before validating or writing)
+ * and custom_json "{}". */
 pc_adapter_config *pc_adapter_config_new(pc_peft_type type);
 void pc_adapter_config_free(pc_adapter_config *cfg);
 /* deep copy (warnings included); NULL on out-of-memory */
@@ -224,6 +250,13 @@ pc_adapter_config *pc_adapter_config_load(const char *path, char *err, size_t er
 /* `source` names the text in messages (NULL: "adapter_config.json") */
 pc_adapter_config *pc_adapter_config_parse(const char *json, size_t len, const char *source, char *err,
                                            size_t errlen);
+/* with custom methods: custom_types[0..ncustom) are the registered method names (see "custom
+ * methods" above). When peft_type is unknown and ncustom > 0 the message lists them. */
+pc_adapter_config *pc_adapter_config_load_ex(const char *path, const char *const *custom_types, size_t ncustom,
+                                             char *err, size_t errlen);
+pc_adapter_config *pc_adapter_config_parse_ex(const char *json, size_t len, const char *source,
+                                              const char *const *custom_types, size_t ncustom, char *err,
+                                              size_t errlen);
 /* the checks load applies, for configs built in code; 0 or -1 */
 int pc_adapter_config_validate(const pc_adapter_config *cfg, const char *source, char *err, size_t errlen);
 
@@ -239,8 +272,16 @@ int pc_adapter_config_write(const pc_adapter_config *cfg, const char *path, char
 /* field-by-field equality with Python's semantics (warnings ignored): target/exclude/feedforward
  * lists compare as sets and rank/alpha patterns as dicts, in any order, like PEFT's config
  * dataclasses. Note that the first-match order of patterns is file order: PEFT's sort_keys=True
- * save reorders a hand-written unsorted pattern, and so does pc_adapter_config_write. */
+ * save reorders a hand-written unsorted pattern, and so does pc_adapter_config_write.
+ * Custom configs also compare custom_type and the method's own fields of custom_json (as JSON
+ * values; the PeftConfig/targeting keys in it are superseded by the struct's fields, compared above). */
 bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config *b);
+
+/* ---- a method's own fields (custom_json; any config type, NULL custom_json = every field absent) ---- */
+/* 0: present and a number (*out set); 1: absent or null; -1: present with another type */
+int pc_adapter_config_custom_number(const pc_adapter_config *cfg, const char *field, double *out);
+/* the string value, owned by cfg and valid until custom_json changes; NULL when absent or not a string */
+const char *pc_adapter_config_custom_string(const pc_adapter_config *cfg, const char *field);
 
 /* ---- building configs in code (all copy their arguments; 0 or -1 on out-of-memory) ---- */
 int pc_spec_set_list(pc_spec *s, const char *const *items, size_t n);

@@ -6,7 +6,8 @@
  *   adapter_config_read.c      JSON text -> config (PEFT's reading rules), load from disk
  *   adapter_config_validate.c  cross-field checks from PEFT's __post_init__ and layer code
  *   adapter_config_write.c     config -> PEFT's JSON text, atomic write to disk
- *   adapter_config_pyjson.c    Python-compatible json.dumps text and float repr */
+ *   adapter_config_pyjson.c    Python-compatible json.dumps text and float repr
+ *   adapter_config_custom.c    user-registered methods (PC_PEFT_CUSTOM): custom_json and its accessors */
 #ifndef PEFTC_RUNTIME_ADAPTER_CONFIG_INTERNAL_H
 #define PEFTC_RUNTIME_ADAPTER_CONFIG_INTERNAL_H
 
@@ -27,14 +28,11 @@
 #define T_PT M(PC_PEFT_P_TUNING)
 #define T_PROMPT M(PC_PEFT_PROMPT_TUNING)
 #define T_MPT M(PC_PEFT_MULTITASK_PROMPT_TUNING)
+#define T_CUSTOM M(PC_PEFT_CUSTOM)
 #define T_LORAISH (T_LORA | T_ADA)
 #define T_LYCO (T_LOHA | T_LOKR)
 #define T_PL (T_PRE | T_PT | T_PROMPT | T_MPT)
-#define T_ALL (T_LORAISH | T_LYCO | T_IA3 | T_PL)
-
-#define T_LYCO (T_LOHA | T_LOKR)
-#define T_PL (T_PRE | T_PT | T_PROMPT | T_MPT)
-#define T_ALL (T_LORAISH | T_LYCO | T_IA3 | T_PL)
+#define T_ALL (T_LORAISH | T_LYCO | T_IA3 | T_PL | T_CUSTOM)
 
 typedef enum {
     /* PeftConfig */
@@ -116,9 +114,22 @@ char *ac_config_path(const char *path);
 
 /* repr(float) */
 void ac_py_float_repr(double v, char *out, size_t outlen);
-/* json.dumps(v, indent=indent, sort_keys=True) with ensure_ascii; indent < 0: the one-line
- * json.dumps(v) form (", " and ": " separators, keys in object order) */
+/* json.dumps(v, indent=indent, sort_keys=True) with ensure_ascii; indent -1: the one-line
+ * json.dumps(v) form (", " and ": " separators, keys in object order); indent AC_PY_COMPACT:
+ * json.dumps(v, separators=(",", ":"), sort_keys=True) */
+#define AC_PY_COMPACT (-2)
 void ac_py_dump(pc_textbuf *b, const json_t *v, int indent, int depth);
+
+/* ---- custom methods (adapter_config_custom.c) ---- */
+
+/* the compact sorted text of v (AC_PY_COMPACT), malloc'd; NULL on out-of-memory */
+char *ac_compact_json(const json_t *v);
+/* custom_json as an object (NULL text: {}); NULL when it is not the text of an object */
+json_t *ac_custom_object(const pc_adapter_config *cfg);
+/* the method's own fields of two custom configs' custom_json are equal JSON values */
+bool ac_custom_fields_equal(const pc_adapter_config *a, const pc_adapter_config *b);
+/* frees the accessors' parsed copies of custom_json */
+void ac_custom_cache_free(pc_adapter_config *cfg);
 /* a short one-line rendering of a JSON value for messages; returns buf */
 const char *ac_render(const json_t *v, char *buf, size_t buflen);
 

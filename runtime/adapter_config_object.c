@@ -278,7 +278,8 @@ pc_adapter_config *pc_adapter_config_new(pc_peft_type type) {
     c->prompt.prompt_tuning_init_task = 0;
     c->prompt.num_ranks = 1;
     c->prompt.num_tasks = 1;
-    if (!c->lora.megatron_core) {
+    if (!c->lora.megatron_core || (type == PC_PEFT_CUSTOM && !(c->custom_json = ac_strdup("{}")))) {
+        free(c->lora.megatron_core);
         free(c);
         return NULL;
     }
@@ -298,6 +299,8 @@ static const size_t OWNED_STRINGS[] = {
     offsetof(pc_adapter_config, prompt.tokenizer_name_or_path),
     offsetof(pc_adapter_config, prompt.tokenizer_kwargs),
     offsetof(pc_adapter_config, prompt.prompt_tuning_init_state_dict_path),
+    offsetof(pc_adapter_config, custom_type),
+    offsetof(pc_adapter_config, custom_json),
 };
 static const size_t OWNED_SPECS[] = {
     offsetof(pc_adapter_config, modules_to_save),
@@ -327,6 +330,7 @@ void pc_adapter_config_free(pc_adapter_config *c) {
     pc_pattern_clear(&c->alpha_pattern, false);
     for (size_t i = 0; i < c->n_warnings; i++) free(c->warnings[i]);
     free(c->warnings);
+    ac_custom_cache_free(c);
     free(c);
 }
 
@@ -339,6 +343,7 @@ pc_adapter_config *pc_adapter_config_clone(const pc_adapter_config *s) {
     for (size_t i = 0; i < N_OWNED_SPECS; i++) memset(spec_at(c, OWNED_SPECS[i]), 0, sizeof(pc_spec));
     c->warnings = NULL;
     c->n_warnings = 0;
+    c->custom_cache_ = NULL;
     memset(&c->layers_to_transform, 0, sizeof c->layers_to_transform);
     memset(&c->rank_pattern, 0, sizeof c->rank_pattern);
     memset(&c->alpha_pattern, 0, sizeof c->alpha_pattern);
@@ -390,11 +395,16 @@ bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config
     if (!spec_equal(&a->modules_to_save, &b->modules_to_save)) return false;
     pc_peft_type t = a->peft_type;
     unsigned tm = M(t);
-    if (tm & (T_LORAISH | T_LYCO | T_IA3)) {
+    if ((tm & T_CUSTOM) && (!str_eq_null(a->custom_type, b->custom_type) || !ac_custom_fields_equal(a, b)))
+        return false;
+    if (tm & (T_LORAISH | T_LYCO | T_IA3 | T_CUSTOM)) {
         if (!spec_set_equal(&a->target_modules, &b->target_modules) ||
             !spec_set_equal(&a->exclude_modules, &b->exclude_modules))
             return false;
     }
+    if ((tm & T_CUSTOM) && (!layers_equal(&a->layers_to_transform, &b->layers_to_transform) ||
+                            !spec_equal(&a->layers_pattern, &b->layers_pattern)))
+        return false;
     if (tm & (T_LORAISH | T_LYCO)) {
         if (!layers_equal(&a->layers_to_transform, &b->layers_to_transform) ||
             !spec_equal(&a->layers_pattern, &b->layers_pattern) ||

@@ -140,7 +140,8 @@ static void py_indent(pc_textbuf *b, int indent, int depth) {
     for (int i = 0; i < indent * depth; i++) pc_tb_puts(b, " ");
 }
 
-/* indent < 0: one line (", " and ": " separators, keys in object order) */
+/* indent -1: one line (", " and ": " separators, keys in object order);
+ * AC_PY_COMPACT: separators=(",", ":"), sort_keys=True */
 void ac_py_dump(pc_textbuf *b, const json_t *v, int indent, int depth) {
     switch (json_typeof(v)) {
     case JSON_NULL: pc_tb_puts(b, "null"); return;
@@ -162,7 +163,7 @@ void ac_py_dump(pc_textbuf *b, const json_t *v, int indent, int depth) {
         }
         pc_tb_puts(b, "[");
         for (size_t i = 0; i < n; i++) {
-            if (i) pc_tb_puts(b, indent < 0 ? ", " : ",");
+            if (i) pc_tb_puts(b, indent == -1 ? ", " : ",");
             if (indent >= 0) py_indent(b, indent, depth + 1);
             ac_py_dump(b, json_array_get(v, i), indent, depth + 1);
         }
@@ -187,13 +188,13 @@ void ac_py_dump(pc_textbuf *b, const json_t *v, int indent, int depth) {
         json_object_foreach((json_t *)v, key, val) {
             if (k < n) keys[k++] = key;
         }
-        if (indent >= 0) qsort(keys, k, sizeof *keys, cmp_cstr);
+        if (indent != -1) qsort(keys, k, sizeof *keys, cmp_cstr);
         pc_tb_puts(b, "{");
         for (size_t i = 0; i < k; i++) {
-            if (i) pc_tb_puts(b, indent < 0 ? ", " : ",");
+            if (i) pc_tb_puts(b, indent == -1 ? ", " : ",");
             if (indent >= 0) py_indent(b, indent, depth + 1);
             py_dump_string(b, keys[i], strlen(keys[i]));
-            pc_tb_puts(b, ": ");
+            pc_tb_puts(b, indent == AC_PY_COMPACT ? ":" : ": ");
             ac_py_dump(b, json_object_get(v, keys[i]), indent, depth + 1);
         }
         free(keys);

@@ -448,8 +448,33 @@ static int parse_field(pctx *c, int id, const char *k, const json_t *v) {
 }
 
 
+static bool is_registered(const char *name, const char *const *custom_types, size_t ncustom) {
+    for (size_t i = 0; custom_types && i < ncustom; i++)
+        if (custom_types[i] && strcmp(custom_types[i], name) == 0) return true;
+    return false;
+}
+
+/* " (registered methods: A, B)" or "" */
+static void registered_note(char *buf, size_t n, const char *const *custom_types, size_t ncustom) {
+    pc_textbuf b = {0};
+    for (size_t i = 0; custom_types && i < ncustom; i++) {
+        if (!custom_types[i]) continue;
+        pc_tb_puts(&b, b.n ? ", " : " (registered methods: ");
+        pc_tb_puts(&b, custom_types[i]);
+    }
+    if (b.n) pc_tb_puts(&b, ")");
+    snprintf(buf, n, "%s", b.p && !b.oom ? b.p : "");
+    free(b.p);
+}
+
 pc_adapter_config *pc_adapter_config_parse(const char *text, size_t len, const char *source, char *err,
                                            size_t errlen) {
+    return pc_adapter_config_parse_ex(text, len, source, NULL, 0, err, errlen);
+}
+
+pc_adapter_config *pc_adapter_config_parse_ex(const char *text, size_t len, const char *source,
+                                              const char *const *custom_types, size_t ncustom, char *err,
+                                              size_t errlen) {
     const char *src = source ? source : PC_ADAPTER_CONFIG_NAME;
     char vb[100];
     if (!text) {
@@ -479,19 +504,36 @@ pc_adapter_config *pc_adapter_config_parse(const char *text, size_t len, const c
         return NULL;
     }
     pc_peft_type type = pc_peft_type_from_name(json_string_value(pt));
+    if (type == PC_PEFT_NONE && is_registered(json_string_value(pt), custom_types, ncustom)) type = PC_PEFT_CUSTOM;
     if (type == PC_PEFT_NONE) {
         bool known = false;
+        char note[300];
+        registered_note(note, sizeof note, custom_types, ncustom);
         for (int i = 0; OTHER_PEFT_TYPES[i]; i++) known |= !strcmp(OTHER_PEFT_TYPES[i], json_string_value(pt));
         if (known)
             pc_errf(err, errlen, "%s: field \"peft_type\": %s is not supported by peftc (supported: LORA, LOHA, LOKR, "
-                    "ADALORA, IA3, PREFIX_TUNING, P_TUNING, PROMPT_TUNING, MULTITASK_PROMPT_TUNING)",
-                    src, ac_render(pt, vb, sizeof vb));
+                    "ADALORA, IA3, PREFIX_TUNING, P_TUNING, PROMPT_TUNING, MULTITASK_PROMPT_TUNING)%s",
+                    src, ac_render(pt, vb, sizeof vb), note);
         else
-            pc_errf(err, errlen, "%s: field \"peft_type\": unknown PEFT type %s", src, ac_render(pt, vb, sizeof vb));
+            pc_errf(err, errlen, "%s: field \"peft_type\": unknown PEFT type %s%s", src, ac_render(pt, vb, sizeof vb),
+                    note);
         json_decref(root);
         return NULL;
     }
     pc_adapter_config *cfg = pc_adapter_config_new(type);
+    if (cfg && type == PC_PEFT_CUSTOM) {
+        /* the method's own fields stay in custom_json (the whole object, as read) */
+        char *whole = ac_compact_json(root);
+        if (!whole || pc_config_set_str(&cfg->custom_type, json_string_value(pt))) {
+            pc_adapter_config_free(cfg);
+            cfg = NULL;
+        } else {
+            free(cfg->custom_json);
+            cfg->custom_json = whole;
+            whole = NULL;
+        }
+        free(whole);
+    }
     if (!cfg) {
         pc_errf(err, errlen, "%s: out of memory", src);
         json_decref(root);
@@ -504,6 +546,7 @@ pc_adapter_config *pc_adapter_config_parse(const char *text, size_t len, const c
     json_object_foreach(root, key, val) {
         int id = ac_field_lookup(key, type);
         if (id < 0) {
+            if (type == PC_PEFT_CUSTOM) continue; /* the method's own field (custom_json) */
             if (!strcmp(key, "runtime_config"))
                 rc = add_warning(cfg, "%s: key \"runtime_config\" is ignored (runtime configurations are only "
                                       "valid at runtime)", src);
@@ -549,6 +592,11 @@ char *ac_config_path(const char *path) {
 }
 
 pc_adapter_config *pc_adapter_config_load(const char *path, char *err, size_t errlen) {
+    return pc_adapter_config_load_ex(path, NULL, 0, err, errlen);
+}
+
+pc_adapter_config *pc_adapter_config_load_ex(const char *path, const char *const *custom_types, size_t ncustom,
+                                             char *err, size_t errlen) {
     if (!path) {
         pc_errf(err, errlen, "adapter_config.json: no path");
         return NULL;
@@ -577,7 +625,7 @@ pc_adapter_config *pc_adapter_config_load(const char *path, char *err, size_t er
     if (rerr) pc_errf(err, errlen, "%s: read error", file);
     else if (b.oom) pc_errf(err, errlen, "%s: out of memory", file);
     else if (b.n > MAX_CONFIG_BYTES) pc_errf(err, errlen, "%s: file too large (> %zu bytes)", file, MAX_CONFIG_BYTES);
-    else cfg = pc_adapter_config_parse(b.p ? b.p : "", b.n, file, err, errlen);
+    else cfg = pc_adapter_config_parse_ex(b.p ? b.p : "", b.n, file, custom_types, ncustom, err, errlen);
     free(b.p);
     free(file);
     return cfg;

@@ -106,14 +106,24 @@ int ac_validate_ctx(pctx *c) {
         if (check_regex(c, "modules_to_save", "entry", "(^|.*\\.)", cfg->modules_to_save.items[i], "($|\\..*)"))
             return -1;
 
-    if (tm & (T_LORAISH | T_LYCO | T_IA3)) {
+    if (tm & T_CUSTOM) {
+        if (!cfg->custom_type || !cfg->custom_type[0])
+            return ac_ferr(c, "peft_type", "a custom method's config needs its method name (custom_type)");
+        if (pc_peft_type_from_name(cfg->custom_type) != PC_PEFT_NONE)
+            return ac_ferr(c, "peft_type", "custom method name \"%s\" is one of PEFT's own types", cfg->custom_type);
+        if (cfg->custom_json && !is_object_text(cfg->custom_json))
+            return pc_errf(c->err, c->errlen, "%s: custom_json of method %s must be the JSON text of an object",
+                           c->src, cfg->custom_type);
+    }
+    if (tm & (T_LORAISH | T_LYCO | T_IA3 | T_CUSTOM)) {
         if (check_spec_regexes(c, "target_modules", &cfg->target_modules) ||
             check_spec_regexes(c, "exclude_modules", &cfg->exclude_modules))
             return -1;
     }
-    if (tm & (T_LORAISH | T_LYCO)) {
-        if (t != PC_PEFT_ADALORA && cfg->r <= 0) return ac_ferr(c, "r", "must be a positive integer, got %d", cfg->r);
-        if (tm & T_LORAISH) {
+    if (tm & (T_LORAISH | T_LYCO | T_CUSTOM)) {
+        if ((tm & (T_LORA | T_LYCO)) && cfg->r <= 0)
+            return ac_ferr(c, "r", "must be a positive integer, got %d", cfg->r);
+        if (tm & (T_LORAISH | T_CUSTOM)) {
             /* LoraConfig / AdaLoraConfig __post_init__ */
             if (cfg->target_modules.kind == PC_SPEC_STRING && cfg->layers_to_transform.kind != PC_LAYERS_NULL)
                 return ac_ferr(c, "layers_to_transform", "cannot be used when `target_modules` is a str (a regex)");

@@ -77,7 +77,8 @@ static json_t *jobject_text(const char *text) {
 static json_t *field_value(const pc_adapter_config *cfg, field_id id) {
     const field_info *fi = &AC_FIELDS[id];
     switch (id) {
-    case F_PEFT_TYPE: return json_string(pc_peft_type_name(cfg->peft_type));
+    case F_PEFT_TYPE:
+        return json_string(cfg->peft_type == PC_PEFT_CUSTOM ? cfg->custom_type : pc_peft_type_name(cfg->peft_type));
     case F_AUTO_MAPPING: return jobject_text(cfg->auto_mapping);
     case F_BASE_MODEL: return jstr_or_null(cfg->base_model_name_or_path);
     case F_INFERENCE_MODE: return json_boolean(cfg->inference_mode);
@@ -170,7 +171,8 @@ static json_t *field_value(const pc_adapter_config *cfg, field_id id) {
 
 char *pc_adapter_config_to_json(const pc_adapter_config *cfg, char *err, size_t errlen) {
     if (pc_adapter_config_validate(cfg, "adapter config", err, errlen)) return NULL;
-    json_t *root = json_object();
+    /* a custom method's own fields are custom_json's; the struct's fields replace the rest */
+    json_t *root = cfg->peft_type == PC_PEFT_CUSTOM ? ac_custom_object(cfg) : json_object();
     if (!root) {
         pc_errf(err, errlen, "adapter config: out of memory");
         return NULL;

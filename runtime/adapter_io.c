@@ -27,10 +27,16 @@ int pc_mkdirs(const char *dir, char *err, size_t errlen) {
 }
 
 int pc_adapter_load(const char *path, pc_adapter_files *out, char *err, size_t errlen) {
+    return pc_adapter_load_ex(path, out, NULL, 0, err, errlen);
+}
+
+int pc_adapter_load_ex(const char *path, pc_adapter_files *out, const char *const *custom_types, size_t ncustom,
+                       char *err, size_t errlen) {
     *out = (pc_adapter_files){0};
     struct stat st;
+    if (!path) return pc_errf(err, errlen, "adapter: no path");
     if (stat(path, &st)) return pc_errf(err, errlen, "%s: %s", path, strerror(errno));
-    if (!(out->cfg = pc_adapter_config_load(path, err, errlen))) return -1;
+    if (!(out->cfg = pc_adapter_config_load_ex(path, custom_types, ncustom, err, errlen))) return -1;
     if (S_ISDIR(st.st_mode)) {
         char w[4096];
         snprintf(w, sizeof w, "%s/%s", path, PC_ADAPTER_WEIGHTS_NAME);

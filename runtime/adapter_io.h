@@ -15,6 +15,10 @@ typedef struct {
 
 /* `path` is an adapter directory (config + weights) or a config .json file (no weights). */
 int pc_adapter_load(const char *path, pc_adapter_files *out, char *err, size_t errlen);
+/* the same, accepting the registered custom methods custom_types[0..ncustom) as peft_type
+ * (pc_adapter_config_load_ex) */
+int pc_adapter_load_ex(const char *path, pc_adapter_files *out, const char *const *custom_types, size_t ncustom,
+                       char *err, size_t errlen);
 void pc_adapter_close(pc_adapter_files *a);
 
 /* creates dir if needed and writes both files atomically */

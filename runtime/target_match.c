@@ -182,7 +182,8 @@ void pc_target_matcher_free(pc_target_matcher *m) {
 static bool is_all_linear(const pc_spec *s) { return s->kind == PC_SPEC_STRING && pc_ascii_ieq(s->str, "all-linear"); }
 
 static bool uses_targets(pc_peft_type t) {
-    return t == PC_PEFT_LORA || t == PC_PEFT_LOHA || t == PC_PEFT_LOKR || t == PC_PEFT_ADALORA || t == PC_PEFT_IA3;
+    return t == PC_PEFT_LORA || t == PC_PEFT_LOHA || t == PC_PEFT_LOKR || t == PC_PEFT_ADALORA || t == PC_PEFT_IA3 ||
+           t == PC_PEFT_CUSTOM;
 }
 
 /* compiles one piece or reports `field`: "..." */
@@ -203,7 +204,7 @@ pc_target_matcher *pc_target_matcher_new(const pc_adapter_config *cfg, char *err
     }
     if (!uses_targets(cfg->peft_type)) {
         pc_errf(err, errlen, "%s: peft_type %s does not target modules (prompt learning)", src,
-                pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
+                pc_adapter_config_type_name(cfg));
         return NULL;
     }
     if (pc_adapter_config_validate(cfg, src, err, errlen)) return NULL;
@@ -614,8 +615,9 @@ int pc_adapter_config_fill_default_targets(pc_adapter_config *cfg, const char *m
     case PC_PEFT_ADALORA: targets = ADALORA_TARGETS; break;
     case PC_PEFT_IA3: targets = IA3_TARGETS; break;
     default:
-        pc_errf(err, errlen, "%s: peft_type %s has no target modules", src,
-                pc_peft_type_name(cfg->peft_type) ? pc_peft_type_name(cfg->peft_type) : "?");
+        pc_errf(err, errlen, "%s: peft_type %s has no %s", src, pc_adapter_config_type_name(cfg),
+                cfg->peft_type == PC_PEFT_CUSTOM ? "per-model default target modules; set target_modules"
+                                                 : "target modules");
         return -1;
     }
     if (cfg->target_modules.kind == PC_SPEC_NULL &&

@@ -42,7 +42,8 @@ typedef enum {
     PC_MATCH_ERROR = -1,        /* regex engine failure (e.g. invalid UTF-8 name, match limit) */
 } pc_match_result;
 
-/* Builds the matcher for a layer-wrapping method (LoRA, LoHa, LoKr, AdaLoRA, IA3). Fails when
+/* Builds the matcher for a layer-wrapping method (LoRA, LoHa, LoKr, AdaLoRA, IA3, and custom
+ * methods, PC_PEFT_CUSTOM, which target modules as LoRA does). Fails when
  * target_modules is null (fill it: pc_adapter_config_fill_default_targets) or still "all-linear"
  * (expand it: pc_adapter_config_expand_all_linear), for IA3 when feedforward_modules is null, and
  * on invalid regexes. The config may be freed afterwards. */
@@ -55,7 +56,7 @@ pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *modul
 
 /* per-module rank and alpha: rank_pattern/alpha_pattern (LoRA, LoHa, LoKr) or AdaLoRA's saved
  * rank masks ("<module>.lora_E" -> rank = number of kept entries, else init_r; alpha = lora_alpha).
- * 0, or -1 for methods without a rank (IA3, prompt learning) or on an engine error. */
+ * 0, or -1 for methods without a rank (IA3, custom methods, prompt learning) or on an engine error. */
 int pc_target_rank_alpha(const pc_target_matcher *m, const char *module_name, int *r, double *alpha);
 /* the rank_pattern / alpha_pattern key that decided (NULL: none matched, the default applies) */
 const char *pc_target_rank_key(const pc_target_matcher *m, const char *module_name);

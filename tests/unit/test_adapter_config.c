@@ -583,6 +583,10 @@ static void test_names(void) {
     CU_ASSERT_STRING_EQUAL(pc_task_type_name(PC_TASK_TOKEN_CLS), "TOKEN_CLS");
     CU_ASSERT_TRUE(pc_peft_type_is_prompt_learning(PC_PEFT_P_TUNING));
     CU_ASSERT_FALSE(pc_peft_type_is_prompt_learning(PC_PEFT_IA3));
+    /* user-registered methods (tests/unit/test_adapter_custom.c) */
+    CU_ASSERT_STRING_EQUAL(pc_peft_type_name(PC_PEFT_CUSTOM), "CUSTOM");
+    CU_ASSERT_EQUAL(pc_peft_type_from_name("CUSTOM"), PC_PEFT_NONE);
+    CU_ASSERT_FALSE(pc_peft_type_is_prompt_learning(PC_PEFT_CUSTOM));
 }
 
 static CU_TestInfo tests[] = {
