@@ -1,5 +1,5 @@
 /* The compiled backend behind pc_exec (kind PC_BACKEND_JIT). Same contract as backend/ref.h.
- * Pipeline: fuse-elementwise grouping -> lowering to instructions (passes/lower.c) -> memory
+ * Pipeline: fuse-elementwise grouping -> lowering to instructions (backend/lower.c) -> memory
  * plan (one arena, offsets fixed at compile time, allocated and touched once) -> oneDNN matmul
  * primitives created once + LLVM JIT kernels compiled once -> run = walk the schedule. */
 #ifndef PEFTC_BACKEND_COMPILED_H

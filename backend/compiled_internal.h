@@ -10,7 +10,7 @@
 
 #include "backend/compiled.h"
 #include "backend/ref_internal.h"
-#include "passes/lower.h"
+#include "backend/lower.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,6 +8,8 @@
 
 #include "ir/ir.h"
 
+#include <stdbool.h>
+
 #define PC_K_MAX_IN 16
 #define PC_K_MAX_OUT 8
 #define PC_K_MAX_INSNS 64
@@ -35,6 +37,19 @@ typedef struct pc_kernel_desc {
     int noutputs;
     int output[PC_K_MAX_OUT]; /* insn index whose value is stored, dense row-major */
 } pc_kernel_desc;
+
+/* Which ops a fused kernel may contain and how it reads them: defined once (backend/
+ * kernel_desc.c) for the fusion (backend/fuse_elementwise.c) and the LLVM kernel emitter
+ * (backend/llvm_kernel.c), which must agree.
+ *
+ * pc_fusable_op: the ELEMENTWISE class of ops.def minus rope and causal_mask (their semantics
+ * depend on positions, not just on the element).
+ * pc_kernel_hp_operand: the operand an optimizer-like op (adamw_m/v/p, clip_coef) reads as its
+ * f32[8] hyper-parameter vector through the base pointer, so it must be a kernel input, never a
+ * fused value; -1 for every other op. (dropout, also fusable, hashes the flat index of the
+ * iteration space.) */
+bool pc_fusable_op(pc_opcode op);
+int pc_kernel_hp_operand(pc_opcode op);
 
 /* a compiled kernel: args = input pointers (in order) then output pointers */
 typedef void (*pc_kernel_fn)(void *const *args);

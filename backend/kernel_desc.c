@@ -1,4 +1,5 @@
-/* Kernel fingerprints and names (backend/kernel.h): shared by the JIT and AOT builds. */
+/* Kernel fingerprints and names, and which ops a kernel may contain (backend/kernel.h): shared by
+ * the fusion, the JIT and the AOT builds. */
 #include "backend/kernel.h"
 
 #include <stdio.h>
@@ -49,4 +50,18 @@ uint64_t pc_kernel_desc_hash(const pc_kernel_desc *k) {
 
 void pc_kernel_name(const pc_kernel_desc *k, char name[PC_KERNEL_NAME_MAX]) {
     snprintf(name, PC_KERNEL_NAME_MAX, "pc_k_%016llx", (unsigned long long)pc_kernel_desc_hash(k));
+}
+
+bool pc_fusable_op(pc_opcode op) {
+    if ((int)op < 0 || op >= PC_OP_COUNT || pc_op_get(op)->fusion != PC_FUSE_ELEMENTWISE) return false;
+    return op != PC_OP_rope && op != PC_OP_causal_mask;
+}
+
+int pc_kernel_hp_operand(pc_opcode op) {
+    switch (op) {
+    case PC_OP_adamw_m: case PC_OP_adamw_v: return 2;
+    case PC_OP_adamw_p: return 3;
+    case PC_OP_clip_coef: return 1;
+    default: return -1;
+    }
 }

@@ -104,22 +104,12 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 
 static pc_dtype odt(const kg *g, int ref) { return ref >= 0 ? g->k->input[ref].dtype : g->vdt[-ref - 1]; }
 
-/* which operand of op is the f32[8] hyper-parameter vector read through its base pointer */
-static int hp_operand(pc_opcode op) {
-    switch (op) {
-    case PC_OP_adamw_m: case PC_OP_adamw_v: return 2;
-    case PC_OP_adamw_p: return 3;
-    case PC_OP_clip_coef: return 1;
-    default: return -1;
-    }
-}
-
 static int check_insn(kg *g, int i) {
     const pc_kinsn *in = &g->k->insn[i];
     pc_opcode op = in->op;
     if ((int)op < 0 || op >= PC_OP_COUNT) return kfail(g, "insn %d: invalid opcode %d", i, (int)op);
     const pc_op_info *info = pc_op_get(op);
-    if (info->fusion != PC_FUSE_ELEMENTWISE || op == PC_OP_rope || op == PC_OP_causal_mask)
+    if (!pc_fusable_op(op))
         return kfail(g, "insn %d: %s is not supported in a fused elementwise kernel", i, info->name);
     if (in->nin != info->nin) return kfail(g, "insn %d (%s): %d operands, expected %d", i, info->name, in->nin, info->nin);
     for (int j = 0; j < in->nin; j++) {
@@ -128,7 +118,7 @@ static int check_insn(kg *g, int i) {
             return kfail(g, "insn %d (%s): operand %d refers to %s %d, which does not exist (yet)", i, info->name, j,
                          r >= 0 ? "input" : "insn", r >= 0 ? r : -r - 1);
     }
-    int hp = hp_operand(op);
+    int hp = pc_kernel_hp_operand(op);
     if (hp >= 0 && in->in[hp] < 0)
         return kfail(g, "insn %d (%s): the hyper-parameters (operand %d) must be a kernel input", i, info->name, hp);
     pc_dtype d[4] = {PC_F32, PC_F32, PC_F32, PC_F32};
@@ -215,7 +205,7 @@ static int check_desc(kg *g) {
             return kfail(g, "output %d refers to insn %d, which does not exist", o, k->output[o]);
     memset(g->is_value, 0, sizeof g->is_value);
     for (int i = 0; i < k->ninsns; i++) {
-        int hp = hp_operand(k->insn[i].op);
+        int hp = pc_kernel_hp_operand(k->insn[i].op);
         for (int j = 0; j < k->insn[i].nin; j++)
             if (k->insn[i].in[j] >= 0 && j != hp) g->is_value[k->insn[i].in[j]] = true;
     }
@@ -301,7 +291,7 @@ static LLVMValueRef mix64(kg *g, LLVMValueRef z) {
 
 /* hp[k] of the hyper-parameter input of insn i, as double (emitted before the loops) */
 static LLVMValueRef load_hp(kg *g, int i, int k) {
-    int h = g->k->insn[i].in[hp_operand(g->k->insn[i].op)];
+    int h = g->k->insn[i].in[pc_kernel_hp_operand(g->k->insn[i].op)];
     LLVMValueRef idx = ci64(g, (uint64_t)k);
     LLVMValueRef p = LLVMBuildInBoundsGEP2(g->b, g->f32, g->param[h], &idx, 1, "");
     LLVMValueRef v = LLVMBuildLoad2(g->b, g->f32, p, "");

@@ -26,7 +26,8 @@
 #include "frontend/llama.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
-#include "passes/lora.h"
+#include "passes/adapt.h"
+#include "passes/pipeline.h"
 #include "passes/passes.h"
 #include "runtime/adapter_config.h"
 #include "runtime/llama2c.h"
@@ -248,8 +249,8 @@ static int model_merged(model_t *x, const pc_l2c_model *src, const bench_cfg *bc
         module[len - 7] = 0;
         if (!strcmp(module, "model.embed_tokens") || !strcmp(module, "lm_head") || !is_target(bc, module)) continue;
         int64_t out = t->shape.dim[0], in = t->shape.dim[1];
-        if (pc_lora_key(ka, sizeof ka, module, NULL, "lora_A.weight") ||
-            pc_lora_key(kb, sizeof kb, module, NULL, "lora_B.weight"))
+        if (pc_adapter_key(ka, sizeof ka, module, NULL, "lora_A.weight") ||
+            pc_adapter_key(kb, sizeof kb, module, NULL, "lora_B.weight"))
             return errf(err, errlen, "merge: module name too long");
         float *A = malloc((size_t)(r * in) * sizeof *A), *B = malloc((size_t)(out * r) * sizeof *B);
         if (!A || !B) {
@@ -285,55 +286,30 @@ static pc_adapter_config *lora_config(const bench_cfg *bc) {
     return c;
 }
 
-static pc_graph *forward_graph(const pc_llama_config *lc, int64_t B, int64_t S, char *err, size_t errlen) {
-    pc_graph *g = pc_graph_new("forward");
-    if (!g) {
-        errf(err, errlen, "out of memory");
-        return NULL;
-    }
-    int32_t *p = malloc((size_t)S * sizeof *p);
-    if (!p) {
-        pc_graph_free(g);
-        errf(err, errlen, "out of memory");
-        return NULL;
-    }
-    for (int64_t i = 0; i < S; i++) p[i] = (int32_t)i;
-    pc_val tokens = pc_input(g, "tokens", PC_I32, PC_SHAPE(B, S));
-    pc_val pos = pc_const(g, PC_I32, PC_SHAPE(S), p);
-    free(p);
-    pc_set_name(g, pos, "positions");
-    pc_val logits = pc_llama_forward(g, lc, tokens, pos);
-    if (!pc_graph_error(g)) {
-        pc_set_name(g, logits, "logits");
-        pc_mark_output(g, logits);
-    }
-    if (pc_graph_error(g)) {
-        errf(err, errlen, "%s", pc_graph_error(g));
-        pc_graph_free(g);
-        return NULL;
-    }
-    return g;
-}
-
-/* train: step graph with LoRA, autograd, AdamW; base/merged: forward; unmerged: forward + LoRA */
+/* train: the step graph with LoRA through the pipeline peftc train runs; base/merged: forward;
+ * unmerged: forward + LoRA */
 static pc_graph *build_graph(const bench_cfg *bc, const pc_llama_config *lc, const char *mode, char *err, size_t errlen) {
     int train = !strcmp(mode, "train"), lora = train || !strcmp(mode, "unmerged");
-    pc_graph *g = train ? pc_llama_train_graph(lc, bc->B, bc->S, 0, err, errlen) : forward_graph(lc, bc->B, bc->S, err, errlen);
-    if (!g || !lora) return g;
-    pc_adapter_config *ac = lora_config(bc);
-    if (!ac) {
-        pc_graph_free(g);
+    pc_build_req req = {.task = train ? PC_TASK_LM : PC_TASK_FORWARD, .batch = bc->B, .seq = bc->S,
+                        .mode = train ? PC_ADAPT_TRAIN : PC_ADAPT_EVAL};
+    pc_adapter_config *ac = lora ? lora_config(bc) : NULL;
+    pc_registry *reg = lora ? pc_registry_new() : NULL;
+    pc_adapt_ctx *cx = NULL;
+    if (lora && (!ac || !reg)) {
+        pc_adapter_config_free(ac);
+        pc_registry_free(reg);
         errf(err, errlen, "out of memory");
         return NULL;
     }
-    pc_lora_opts lo = {.cfg = ac, .training = train, .trainable = train};
-    int n = 0, rc = pc_apply_lora(&g, &lo, &n, err, errlen);
+    if (lora) cx = pc_adapt_new(pc_registry_find(reg, "lora"), ac, "bench", req.mode, train, NULL, err, errlen);
+    pc_site_hook hook = {pc_adapt_site, cx};
+    pc_graph *g = lora && !cx ? NULL : pc_llama_build(lc, &req, lora ? &hook : NULL, err, errlen);
+    int rc = g ? 0 : -1;
+    if (!rc && lora) rc = pc_adapt_finish(cx, g, err, errlen);
+    if (!rc && train) rc = pc_run_pipeline(&g, PC_TRAIN_PASSES, NULL, err, errlen);
+    pc_adapt_free(cx);
     pc_adapter_config_free(ac);
-    if (!rc && train) rc = pc_pass_autograd(g, err, errlen);
-    if (!rc && train) {
-        pc_adamw_opts ao = {.clip = 0};
-        rc = pc_pass_adamw(g, &ao, err, errlen);
-    }
+    pc_registry_free(reg);
     if (rc) {
         pc_graph_free(g);
         return NULL;
@@ -369,7 +345,7 @@ typedef struct {
     float **adapter; /* inference adapter buffers (unmerged) */
     int nadapter;
     int32_t *tokens, *targets;
-    float hp[8];
+    pc_adamw_hp hp;
     int32_t seed_in;
     double *times;
     model_t merged;
@@ -416,7 +392,7 @@ static int bind_all(run_t *x, const pc_l2c_model *m, int train, uint64_t seed, c
         } else if (v->op == PC_OP_input) {
             if (!strcmp(v->name, "tokens")) data = x->tokens;
             else if (!strcmp(v->name, "targets")) data = x->targets;
-            else if (!strcmp(v->name, "hp")) data = x->hp;
+            else if (!strcmp(v->name, "hp")) data = &x->hp;
             else if (!strcmp(v->name, "seed")) data = &x->seed_in;
             else return errf(err, errlen, "bind: unknown input %%%s", v->name);
         } else {
@@ -500,8 +476,8 @@ static int run_mode(const opts *o, const model_t *base, const char *mode, shared
             cpu0 = cpu_s();
             wall0 = now_s();
         }
-        float hp[8] = {(float)LR, 0.9f, 0.999f, 1e-8f, 0.01f, (float)t, 0.0f, 0.0f};
-        memcpy(x.hp, hp, sizeof hp);
+        x.hp = (pc_adamw_hp){.lr = (float)LR, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f,
+                             .step = (float)t};
         x.seed_in = t;
         double ts = now_s();
         if (pc_exec_run(x.e, err, errlen)) goto done;

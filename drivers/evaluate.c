@@ -9,17 +9,19 @@
 #include <math.h>
 #include <stdlib.h>
 
-int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
+int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool merge,
                  const pc_exec_opts *o_exec, pc_eval_result *res, char *err, size_t errlen) {
     *res = (pc_eval_result){0};
     if (errlen) err[0] = 0;
-    if (seq <= 0 || seq > s->cfg.seq_len) return pc_errf(err, errlen, "--seq must be in [1, %d]", s->cfg.seq_len);
+    int room = s->model.info.context - (merge ? 0 : pc_session_virtual_tokens(s));
+    if (seq <= 0 || seq > room)
+        return pc_errf(err, errlen, "--seq must be in [1, %d] (the model's context%s)", room,
+                       room < s->model.info.context ? " less the adapter's virtual tokens" : "");
     if (batch <= 0) return pc_errf(err, errlen, "--batch must be positive");
     pc_token_seq data = {0};
     pc_graph *g = NULL;
     pc_exec *r = NULL;
     pc_store store = {0};
-    pc_merged_model mm = {0};
     int32_t *tokens = NULL, *targets = NULL;
     int rc = -1;
     if (pc_data_load(&data, data_path, s->tok, err, errlen)) goto done;
@@ -27,20 +29,15 @@ int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch,
     size_t S = (size_t)seq, B = (size_t)batch, nw = pc_data_eval_windows(&span, S);
     if (nw == 0) { pc_errf(err, errlen, "%s: %zu tokens, fewer than one window of %zu", data_path, data.n, S + 1); goto done; }
     if (nw < B) B = nw;
-    if (!(g = pc_llama_train_graph(&s->cfg, (int64_t)B, (int64_t)S, 0, err, errlen))) goto done;
-    pc_l2c_model view = *s->model;
-    if (merge && s->adapter.cfg) {
-        if (pc_merge_adapter(s, &mm, err, errlen)) goto done;
-        view = pc_merged_view(s, &mm);
-    } else if (pc_session_adapt(s, &g, false, false, err, errlen)) goto done;
-    const pc_st_file *files[1] = {s->adapter.weights};
-    if (pc_store_init(&store, g, pc_session_is_base, (void *)s, files, 1, 0, err, errlen)) goto done;
-    pc_session_fix_qk_rows(s, &store, 0);
+    if (merge && s->adapter.cfg && pc_session_merge(s, NULL, err, errlen)) goto done;
+    pc_build_req req = {.task = PC_TASK_LM, .batch = (int64_t)B, .seq = (int64_t)S, .mode = PC_ADAPT_EVAL};
+    if (!(g = pc_session_build(s, &req, false, err, errlen))) goto done;
+    if (pc_session_store(s, g, &store, NULL, 0, err, errlen)) goto done;
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
     if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (!(r = pc_exec_new(g, o_exec, err, errlen))) goto done;
-    if (pc_llama_bind_base(r, g, &view, err, errlen) || pc_store_bind(&store, r) ||
+    if (pc_session_bind_base(s, r, g, false, err, errlen) || pc_store_bind(&store, r) ||
         pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets)) {
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;
@@ -60,7 +57,6 @@ done:
     pc_exec_free(r);
     pc_store_free(&store);
     pc_graph_free(g);
-    pc_merged_free(&mm);
     pc_data_free(&data);
     free(tokens);
     free(targets);

@@ -12,8 +12,9 @@ typedef struct {
     size_t tokens, windows;
 } pc_eval_result;
 
-/* merge: fold the adapter into the weights first (else the adapter runs unmerged) */
-int pc_eval_text(const pc_session *s, const char *data_path, int seq, int batch, bool merge,
+/* merge: fold the adapter into the weights first (else the adapter runs unmerged; see
+ * pc_session_merge) */
+int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool merge,
                  const pc_exec_opts *exec, pc_eval_result *res, char *err, size_t errlen);
 
 #endif

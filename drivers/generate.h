@@ -14,7 +14,7 @@ typedef struct {
     bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
     const pc_exec_opts *exec; /* backend (NULL = default) */
     int cache_len;      /* KV capacity of the decode graph (0 = the positions run; see llama.h) */
-    const struct pc_entry_provider *entries; /* see pc_llama_gen_opts */
+    const struct pc_entry_provider *entries; /* see pc_decode_opts */
 } pc_gen_request;
 
 typedef struct {
@@ -24,7 +24,8 @@ typedef struct {
     char *text;   /* decoded ids after BOS */
 } pc_gen_output;
 
-int pc_generate_text(const pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen);
+/* merges the adapter into s->model first when q->merge */
+int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen);
 void pc_gen_output_free(pc_gen_output *o);
 
 #endif

@@ -1,24 +1,17 @@
-/* Merging an adapter into the base weights (PEFT's merge_and_unload): W' = W + ΔW.
- * LoRA: ΔW = s · B A (fan_in_fan_out = false), bias += s · b_B when lora_bias. */
+/* Merging an adapter into the base weights (PEFT's merge_and_unload): the method's merge rule
+ * evaluated once per module (passes/fold_adapters.c), the results replacing the model's
+ * tensors. Every verb then runs the merged model as the base model. */
 #ifndef PEFTC_DRIVERS_MERGE_H
 #define PEFTC_DRIVERS_MERGE_H
 
 #include "drivers/session.h"
 
-/* Owned copies of the base tensors with the adapter merged in (same order and names as
- * session->model->tensors). A tied classifier stays tied: lm_head points at the merged
- * embedding. */
-typedef struct {
-    int n;
-    pc_l2c_tensor *tensors; /* data points into buf */
-    float *buf;
-    int merged_modules;
-} pc_merged_model;
+/* Folds the session's adapter into s->model (replaced weights) and sets s->merged. *nmodules
+ * (may be NULL) gets the number of modules merged. Errors: no adapter or no weights, a method
+ * that cannot merge (its reason), nothing targeted. */
+int pc_session_merge(pc_session *s, int *nmodules, char *err, size_t errlen);
 
-int pc_merge_adapter(const pc_session *s, pc_merged_model *out, char *err, size_t errlen);
-void pc_merged_free(pc_merged_model *m);
-
-/* the merged model as an l2c model view (for binding and generation); borrows m */
-pc_l2c_model pc_merged_view(const pc_session *s, const pc_merged_model *m);
+/* Writes the (merged) model in its family's format, atomically. */
+int pc_session_write_model(const pc_session *s, const char *path, char *err, size_t errlen);
 
 #endif

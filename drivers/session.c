@@ -1,9 +1,10 @@
-/* Opening a model, its tokenizer and an adapter. */
+/* Opening a model, its tokenizer and an adapter; applying the adapter to a model's graphs. */
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
-#include "passes/lora.h"
+#include "passes/pipeline.h"
 #include "runtime/fileio.h"
+#include "runtime/target_match.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,17 +27,41 @@ const char *pc_default_path(const char *relative, char *buf, size_t len) {
     return buf;
 }
 
-int pc_session_open(pc_session *s, const char *model, const char *tokenizer, const char *adapter,
-                    char *err, size_t errlen) {
-    *s = (pc_session){.model_path = model};
-    if (!(s->model = pc_l2c_open(model, err, errlen))) return -1;
-    s->cfg = pc_llama_config_from_l2c(&s->model->cfg);
-    if (pc_llama_config_check(&s->cfg, err, errlen)) goto fail;
-    if (tokenizer && !(s->tok = pc_tok_load(tokenizer, s->cfg.vocab_size, err, errlen))) goto fail;
-    if (adapter && pc_adapter_load(adapter, &s->adapter, err, errlen)) goto fail;
-    if (s->adapter.cfg) {
+/* the method of a config: by its peft_type (PEFT's, or a registered method's own) */
+static int find_method(pc_session *s, char *err, size_t errlen) {
+    const pc_adapter_config *cfg = s->adapter.cfg;
+    const char *type = cfg->peft_type == PC_PEFT_CUSTOM ? cfg->custom_type : pc_peft_type_name(cfg->peft_type);
+    if (!(s->method = pc_registry_find(s->reg, type)))
+        return pc_errf(err, errlen, "%s: field \"peft_type\": %s is not implemented by peftc yet", s->adapter_source,
+                       type ? type : "?");
+    /* PEFT's per-model defaults for a null target_modules (and IA3's feedforward_modules) */
+    if (cfg->target_modules.kind == PC_SPEC_NULL && !pc_peft_type_is_prompt_learning(cfg->peft_type) &&
+        cfg->peft_type != PC_PEFT_CUSTOM) {
+        char msg[512];
+        if (pc_adapter_config_fill_default_targets(s->adapter.cfg, s->model.info.model_type, msg, sizeof msg))
+            return pc_errf(err, errlen, "%s: field \"target_modules\": null and %s", s->adapter_source, msg);
+    }
+    return 0;
+}
+
+int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
+                    const char *adapter, char *err, size_t errlen) {
+    *s = (pc_session){.reg = reg, .adapter_source = adapter};
+    if (!reg && !(s->reg = s->own_reg = pc_registry_new())) return pc_errf(err, errlen, "out of memory");
+    if (pc_model_open(&s->model, model, NULL, err, errlen)) goto fail;
+    if (tokenizer && !(s->tok = pc_tok_load(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
+    if (adapter) {
+        /* configs may name the registered methods that are not PEFT's */
+        const char *custom[64];
+        size_t nc = 0;
+        for (int i = 0; i < pc_registry_count(s->reg) && nc < 64; i++) {
+            const char *t = pc_registry_at(s->reg, i)->peft_type;
+            if (t && pc_peft_type_from_name(t) == PC_PEFT_NONE) custom[nc++] = t;
+        }
+        if (pc_adapter_load_ex(adapter, &s->adapter, custom, nc, err, errlen)) goto fail;
         for (size_t i = 0; i < s->adapter.cfg->n_warnings; i++)
             fprintf(stderr, "warning: %s: %s\n", adapter, s->adapter.cfg->warnings[i]);
+        if (find_method(s, err, errlen)) goto fail;
     }
     return 0;
 fail:
@@ -45,52 +70,135 @@ fail:
 }
 
 void pc_session_close(pc_session *s) {
-    pc_l2c_close(s->model);
+    pc_model_close(&s->model);
     pc_tok_free(s->tok);
     pc_adapter_close(&s->adapter);
+    pc_registry_free(s->own_reg);
     *s = (pc_session){0};
 }
 
-pc_adapter_config *pc_default_lora_config(void) {
-    pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
+int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *source, char *err, size_t errlen) {
+    pc_adapter_config_free(s->adapter.cfg);
+    s->adapter.cfg = cfg;
+    s->adapter_source = source;
+    s->method = NULL;
+    return cfg ? find_method(s, err, errlen) : 0;
+}
+
+int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
+    if (s->adapter.cfg) return 0;
     static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    if (!c) return NULL;
+    pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
+    if (!c || pc_spec_set_list(&c->target_modules, targets, 7)) {
+        pc_adapter_config_free(c);
+        return pc_errf(err, errlen, "out of memory");
+    }
     c->r = 8;
     c->lora.lora_alpha = (pc_num){16, true};
     c->lora.lora_dropout = (pc_num){0.0, false};
     c->task_type = PC_TASK_CAUSAL_LM;
-    if (pc_spec_set_list(&c->target_modules, targets, 7)) { pc_adapter_config_free(c); return NULL; }
-    return c;
+    return pc_session_set_adapter(s, c, "the default adapter (LoRA r=8)", err, errlen);
 }
 
-int pc_session_adapt(const pc_session *s, pc_graph **g, bool training, bool trainable, char *err, size_t errlen) {
-    const pc_adapter_config *cfg = s->adapter.cfg;
-    if (!cfg) return 0;
-    switch (cfg->peft_type) {
-    case PC_PEFT_LORA: {
-        pc_lora_opts o = {.cfg = cfg, .adapter_name = NULL, .training = training, .trainable = trainable};
-        return pc_apply_lora(g, &o, NULL, err, errlen);
+/* encode with BOS, as PEFT's tokenizer(text) does for a Llama */
+static int tokenize(void *ctx, const char *text, int32_t *ids, int cap) {
+    const pc_session *s = ctx;
+    if (!s->tok) return -1;
+    size_t len = strlen(text), bound = pc_tok_encode_bound(len), n = 0;
+    int32_t *buf = malloc(bound * sizeof *buf);
+    char msg[256];
+    if (!buf || pc_tok_encode(s->tok, text, len, 1, 0, buf, bound, &n, msg, sizeof msg)) { free(buf); return -1; }
+    if (n > (size_t)cap) n = (size_t)cap;
+    memcpy(ids, buf, n * sizeof *ids);
+    free(buf);
+    return (int)n;
+}
+
+pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool trainable, uint64_t seed, char *err,
+                                 size_t errlen) {
+    if (!s->adapter.cfg || !s->method) { pc_errf(err, errlen, "no adapter"); return NULL; }
+    pc_adapt_ctx *cx = pc_adapt_new(s->method, s->adapter.cfg, s->adapter_source, mode, trainable, &s->model.info,
+                                    err, errlen);
+    if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed);
+    return cx;
+}
+
+int pc_session_virtual_tokens(const pc_session *s) {
+    if (!s->method || !s->method->virtual_tokens) return 0;
+    char msg[256];
+    pc_adapt_ctx *cx = pc_session_adapter(s, PC_ADAPT_EVAL, false, 0, msg, sizeof msg);
+    int n = cx ? pc_adapt_virtual_tokens(cx) : 0;
+    pc_adapt_free(cx);
+    return n;
+}
+
+pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
+    if (!s->adapter.cfg || s->merged) return pc_model_build(&s->model, req, NULL, err, errlen);
+    pc_adapt_ctx *cx = pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
+    if (!cx) return NULL;
+    pc_site_hook hook = {pc_adapt_site, cx};
+    pc_graph *g = pc_model_build(&s->model, req, &hook, err, errlen);
+    /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input) */
+    if (g && (pc_adapt_finish(cx, g, err, errlen) || pc_pass_dce(&g, err, errlen))) {
+        pc_graph_free(g);
+        g = NULL;
     }
-    default:
-        return pc_errf(err, errlen, "peft_type %s is not implemented by peftc yet", pc_peft_type_name(cfg->peft_type));
-    }
+    pc_adapt_free(cx);
+    return g;
 }
 
 int pc_session_is_base(void *session, const char *key) {
     const pc_session *s = session;
-    return pc_l2c_find(s->model, key) != NULL;
+    return pc_model_weight(&s->model, key, NULL) != NULL;
 }
 
+static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
+    return pc_model_weight(&((const pc_session *)ctx)->model, key, shape);
+}
 
-int pc_qk_rotary_key(const char *key, int *is_k) {
-    static const char *const sfx[] = {"q_proj.lora_B.weight", "k_proj.lora_B.weight", "q_proj.lora_B.bias", "k_proj.lora_B.bias"};
-    size_t n = strlen(key);
-    for (int i = 0; i < 4; i++) {
-        size_t m = strlen(sfx[i]);
-        if (n >= m && strcmp(key + n - m, sfx[i]) == 0) {
-            if (is_k) *is_k = i % 2;
-            return 1;
+int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
+                     char *err, size_t errlen) {
+    const pc_st_file *files[2] = {s->adapter.weights, extra};
+    if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
+    pc_session_fix_qk_rows(s, st, 0); /* loaded rows are in the file's order */
+    if (!s->method || !s->method->init_from_base) return 0;
+    pc_adapt_ctx *cx = pc_session_adapter(s, PC_ADAPT_TRAIN, true, seed, err, errlen);
+    if (!cx) return -1;
+    int rc = 0;
+    char msg[1024] = "";
+    for (int i = 0; i < st->n && !rc; i++) {
+        pc_store_entry *e = &st->e[i];
+        if (e->loaded || !(e->flags & PC_TRAINABLE)) continue;
+        if (s->method->init_from_base(cx, pc_adapt_state(cx), e->key, e->data, e->shape, base_lookup, (void *)s, msg,
+                                      sizeof msg) < 0)
+            rc = pc_errf(err, errlen, "%s: %s", s->adapter_source, msg);
+    }
+    pc_adapt_free(cx);
+    return rc;
+}
+
+int pc_session_bind_base(const pc_session *s, pc_exec *r, const pc_graph *g, bool all, char *err, size_t errlen) {
+    const char *file = s->model.path;
+    for (pc_val i = 0; i < g->nvals; i++) {
+        const pc_value *v = &g->vals[i];
+        if (v->op != PC_OP_param || !(v->flags & PC_FROZEN)) continue;
+        if (!v->key) return pc_errf(err, errlen, "bind: frozen param %%%s has no checkpoint key", v->name);
+        pc_shape sh;
+        const float *data = pc_model_weight(&s->model, v->key, &sh);
+        if (!data) {
+            if (!all) continue; /* an adapter param: the caller's store binds it */
+            return pc_errf(err, errlen, "bind: %s has no tensor '%s' (wanted by %%%s)", file, v->key, v->name);
         }
+        if (v->dtype != PC_F32 || !pc_shape_eq(v->shape, sh)) {
+            char a[96], b[96];
+            pc_shape_str(sh, a, sizeof a);
+            pc_shape_str(v->shape, b, sizeof b);
+            return pc_errf(err, errlen, "bind: tensor '%s' is f32%s in %s but %%%s is %s%s", v->key, a, file, v->name,
+                           pc_dtype_name(v->dtype), b);
+        }
+        /* frozen params are never written (no update targets them), so the read-only mapping is fine */
+        if (r && pc_exec_bind(r, i, (void *)data))
+            return pc_errf(err, errlen, "bind: the executor refused '%s' (%%%s)", v->key, v->name);
     }
     return 0;
 }
@@ -114,12 +222,22 @@ void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf)
 }
 
 void pc_session_fix_qk_rows(const pc_session *s, pc_store *st, int to_file) {
-    if (!s->hf_qk_rows) return;
-    int hd = s->cfg.dim / s->cfg.n_heads;
+    if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return;
+    static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {
         pc_store_entry *e = &st->e[i];
-        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || !pc_qk_rotary_key(e->key, NULL)) continue;
-        int64_t cols = e->shape.rank == 2 ? e->shape.dim[1] : 1;
-        pc_qk_permute_rows(e->data, e->shape.dim[0], cols, hd, to_file);
+        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || strncmp(e->key, prefix, sizeof prefix - 1)) continue;
+        /* "<module>.<tensor>": the longest prefix the family rotates is the module */
+        const char *rest = e->key + sizeof prefix - 1;
+        char module[512];
+        snprintf(module, sizeof module, "%s", rest);
+        for (char *dot = strrchr(module, '.'); dot; dot = strrchr(module, '.')) {
+            *dot = 0;
+            int hd = s->model.family->rotary_rows(&s->model, module);
+            if (hd <= 0) continue;
+            if (s->method->output_rows(rest + strlen(module) + 1) && e->shape.dim[0] > 1 && e->shape.dim[0] % hd == 0)
+                pc_qk_permute_rows(e->data, e->shape.dim[0], e->shape.rank == 2 ? e->shape.dim[1] : 1, hd, to_file);
+            break;
+        }
     }
 }

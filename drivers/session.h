@@ -1,50 +1,81 @@
-/* What every model verb opens first: the frozen base checkpoint, its tokenizer, and optionally
- * an adapter (a config to train from, or a trained adapter directory). */
+/* What every model verb opens first: the frozen base model (a family's checkpoint), its
+ * tokenizer, and optionally an adapter (a config to train from, or a trained adapter
+ * directory) with the method that implements it. */
 #ifndef PEFTC_DRIVERS_SESSION_H
 #define PEFTC_DRIVERS_SESSION_H
 
-#include "frontend/llama.h"
+#include "backend/exec.h"
+#include "frontend/family.h"
+#include "passes/adapt.h"
 #include "runtime/adapter_io.h"
 #include "runtime/tokenizer.h"
 
 #include <stdbool.h>
 
+struct pc_store;
+
 typedef struct {
-    const char *model_path;
-    pc_l2c_model *model;
-    pc_llama_config cfg;
-    pc_tokenizer *tok;      /* NULL when not asked for */
-    pc_adapter_files adapter; /* adapter.cfg NULL = none */
+    pc_model model;
+    pc_tokenizer *tok;                /* NULL when not asked for */
+    pc_adapter_files adapter;         /* adapter.cfg NULL = none; owned (also the default config) */
+    const char *adapter_source;       /* the adapter path, for messages */
+    const pc_adapter_method *method;  /* the adapter's method (NULL = none) */
+    const pc_registry *reg;           /* the methods known (borrowed, or own_reg) */
+    pc_registry *own_reg;
     /* the adapter's q/k rows are in Hugging Face order (made by PEFT on an HF-converted Llama,
      * whose q/k rows are permuted per head for the half-split RoPE); peftc runs llama2.c
      * checkpoints in llama2.c order, so such rows are permuted on load and back on save */
     bool hf_qk_rows;
+    /* the adapter is folded into the model's weights (pc_session_merge): graphs are built
+     * without it */
+    bool merged;
 } pc_session;
 
-/* tokenizer / adapter may be NULL. Errors name the file. */
-int pc_session_open(pc_session *s, const char *model, const char *tokenizer, const char *adapter,
-                    char *err, size_t errlen);
+/* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */
+int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
+                    const char *adapter, char *err, size_t errlen);
 void pc_session_close(pc_session *s);
 
-/* the default adapter of `peftc train`: LoRA r=8, alpha=16, dropout 0, all seven projections */
-pc_adapter_config *pc_default_lora_config(void);
+/* gives the session this adapter config (owned from now on, also on error) and finds its method;
+ * source names it in messages */
+int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *source, char *err, size_t errlen);
 
-/* Applies the session's adapter (if any) to a graph built by the llama builder.
- * training: dropout active; trainable: adapter params trainable (else frozen). */
-int pc_session_adapt(const pc_session *s, pc_graph **g, bool training, bool trainable, char *err, size_t errlen);
+/* gives a session without an adapter `peftc train`'s default: LoRA r=8, alpha=16, dropout 0,
+ * on PEFT's default target modules for the model's type plus o/gate/up/down where the family
+ * has them (all seven Llama projections) */
+int pc_session_default_adapter(pc_session *s, char *err, size_t errlen);
 
-/* Permutes the q_proj/k_proj lora_B rows (weight and bias) of a store between Hugging Face
- * order and llama2.c order when s->hf_qk_rows: to_file = 1 converts llama2.c -> HF (before a
- * save), 0 converts HF -> llama2.c (after a load). No-op otherwise. */
-struct pc_store;
-void pc_session_fix_qk_rows(const pc_session *s, struct pc_store *st, int to_file);
-/* the same permutation on one tensor (rows of head_dim entries per head) */
-void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int head_dim, int to_hf);
-/* 1 if the adapter key names a q_proj/k_proj lora_B tensor (rows follow the RoPE order) */
-int pc_qk_rotary_key(const char *key, int *is_k);
+/* The session's adapter applied to a graph in `mode` (params trainable or frozen); NULL with a
+ * message when it cannot be (a bad config field names the file). seed: inits drawn by methods. */
+pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool trainable, uint64_t seed, char *err,
+                                 size_t errlen);
 
-/* is_base callback for pc_store_init: keys the base checkpoint provides */
+/* A graph of the model with the session's adapter (if any) at its sites, checked, loss terms
+ * added, dead values removed: the "adapt" stage every verb starts from. */
+pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen);
+
+/* virtual tokens of the adapter (prompt methods), 0 without */
+int pc_session_virtual_tokens(const pc_session *s);
+
+/* is_base callback for pc_store_init: keys the base model provides */
 int pc_session_is_base(void *session, const char *key);
+
+/* The adapter tensors a run owns, for graph g: from the adapter's weights (and `extra` files),
+ * else their init (methods fill inits computed from the base, e.g. TEXT), rows in peftc's order.
+ * (pc_store_init + init_from_base + the q/k row fix.) */
+int pc_session_store(const pc_session *s, const pc_graph *g, struct pc_store *st, const pc_st_file *extra,
+                     uint64_t seed, char *err, size_t errlen);
+
+/* Binds every frozen param of g that the base model holds (shapes checked; errors name the key);
+ * with all = true a frozen param the model lacks is an error, else it is left to the caller. */
+int pc_session_bind_base(const pc_session *s, pc_exec *r, const pc_graph *g, bool all, char *err, size_t errlen);
+
+/* Permutes the adapter tensors whose rows follow a q/k projection's RoPE order (the method says
+ * which tensors, the family which modules) between Hugging Face order and llama2.c order when
+ * s->hf_qk_rows: to_file = 1 converts to HF (before a save), 0 back (after a load). */
+void pc_session_fix_qk_rows(const pc_session *s, struct pc_store *st, int to_file);
+/* the permutation on one tensor (rows of head_dim entries per head) */
+void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int head_dim, int to_hf);
 
 /* the default model/tokenizer/data paths (the bundled stories260K and tinyshakespeare),
  * resolved from PEFTC_DATA_DIR, the executable's source tree, or the current directory */

@@ -44,6 +44,7 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
                 return pc_errf(err, errlen, "tensor \"%s\" is %s%s, expected f32%s", x->key, pc_dtype_name(t->dtype), got, want);
             }
             memcpy(e->data, t->data, t->nbytes);
+            e->loaded = true;
         } else if (x->init.kind != PC_INIT_NONE && !(x->flags & PC_FROZEN)) {
             /* trainable params and optimizer state may start from their init; a frozen adapter
              * param is a trained adapter's tensor and must come from its file */

@@ -10,6 +10,8 @@
 #include "peftc/peftc.h"
 #include "runtime/safetensors.h"
 
+#include <stdbool.h>
+
 typedef struct {
     pc_val v;
     const char *key; /* borrowed from the graph the store was made for */
@@ -17,6 +19,7 @@ typedef struct {
     pc_shape shape;
     float *data;     /* owned */
     int64_t n;
+    bool loaded;     /* filled from a file (else from its init) */
 } pc_store_entry;
 
 typedef struct pc_store {

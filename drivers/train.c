@@ -5,6 +5,7 @@
 #include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "passes/pipeline.h"
 #include "runtime/data.h"
 #include "runtime/fileio.h"
 #include "runtime/rng.h"
@@ -54,10 +55,10 @@ typedef struct {
     int ngrad;
     pc_store store;
     pc_st_file *resume_opt; /* optimizer state of the checkpoint resumed from */
-    pc_adapter_config *default_cfg;
+    pc_adapt_ctx *cx;       /* the adapter in training (its per-step hook) */
     int32_t *tokens, *targets;
     int32_t seed_in;
-    float hp[8];
+    pc_adamw_hp hp;
     /* with pc_train_opts.entries: the step's and the evaluation's entry functions */
     const pc_entry_provider *ep;
     void *step_en, *eval_en;
@@ -83,8 +84,7 @@ static void run_free(run *x) {
     pc_data_free(&x->data);
     free(x->tokens);
     free(x->targets);
-    if (x->default_cfg && x->s.adapter.cfg == x->default_cfg) x->s.adapter.cfg = NULL;
-    pc_adapter_config_free(x->default_cfg);
+    pc_adapt_free(x->cx);
     pc_session_close(&x->s);
 }
 
@@ -254,6 +254,20 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
     return 0;
 }
 
+/* the method's per-step hook (AdaLoRA's rank allocator) sees the adapter's tensors by key */
+static float *store_tensor(void *ctx, const char *key, pc_shape *shape) {
+    pc_store_entry *e = pc_store_find(ctx, key);
+    if (e && shape) *shape = e->shape;
+    return e ? e->data : NULL;
+}
+
+static int step_hook(run *x, int t, char *err, size_t errlen) {
+    const pc_adapter_method *m = pc_adapt_method(x->cx);
+    char msg[1024] = "";
+    if (!m->step_hook || !m->step_hook(x->cx, pc_adapt_state(x->cx), t, store_tensor, &x->store, msg, sizeof msg)) return 0;
+    return pc_errf(err, errlen, "step %d: %s: %s", t, m->name, msg);
+}
+
 /* a JSON number, or null for NaN/inf (which JSON cannot spell) */
 static const char *jnum(char *buf, size_t len, double x) {
     if (isfinite(x)) snprintf(buf, len, "%.6f", x);
@@ -288,15 +302,17 @@ static void progress_bar(const pc_train_opts *o, int t, double loss, double eval
 int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
                     char *err, size_t errlen) {
     *step = *eval = NULL;
-    /* the step graph: forward + adapter + backward (+ AdamW) */
-    if (!(*step = pc_llama_train_graph(&s->cfg, o->batch, o->seq, 0, err, errlen))) return -1;
-    if (pc_session_adapt(s, step, true, true, err, errlen)) return -1;
-    if (pc_pass_autograd(*step, err, errlen)) return -1;
-    pc_adamw_opts ao = {.clip = o->clip > 0};
-    if (adamw && pc_pass_adamw(*step, &ao, err, errlen)) return -1;
-    /* the eval graph: forward + adapter, no dropout */
-    if (!(*eval = pc_llama_train_graph(&s->cfg, o->batch, o->seq, 0, err, errlen))) return -1;
-    return pc_session_adapt(s, eval, false, false, err, errlen);
+    pc_pipeline_opts po = {.dump_after = o->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1},
+                           .reg = s->reg};
+    /* the step graph: the adapted forward, then backward (+ AdamW) */
+    pc_build_req req = {.task = PC_TASK_LM, .batch = o->batch, .seq = o->seq, .mode = PC_ADAPT_TRAIN};
+    if (!(*step = pc_session_build(s, &req, true, err, errlen))) return -1;
+    pc_pipeline_dump(*step, "adapt", &po);
+    const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
+    if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
+    /* the eval graph: the adapted forward, no dropout */
+    req.mode = PC_ADAPT_EVAL;
+    return (*eval = pc_session_build(s, &req, false, err, errlen)) ? 0 : -1;
 }
 
 int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {
@@ -307,16 +323,16 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     char msg[2048];
     if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
     const char *adapter = o.resume ? o.resume : o.adapter;
-    if (pc_session_open(&x.s, o.model, o.tokenizer, adapter, err, errlen)) return -1;
+    if (pc_session_open(&x.s, o.registry, o.model, o.tokenizer, adapter, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
-    if (!x.s.adapter.cfg) {
-        if (!(x.default_cfg = pc_default_lora_config())) { pc_errf(err, errlen, "out of memory"); goto done; }
-        x.s.adapter.cfg = x.default_cfg;
-    }
-    if (o.seq > x.s.cfg.seq_len) {
-        pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens", o.seq, x.s.cfg.seq_len);
+    if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
+    int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);
+    if (o.seq > room) {
+        pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens%s", o.seq, room,
+                room < x.s.model.info.context ? " (less the adapter's virtual tokens)" : "");
         goto done;
     }
+    if (!(x.cx = pc_session_adapter(&x.s, PC_ADAPT_TRAIN, true, o.seed, err, errlen))) goto done;
     if (pc_data_load(&x.data, o.data, x.s.tok, err, errlen)) goto done;
     if (pc_data_split(&x.data, o.val_fraction, (size_t)o.seq, &x.train, &x.val, o.data, err, errlen)) goto done;
 
@@ -328,21 +344,20 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         snprintf(path, sizeof path, "%s/%s", o.resume, OPTIMIZER_FILE);
         if (!(x.resume_opt = pc_st_open(path, err, errlen))) goto done;
     }
-    const pc_st_file *files[2] = {x.s.adapter.weights, x.resume_opt};
-    if (pc_store_init(&x.store, x.upd_g ? x.upd_g : x.g, pc_session_is_base, &x.s, files, 2, o.seed, err, errlen)) goto done;
-    if (x.s.adapter.weights) pc_session_fix_qk_rows(&x.s, &x.store, 0); /* loaded rows in file order */
+    if (pc_session_store(&x.s, x.upd_g ? x.upd_g : x.g, &x.store, x.resume_opt, o.seed, err, errlen)) goto done;
 
     size_t BS = (size_t)o.batch * (size_t)o.seq;
     x.tokens = malloc(BS * sizeof *x.tokens);
     x.targets = malloc(BS * sizeof *x.targets);
     if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
-    if (pc_llama_bind_base(x.r, x.g, x.s.model, err, errlen) || pc_llama_bind_base(x.eval_r, x.eval_g, x.s.model, err, errlen))
+    if (pc_session_bind_base(&x.s, x.r, x.g, false, err, errlen) ||
+        pc_session_bind_base(&x.s, x.eval_r, x.eval_g, false, err, errlen))
         goto done;
     if (x.upd_g) {
         if (!(x.upd_r = pc_exec_new(x.upd_g, &o.exec, err, errlen))) goto done;
         if (pc_store_bind(&x.store, x.upd_r) || pc_store_bind_shared(&x.store, x.g, x.r) ||
-            bind_input(x.upd_r, x.upd_g, "hp", x.hp)) { pc_errf(err, errlen, "binding failed"); goto done; }
+            bind_input(x.upd_r, x.upd_g, "hp", &x.hp)) { pc_errf(err, errlen, "binding failed"); goto done; }
         for (int i = 0; i < x.ngrad; i++) {
             char name[600];
             snprintf(name, sizeof name, "%s", pc_val_name(x.g, x.gout[i]));
@@ -351,7 +366,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     } else if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "binding failed"); goto done; }
     if (pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
     if (bind_input(x.r, x.g, "tokens", x.tokens) || bind_input(x.r, x.g, "targets", x.targets) ||
-        bind_input(x.r, x.g, "hp", x.hp) || bind_input(x.r, x.g, "seed", &x.seed_in) ||
+        bind_input(x.r, x.g, "hp", &x.hp) || bind_input(x.r, x.g, "seed", &x.seed_in) ||
         bind_input(x.eval_r, x.eval_g, "tokens", x.tokens) || bind_input(x.eval_r, x.eval_g, "targets", x.targets)) {
         pc_errf(err, errlen, "binding inputs failed");
         goto done;
@@ -359,7 +374,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (o.entries && !x.upd_g && o.exec.kind == PC_BACKEND_JIT) {
         /* the step and the evaluation through their entry functions, inputs by name */
         const char *names[4] = {"tokens", "targets", "hp", "seed"};
-        void *const ptrs[4] = {x.tokens, x.targets, x.hp, &x.seed_in};
+        void *const ptrs[4] = {x.tokens, x.targets, &x.hp, &x.seed_in};
         x.ep = o.entries;
         if (pc_entry_args_init(&x.step_args, x.g, names, ptrs, 4, err, errlen) ||
             pc_entry_args_init(&x.eval_args, x.eval_g, names, ptrs, 4, err, errlen) ||
@@ -380,8 +395,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss;
     int loss_n = 0, t_first = start + 1;
     for (int t = start + 1; t <= o.steps; t++) {
-        float hp[8] = {(float)pc_lr_schedule(&o, t), 0.9f, 0.999f, 1e-8f, (float)o.weight_decay, (float)t, (float)o.clip, 0};
-        memcpy(x.hp, hp, sizeof hp);
+        x.hp = (pc_adamw_hp){.lr = (float)pc_lr_schedule(&o, t), .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                             .weight_decay = (float)o.weight_decay, .step = (float)t, .max_grad_norm = (float)o.clip};
         double loss;
         if (x.upd_g) {
             if (accumulated_step(&x, &o, t, loss_v, &loss, err, errlen)) goto done;
@@ -392,6 +407,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             loss = *(const float *)(x.step_en ? pc_entry_args_output(&x.step_args, loss_v) : pc_exec_data(x.r, loss_v));
             if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         }
+        if (isfinite(loss) && step_hook(&x, t, err, errlen)) goto done;
         if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }
         loss_acc += loss;
         loss_n++;
@@ -400,7 +416,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         bool do_eval = (o.eval_every > 0 && t % o.eval_every == 0) || t == o.steps;
         if (do_eval) {
             if (evaluate(&x, &o, &last_eval, err, errlen)) goto done;
-            pc_train_point p = {t, loss_acc / loss_n, last_eval, hp[0], tps};
+            pc_train_point p = {t, loss_acc / loss_n, last_eval, x.hp.lr, tps};
             if (res->ncurve < cap) res->curve[res->ncurve++] = p;
             report(&o, &p, eta);
             loss_acc = 0, loss_n = 0;

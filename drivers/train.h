@@ -27,6 +27,8 @@ typedef struct {
     /* when set (jit only, no --grad-accum), the step and evaluation graphs run through their
      * entry functions (backend/entry.h) from here: an AOT trainer's compiled-in table */
     const struct pc_entry_provider *entries;
+    const pc_registry *registry; /* adapter methods (NULL = the built-ins) */
+    const char *dump_after;      /* print the step's IR after this stage (adapt, autograd, adamw, all) */
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);
@@ -47,10 +49,11 @@ typedef struct {
 int pc_train(const pc_train_opts *o, pc_train_result *res, char *err, size_t errlen);
 void pc_train_result_free(pc_train_result *r);
 
-/* The graphs pc_train runs, for a session whose adapter config is set: the step (forward +
- * adapter + backward, + AdamW with clipping when o->clip > 0 if `adamw`) and the held-out
- * evaluation (forward + adapter), for o->batch x o->seq tokens. On error the graphs built so far
- * are left in *step / *eval for the caller to free. (`peftc compile` builds them too.) */
+/* The graphs pc_train runs, for a session whose adapter config is set: the step (the adapted
+ * forward, then the pipeline autograd[,adamw{clip}]: AdamW if `adamw`, clipping when
+ * o->clip > 0) and the held-out evaluation (the adapted forward), for o->batch x o->seq tokens.
+ * On error the graphs built so far are left in *step / *eval for the caller to free. (`peftc
+ * compile`, `peftc dump` and the bench build them too.) */
 int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
                     char *err, size_t errlen);
 

@@ -1,86 +1,89 @@
-/* A user-defined adapter, registered from C through the same rewrite mechanism the built-in
- * methods use: every targeted linear y = x Wᵀ gets a trainable per-output-channel gain g
- * (initialised to ones), y' = y ⊙ g — an IA3-style output scaling written in a dozen lines.
- * The example applies it to the attention output projections of the bundled stories260K,
- * differentiates, appends AdamW, trains 20 steps on tinyshakespeare with the reference
- * interpreter, and prints the loss.
+/* A user-defined adapter method, registered by name through the same interface the built-in
+ * methods use (include/peftc/adapter.h is all it includes): every targeted linear y = x Wᵀ gets
+ * a trainable per-output-channel gain g, initialised to ones, y' = y ⊙ g, and training adds
+ * gain_l2 · Σ (g − 1)² to the loss (a field the method reads from its own config).
  *
- *   ./build/example_custom_adapter [data/stories260K/stories260K.bin] [data/tinyshakespeare/input.txt]
- */
-#include "drivers/session.h"
-#include "drivers/store.h"
-#include "passes/adapt.h"
-#include "passes/passes.h"
-#include "runtime/data.h"
+ * The program is the peftc command line with the method added, so every verb knows it:
+ *
+ *   ./build/example_custom_adapter train --adapter examples/configs/gain.json --steps 100 --out out/gain
+ *   ./build/example_custom_adapter eval --adapter out/gain --data data/tinyshakespeare/input.txt --seq 64
+ *   ./build/example_custom_adapter merge --adapter out/gain --out out/gain.bin
+ *   ./build/example_custom_adapter dump --stage adapted --adapter examples/configs/gain.json
+ *
+ * With no arguments it trains 20 steps on the bundled data into out/custom_adapter. */
+#include "peftc/adapter.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* the matcher: module names ending in "o_proj" */
-static int match_o_proj(void *user, const char *module, char *err, size_t errlen) {
-    (void)user, (void)err, (void)errlen;
-    size_t n = strlen(module);
-    return n >= 6 && strcmp(module + n - 6, "o_proj") == 0;
+typedef struct {
+    double l2;        /* gain_l2 of the config */
+    pc_val gains[64]; /* the gains this graph made, for the loss term */
+    int n;
+} gain_state;
+
+static int gain_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
+    gain_state *st = state;
+    if (pc_adapt_config_number(cx, "gain_l2", 0.0, &st->l2) < 0 || st->l2 < 0)
+        return snprintf(err, errlen, "field gain_l2: must be a number >= 0"), -1;
+    return 0;
 }
 
-/* the builder: receives the matched linear and returns its replacement */
-static pc_val build_gain(void *user, const pc_linear_site *site, char *err, size_t errlen) {
-    (void)user, (void)err, (void)errlen;
-    char key[512];
-    snprintf(key, sizeof key, "%s.gain", site->module);
-    pc_val g = pc_param_at(site->g, site->loc, NULL, key, PC_F32, PC_SHAPE(site->out), PC_TRAINABLE,
-                           (pc_init){PC_INIT_ONES, 0, 0});
-    return pc_mul_at(site->g, site->loc, site->base, g); /* [B,S,out] * [out] broadcasts */
+/* the rewrite: receives each linear site, returns its replacement */
+static int gain_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+    gain_state *st = state;
+    int hit = pc_adapt_targets(cx, s->module);
+    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching %s failed", s->module), -1) : 0;
+    pc_val g = pc_adapt_param(cx, s, "gain", PC_SHAPE(s->out), (pc_init){PC_INIT_ONES, 0, 0});
+    s->value = pc_mul_at(s->g, s->loc, s->value, g); /* [B,S,out] * [out] broadcasts */
+    if (st->n < 64) st->gains[st->n++] = g;
+    return 1;
 }
+
+/* merging: W' = diag(g) W */
+static int gain_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state, (void)b, (void)err, (void)errlen;
+    if (pc_adapt_targets(cx, s->module) != 1) return 0;
+    pc_val g = pc_adapt_param(cx, s, "gain", PC_SHAPE(s->out), (pc_init){PC_INIT_ONES, 0, 0});
+    *w = pc_mul_at(s->g, s->loc, s->weight, pc_reshape_at(s->g, s->loc, g, PC_SHAPE(s->out, 1)));
+    return 1;
+}
+
+/* gain_l2 · Σ (g − 1)² over the gains of the graph */
+static pc_val gain_loss(pc_adapt_ctx *cx, void *state, pc_graph *g, pc_val loss, char *err, size_t errlen) {
+    (void)cx, (void)loss, (void)err, (void)errlen;
+    const gain_state *st = state;
+    if (st->l2 <= 0 || st->n == 0) return PC_NONE;
+    pc_val sum = PC_NONE;
+    for (int i = 0; i < st->n; i++) {
+        pc_val d = pc_sum(g, pc_square(g, pc_scale(g, st->gains[i], 1.0, -1.0)), 0, NULL, 0);
+        sum = sum == PC_NONE ? d : pc_add(g, sum, d);
+    }
+    return pc_scale(g, sum, st->l2, 0.0);
+}
+
+static const pc_adapter_method gain_method = {
+    .name = "gain",
+    .peft_type = "GAIN",
+    .sites = PC_SITE_LINEAR,
+    .state_size = sizeof(gain_state),
+    .begin = gain_begin,
+    .rewrite = gain_rewrite,
+    .merge_linear = gain_merge,
+    .loss_term = gain_loss,
+};
 
 int main(int argc, char **argv) {
-    const char *model = argc > 1 ? argv[1] : PEFTC_EXAMPLE_DATA "/stories260K/stories260K.bin";
-    const char *text = argc > 2 ? argv[2] : PEFTC_EXAMPLE_DATA "/tinyshakespeare/input.txt";
-    const char *tokpath = PEFTC_EXAMPLE_DATA "/stories260K/tok512.bin";
-    char err[2048];
-    int B = 4, S = 32, rc = 1, n = 0;
-    pc_session s;
-    if (pc_session_open(&s, model, tokpath, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
-    pc_graph *g = pc_llama_train_graph(&s.cfg, B, S, 0, err, sizeof err);
-    pc_linear_rewrite rw = {"gain", match_o_proj, build_gain, NULL};
-    pc_adamw_opts ao = {.clip = 1};
-    pc_token_seq data = {0};
-    pc_store store = {0};
-    pc_exec *r = NULL;
-    int32_t *tok = malloc(sizeof(int32_t) * B * S), *tgt = malloc(sizeof(int32_t) * B * S);
-    float hp[8] = {1e-2f, 0.9f, 0.999f, 1e-8f, 0, 0, 1.0f, 0};
-    if (!g || pc_rewrite_linears(&g, &rw, &n, err, sizeof err) || pc_pass_autograd(g, err, sizeof err) ||
-        pc_pass_adamw(g, &ao, err, sizeof err)) {
-        fprintf(stderr, "%s\n", g ? err : "graph");
-        goto done;
+    char err[512];
+    pc_registry *reg = pc_registry_new();
+    if (!reg || pc_registry_add(reg, &gain_method, err, sizeof err)) {
+        fprintf(stderr, "%s\n", reg ? err : "out of memory");
+        pc_registry_free(reg);
+        return 1;
     }
-    printf("rewrote %d linears; the train step has %d values\n", n, pc_graph_size(g));
-    if (pc_data_load(&data, text, s.tok, err, sizeof err) ||
-        pc_store_init(&store, g, pc_session_is_base, &s, NULL, 0, 1, err, sizeof err) ||
-        !(r = pc_exec_new(g, NULL, err, sizeof err)) || pc_llama_bind_base(r, g, s.model, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        goto done;
-    }
-    pc_store_bind(&store, r);
-    pc_exec_bind(r, pc_lookup(g, "tokens"), tok);
-    pc_exec_bind(r, pc_lookup(g, "targets"), tgt);
-    pc_exec_bind(r, pc_lookup(g, "hp"), hp);
-    pc_token_span span = {data.ids, data.n};
-    for (int t = 1; t <= 20; t++) {
-        pc_data_sample(&span, (size_t)B, (size_t)S, 7, (uint64_t)t, 0, tok, tgt);
-        hp[5] = (float)t;
-        if (pc_exec_run(r, err, sizeof err) || pc_exec_apply_updates(r)) { fprintf(stderr, "%s\n", err); goto done; }
-        if (t == 1 || t % 5 == 0) printf("step %2d  loss %.4f\n", t, *(const float *)pc_exec_data(r, pc_lookup(g, "loss")));
-    }
-    rc = 0;
-done:
-    pc_exec_free(r);
-    pc_store_free(&store);
-    pc_data_free(&data);
-    pc_graph_free(g);
-    pc_session_close(&s);
-    free(tok);
-    free(tgt);
+    char *dflt[] = {argv[0], "train", "--adapter", PEFTC_EXAMPLE_DIR "/configs/gain.json", "--steps", "20",
+                    "--eval-every", "10", "--out", "out/custom_adapter", NULL};
+    int rc = argc > 1 ? pc_cli_main(reg, argc, argv) : pc_cli_main(reg, 10, dflt);
+    pc_registry_free(reg);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* Llama frontend: builds graphs of a frozen Llama-2 style transformer with Hugging Face module
- * names, binds llama2.c checkpoints to them, and generates text on the reference interpreter.
+ * names, emitting adapter sites (peftc/adapter.h) at every linear, the input embeddings, the
+ * positions, each attention's K/V, each FFN and block output, the final norm and the head.
  *
  * Module / param names (SSA name of each param = its module; key = module + ".weight"):
  *   model.embed_tokens                         [vocab, dim]    (embedding table)
@@ -18,9 +19,8 @@
 #ifndef PEFTC_FRONTEND_LLAMA_H
 #define PEFTC_FRONTEND_LLAMA_H
 
+#include "frontend/family.h"
 #include "peftc/peftc.h"
-#include "backend/exec.h"
-#include "backend/ref.h"
 #include "runtime/llama2c.h"
 
 #include <stddef.h>
@@ -70,56 +70,17 @@ pc_graph *pc_llama_train_graph(const pc_llama_config *cfg, int64_t B, int64_t S,
 pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T, char *err,
                                 size_t errlen);
 
-/* Checks every frozen param of g against the checkpoint (by key, same shape) and binds it to the
- * checkpoint's data. Trainable params and states are left alone. Errors name the key. The model
- * must outlive the interpreter runs. */
-int pc_llama_bind_l2c(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
-/* Binds the frozen params whose key the checkpoint holds and leaves the others (adapter
- * params) to the caller; shapes are still checked. */
-int pc_llama_bind_base(pc_exec *r, const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
-/* the same check without binding */
-int pc_llama_check_l2c(const pc_graph *g, const pc_l2c_model *m, char *err, size_t errlen);
+/* Any graph of the family with the adapter sites handed to `hook` (NULL: none): an LM graph
+ * (train/eval) or a decode step (frontend/family.h states both contracts). */
+pc_graph *pc_llama_build(const pc_llama_config *cfg, const pc_build_req *req, const pc_site_hook *hook, char *err,
+                         size_t errlen);
+/* pc_llama_forward with sites */
+pc_val pc_llama_forward_sites(pc_graph *g, const pc_llama_config *cfg, pc_val tokens, pc_val pos,
+                              const pc_site_hook *hook);
 
-typedef struct {
-    int steps;            /* positions to run (run.c -n); clamped to seq_len; <= 0 = seq_len */
-    float temperature;    /* 0 = greedy (argmax) */
-    float topp;           /* nucleus mass in (0,1); <= 0 or >= 1 samples the full distribution */
-    uint64_t seed;        /* sampling RNG seed (run.c's xorshift; 0 is replaced by a constant) */
-    const int32_t *prompt; /* prompt ids (BOS included if wanted); NULL/0 = just BOS */
-    int n_prompt;
-    /* optional: rewrite the decode graph (apply an adapter) and bind what the checkpoint does
-     * not hold (the adapter's tensors); with bind set, only checkpoint keys are bound here */
-    int (*adapt)(void *ctx, pc_graph **g, char *err, size_t errlen);
-    int (*bind)(void *ctx, const pc_graph *g, pc_exec *r, char *err, size_t errlen);
-    void *ctx;
-    const pc_exec_opts *exec; /* backend (NULL = the default) */
-    int cache_len;        /* KV-cache entries of the decode graph (>= steps; 0 = steps): a fixed
-                             value makes one graph serve every request (AOT executables) */
-    /* when set (jit), each position runs through the decode graph's entry function from here
-     * (backend/entry.h): an AOT generator's compiled-in table */
-    const struct pc_entry_provider *entries;
-} pc_llama_gen_opts;
-
-/* Runs the decode graph step by step (on o->exec's backend), like llama2.c run.c:
- * position p feeds seq[p] and yields logits[p]; seq[p+1] is the next prompt id or, after the
- * prompt, the sampled token. Stops after `steps` positions or when BOS (1) is sampled (it is not
- * appended). tokens (capacity steps+1) receives the prompt followed by the sampled ids; *ntokens
- * their count. logits (optional, NULL) receives steps * vocab floats, one row per position run;
- * *npos (optional) the number of positions run. */
-int pc_llama_generate(const pc_llama_config *cfg, const pc_l2c_model *m, const pc_llama_gen_opts *o,
-                      int32_t *tokens, int *ntokens, float *logits, int *npos, char *err,
-                      size_t errlen);
-
-/* llama2.c run.c's sampler: temperature 0 = argmax; else softmax(logits / temperature), one
- * xorshift draw from *state, then multinomial sampling, or nucleus sampling when 0 < topp < 1.
- * Returns the token id, or -1 on bad arguments. logits (n) are overwritten; scratch (n entries)
- * is needed only for top-p. */
-typedef struct {
-    float prob;
-    int index;
-} pc_prob_index;
-int pc_llama_sample(float *logits, int n, float temperature, float topp, uint64_t *state,
-                    pc_prob_index *scratch);
+/* The llama2.c checkpoint family (frontend/llama2c_family.c): its config from an open model. */
+const pc_llama_config *pc_llama2c_config(const pc_model *m);
+extern const pc_model_family pc_family_llama2c;
 
 #ifdef __cplusplus
 }

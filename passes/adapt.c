@@ -1,10 +1,179 @@
-/* The linear rewrite driver: copies a graph, handing each matched linear to a builder. */
+/* Applying an adapter method to a graph (see adapt.h and include/peftc/adapter.h). */
 #include "passes/adapt.h"
 #include "ir/ir.h"
+#include "runtime/fileio.h"
+#include "runtime/target_match.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct pc_adapt_ctx {
+    const pc_adapter_method *m;
+    const pc_adapter_config *cfg;
+    const char *source;
+    pc_adapt_mode mode;
+    bool trainable;
+    pc_model_info info;
+    pc_target_matcher *tm; /* NULL for methods that target no modules */
+    void *state;
+    int nrewritten;
+    int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap);
+    void *tokenize_ctx;
+    uint64_t seed;
+};
+
+pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
+                           pc_adapt_mode mode, bool trainable, const pc_model_info *info, char *err, size_t errlen) {
+    if (!m || !m->rewrite || !cfg) { pc_errf(err, errlen, "adapter: no method or config"); return NULL; }
+    pc_adapt_ctx *cx = calloc(1, sizeof *cx);
+    if (!cx || (m->state_size && !(cx->state = calloc(1, m->state_size)))) {
+        free(cx);
+        pc_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *cx = (pc_adapt_ctx){.m = m, .cfg = cfg, .source = source ? source : PC_ADAPTER_CONFIG_NAME, .mode = mode,
+                         .trainable = trainable, .state = cx->state};
+    if (info) cx->info = *info;
+    char msg[1024] = "";
+    /* layer-wrapping methods (and user methods) target modules the PEFT way */
+    if (cfg->target_modules.kind != PC_SPEC_NULL && !pc_peft_type_is_prompt_learning(cfg->peft_type) &&
+        !(cx->tm = pc_target_matcher_new(cfg, msg, sizeof msg))) {
+        pc_errf(err, errlen, "%s: %s", cx->source, msg);
+        pc_adapt_free(cx);
+        return NULL;
+    }
+    if (m->begin && m->begin(cx, cx->state, msg, sizeof msg)) {
+        pc_errf(err, errlen, "%s: %s", cx->source, msg[0] ? msg : "invalid config");
+        pc_adapt_free(cx);
+        return NULL;
+    }
+    return cx;
+}
+
+void pc_adapt_free(pc_adapt_ctx *cx) {
+    if (!cx) return;
+    if (cx->m->end && cx->state) cx->m->end(cx->state);
+    pc_target_matcher_free(cx->tm);
+    free(cx->state);
+    free(cx);
+}
+
+void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
+                      void *tokenize_ctx, uint64_t seed) {
+    cx->tokenize = tokenize, cx->tokenize_ctx = tokenize_ctx, cx->seed = seed;
+}
+
+int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap) {
+    return cx->tokenize ? cx->tokenize(cx->tokenize_ctx, text, ids, cap) : -1;
+}
+
+uint64_t pc_adapt_seed(const pc_adapt_ctx *cx) { return cx->seed; }
+
+int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
+    pc_adapt_ctx *cx = ctx;
+    if (!(cx->m->sites & (unsigned)s->kind)) return 0;
+    int r = cx->m->rewrite(cx, cx->state, s, err, errlen);
+    if (r < 0 || s->value == PC_NONE || pc_graph_error(s->g)) {
+        if (!err[0]) snprintf(err, errlen, "%s: %s", cx->m->name, pc_graph_error(s->g) ? pc_graph_error(s->g) : "rewrite failed");
+        return -1;
+    }
+    cx->nrewritten += r > 0;
+    return 0;
+}
+
+int pc_adapt_finish(pc_adapt_ctx *cx, pc_graph *g, char *err, size_t errlen) {
+    char msg[1024] = "";
+    if (cx->m->finish) {
+        if (cx->m->finish(cx, cx->state, cx->nrewritten, msg, sizeof msg))
+            return pc_errf(err, errlen, "%s: %s", cx->source, msg[0] ? msg : "invalid adapter");
+    } else if (cx->nrewritten == 0) {
+        return pc_errf(err, errlen, "%s: %s: target_modules matched no module of the model", cx->source, cx->m->name);
+    }
+    if (cx->mode != PC_ADAPT_TRAIN || !cx->m->loss_term) return 0;
+    pc_val loss = PC_NONE;
+    for (int i = 0; i < g->noutputs; i++)
+        if (pc_v(g, g->outputs[i])->flags & PC_LOSS) loss = g->outputs[i];
+    if (loss == PC_NONE) return 0;
+    pc_val t = cx->m->loss_term(cx, cx->state, g, loss, msg, sizeof msg);
+    if (t == PC_NONE) return g->error ? pc_errf(err, errlen, "%s: %s", cx->m->name, g->error) : 0;
+    /* the method's term joins the task loss; the sum becomes the loss autograd differentiates */
+    pc_val total = pc_add(g, loss, t);
+    if (g->error) return pc_errf(err, errlen, "%s: loss term: %s", cx->m->name, g->error);
+    pc_v(g, loss)->flags &= ~(unsigned)PC_LOSS;
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == loss) g->outputs[i] = total;
+    pc_v(g, total)->flags |= PC_LOSS | PC_OUTPUT;
+    pc_v(g, loss)->flags &= ~(unsigned)PC_OUTPUT;
+    char name[64];
+    snprintf(name, sizeof name, "task_loss");
+    const char *old = pc_val_name(g, loss);
+    if (old && strcmp(old, "loss") == 0 && !pc_set_name(g, loss, name)) pc_set_name(g, total, "loss");
+    return 0;
+}
+
+const pc_adapter_method *pc_adapt_method(const pc_adapt_ctx *cx) { return cx->m; }
+int pc_adapt_nrewritten(const pc_adapt_ctx *cx) { return cx->nrewritten; }
+void *pc_adapt_state(pc_adapt_ctx *cx) { return cx->state; }
+const pc_target_matcher *pc_adapt_matcher(const pc_adapt_ctx *cx) { return cx->tm; }
+int pc_adapt_virtual_tokens(pc_adapt_ctx *cx) {
+    return cx->m->virtual_tokens ? cx->m->virtual_tokens(cx, cx->state) : 0;
+}
+
+/* ---- what callbacks ask ---- */
+pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx) { return cx->mode; }
+bool pc_adapt_trainable(const pc_adapt_ctx *cx) { return cx->trainable; }
+const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx) { return &cx->info; }
+const struct pc_adapter_config *pc_adapt_config(const pc_adapt_ctx *cx) { return cx->cfg; }
+
+int pc_adapt_targets(pc_adapt_ctx *cx, const char *module) {
+    return cx->tm ? pc_target_match(cx->tm, module) : 0;
+}
+
+int pc_adapt_config_number(const pc_adapt_ctx *cx, const char *field, double dflt, double *out) {
+    int r = pc_adapter_config_custom_number(cx->cfg, field, out);
+    if (r == 1) *out = dflt;
+    return r;
+}
+
+int pc_adapter_key(char *buf, size_t len, const char *module, const char *name, const char *tensor) {
+    int n;
+    const char *dot = strchr(tensor, '.');
+    int head = dot ? (int)(dot - tensor) : (int)strlen(tensor);
+    const char *pre = module ? "base_model.model." : "", *mod = module ? module : "", *sep = module ? "." : "";
+    if (!name || strcmp(name, "default") == 0)
+        n = snprintf(buf, len, "%s%s%s%s", pre, mod, sep, tensor);
+    else
+        n = snprintf(buf, len, "%s%s%s%.*s.%s%s", pre, mod, sep, head, tensor, name, dot ? dot : "");
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc_shape shape, pc_init init) {
+    pc_graph *g = s ? s->g : NULL;
+    if (!g) return PC_NONE;
+    pc_loc at = s->loc;
+    const char *module = s->module; /* NULL: a model-level tensor (prompt_embeddings) */
+    char key[600], name[600];
+    if (pc_adapter_key(key, sizeof key, module, NULL, tensor)) return pc_fail(g, at, "adapter key too long");
+    pc_val p = pc_lookup_key(g, key);
+    if (p != PC_NONE) {
+        if (!pc_shape_eq(pc_val_shape(g, p), shape)) return pc_fail(g, at, "%s: two shapes for one tensor", key);
+        return p;
+    }
+    /* SSA name: "<module>.<tensor>" without a trailing ".weight" (what dumps and grad.* show) */
+    size_t tl = strlen(tensor);
+    int cut = tl > 7 && strcmp(tensor + tl - 7, ".weight") == 0 ? (int)tl - 7 : (int)tl;
+    if (module) snprintf(name, sizeof name, "%s.%.*s", module, cut, tensor);
+    else snprintf(name, sizeof name, "%.*s", cut, tensor);
+    return pc_param_at(g, at, pc_lookup(g, name) == PC_NONE ? name : NULL, key, PC_F32, shape,
+                       cx->trainable ? PC_TRAINABLE : PC_FROZEN, init);
+}
+
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
 
 pc_val pc_dropout_seed(pc_graph *g) {
     pc_val s = pc_lookup(g, "seed");
@@ -14,6 +183,13 @@ pc_val pc_dropout_seed(pc_graph *g) {
     }
     return pc_input_at(g, (pc_loc){0}, "seed", PC_I32, pc_shape_make(0, NULL));
 }
+
+pc_val pc_adapt_dropout(pc_adapt_ctx *cx, const pc_site *s, pc_val x, double p) {
+    if (cx->mode != PC_ADAPT_TRAIN || p <= 0) return x;
+    return pc_dropout_at(s->g, s->loc, x, pc_dropout_seed(s->g), p, (int64_t)(str_hash(s->module) & 0x7fffffff));
+}
+
+/* ---- linear sites of any graph (the `adapt` pass) ---- */
 
 /* PEFT's layer index: the first numbered path segment that follows another segment */
 static int layer_index(const char *module) {
@@ -46,14 +222,18 @@ static pc_val bias_add(const pc_graph *g, pc_val mm, const char *module, int *us
     return uses[0] == 1 ? found : PC_NONE;
 }
 
-int pc_rewrite_linears(pc_graph **gp, const pc_linear_rewrite *rw, int *nmatched, char *err, size_t errlen) {
+int pc_adapt_linears(pc_graph **gp, pc_adapt_ctx *cx, int *nmatched, char *err, size_t errlen) {
     pc_graph *g = *gp;
+    const char *name = cx->m->name;
+    if (!(cx->m->sites & PC_SITE_LINEAR))
+        return pc_errf(err, errlen, "%s rewrites sites only model builders emit (embeddings, positions, attention, "
+                       "head): apply it through a model verb (peftc train/eval/dump)", name);
     pc_val *map = malloc(((size_t)g->nvals + 1) * sizeof *map);
     pc_val *bias_of = malloc(((size_t)g->nvals + 1) * sizeof *bias_of); /* bias add -> its matmul */
     pc_graph *ng = pc_graph_new(g->name);
-    int count = 0, rc = -1;
+    int count = 0, rc = -1, before = cx->nrewritten;
     char module[512], msg[1024] = "";
-    if (!map || !bias_of || !ng) { snprintf(err, errlen, "%s: out of memory", rw->name); goto done; }
+    if (!map || !bias_of || !ng) { snprintf(err, errlen, "%s: out of memory", name); goto done; }
     for (int v = 0; v < g->nvals; v++) bias_of[v] = map[v] = PC_NONE;
     for (int v = 0; v < g->nvals; v++) {
         if (map[v] != PC_NONE) continue; /* a bias param copied early */
@@ -63,43 +243,39 @@ int pc_rewrite_linears(pc_graph **gp, const pc_linear_rewrite *rw, int *nmatched
         }
         if ((map[v] = pc_copy_value(ng, g, v, map)) == PC_NONE) break;
         if (!pc_linear_module(g, v, module, sizeof module)) continue;
-        int m = rw->match(rw->user, module, msg, sizeof msg);
-        if (m < 0) { snprintf(err, errlen, "%s: %s", rw->name, msg); goto done; }
-        if (!m) continue;
         const pc_value *mm = pc_v(g, v);
         int uses = 0;
         pc_val badd = bias_add(g, v, module, &uses);
-        pc_linear_site site = {
-            .g = ng, .module = module, .layer = layer_index(module),
-            .x = map[mm->in[0]], .weight = map[mm->in[1]], .bias = PC_NONE, .base = map[v],
-            .in = pc_v(g, mm->in[1])->shape.dim[1], .out = pc_v(g, mm->in[1])->shape.dim[0], .loc = mm->loc,
+        pc_site site = {
+            .kind = PC_SITE_LINEAR, .module = module, .layer = layer_index(module), .g = ng, .loc = mm->loc,
+            .value = map[v], .value2 = PC_NONE, .x = map[mm->in[0]], .weight = map[mm->in[1]], .bias = PC_NONE,
+            .ids = PC_NONE, .in = pc_v(g, mm->in[1])->shape.dim[1], .out = pc_v(g, mm->in[1])->shape.dim[0],
         };
         if (badd != PC_NONE) {
-            /* build the bias add now so the builder sees the whole linear */
+            /* build the bias add now so the method sees the whole linear */
             const pc_value *a = pc_v(g, badd);
             pc_val b = a->in[0] == v ? a->in[1] : a->in[0];
-            if (map[b] == PC_NONE) { /* bias param defined after the matmul: copy it early */
-                if ((map[b] = pc_copy_value(ng, g, b, map)) == PC_NONE) break;
-            }
+            if (map[b] == PC_NONE && (map[b] = pc_copy_value(ng, g, b, map)) == PC_NONE) break;
             site.bias = map[b];
-            site.base = pc_add_at(ng, a->loc, map[v], map[b]);
+            site.value = pc_add_at(ng, a->loc, map[v], map[b]);
             bias_of[badd] = v;
         }
+        pc_val base = site.value;
         msg[0] = 0;
-        pc_val r = rw->build(rw->user, &site, msg, sizeof msg);
-        if (r == PC_NONE) {
-            snprintf(err, errlen, "%s: %s: %s", rw->name, module, ng->error ? ng->error : msg[0] ? msg : "builder failed");
+        if (pc_adapt_site(cx, &site, msg, sizeof msg)) {
+            snprintf(err, errlen, "%s: %s: %s", name, module, msg);
             goto done;
         }
-        if (pc_val_dtype(ng, r) != pc_val_dtype(ng, site.base) || !pc_shape_eq(pc_val_shape(ng, r), pc_val_shape(ng, site.base))) {
-            snprintf(err, errlen, "%s: %s: the replacement's type differs from the linear's", rw->name, module);
+        if (pc_val_dtype(ng, site.value) != pc_val_dtype(ng, base) ||
+            !pc_shape_eq(pc_val_shape(ng, site.value), pc_val_shape(ng, base))) {
+            snprintf(err, errlen, "%s: %s: the replacement's type differs from the linear's", name, module);
             goto done;
         }
-        map[v] = r;
-        count++;
+        map[v] = site.value; /* the bias add (visited later) maps to it too */
     }
+    count = cx->nrewritten - before;
     if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "%s: %s", rw->name, ng->error); goto done; }
+    if (ng->error) { snprintf(err, errlen, "%s: %s", name, ng->error); goto done; }
     pc_graph_free(g);
     *gp = ng;
     ng = NULL;

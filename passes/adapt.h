@@ -1,45 +1,62 @@
-/* Adapters are rewrites. A rewrite = a matcher over module names + a builder that receives a
- * matched site and returns the value that replaces it. The built-in methods (LoRA, ...) use
- * exactly this public mechanism; users register their own from C (examples/custom_adapter.c).
+/* Applying an adapter method (include/peftc/adapter.h) to a graph: the context its callbacks
+ * see, the hook model builders hand their sites to, and the rewrite of linear sites in any
+ * graph (the `adapt` pass of `peftc opt`, for IR text).
  *
- * Linear sites follow the frontend's linear convention (frontend/linear.h): a matmul
- * (transpose_b=1, transpose_a=0) against a rank-2 param whose key is "<module>.weight",
- * optionally followed by `add` of a param "<module>.bias". The site's replacement takes the
- * place of the whole linear (bias included). */
+ *   pc_adapt_ctx *cx = pc_adapt_new(method, cfg, "x/adapter_config.json", PC_ADAPT_TRAIN, true, &info, err, n);
+ *   pc_site_hook h = {pc_adapt_site, cx};          // frontend/family.h
+ *   g = pc_model_build(model, &req, &h, err, n);   // the builder calls the method at each site
+ *   pc_adapt_finish(cx, g, err, n);                // "target_modules matched nothing", loss terms
+ *   pc_adapt_free(cx);
+ */
 #ifndef PEFTC_PASSES_ADAPT_H
 #define PEFTC_PASSES_ADAPT_H
 
-#include "peftc/peftc.h"
+#include "peftc/adapter.h"
+#include "runtime/adapter_config.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct {
-    pc_graph *g;        /* the graph being built: append the replacement here */
-    const char *module; /* "model.layers.0.self_attn.q_proj" */
-    int layer;          /* the layer index PEFT would take from the name, or -1 */
-    pc_val x;           /* input activation [..., in] */
-    pc_val weight;      /* frozen base weight [out, in] */
-    pc_val bias;        /* frozen base bias [out] or PC_NONE */
-    pc_val base;        /* x W^T (+ b), already built */
-    int64_t in, out;
-    pc_loc loc;         /* where the base linear was made */
-} pc_linear_site;
+/* Starts an application: runs the method's begin (errors are prefixed with `source`, the config
+ * file). cfg and info are borrowed and must outlive the context. NULL on error. */
+pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
+                           pc_adapt_mode mode, bool trainable, const pc_model_info *info, char *err, size_t errlen);
+void pc_adapt_free(pc_adapt_ctx *cx);
+/* what a method may draw on besides the graph: the tokenizer (encode with BOS; count or -1) and
+ * the run's seed */
+void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
+                      void *tokenize_ctx, uint64_t seed);
 
-typedef struct {
-    const char *name; /* for messages: "lora" */
-    /* 1 = rewrite this module, 0 = leave it, -1 = error (message in err) */
-    int (*match)(void *user, const char *module, char *err, size_t errlen);
-    /* returns the replacement of site->base, or PC_NONE with a message in err (or the graph's
-     * sticky error) */
-    pc_val (*build)(void *user, const pc_linear_site *site, char *err, size_t errlen);
-    void *user;
-} pc_linear_rewrite;
+/* the site hook: calls the method's rewrite for the kinds it declared (ctx is the pc_adapt_ctx) */
+int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen);
 
-/* Rebuilds *g with every matched linear replaced. *nmatched (may be NULL) gets the count.
- * On error *g is unchanged. */
-int pc_rewrite_linears(pc_graph **g, const pc_linear_rewrite *rw, int *nmatched, char *err, size_t errlen);
+/* After the graph is built: the method's finish check (default: at least one site rewritten)
+ * and, in TRAIN mode, its loss term added to the graph's loss. 0 or -1. */
+int pc_adapt_finish(pc_adapt_ctx *cx, pc_graph *g, char *err, size_t errlen);
+
+const pc_adapter_method *pc_adapt_method(const pc_adapt_ctx *cx);
+int pc_adapt_nrewritten(const pc_adapt_ctx *cx);
+/* the method's virtual tokens (0 when it has none) */
+int pc_adapt_virtual_tokens(pc_adapt_ctx *cx);
+/* the PEFT target matcher of the config (NULL for prompt methods): ranks, feedforward modules */
+const struct pc_target_matcher *pc_adapt_matcher(const pc_adapt_ctx *cx);
+/* the method's state (for callbacks drivers make: merge, init, step hooks) */
+void *pc_adapt_state(pc_adapt_ctx *cx);
+
+/* Rebuilds *g with the method applied to every linear found by the linear convention
+ * (frontend/linear.h); the replacement must keep each linear's type. *nmatched (may be NULL)
+ * gets the count. On error *g is unchanged. */
+int pc_adapt_linears(pc_graph **g, pc_adapt_ctx *cx, int *nmatched, char *err, size_t errlen);
 
 /* The i32[] input `%seed` that dropout masks hash (created on first use). */
 pc_val pc_dropout_seed(pc_graph *g);
+
+/* PEFT's key of an adapter tensor of `module` for adapter `name` (NULL or "default": the saved
+ * form "base_model.model.<module>.<tensor>"; else PEFT's in-memory form with the name after the
+ * tensor's first component: "lora_A.<name>.weight", "ia3_l.<name>"). module NULL: "<tensor>". */
+int pc_adapter_key(char *buf, size_t len, const char *module, const char *name, const char *tensor);
+
+/* the built-in methods, NULL-terminated (passes/adapters/registry.c) */
+const pc_adapter_method *const *pc_builtin_methods(void);
 
 #endif

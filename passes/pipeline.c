@@ -1,44 +1,48 @@
 /* Pass registry and pipeline driver. */
 #include "passes/pipeline.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#if __has_include("passes/passes.h")
-#include "passes/passes.h"
-#define PC_HAVE_AUTOGRAD 1
-#endif
-
-static int run_verify(pc_graph **g, char *err, size_t errlen) {
+static int run_verify(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
+    (void)a;
     char *msg = NULL;
     int n = pc_verify(*g, &msg);
     if (n) snprintf(err, errlen, "%s", msg ? msg : "verification failed");
     free(msg);
     return n ? -1 : 0;
 }
-
-#ifdef PC_HAVE_AUTOGRAD
-static int run_autograd(pc_graph **g, char *err, size_t errlen) { return pc_pass_autograd(*g, err, errlen); }
-static int run_adamw(pc_graph **g, char *err, size_t errlen) {
+static int run_dce(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) { (void)a; return pc_pass_dce(g, err, errlen); }
+static int run_fuse_lowrank(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
+    (void)a;
+    return pc_pass_fuse_lowrank(g, err, errlen);
+}
+static int run_autograd(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
+    (void)a;
+    return pc_pass_autograd(*g, err, errlen);
+}
+static int run_adamw(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
     pc_adamw_opts o = {.clip = 0};
+    if (!strcmp(a->args, "clip")) o.clip = 1;
+    else if (a->args[0]) return snprintf(err, errlen, "unknown option '%s' (adamw takes {clip})", a->args), -1;
     return pc_pass_adamw(*g, &o, err, errlen);
 }
-static int run_adamw_clip(pc_graph **g, char *err, size_t errlen) {
+static int run_adamw_clip(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
+    (void)a;
     pc_adamw_opts o = {.clip = 1};
     return pc_pass_adamw(*g, &o, err, errlen);
 }
-#endif
 
 static const pc_pass_info passes[] = {
     {"verify", "check every value (types, operands, params, updates)", run_verify},
-    {"dce", "remove values that reach no output and no update", pc_pass_dce},
-    {"fuse-lowrank", "one GEMM for the low-rank down-projections (LoRA A) that share an activation", pc_pass_fuse_lowrank},
-#ifdef PC_HAVE_AUTOGRAD
+    {"dce", "remove values that reach no output and no update", run_dce},
+    {"adapt", "{config=FILE[,mode=train|eval]}: apply an adapter (PEFT config or a registered method) to every linear", pc_pass_adapt},
+    {"fuse-lowrank", "one GEMM for the low-rank down-projections (LoRA A) that share an activation", run_fuse_lowrank},
     {"autograd", "append the reverse-mode gradient of the loss for every trainable param", run_autograd},
-    {"adamw", "append AdamW updates of trainable params (hyper-parameters in %hp: f32[8])", run_adamw},
-    {"adamw-clip", "adamw with gradient clipping by global norm (max norm hp[6])", run_adamw_clip},
-#endif
+    {"adamw", "{clip}: append AdamW updates of trainable params (hyper-parameters in %hp: f32[8]); clip by global norm", run_adamw},
+    {"adamw-clip", "adamw{clip}", run_adamw_clip},
     {NULL, NULL, NULL},
 };
 
@@ -50,11 +54,51 @@ const pc_pass_info *pc_pass_find(const char *name) {
     return NULL;
 }
 
-static void dump(const pc_graph *g, const char *after, const pc_pipeline_opts *o) {
+void pc_pipeline_dump(const pc_graph *g, const char *stage, const pc_pipeline_opts *o) {
+    if (!o || !o->dump_after || (strcmp(o->dump_after, "all") != 0 && strcmp(o->dump_after, stage) != 0)) return;
     char *text = pc_print(g, o->print);
     FILE *f = o->dump ? o->dump : stderr;
-    fprintf(f, "// ----- IR dump after %s -----\n%s", after, text ? text : "(out of memory)\n");
+    fprintf(f, "// ----- IR dump after %s -----\n%s", stage, text ? text : "(out of memory)\n");
     free(text);
+}
+
+/* splits "a{x,y},b" at the commas outside braces; each item: name and args */
+typedef struct {
+    char name[64];
+    char *args;
+} item;
+
+static int parse_list(const char *list, item **out, int *n, char *err, size_t errlen) {
+    *out = NULL, *n = 0;
+    size_t len = strlen(list);
+    item *it = calloc(len / 2 + 2, sizeof *it);
+    if (!it) return snprintf(err, errlen, "out of memory"), -1;
+    const char *p = list;
+    while (*p) {
+        const char *e = p;
+        while (*e && *e != ',' && *e != '{') e++;
+        if (e == p || (size_t)(e - p) >= sizeof it[0].name) {
+            snprintf(err, errlen, "pass list: empty or overlong pass name at '%s'", p);
+            goto fail;
+        }
+        item *x = &it[(*n)++];
+        memcpy(x->name, p, (size_t)(e - p));
+        const char *a = "", *ae = a;
+        if (*e == '{') {
+            a = e + 1;
+            if (!(ae = strchr(a, '}'))) { snprintf(err, errlen, "pass list: '{' after %s is not closed", x->name); goto fail; }
+            e = ae + 1;
+        }
+        if (!(x->args = strndup(a, (size_t)(ae - a)))) { snprintf(err, errlen, "out of memory"); goto fail; }
+        if (*e && *e != ',') { snprintf(err, errlen, "pass list: expected ',' after %s", x->name); goto fail; }
+        p = *e ? e + 1 : e;
+    }
+    *out = it;
+    return 0;
+fail:
+    for (int i = 0; i < *n; i++) free(it[i].args);
+    free(it);
+    return -1;
 }
 
 int pc_run_pipeline(pc_graph **g, const char *list, const pc_pipeline_opts *opts, char *err, size_t errlen) {
@@ -64,37 +108,32 @@ int pc_run_pipeline(pc_graph **g, const char *list, const pc_pipeline_opts *opts
         snprintf(err, errlen, "--dump-after: unknown pass '%s'", opts->dump_after);
         return -1;
     }
-    char *copy = strdup(list ? list : "");
-    if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
+    item *it;
+    int n, rc = 0;
+    if (parse_list(list ? list : "", &it, &n, err, errlen)) return -1;
     /* check every name first so a typo costs nothing */
-    int rc = 0;
-    char *save = NULL;
-    for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-        if (!pc_pass_find(name)) {
-            snprintf(err, errlen, "unknown pass '%s' (see `peftc opt --help`)", name);
-            free(copy);
-            return -1;
+    for (int i = 0; i < n && !rc; i++)
+        if (!pc_pass_find(it[i].name)) {
+            snprintf(err, errlen, "unknown pass '%s' (see `peftc opt --help`)", it[i].name);
+            rc = -1;
         }
-    }
-    free(copy);
-    copy = strdup(list ? list : "");
-    if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
-    for (char *name = strtok_r(copy, ",", &save); name && !rc; name = strtok_r(NULL, ",", &save)) {
-        const pc_pass_info *p = pc_pass_find(name);
+    for (int i = 0; i < n && !rc; i++) {
+        const pc_pass_info *p = pc_pass_find(it[i].name);
+        pc_pass_args a = {.args = it[i].args, .reg = opts->reg};
         char msg[2048] = "";
-        if (p->run(g, msg, sizeof msg)) {
-            snprintf(err, errlen, "pass %s: %s", name, msg);
+        if (p->run(g, &a, msg, sizeof msg)) {
+            snprintf(err, errlen, "pass %s: %s", p->name, msg);
             rc = -1;
             break;
         }
-        if (msg[0]) fprintf(opts->dump ? opts->dump : stderr, "%s: %s\n", name, msg); /* a pass's warning */
-        if (opts->verify_each && strcmp(name, "verify") != 0 && run_verify(g, msg, sizeof msg)) {
-            snprintf(err, errlen, "after pass %s: %s", name, msg);
+        if (msg[0]) fprintf(opts->dump ? opts->dump : stderr, "%s: %s\n", p->name, msg); /* a pass's warning */
+        if (opts->verify_each && strcmp(p->name, "verify") != 0 && run_verify(g, NULL, msg, sizeof msg)) {
+            snprintf(err, errlen, "after pass %s: %s", p->name, msg);
             rc = -1;
         }
-        if (opts->dump_after && (strcmp(opts->dump_after, "all") == 0 || strcmp(opts->dump_after, name) == 0))
-            dump(*g, name, opts);
+        pc_pipeline_dump(*g, p->name, opts);
     }
-    free(copy);
+    for (int i = 0; i < n; i++) free(it[i].args);
+    free(it);
     return rc;
 }

@@ -13,7 +13,7 @@
 #ifndef PEFTC_RUNTIME_LLAMA2C_H
 #define PEFTC_RUNTIME_LLAMA2C_H
 
-#include <peftc/peftc.h>
+#include <peftc/types.h>
 #include <stddef.h>
 #include <stdint.h>
 

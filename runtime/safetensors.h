@@ -10,7 +10,7 @@
 #ifndef PEFTC_RUNTIME_SAFETENSORS_H
 #define PEFTC_RUNTIME_SAFETENSORS_H
 
-#include <peftc/peftc.h>
+#include <peftc/types.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -142,8 +142,8 @@ int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
                        .entries = &ep};
     argc = argc > 0 ? argc - 1 : 0;
     argv = argv + 1;
-    if (img->mode == PC_AOT_TRAIN) return pc_train_main(argc, argv, &fx);
-    if (img->mode == PC_AOT_INFER) return pc_generate_main(argc, argv, &fx);
+    if (img->mode == PC_AOT_TRAIN) return pc_train_main(NULL, argc, argv, &fx);
+    if (img->mode == PC_AOT_INFER) return pc_generate_main(NULL, argc, argv, &fx);
     fprintf(stderr, "%s: unknown mode %d\n", prog, (int)img->mode);
     return 1;
 }

@@ -2,6 +2,8 @@
 #ifndef PEFTC_TOOLS_CLI_H
 #define PEFTC_TOOLS_CLI_H
 
+#include "peftc/adapter.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -39,17 +41,18 @@ typedef struct {
     const pc_kernel_provider *kernels;
     const struct pc_entry_provider *entries; /* the graphs' entry functions (train) */
 } pc_cli_fixed;
-int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx);
-int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx);
+int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx);
+int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx);
 
-int pc_cmd_opt(int argc, char **argv);
-int pc_cmd_dot(int argc, char **argv);
-int pc_cmd_run(int argc, char **argv);
-int pc_cmd_train(int argc, char **argv);
-int pc_cmd_eval(int argc, char **argv);
-int pc_cmd_generate(int argc, char **argv);
-int pc_cmd_merge(int argc, char **argv);
-int pc_cmd_dump(int argc, char **argv);
-int pc_cmd_compile(int argc, char **argv);
+int pc_cmd_opt(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_dot(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_run(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_train(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_eval(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_generate(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_merge(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_dump(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_compile(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_methods(const pc_registry *reg, int argc, char **argv);
 
 #endif

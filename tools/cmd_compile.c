@@ -235,13 +235,24 @@ typedef struct {
 } copts;
 
 /* writes the data directory `wdir` and records the graphs' kernels */
-static int prepare(const copts *o, const char *wdir, collector *c, int *cache_len, char *about, size_t aboutlen,
-                   char *err, size_t errlen) {
+/* copies a trained adapter directory into wdir/adapter (config rewritten by peftc, weights as is) */
+static int copy_adapter(const pc_session *s, const char *from, const char *wdir, char *err, size_t errlen) {
+    char path[8300], src[8192];
+    snprintf(path, sizeof path, "%s/%s", wdir, PC_AOT_ADAPTER_DIR);
+    if (pc_mkdirs(path, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/%s/%s", wdir, PC_AOT_ADAPTER_DIR, PC_ADAPTER_WEIGHTS_NAME);
+    snprintf(src, sizeof src, "%s/%s", from, PC_ADAPTER_WEIGHTS_NAME);
+    if (copy_file(src, path, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/%s/%s", wdir, PC_AOT_ADAPTER_DIR, PC_ADAPTER_CONFIG_NAME);
+    return pc_adapter_config_write(s->adapter.cfg, path, err, errlen);
+}
+
+/* writes the data directory `wdir` and records the graphs' kernels */
+static int prepare(const copts *o, const pc_registry *reg, const char *wdir, collector *c, int *cache_len, char *about,
+                   size_t aboutlen, char *err, size_t errlen) {
     pc_session s;
-    if (pc_session_open(&s, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
+    if (pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
     s.hf_qk_rows = o->hf;
-    pc_adapter_config *def = NULL;
-    pc_merged_model mm = {0};
     char path[8300];
     int rc = -1;
     if (pc_mkdirs(wdir, err, errlen)) goto done;
@@ -252,23 +263,16 @@ static int prepare(const copts *o, const char *wdir, collector *c, int *cache_le
     if (o->mode == PC_AOT_TRAIN) {
         if (copy_file(o->model, path, err, errlen)) goto done;
         if (s.adapter.weights) { /* a trained adapter to continue from */
-            char src[8192];
-            snprintf(path, sizeof path, "%s/%s", wdir, PC_AOT_ADAPTER_DIR);
-            if (pc_mkdirs(path, err, errlen)) goto done;
-            snprintf(path, sizeof path, "%s/%s/%s", wdir, PC_AOT_ADAPTER_DIR, PC_ADAPTER_WEIGHTS_NAME);
-            snprintf(src, sizeof src, "%s/%s", o->adapter, PC_ADAPTER_WEIGHTS_NAME);
-            if (copy_file(src, path, err, errlen)) goto done;
-            snprintf(path, sizeof path, "%s/%s/%s", wdir, PC_AOT_ADAPTER_DIR, PC_ADAPTER_CONFIG_NAME);
-            if (pc_adapter_config_write(s.adapter.cfg, path, err, errlen)) goto done;
+            if (copy_adapter(&s, o->adapter, wdir, err, errlen)) goto done;
         } else if (s.adapter.cfg) {
             snprintf(path, sizeof path, "%s/%s", wdir, PC_AOT_ADAPTER_CONFIG);
             if (pc_adapter_config_write(s.adapter.cfg, path, err, errlen)) goto done;
-        } else {
-            if (!(def = pc_default_lora_config())) { pc_errf(err, errlen, "out of memory"); goto done; }
-            s.adapter.cfg = def;
+        } else if (pc_session_default_adapter(&s, err, errlen)) {
+            goto done;
         }
-        if (o->seq > s.cfg.seq_len) {
-            pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens", o->seq, s.cfg.seq_len);
+        int room = s.model.info.context - pc_session_virtual_tokens(&s);
+        if (o->seq > room) {
+            pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens", o->seq, room);
             goto done;
         }
         pc_train_opts to = pc_train_defaults();
@@ -283,29 +287,30 @@ static int prepare(const copts *o, const char *wdir, collector *c, int *cache_le
         snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s, batch %d, seq %d", base(o->model), base(o->tokenizer),
                  adesc, o->batch, o->seq);
     } else {
+        bool unmerged = false;
         if (s.adapter.cfg) {
             if (!s.adapter.weights) {
                 pc_errf(err, errlen, "%s: --mode infer needs a trained adapter directory (with %s), not a config",
                         o->adapter, PC_ADAPTER_WEIGHTS_NAME);
                 goto done;
             }
-            if (pc_merge_adapter(&s, &mm, err, errlen)) goto done;
-            if (pc_l2c_write(path, &s.model->cfg, mm.tensors, mm.n, s.model->freq_cis_real, s.model->freq_cis_imag,
-                             err, errlen))
+            /* a mergeable adapter is folded into the weights; another (prompt tuning) runs
+             * unmerged, its tensors shipped beside the model */
+            unmerged = !s.method->merge_linear;
+            if (unmerged ? copy_file(o->model, path, err, errlen) || copy_adapter(&s, o->adapter, wdir, err, errlen)
+                         : pc_session_merge(&s, NULL, err, errlen) || pc_session_write_model(&s, path, err, errlen))
                 goto done;
         } else if (copy_file(o->model, path, err, errlen)) {
             goto done;
         }
-        *cache_len = s.cfg.seq_len;
-        if (collect_graph(c, pc_llama_decode_graph(&s.cfg, 1, *cache_len, err, errlen), err, errlen)) goto done;
+        *cache_len = s.model.info.context;
+        pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = *cache_len, .mode = PC_ADAPT_DECODE};
+        if (collect_graph(c, pc_session_build(&s, &req, false, err, errlen), err, errlen)) goto done;
         snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s", base(o->model), base(o->tokenizer),
-                 s.adapter.cfg ? base(o->adapter) : "none", s.adapter.cfg ? " (merged)" : "");
+                 s.adapter.cfg ? base(o->adapter) : "none", !s.adapter.cfg ? "" : unmerged ? " (unmerged)" : " (merged)");
     }
     rc = 0;
 done:
-    if (def && s.adapter.cfg == def) s.adapter.cfg = NULL;
-    pc_adapter_config_free(def);
-    pc_merged_free(&mm);
     pc_session_close(&s);
     return rc;
 }
@@ -320,7 +325,8 @@ static void help(void) {
            "                 --adapter CONFIG or a trained DIR to continue from) and writes it in\n"
            "                 PEFT's format; it takes the flags of peftc train, --data required.\n"
            "  --batch B --seq S  the shapes OUT trains with (default 8, 64); OUT rejects others\n"
-           "  --mode infer   OUT generates text with the adapter merged into the weights; it takes\n"
+           "  --mode infer   OUT generates text with the adapter merged into the weights (a prompt\n"
+           "                 method runs unmerged, its prompt compiled in); it takes\n"
            "                 the flags of peftc generate (--prompt --tokens --temperature --top-p\n"
            "                 --seed --json)\n"
            "  --hf-qk-rows   (infer) the adapter's q/k rows are in Hugging Face order\n"
@@ -330,7 +336,7 @@ static void help(void) {
            "Kernels are compiled for this machine's CPU. Linking uses %s.\n", PEFTC_CC);
 }
 
-int pc_cmd_compile(int argc, char **argv) {
+int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     copts o = {.batch = 8, .seq = 64};
     const char *mode = 0, *batch = 0, *seq = 0;
     bool hf = false;
@@ -382,7 +388,7 @@ int pc_cmd_compile(int argc, char **argv) {
     rc = -1;
     char idpath[8300];
     snprintf(idpath, sizeof idpath, "%s/%s", wstage, PC_AOT_BUILD_ID);
-    if (prepare(&o, wstage, &c, &cache_len, about, sizeof about, err, sizeof err)) goto done;
+    if (prepare(&o, reg, wstage, &c, &cache_len, about, sizeof about, err, sizeof err)) goto done;
     if (pc_write_file_atomic(idpath, build_id, strlen(build_id), err, sizeof err)) goto done;
     {
         const char **names = calloc((size_t)c.n + 1, sizeof *names), **enames = calloc((size_t)c.ne + 1, sizeof *enames);

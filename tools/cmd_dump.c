@@ -1,7 +1,6 @@
 /* peftc dump: the IR of the model as a user sees it while developing an adapter. */
-#include "drivers/session.h"
+#include "drivers/train.h"
 #include "ir/ir.h"
-#include "passes/passes.h"
 #include "passes/pipeline.h"
 #include "tools/cli.h"
 
@@ -9,30 +8,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pc_cmd_dump(int argc, char **argv) {
-    const char *model = 0, *adapter = 0, *stage = 0, *dump_after = 0, *dot = 0, *batch = 0, *seq = 0;
+int pc_cmd_dump(const pc_registry *reg, int argc, char **argv) {
+    const char *model = 0, *adapter = 0, *stage = 0, *dump_after = 0, *dot = 0, *batch = 0, *seq = 0, *task = 0;
     bool no_loc = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"stage", true, &stage, 0},
         {"dump-after", true, &dump_after, 0}, {"dot", true, &dot, 0}, {"batch", true, &batch, 0},
-        {"seq", true, &seq, 0}, {"no-locations", false, 0, &no_loc},
+        {"seq", true, &seq, 0}, {"no-locations", false, 0, &no_loc}, {"graph", true, &task, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("dump", argc, argv, opts, 8, pos, 0, &npos);
+    int rc = pc_cli_parse("dump", argc, argv, opts, 9, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc dump [--model F] [--adapter DIR|CONFIG] --stage forward|adapted|train\n"
-               "                  [--dump-after=PASS|all] [--dot F] [--batch B] [--seq S] [--no-locations]\n\n"
+               "                  [--graph lm|decode] [--dump-after=PASS|all] [--dot F] [--batch B] [--seq S]\n"
+               "                  [--no-locations]\n\n"
                "Prints the IR of the model's training forward pass (forward), with the adapter applied\n"
-               "(adapted; default adapter: LoRA r=8 on all projections), or the whole train step with\n"
-               "gradients and AdamW updates (train). --dump-after prints the IR after each named pass\n"
-               "(adapt, autograd, adamw or all) to stderr; --dot also writes Graphviz.\n");
+               "at its sites (adapted; default adapter: LoRA r=8 on all projections), or the whole\n"
+               "train step with gradients and AdamW updates (train). --graph decode prints the one-token\n"
+               "decode step instead (--seq = KV-cache length; forward/adapted only). --dump-after prints\n"
+               "the IR after each named stage (adapt, autograd, adamw or all) to stderr; --dot also\n"
+               "writes Graphviz.\n");
         return 0;
     }
     if (rc) return 1;
     if (!stage) { fprintf(stderr, "peftc dump: --stage is required (forward, adapted or train)\n"); return 1; }
     int st = strcmp(stage, "forward") == 0 ? 0 : strcmp(stage, "adapted") == 0 ? 1 : strcmp(stage, "train") == 0 ? 2 : -1;
     if (st < 0) { fprintf(stderr, "peftc dump: --stage: expected forward, adapted or train, got '%s'\n", stage); return 1; }
+    bool decode = task && strcmp(task, "decode") == 0;
+    if (task && !decode && strcmp(task, "lm")) { fprintf(stderr, "peftc dump: --graph: expected lm or decode, got '%s'\n", task); return 1; }
+    if (decode && st == 2) { fprintf(stderr, "peftc dump: --graph decode has no train stage\n"); return 1; }
     if (dump_after && strcmp(dump_after, "all") && strcmp(dump_after, "adapt") && strcmp(dump_after, "autograd") &&
         strcmp(dump_after, "adamw")) {
         fprintf(stderr, "peftc dump: --dump-after: expected adapt, autograd, adamw or all, got '%s'\n", dump_after);
@@ -44,24 +49,22 @@ int pc_cmd_dump(int argc, char **argv) {
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     pc_session s;
-    if (pc_session_open(&s, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc dump: %s\n", err); return 1; }
-    pc_adapter_config *dflt = NULL;
-    if (!s.adapter.cfg && st > 0) s.adapter.cfg = dflt = pc_default_lora_config();
+    if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc dump: %s\n", err); return 1; }
+    pc_graph *g = NULL, *eval = NULL;
     pc_print_opts po = {.elide_consts_over = 16, .show_locations = !no_loc};
-    pc_graph *g = pc_llama_train_graph(&s.cfg, B, S, 0, err, sizeof err);
-    rc = g ? 0 : -1;
-#define AFTER(name)                                                                                \
-    if (!rc && dump_after && (!strcmp(dump_after, "all") || !strcmp(dump_after, name))) {          \
-        char *t = pc_print(g, po);                                                                 \
-        fprintf(stderr, "// ----- IR dump after %s -----\n%s", name, t ? t : "");                  \
-        free(t);                                                                                   \
-    }
-    if (!rc && st >= 1) { rc = pc_session_adapt(&s, &g, st == 2, true, err, sizeof err); AFTER("adapt"); }
-    if (!rc && st == 2) { rc = pc_pass_autograd(g, err, sizeof err); AFTER("autograd"); }
+    rc = st > 0 ? pc_session_default_adapter(&s, err, sizeof err) : 0;
     if (!rc && st == 2) {
-        pc_adamw_opts ao = {.clip = 1};
-        rc = pc_pass_adamw(g, &ao, err, sizeof err);
-        AFTER("adamw");
+        /* exactly the graphs peftc train runs */
+        pc_train_opts o = pc_train_defaults();
+        o.batch = (int)B, o.seq = (int)S, o.dump_after = dump_after;
+        rc = pc_train_graphs(&s, &o, true, &g, &eval, err, sizeof err);
+    } else if (!rc) {
+        pc_build_req req = {.task = decode ? PC_TASK_DECODE : PC_TASK_LM, .batch = B, .seq = S,
+                            .mode = decode ? PC_ADAPT_DECODE : PC_ADAPT_EVAL};
+        g = st == 0 ? pc_model_build(&s.model, &req, NULL, err, sizeof err) : pc_session_build(&s, &req, true, err, sizeof err);
+        rc = g ? 0 : -1;
+        pc_pipeline_opts pp = {.dump_after = dump_after, .print = po};
+        if (g && st == 1) pc_pipeline_dump(g, "adapt", &pp);
     }
     if (!rc) {
         char *text = pc_print(g, po);
@@ -76,8 +79,7 @@ int pc_cmd_dump(int argc, char **argv) {
         free(text);
     }
     pc_graph_free(g);
-    if (dflt) s.adapter.cfg = NULL;
-    pc_adapter_config_free(dflt);
+    pc_graph_free(eval);
     pc_session_close(&s);
     return rc ? 1 : 0;
 }

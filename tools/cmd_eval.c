@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 
-int pc_cmd_eval(int argc, char **argv) {
+int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0;
     bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
@@ -42,7 +42,7 @@ int pc_cmd_eval(int argc, char **argv) {
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
-    if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+    if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
     pc_eval_result r;
     rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);

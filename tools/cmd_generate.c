@@ -19,10 +19,10 @@ static void json_string(const char *s) {
     putchar('"');
 }
 
-int pc_cmd_generate(int argc, char **argv) { return pc_generate_main(argc, argv, NULL); }
+int pc_cmd_generate(const pc_registry *reg, int argc, char **argv) { return pc_generate_main(reg, argc, argv, NULL); }
 
 /* fx: an AOT executable (the model, tokenizer and merged adapter are compiled in) */
-int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx) {
+int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
                *backend = 0;
@@ -67,7 +67,7 @@ int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx) {
             fprintf(stderr, "%s: %s is fixed when the executable is compiled (peftc compile)\n", prog, what);
             return 1;
         }
-        model = fx->model, tokenizer = fx->tokenizer;
+        model = fx->model, tokenizer = fx->tokenizer, adapter = fx->adapter; /* an unmerged (prompt) adapter */
     }
     if (merge && !adapter) { fprintf(stderr, "peftc generate: --merge needs --adapter\n"); return 1; }
     pc_exec_opts eo = {.threads = 1, .kernels = fx ? fx->kernels : NULL};
@@ -79,7 +79,7 @@ int pc_generate_main(int argc, char **argv, const pc_cli_fixed *fx) {
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
-    if (pc_session_open(&s, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
+    if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     s.hf_qk_rows = hf;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
                         .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-int pc_cmd_merge(int argc, char **argv) {
+int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *adapter = 0, *out = 0;
     bool hf = false;
     pc_cli_opt opts[] = {{"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"out", true, &out, 0},
@@ -14,8 +14,9 @@ int pc_cmd_merge(int argc, char **argv) {
     int rc = pc_cli_parse("merge", argc, argv, opts, 4, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc merge [--model F] --adapter DIR --out F [--hf-qk-rows]\n\n"
-               "Folds the adapter into the base weights (W' = W + s*B*A for LoRA) and writes the merged\n"
-               "model atomically in the input checkpoint's format (llama2.c).\n");
+               "Folds the adapter into the base weights by its method's merge rule (LoRA: W' = W + s*B*A;\n"
+               "IA3: W's rows or columns scaled by ia3_l) and writes the merged model atomically in the\n"
+               "input checkpoint's format (llama2.c). Prompt methods cannot be merged.\n");
         return 0;
     }
     if (rc) return 1;
@@ -23,15 +24,12 @@ int pc_cmd_merge(int argc, char **argv) {
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     pc_session s;
-    if (pc_session_open(&s, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
+    if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
-    pc_merged_model m;
-    rc = pc_merge_adapter(&s, &m, err, sizeof err);
-    if (!rc) {
-        rc = pc_l2c_write(out, &s.model->cfg, m.tensors, m.n, s.model->freq_cis_real, s.model->freq_cis_imag, err, sizeof err);
-        if (!rc) fprintf(stderr, "peftc merge: %d modules merged into %s\n", m.merged_modules, out);
-        pc_merged_free(&m);
-    }
+    int n = 0;
+    rc = pc_session_merge(&s, &n, err, sizeof err);
+    if (!rc) rc = pc_session_write_model(&s, out, err, sizeof err);
+    if (!rc) fprintf(stderr, "peftc merge: %d modules merged into %s\n", n, out);
     pc_session_close(&s);
     if (rc) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
     return 0;

@@ -35,12 +35,14 @@ static void opt_help(void) {
     printf("usage: peftc opt FILE [--passes=LIST] [--dump-after=PASS|all] [--no-locations]\n"
            "                      [--elide=N] [-o OUT]\n\n"
            "Reads text IR (FILE '-' = stdin), verifies it, runs the passes in order, verifies the\n"
-           "result and prints it (to OUT, written atomically, or stdout). Dumps go to stderr.\n\n"
+           "result and prints it (to OUT, written atomically, or stdout). Dumps go to stderr.\n"
+           "LIST is comma-separated, each pass with its options in braces:\n"
+           "  --passes='adapt{config=examples/configs/ia3.json},autograd,adamw{clip}'\n\n"
            "passes:\n");
     for (const pc_pass_info *p = pc_pass_list(); p->name; p++) printf("  %-12s %s\n", p->name, p->help);
 }
 
-int pc_cmd_opt(int argc, char **argv) {
+int pc_cmd_opt(const pc_registry *reg, int argc, char **argv) {
     const char *passes = NULL, *dump_after = NULL, *out = NULL, *elide = NULL;
     bool no_loc = false;
     pc_cli_opt opts[] = {
@@ -61,7 +63,8 @@ int pc_cmd_opt(int argc, char **argv) {
     pc_pipeline_opts po = {.dump_after = dump_after,
                            .dump = stderr,
                            .print = {.elide_consts_over = (int)elide_n, .show_locations = !no_loc},
-                           .verify_each = 1};
+                           .verify_each = 1,
+                           .reg = reg};
     char err[4096];
     if (passes && pc_run_pipeline(&g, passes, &po, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
@@ -76,7 +79,8 @@ int pc_cmd_opt(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-int pc_cmd_dot(int argc, char **argv) {
+int pc_cmd_dot(const pc_registry *reg, int argc, char **argv) {
+    (void)reg;
     const char *out = NULL;
     pc_cli_opt opts[] = {{"o", true, &out, NULL}};
     const char *pos[1];

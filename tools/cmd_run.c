@@ -29,7 +29,8 @@ static void run_help(void) {
            "the LLVM IR of the graph's entry function.\n");
 }
 
-int pc_cmd_run(int argc, char **argv) {
+int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
+    (void)reg;
     const char *inputs = NULL, *out = NULL, *seed_s = NULL, *steps_s = NULL, *backend = NULL, *dump_after = NULL;
     pc_cli_opt opts[] = {{"inputs", true, &inputs, NULL}, {"o", true, &out, NULL},
                          {"seed", true, &seed_s, NULL},   {"steps", true, &steps_s, NULL},

@@ -13,8 +13,10 @@ static void train_help(const pc_train_opts *d) {
            "directory (adapter_config.json + adapter_model.safetensors).\n\n"
            "  --model F          llama2.c checkpoint (default: bundled stories260K)\n"
            "  --tokenizer F      llama2.c tokenizer (default: bundled tok512.bin)\n"
-           "  --adapter CONFIG   PEFT adapter_config.json, or an adapter directory to continue from\n"
-           "                     (default: LoRA r=8 alpha=16 on q,k,v,o,gate,up,down)\n"
+           "  --adapter CONFIG   PEFT adapter_config.json, or an adapter directory to continue from;\n"
+           "                     its peft_type picks the method: LORA, IA3, PROMPT_TUNING or a\n"
+           "                     registered method's own (default: LoRA r=8 alpha=16 on\n"
+           "                     q,k,v,o,gate,up,down)\n"
            "  --data F           training text (default: bundled tinyshakespeare)\n"
            "  --out DIR          where the adapter is written (default: out/adapter)\n"
            "  --steps N          optimizer steps (default %d)\n"
@@ -34,13 +36,14 @@ static void train_help(const pc_train_opts *d) {
            "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
            "  --json             one JSON object per evaluation on stdout\n"
            "  --quiet            no progress output\n"
+           "  --dump-after=PASS  print the step's IR to stderr after adapt, autograd, adamw or all\n"
            "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
            "                     PEFT for an HF-converted Llama); they are written back that way\n",
            d->steps, d->batch, d->seq, d->lr, d->min_lr, d->warmup, d->weight_decay, d->clip, d->eval_every,
            d->eval_batches, d->val_fraction, (unsigned long long)d->seed);
 }
 
-int pc_cmd_train(int argc, char **argv) { return pc_train_main(argc, argv, NULL); }
+int pc_cmd_train(const pc_registry *reg, int argc, char **argv) { return pc_train_main(reg, argc, argv, NULL); }
 
 /* an AOT executable (fx): model, tokenizer, adapter, batch and seq were compiled in */
 static int fixed_check(const pc_cli_fixed *fx, const pc_train_opts *o, const char *batch, const char *seq,
@@ -68,12 +71,13 @@ static int fixed_check(const pc_cli_fixed *fx, const pc_train_opts *o, const cha
     return 0;
 }
 
-int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx) {
+int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     pc_train_opts o = pc_train_defaults();
+    o.registry = reg;
     if (fx) o.batch = fx->batch, o.seq = fx->seq;
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
-               *accum = 0;
+               *accum = 0, *dump_after = 0;
     bool json = false, quiet = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -84,7 +88,7 @@ int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx) {
         {"eval-batches", true, &eval_batches, 0}, {"val-fraction", true, &val, 0},   {"save-every", true, &save_every, 0},
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
         {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},
+        {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},   {"dump-after", true, &dump_after, 0},
     };
     const char *pos[1];
     int npos;
@@ -137,6 +141,7 @@ int pc_train_main(int argc, char **argv, const pc_cli_fixed *fx) {
     o.json = json;
     o.quiet = quiet;
     o.hf_qk_rows = hf;
+    o.dump_after = dump_after;
     o.progress = !json && !quiet && isatty(2);
     pc_train_result res;
     char err[4096];

@@ -7,7 +7,8 @@
 #include "cu_main.h"
 #include "drivers/session.h"
 #include "drivers/store.h"
-#include "passes/lora.h"
+#include "frontend/llama.h"
+#include "passes/pipeline.h"
 #include "passes/passes.h"
 
 #include <math.h>
@@ -503,7 +504,6 @@ static void t_mlp_adamw(void) {
 /* stories260K + LoRA: the graph, the frozen checkpoint and two stores (one per backend) */
 typedef struct {
     pc_session s;
-    pc_adapter_config *cfg;
     pc_graph *g;
     pc_store st[2];
     int32_t *tokens, *targets;
@@ -518,7 +518,6 @@ static void llama_close(llama *x) {
     pc_store_free(&x->st[0]);
     pc_store_free(&x->st[1]);
     pc_graph_free(x->g);
-    pc_adapter_config_free(x->cfg);
     pc_session_close(&x->s);
     free(x->tokens);
     free(x->targets);
@@ -528,8 +527,8 @@ static int llama_bind_compiled(llama *x, char *err, size_t errlen) {
     const pc_graph *g = x->g;
     for (pc_val v = 0; v < g->nvals; v++) {
         const pc_value *p = pc_v(g, v);
-        const pc_l2c_tensor *t = p->op == PC_OP_param && p->key ? pc_l2c_find(x->s.model, p->key) : NULL;
-        if (t && pc_compiled_bind(x->c, v, (void *)t->data)) return -1;
+        const float *t = p->op == PC_OP_param && p->key ? pc_model_weight(&x->s.model, p->key, NULL) : NULL;
+        if (t && pc_compiled_bind(x->c, v, (void *)t)) return -1;
     }
     for (int i = 0; i < x->st[1].n; i++)
         if (pc_compiled_bind(x->c, x->st[1].e[i].v, x->st[1].e[i].data)) return -1;
@@ -542,18 +541,17 @@ static int llama_bind_compiled(llama *x, char *err, size_t errlen) {
 static int llama_open(llama *x, const pc_st_file *fx, int64_t B, int64_t S, int rank, int adamw, int ref) {
     char err[4096];
     memset(x, 0, sizeof *x);
-    if (pc_session_open(&x->s, MODEL, NULL, NULL, err, sizeof err)) goto fail;
-    x->cfg = pc_adapter_config_new(PC_PEFT_LORA);
+    if (pc_session_open(&x->s, NULL, MODEL, NULL, NULL, err, sizeof err)) goto fail;
+    pc_adapter_config *cfg = pc_adapter_config_new(PC_PEFT_LORA);
     static const char *const tm[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    x->cfg->r = rank;
-    x->cfg->lora.lora_alpha = (pc_num){2.0 * rank, true};
-    pc_spec_set_list(&x->cfg->target_modules, tm, 7);
-    if (!(x->g = pc_llama_train_graph(&x->s.cfg, B, S, fx != NULL, err, sizeof err))) goto fail;
-    pc_lora_opts lo = {.cfg = x->cfg, .training = true, .trainable = true};
-    int n = 0;
-    if (pc_apply_lora(&x->g, &lo, &n, err, sizeof err) || pc_pass_autograd(x->g, err, sizeof err)) goto fail;
-    pc_adamw_opts ao = {.clip = 0};
-    if (adamw && pc_pass_adamw(x->g, &ao, err, sizeof err)) goto fail;
+    cfg->r = rank;
+    cfg->lora.lora_alpha = (pc_num){2.0 * rank, true};
+    pc_spec_set_list(&cfg->target_modules, tm, 7);
+    if (pc_session_set_adapter(&x->s, cfg, "test", err, sizeof err)) goto fail;
+    pc_build_req req = {.task = PC_TASK_LM, .batch = B, .seq = S, .output_logits = fx != NULL, .mode = PC_ADAPT_TRAIN};
+    if (!(x->g = pc_session_build(&x->s, &req, true, err, sizeof err)) ||
+        pc_run_pipeline(&x->g, adamw ? PC_TRAIN_PASSES : "autograd", NULL, err, sizeof err))
+        goto fail;
     const pc_st_file *files[1] = {fx};
     for (int k = 0; k < 2; k++)
         if (pc_store_init(&x->st[k], x->g, pc_session_is_base, &x->s, files, fx ? 1 : 0, 7, err, sizeof err)) goto fail;
@@ -564,8 +562,8 @@ static int llama_open(llama *x, const pc_st_file *fx, int64_t B, int64_t S, int 
         memcpy(x->targets, pc_st_find(fx, "targets")->data, (size_t)(B * S) * 4);
     } else {
         for (int64_t i = 0; i < B * S; i++) {
-            x->tokens[i] = (int32_t)(rnd() * x->s.cfg.vocab_size);
-            x->targets[i] = i % 29 == 5 ? PC_LLAMA_IGNORE : (int32_t)(rnd() * x->s.cfg.vocab_size);
+            x->tokens[i] = (int32_t)(rnd() * x->s.model.info.vocab);
+            x->targets[i] = i % 29 == 5 ? PC_LLAMA_IGNORE : (int32_t)(rnd() * x->s.model.info.vocab);
         }
     }
     memcpy(x->hp, (float[]){0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 0, 0}, sizeof x->hp);
@@ -575,8 +573,8 @@ static int llama_open(llama *x, const pc_st_file *fx, int64_t B, int64_t S, int 
         /* the interpreter is bound by hand: the frontend binders take a pc_exec */
         for (pc_val v = 0; v < x->g->nvals; v++) {
             const pc_value *pv = pc_v(x->g, v);
-            const pc_l2c_tensor *t = pv->op == PC_OP_param && pv->key ? pc_l2c_find(x->s.model, pv->key) : NULL;
-            if (t && pc_ref_bind(x->r, v, (void *)t->data)) goto fail;
+            const float *t = pv->op == PC_OP_param && pv->key ? pc_model_weight(&x->s.model, pv->key, NULL) : NULL;
+            if (t && pc_ref_bind(x->r, v, (void *)t)) goto fail;
         }
         for (int i = 0; i < x->st[0].n; i++)
             if (pc_ref_bind(x->r, x->st[0].e[i].v, x->st[0].e[i].data)) goto fail;

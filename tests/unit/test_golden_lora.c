@@ -7,7 +7,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
-#include "passes/lora.h"
+#include "passes/pipeline.h"
 #include "passes/passes.h"
 
 #include <math.h>
@@ -20,7 +20,6 @@
 typedef struct {
     pc_session s;
     pc_st_file *fx;
-    pc_adapter_config *cfg;
     pc_graph *g;
     pc_exec *r;
     pc_store store;
@@ -37,25 +36,25 @@ static const char *meta_or(const pc_st_file *f, const char *k, const char *d) {
 static int golden_open(golden *x, int with_adamw) {
     char err[2048];
     memset(x, 0, sizeof *x);
-    if (pc_session_open(&x->s, MODEL, NULL, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    if (pc_session_open(&x->s, NULL, MODEL, NULL, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
     if (!(x->fx = pc_st_open(FIXTURE, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    x->cfg = pc_adapter_config_new(PC_PEFT_LORA);
+    pc_adapter_config *cfg = pc_adapter_config_new(PC_PEFT_LORA);
     static const char *const t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    x->cfg->r = atoi(meta_or(x->fx, "r", "4"));
-    x->cfg->lora.lora_alpha = (pc_num){atof(meta_or(x->fx, "lora_alpha", "8")), true};
-    pc_spec_set_list(&x->cfg->target_modules, t, 7);
-    if (!(x->g = pc_llama_train_graph(&x->s.cfg, 2, 16, 1, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    pc_lora_opts lo = {.cfg = x->cfg, .training = true, .trainable = true};
+    cfg->r = atoi(meta_or(x->fx, "r", "4"));
+    cfg->lora.lora_alpha = (pc_num){atof(meta_or(x->fx, "lora_alpha", "8")), true};
+    pc_spec_set_list(&cfg->target_modules, t, 7);
+    if (pc_session_set_adapter(&x->s, cfg, "golden", err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    /* the graphs peftc train builds: the adapted forward, then the pipeline */
+    pc_build_req req = {.task = PC_TASK_LM, .batch = 2, .seq = 16, .output_logits = true, .mode = PC_ADAPT_TRAIN};
+    if (!(x->g = pc_session_build(&x->s, &req, true, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
     int n = 0;
-    if (pc_apply_lora(&x->g, &lo, &n, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
-    CU_ASSERT_EQUAL(n, 35);
-    if (pc_pass_autograd(x->g, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
-    if (with_adamw) {
-        pc_adamw_opts ao = {.clip = 0};
-        if (pc_pass_adamw(x->g, &ao, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    for (pc_val v = 0; v < x->g->nvals; v++) n += x->g->vals[v].op == PC_OP_param && (x->g->vals[v].flags & PC_TRAINABLE);
+    CU_ASSERT_EQUAL(n, 70); /* A and B of 35 modules */
+    if (pc_run_pipeline(&x->g, with_adamw ? PC_TRAIN_PASSES : "autograd", NULL, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
     }
-    const pc_st_file *files[1] = {x->fx};
-    if (pc_store_init(&x->store, x->g, pc_session_is_base, &x->s, files, 1, 0, err, sizeof err)) {
+    if (pc_session_store(&x->s, x->g, &x->store, x->fx, 0, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -67,7 +66,7 @@ static int golden_open(golden *x, int with_adamw) {
     x->hp[3] = (float)atof(meta_or(x->fx, "eps", "1e-8"));
     x->hp[4] = (float)atof(meta_or(x->fx, "weight_decay", "0.01"));
     if (!(x->r = pc_exec_new(x->g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
+    if (pc_session_bind_base(&x->s, x->r, x->g, false, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
         pc_exec_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;
@@ -80,7 +79,6 @@ static void golden_close(golden *x) {
     pc_exec_free(x->r);
     pc_store_free(&x->store);
     pc_graph_free(x->g);
-    pc_adapter_config_free(x->cfg);
     pc_st_close(x->fx);
     pc_session_close(&x->s);
 }

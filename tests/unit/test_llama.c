@@ -4,6 +4,9 @@
 
 #include "frontend/linear.h"
 #include "frontend/llama.h"
+#include "drivers/decode.h"
+#include "drivers/sample.h"
+#include "drivers/session.h"
 #include "ir.h"
 #include "runtime/tokenizer.h"
 
@@ -86,9 +89,10 @@ static int oracle_load(oracle *o, int vocab) {
 /* ---- tests ---- */
 static void test_greedy_matches_oracle(void) {
     char err[512] = "";
-    pc_l2c_model *m = pc_l2c_open(MODEL_PATH, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    pc_llama_config cfg = pc_llama_config_from_l2c(&m->cfg);
+    pc_session ss;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&ss, NULL, MODEL_PATH, NULL, NULL, err, sizeof err), 0);
+    const pc_session *m = &ss;
+    pc_llama_config cfg = *pc_llama2c_config(&ss.model);
     const int V = cfg.vocab_size;
     oracle o;
     CU_ASSERT_EQUAL_FATAL(oracle_load(&o, V), 0);
@@ -99,9 +103,9 @@ static void test_greedy_matches_oracle(void) {
     int32_t toks[102];
     float *logits = malloc((size_t)steps * (size_t)V * sizeof *logits);
     int ntok = 0, npos = 0;
-    pc_llama_gen_opts go = {.steps = steps, .temperature = 0.0f};
+    pc_decode_opts go = {.steps = steps, .temperature = 0.0f};
     double t0 = now_s();
-    int rc = pc_llama_generate(&cfg, m, &go, toks, &ntok, logits, &npos, err, sizeof err);
+    int rc = pc_decode(m, &go, toks, &ntok, logits, &npos, err, sizeof err);
     double dt = now_s() - t0;
     if (rc) fprintf(stderr, "\n  generate: %s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -126,26 +130,26 @@ static void test_greedy_matches_oracle(void) {
     /* with temperature + top-p the driver is deterministic for a seed and stays in the vocabulary */
     int32_t a[41], b[41];
     int na = 0, nb = 0;
-    pc_llama_gen_opts so = {.steps = 40, .temperature = 1.0f, .topp = 0.9f, .seed = 42};
-    CU_ASSERT_EQUAL(pc_llama_generate(&cfg, m, &so, a, &na, NULL, NULL, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(pc_llama_generate(&cfg, m, &so, b, &nb, NULL, NULL, err, sizeof err), 0);
+    pc_decode_opts so = {.steps = 40, .temperature = 1.0f, .topp = 0.9f, .seed = 42};
+    CU_ASSERT_EQUAL(pc_decode(m, &so, a, &na, NULL, NULL, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pc_decode(m, &so, b, &nb, NULL, NULL, err, sizeof err), 0);
     CU_ASSERT_EQUAL(na, nb);
     CU_ASSERT(na > 1 && na <= 41);
     CU_ASSERT(memcmp(a, b, (size_t)na * sizeof *a) == 0);
     for (int i = 0; i < na; i++) CU_ASSERT(i == 0 || (a[i] > 1 && a[i] < V));
     /* a prompt is forced: the first ids of the oracle as a prompt give the oracle continuation */
-    pc_llama_gen_opts po = {.steps = 30, .prompt = o.tok, .n_prompt = 10};
-    CU_ASSERT_EQUAL(pc_llama_generate(&cfg, m, &po, a, &na, NULL, NULL, err, sizeof err), 0);
+    pc_decode_opts po = {.steps = 30, .prompt = o.tok, .n_prompt = 10};
+    CU_ASSERT_EQUAL(pc_decode(m, &po, a, &na, NULL, NULL, err, sizeof err), 0);
     CU_ASSERT_EQUAL(na, 31);
     CU_ASSERT(memcmp(a, o.tok, 31 * sizeof *a) == 0);
 
     free(logits);
     oracle_free(&o);
-    pc_l2c_close(m);
+    pc_session_close(&ss);
 }
 
 /* runs the decode graph over B sequences of S tokens with a KV cache of T = S; logits [B,S,V] */
-static int decode_logits(const pc_llama_config *cfg, const pc_l2c_model *m, int B, int S, const int32_t *toks,
+static int decode_logits(const pc_llama_config *cfg, const pc_session *m, int B, int S, const int32_t *toks,
                          float *out, double *ms_per_step, char *err, size_t errlen) {
     const int L = cfg->n_layers, V = cfg->vocab_size;
     const int64_t T = S, row = (int64_t)cfg->n_kv_heads * (cfg->dim / cfg->n_heads);
@@ -156,7 +160,7 @@ static int decode_logits(const pc_llama_config *cfg, const pc_l2c_model *m, int 
     float *cache = calloc((size_t)(2 * L) * (size_t)(B * T * row), sizeof *cache);
     float *mask = malloc((size_t)(T + 1) * sizeof *mask);
     int32_t *tok = malloc((size_t)B * sizeof *tok), pos = 0;
-    if (!r || !cache || !mask || !tok || pc_llama_bind_l2c(r, g, m, err, errlen)) goto done;
+    if (!r || !cache || !mask || !tok || pc_session_bind_base(m, r, g, true, err, errlen)) goto done;
     pc_exec_bind(r, pc_lookup(g, "token"), tok);
     pc_exec_bind(r, pc_lookup(g, "pos"), &pos);
     pc_exec_bind(r, pc_lookup(g, "mask"), mask);
@@ -193,12 +197,12 @@ done:
 }
 
 /* runs the train graph; loss and (optionally) logits [B,S,V] */
-static int train_forward(const pc_graph *g, const pc_l2c_model *m, const int32_t *tokens, const int32_t *targets,
+static int train_forward(const pc_graph *g, const pc_session *m, const int32_t *tokens, const int32_t *targets,
                          float *loss, float *logits, size_t nlogits, char *err, size_t errlen) {
     pc_exec *r = pc_exec_new(g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, errlen);
     if (!r) return -1;
     int rc = -1;
-    if (pc_llama_bind_l2c(r, g, m, err, errlen)) goto done;
+    if (pc_session_bind_base(m, r, g, true, err, errlen)) goto done;
     pc_exec_bind(r, pc_lookup(g, "tokens"), (void *)tokens);
     pc_exec_bind(r, pc_lookup(g, "targets"), (void *)targets);
     if (pc_exec_run(r, err, errlen)) goto done;
@@ -212,9 +216,10 @@ done:
 
 static void test_train_matches_decode(void) {
     char err[512] = "";
-    pc_l2c_model *m = pc_l2c_open(MODEL_PATH, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    pc_llama_config cfg = pc_llama_config_from_l2c(&m->cfg);
+    pc_session ss;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&ss, NULL, MODEL_PATH, NULL, NULL, err, sizeof err), 0);
+    const pc_session *m = &ss;
+    pc_llama_config cfg = *pc_llama2c_config(&ss.model);
     const int V = cfg.vocab_size, B = 2, S = 24;
     oracle o;
     CU_ASSERT_EQUAL_FATAL(oracle_load(&o, V), 0);
@@ -287,12 +292,12 @@ static void test_train_matches_decode(void) {
     free(dl);
     pc_graph_free(g);
     oracle_free(&o);
-    pc_l2c_close(m);
+    pc_session_close(&ss);
 }
 
 /* mean NLL over the first `ndocs` blank-line separated documents, each encoded with BOS
  * (run.c tokenization), evaluated in batches of 8 with S bucketed to a multiple of 32 */
-static int doc_loss(const pc_llama_config *cfg, const pc_l2c_model *m, const pc_tokenizer *tk, const char *text,
+static int doc_loss(const pc_llama_config *cfg, const pc_session *m, const pc_tokenizer *tk, const char *text,
                     size_t len, int ndocs, double *nats, long *ntargets, char *err, size_t errlen) {
     enum { B = 8 };
     int32_t **doc = calloc((size_t)ndocs, sizeof *doc);
@@ -358,9 +363,10 @@ done:
 
 static void test_shakespeare_base_loss(void) {
     char err[512] = "";
-    pc_l2c_model *m = pc_l2c_open(MODEL_PATH, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    pc_llama_config cfg = pc_llama_config_from_l2c(&m->cfg);
+    pc_session ss;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&ss, NULL, MODEL_PATH, NULL, NULL, err, sizeof err), 0);
+    const pc_session *m = &ss;
+    pc_llama_config cfg = *pc_llama2c_config(&ss.model);
     pc_tokenizer *tk = pc_tok_load(TOK_PATH, cfg.vocab_size, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(tk);
     FILE *f = fopen(SHAKESPEARE_PATH, "rb");
@@ -411,7 +417,7 @@ static void test_shakespeare_base_loss(void) {
     free(ids);
     free(text);
     pc_tok_free(tk);
-    pc_l2c_close(m);
+    pc_session_close(&ss);
 }
 
 static int count_linears(const pc_graph *g, const char *want, int *found_want) {
@@ -496,9 +502,10 @@ static void test_linear_convention(void) {
 
 static void test_errors(void) {
     char err[512] = "";
-    pc_l2c_model *m = pc_l2c_open(MODEL_PATH, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    pc_llama_config good = pc_llama_config_from_l2c(&m->cfg), c;
+    pc_session ss;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&ss, NULL, MODEL_PATH, NULL, NULL, err, sizeof err), 0);
+    const pc_session *m = &ss;
+    pc_llama_config good = *pc_llama2c_config(&ss.model), c;
 
     c = good;
     c.n_heads = 7;
@@ -539,7 +546,7 @@ static void test_errors(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     pc_exec *r = pc_exec_new(g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-    CU_ASSERT_EQUAL(pc_llama_bind_l2c(r, g, m, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(pc_session_bind_base(m, r, g, true, err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "'model.layers.5.input_layernorm.weight'"));
     pc_exec_free(r);
     pc_graph_free(g);
@@ -548,45 +555,43 @@ static void test_errors(void) {
     c.hidden_dim = 128;
     g = pc_llama_train_graph(&c, 1, 8, 0, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
-    CU_ASSERT_EQUAL(pc_llama_check_l2c(g, m, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(pc_session_bind_base(m, NULL, g, true, err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "'model.layers.0.mlp.gate_proj.weight' is f32[172,64]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "[128,64]"));
     pc_graph_free(g);
-    /* generation refuses the same configs and bad prompts without crashing */
+    /* generation refuses bad prompts without crashing */
     int32_t toks[16];
     int n = -1;
-    pc_llama_gen_opts o = {.steps = 8};
-    CU_ASSERT_EQUAL(pc_llama_generate(&c, m, &o, toks, &n, NULL, NULL, err, sizeof err), -1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gate_proj"));
-    CU_ASSERT_EQUAL(n, 0);
+    pc_decode_opts o = {.steps = 8};
     int32_t bad[2] = {1, 9999};
     o.prompt = bad;
     o.n_prompt = 2;
-    CU_ASSERT_EQUAL(pc_llama_generate(&good, m, &o, toks, &n, NULL, NULL, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(pc_decode(m, &o, toks, &n, NULL, NULL, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(n, 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "9999"));
-    pc_l2c_close(m);
+    pc_session_close(&ss);
 }
 
 static void test_sampler(void) {
     float l[4] = {0.1f, 2.0f, -1.0f, 1.9f};
-    CU_ASSERT_EQUAL(pc_llama_sample(l, 4, 0.0f, 0.0f, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(pc_sample(l, 4, 0.0f, 0.0f, NULL, NULL), 1);
     /* top-p tiny keeps only the most likely token */
     pc_prob_index sc[4];
     uint64_t st = 7;
     for (int i = 0; i < 20; i++) {
         float x[4] = {0.1f, 2.0f, -1.0f, 1.9f};
-        CU_ASSERT_EQUAL(pc_llama_sample(x, 4, 1.0f, 0.01f, &st, sc), 1);
+        CU_ASSERT_EQUAL(pc_sample(x, 4, 1.0f, 0.01f, &st, sc), 1);
     }
     /* full sampling hits more than one token, never out of range */
     int seen[4] = {0};
     for (int i = 0; i < 200; i++) {
         float x[4] = {0.1f, 2.0f, -1.0f, 1.9f};
-        int k = pc_llama_sample(x, 4, 1.0f, 1.0f, &st, NULL);
+        int k = pc_sample(x, 4, 1.0f, 1.0f, &st, NULL);
         CU_ASSERT(k >= 0 && k < 4);
         if (k >= 0 && k < 4) seen[k]++;
     }
     CU_ASSERT(seen[1] > 0 && seen[3] > 0);
-    CU_ASSERT_EQUAL(pc_llama_sample(l, 4, 1.0f, 0.5f, &st, NULL), -1); /* top-p needs scratch */
+    CU_ASSERT_EQUAL(pc_sample(l, 4, 1.0f, 0.5f, &st, NULL), -1); /* top-p needs scratch */
 }
 
 static CU_TestInfo tests[] = {

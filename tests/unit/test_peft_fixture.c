@@ -9,9 +9,9 @@
 #include "backend/ref.h"
 #include "drivers/merge.h"
 #include "drivers/session.h"
+#include "frontend/llama.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
-#include "passes/lora.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -61,14 +61,13 @@ typedef struct {
 static int adapted_open(adapted *x, const char *dir, int bind) {
     char err[2048];
     memset(x, 0, sizeof *x);
-    if (pc_session_open(&x->s, MODEL, NULL, dir, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
+    if (pc_session_open(&x->s, NULL, MODEL, NULL, dir, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
     char path[1024];
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     if (!(x->ex = pc_st_open(path, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (!(x->g = pc_llama_train_graph(&x->s.cfg, 1, SEQ, 1, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (pc_session_adapt(&x->s, &x->g, false, false, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
-    const pc_st_file *files[1] = {x->s.adapter.weights};
-    if (pc_store_init(&x->store, x->g, pc_session_is_base, &x->s, files, 1, 0, err, sizeof err)) {
+    pc_build_req req = {.task = PC_TASK_LM, .batch = 1, .seq = SEQ, .output_logits = true, .mode = PC_ADAPT_EVAL};
+    if (!(x->g = pc_session_build(&x->s, &req, false, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
+    if (pc_session_store(&x->s, x->g, &x->store, NULL, 0, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -78,7 +77,7 @@ static int adapted_open(adapted *x, const char *dir, int bind) {
     memcpy(x->tokens, tk->data, sizeof x->tokens);
     for (int i = 0; i < SEQ; i++) x->targets[i] = i + 1 < SEQ ? x->tokens[i + 1] : PC_LLAMA_IGNORE;
     if (!(x->r = pc_exec_new(x->g, &(pc_exec_opts){.kind = PC_BACKEND_REF}, err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    if (pc_llama_bind_base(x->r, x->g, x->s.model, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
+    if (pc_session_bind_base(&x->s, x->r, x->g, false, err, sizeof err) || pc_store_bind(&x->store, x->r) ||
         pc_exec_bind(x->r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(x->r, pc_lookup(x->g, "targets"), x->targets)) {
         fprintf(stderr, "bind: %s\n", err);
         return -1;
@@ -146,8 +145,8 @@ static void test_peft_dir_loads(void) {
             module_dims(TARGETS[t], &O, &I);
             char module[256], ka[512], kb[512];
             snprintf(module, sizeof module, "model.layers.%d.%s.%s", l, parent_of(TARGETS[t]), TARGETS[t]);
-            pc_lora_key(ka, sizeof ka, module, NULL, "lora_A.weight");
-            pc_lora_key(kb, sizeof kb, module, NULL, "lora_B.weight");
+            pc_adapter_key(ka, sizeof ka, module, NULL, "lora_A.weight");
+            pc_adapter_key(kb, sizeof kb, module, NULL, "lora_B.weight");
             const pc_store_entry *a = pc_store_find(&x.store, ka), *b = pc_store_find(&x.store, kb);
             const pc_st_tensor *fa = pc_st_find(x.s.adapter.weights, ka), *fb = pc_st_find(x.s.adapter.weights, kb);
             CU_ASSERT_FATAL(a && b && fa && fb);
@@ -183,41 +182,39 @@ static void test_l2c_logits(void) {
     adapted_close(&x);
 }
 
-/* (c) pc_merge_adapter matches PEFT's merge_and_unload for layers 0 and 4 */
+/* (c) pc_session_merge matches PEFT's merge_and_unload for layers 0 and 4 */
 static void test_l2c_merge(void) {
     char err[2048];
     pc_session s;
-    int rc = pc_session_open(&s, MODEL, NULL, L2C_DIR, err, sizeof err);
+    int rc = pc_session_open(&s, NULL, MODEL, NULL, L2C_DIR, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     pc_st_file *ex = pc_st_open(L2C_DIR "/expected.safetensors", err, sizeof err);
     CU_ASSERT_FATAL(ex != NULL);
-    pc_merged_model mm;
-    rc = pc_merge_adapter(&s, &mm, err, sizeof err);
+    int merged = 0;
+    rc = pc_session_merge(&s, &merged, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_EQUAL(mm.merged_modules, 35);
+    CU_ASSERT_EQUAL(merged, 35);
     int checked = 0;
     double worst = 0;
     for (int i = 0; i < pc_st_count(ex); i++) {
         const pc_st_tensor *t = pc_st_get(ex, i);
         if (strncmp(t->name, "merged.", 7) != 0) continue;
-        const pc_l2c_tensor *m = NULL;
-        for (int j = 0; j < mm.n; j++)
-            if (!strcmp(mm.tensors[j].name, t->name + 7)) m = &mm.tensors[j];
+        pc_shape ms;
+        const float *m = pc_model_weight(&s.model, t->name + 7, &ms);
         CU_ASSERT_FATAL(m != NULL);
-        CU_ASSERT_FATAL(pc_shape_eq(m->shape, t->shape));
-        double e = max_abs_diff(m->data, t->data, pc_shape_numel(t->shape));
+        CU_ASSERT_FATAL(pc_shape_eq(ms, t->shape));
+        double e = max_abs_diff(m, t->data, pc_shape_numel(t->shape));
         if (e > worst) worst = e;
-        /* the merged weight really differs from the base weight */
-        const pc_l2c_tensor *base = pc_l2c_find(s.model, t->name + 7);
-        CU_ASSERT(base && max_abs_diff(base->data, t->data, pc_shape_numel(t->shape)) > 1e-3);
+        /* the merged weight really differs from the checkpoint's */
+        const float *base = s.model.family->weight(&s.model, t->name + 7, NULL);
+        CU_ASSERT(base && max_abs_diff(base, t->data, pc_shape_numel(t->shape)) > 1e-3);
         checked++;
     }
     printf("\n    %d merged weights (layers 0, 4), max |diff| %.3e\n", checked, worst);
     CU_ASSERT_EQUAL(checked, 14);
     CU_ASSERT(worst <= 1e-5);
-    pc_merged_free(&mm);
     pc_st_close(ex);
     pc_session_close(&s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cu_main.h"
+#include "peftc/peftc.h" /* PC_SHAPE, PC_SCALAR */
 #include "runtime/fileio.h"
 #include "runtime/safetensors.h"
 

@@ -4,7 +4,7 @@
  * count: their readers do); outputs and update values live to the end. Placement: greedy
  * best-fit by decreasing size (TFLite's "greedy by size"): each buffer takes the smallest gap
  * between the buffers already placed whose lifetimes overlap its own, or goes above them. */
-#include "passes/lower.h"
+#include "backend/lower.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Lowering: graph IR -> instruction IR (see passes/lower.h).
+/* Lowering: graph IR -> instruction IR (see backend/lower.h).
  *
  * Decisions per value, made before emission:
  *   - dead values (reaching no output and no update) are not computed;
@@ -10,7 +10,7 @@
  *   - elementwise ops are grouped by fuse-elementwise;
  *   - reshape/transpose/broadcast/slice are views (strided aliases), materialised only where a
  *     consumer needs dense data. */
-#include "passes/lower.h"
+#include "backend/lower.h"
 
 #include <math.h>
 #include <stdio.h>

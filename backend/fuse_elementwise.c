@@ -5,27 +5,11 @@
  * one of its members. The kernel of a group runs at the position of its last member, so sealing
  * guarantees that every outside user of a member comes after the kernel, and every operand of a
  * member (computed before the member) comes before it. Operands may broadcast into the shape. */
-#include "passes/lower.h"
+#include "backend/lower.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-bool pc_fusable_op(pc_opcode op) {
-    if (op < 0 || op >= PC_OP_COUNT || pc_op_get(op)->fusion != PC_FUSE_ELEMENTWISE) return false;
-    return op != PC_OP_rope && op != PC_OP_causal_mask;
-}
-
-/* the operand an op reads as the f32[8] hyper-parameter vector (through its base pointer: it
- * must be a kernel input, never a fused value), or -1 */
-static int hp_operand(pc_opcode op) {
-    switch (op) {
-    case PC_OP_adamw_m: case PC_OP_adamw_v: return 2;
-    case PC_OP_adamw_p: return 3;
-    case PC_OP_clip_coef: return 1;
-    default: return -1;
-    }
-}
 
 typedef struct {
     pc_val *m; /* members in value order */
@@ -146,10 +130,11 @@ static int place(fctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
     int cand[8], ncand = 0;
+    int hp = pc_kernel_hp_operand(x->op);
     for (int k = 0; k < x->nin && ncand < 8; k++) {
         int gid = c->gof[x->in[k]];
         if (gid < 0 || c->gr[gid].sealed || in_set(gid, cand, ncand)) continue;
-        if (hp_operand(x->op) >= 0 && c->gof[x->in[hp_operand(x->op)]] == gid) continue;
+        if (hp >= 0 && c->gof[x->in[hp]] == gid) continue;
         pc_val m0 = c->gr[gid].m[0];
         if (!pc_shape_eq(g->vals[m0].shape, x->shape)) continue;
         cand[ncand++] = gid;

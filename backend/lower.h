@@ -12,15 +12,15 @@
  *
  * Every value that exists in memory has a view: a buffer, an element offset and per-axis element
  * strides. Buffers are external (inputs, params, states: bound by the user; constants: graph
- * data) or arena buffers whose offsets come from the memory plan (passes/memplan.c).
+ * data) or arena buffers whose offsets come from the memory plan (backend/memplan.c).
  *
  *   pc_lowered *l = pc_lower(g, err, sizeof err);     // fusion + lowering
  *   ... set l->insn[i].scratch for CALLs that need scratch memory ...
  *   pc_memplan(l, err, sizeof err);                    // liveness -> arena offsets
  *   char *text = pc_lowered_print(l);                  // the --dump-after=lower text
  */
-#ifndef PEFTC_PASSES_LOWER_H
-#define PEFTC_PASSES_LOWER_H
+#ifndef PEFTC_BACKEND_LOWER_H
+#define PEFTC_BACKEND_LOWER_H
 
 #include "backend/kernel.h"
 #include "backend/onednn.h"
@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* ---- fuse-elementwise (passes/fuse_elementwise.c) ----
+/* ---- fuse-elementwise (backend/fuse_elementwise.c) ----
  * Groups ELEMENTWISE-class ops of one result shape into kernels. A value joins the group of an
  * operand when the shapes agree and no value outside the group has used a member yet (so the
  * kernel, run at the position of its last member, precedes every outside user). Groups respect
@@ -41,11 +41,9 @@ typedef struct {
     int *nmembers; /* per group */
 } pc_fusion;
 
-/* Ops a fused kernel can contain: the ELEMENTWISE class minus rope and causal_mask (their
- * semantics depend on positions). AdamW and clip_coef read their f32[8] hyper-parameters
- * through a kernel input's base pointer; dropout hashes the flat index of the iteration. */
-bool pc_fusable_op(pc_opcode op);
-/* exclude (per value, may be NULL): values that must not be fused; live (per value, may be
+/* which ops may be fused and which operand is a hyper-parameter vector: backend/kernel.h
+ * (pc_fusable_op, pc_kernel_hp_operand), shared with the LLVM kernel emitter.
+ * exclude (per value, may be NULL): values that must not be fused; live (per value, may be
  * NULL): values that are computed at all. 0 or -1 (out of memory). */
 int pc_fuse_elementwise(const pc_graph *g, const bool *exclude, const bool *live, pc_fusion *f, char *err,
                         size_t errlen);
@@ -135,7 +133,7 @@ char *pc_lowered_print(const pc_lowered *l);
 /* "arena+64:131072", "param", ... for a reference (for messages) */
 void pc_lref_str(const pc_lowered *l, const pc_lref *r, char *buf, size_t len);
 
-/* view geometry (passes/memplan.c) */
+/* view geometry (backend/memplan.c) */
 void pc_contig_strides(pc_shape s, int64_t st[PC_MAX_RANK]);
 bool pc_view_is_dense(pc_shape s, const int64_t st[PC_MAX_RANK]); /* size-1 axes ignored */
 /* numpy's no-copy reshape: strides for shape ns over the elements of (os, ost), or false */

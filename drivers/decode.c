@@ -1,0 +1,147 @@
+/* The generation loop over a family's decode graph. */
+#include "drivers/decode.h"
+#include "backend/entry.h"
+#include "drivers/sample.h"
+#include "drivers/store.h"
+#include "runtime/fileio.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BOS 1
+
+/* everything one generation holds, freed in one place */
+typedef struct {
+    pc_graph *g;
+    pc_exec *r;
+    pc_store store;
+    float *cache, *mask, *work;
+    pc_prob_index *scratch;
+    pc_val *outs;
+    void *en; /* the entry function (o->entries) */
+    char (*inames)[32];
+    const char **inp;
+    void **iptr;
+    pc_entry_args ea;
+} gen;
+
+static void gen_free(gen *x, const pc_decode_opts *o) {
+    if (x->en) o->entries->close(x->en);
+    pc_entry_args_free(&x->ea);
+    free(x->inames);
+    free(x->inp);
+    free(x->iptr);
+    pc_exec_free(x->r);
+    pc_store_free(&x->store);
+    pc_graph_free(x->g);
+    free(x->cache);
+    free(x->mask);
+    free(x->work);
+    free(x->scratch);
+    free(x->outs);
+}
+
+int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int *ntokens, float *logits, int *npos,
+              char *err, size_t errlen) {
+    if (ntokens) *ntokens = 0;
+    if (npos) *npos = 0;
+    if (!s || !o || !tokens || !ntokens) return pc_errf(err, errlen, "generate: NULL argument");
+    const pc_model_info *mi = &s->model.info;
+    const int P = s->merged ? 0 : pc_session_virtual_tokens(s), L = mi->n_layers, V = mi->vocab;
+    const int room = mi->context - P;
+    int steps = o->steps <= 0 || o->steps > room ? room : o->steps;
+    const int32_t bos = BOS;
+    const int32_t *prompt = o->prompt && o->n_prompt > 0 ? o->prompt : &bos;
+    int np = o->prompt && o->n_prompt > 0 ? o->n_prompt : 1;
+    if (np > steps) return pc_errf(err, errlen, "generate: the prompt (%d tokens) is longer than steps (%d)", np, steps);
+    for (int i = 0; i < np; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return pc_errf(err, errlen, "generate: prompt token %d (%d) is out of the vocabulary [0, %d)", i, (int)prompt[i], V);
+    if (o->cache_len > 0 && o->cache_len < P + steps)
+        return pc_errf(err, errlen, "generate: %d positions do not fit the KV cache of %d", P + steps, o->cache_len);
+    const int64_t T = o->cache_len > 0 ? o->cache_len : P + steps;
+    const size_t row = (size_t)s->model.kv_row, cache_n = (size_t)T * row;
+    gen x = {0};
+    int rc = -1;
+    pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = T, .mode = PC_ADAPT_DECODE};
+    if (!(x.g = pc_session_build(s, &req, false, err, errlen))) goto done;
+    x.cache = calloc(2 * (size_t)L * cache_n, sizeof *x.cache);
+    x.mask = malloc((size_t)(T + 1) * sizeof *x.mask);
+    x.work = malloc((size_t)V * sizeof *x.work);
+    x.scratch = malloc((size_t)V * sizeof *x.scratch);
+    x.outs = malloc(2 * (size_t)L * sizeof *x.outs);
+    if (!x.cache || !x.mask || !x.work || !x.scratch || !x.outs) { pc_errf(err, errlen, "generate: out of memory"); goto done; }
+    if (!(x.r = pc_exec_new(x.g, o->exec, err, errlen))) goto done;
+    if (pc_session_bind_base(s, x.r, x.g, false, err, errlen) || pc_session_store(s, x.g, &x.store, NULL, 0, err, errlen))
+        goto done;
+    if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "generate: binding the adapter failed"); goto done; }
+    int32_t tok = 0, posv = 0;
+    pc_val vlog = pc_lookup(x.g, "logits");
+    if (pc_exec_bind(x.r, pc_lookup(x.g, "token"), &tok) || pc_exec_bind(x.r, pc_lookup(x.g, "pos"), &posv) ||
+        pc_exec_bind(x.r, pc_lookup(x.g, "mask"), x.mask)) {
+        pc_errf(err, errlen, "generate: cannot bind the decode inputs");
+        goto done;
+    }
+    char name[64];
+    for (int i = 0; i < 2 * L; i++) {
+        snprintf(name, sizeof name, "%s_cache.%d", i < L ? "k" : "v", i % L);
+        if (pc_exec_bind(x.r, pc_lookup(x.g, name), x.cache + (size_t)i * cache_n)) {
+            pc_errf(err, errlen, "generate: cannot bind %%%s", name);
+            goto done;
+        }
+        snprintf(name, sizeof name, "%s_new.%d", i < L ? "k" : "v", i % L);
+        x.outs[i] = pc_lookup(x.g, name);
+    }
+    if (o->entries && (!o->exec || o->exec->kind == PC_BACKEND_JIT)) {
+        int n = 3 + 2 * L;
+        x.inames = calloc((size_t)n, sizeof *x.inames);
+        x.inp = calloc((size_t)n, sizeof *x.inp);
+        x.iptr = calloc((size_t)n, sizeof *x.iptr);
+        if (!x.inames || !x.inp || !x.iptr) { pc_errf(err, errlen, "generate: out of memory"); goto done; }
+        snprintf(x.inames[0], sizeof x.inames[0], "token"), x.iptr[0] = &tok;
+        snprintf(x.inames[1], sizeof x.inames[1], "pos"), x.iptr[1] = &posv;
+        snprintf(x.inames[2], sizeof x.inames[2], "mask"), x.iptr[2] = x.mask;
+        for (int i = 0; i < 2 * L; i++) {
+            snprintf(x.inames[3 + i], sizeof x.inames[3 + i], "%s_cache.%d", i < L ? "k" : "v", i % L);
+            x.iptr[3 + i] = x.cache + (size_t)i * cache_n;
+        }
+        for (int i = 0; i < n; i++) x.inp[i] = x.inames[i];
+        if (pc_entry_args_init(&x.ea, x.g, x.inp, x.iptr, n, err, errlen) ||
+            !(x.en = o->entries->open(o->entries, x.r, x.g, err, errlen)))
+            goto done;
+    }
+    uint64_t state = o->seed ? o->seed : 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < np; i++) tokens[i] = prompt[i];
+    int n = np, pos = 0;
+    /* cache position c holds virtual token c (c < P), then real position c - P */
+    for (int c = 0; c < P + steps; c++) {
+        pos = c - P;
+        tok = c < P ? V + c : tokens[pos];
+        posv = c;
+        for (int64_t j = 0; j < T; j++) x.mask[j] = j < c ? 0.0f : -1e30f;
+        x.mask[T] = 0.0f;
+        if (x.en ? o->entries->call(x.en, x.ea.args, err, errlen) : pc_exec_run(x.r, err, errlen)) goto done;
+        const float *lg = x.en ? pc_entry_args_output(&x.ea, vlog) : pc_exec_data(x.r, vlog);
+        if (!lg) { pc_errf(err, errlen, "generate: no logits after the run"); goto done; }
+        for (int i = 0; i < 2 * L; i++) {
+            const float *kv = x.en ? pc_entry_args_output(&x.ea, x.outs[i]) : pc_exec_data(x.r, x.outs[i]);
+            if (!kv) { pc_errf(err, errlen, "generate: no %s after the run", pc_val_name(x.g, x.outs[i])); goto done; }
+            memcpy(x.cache + (size_t)i * cache_n + (size_t)c * row, kv, row * sizeof *kv);
+        }
+        if (c < P) continue; /* a virtual token predicts nothing */
+        if (logits) memcpy(logits + (size_t)pos * (size_t)V, lg, (size_t)V * sizeof *lg);
+        if (pos + 1 < np) continue; /* still forcing the prompt */
+        memcpy(x.work, lg, (size_t)V * sizeof *x.work);
+        int next = pc_sample(x.work, V, o->temperature, o->topp, &state, x.scratch);
+        if (next < 0) { pc_errf(err, errlen, "generate: sampling failed"); goto done; }
+        if (next == BOS) break;
+        tokens[n++] = next;
+    }
+    *ntokens = n;
+    if (npos) *npos = pos + 1 > 0 ? pos + 1 : 0;
+    rc = 0;
+done:
+    gen_free(&x, o);
+    return rc;
+}

@@ -1,0 +1,112 @@
+/* Model families: what a driver needs of a model, whatever its architecture and file format.
+ *
+ * A family opens its checkpoint, names every frozen weight by its Hugging Face key, builds the
+ * graphs of a task from a request (emitting adapter sites through a hook), and writes a
+ * checkpoint in its own format with some weights replaced (merging). Drivers bind frozen params
+ * by key through pc_model_weight, run the one generation loop over the family's decode graph,
+ * and fill PEFT's default target_modules from its model_type.
+ *
+ * Decode graphs follow one contract (drivers/decode.c relies on it):
+ *   inputs  %token i32[B,1], %pos i32[1], %mask f32[T+1] (0 attend, -1e30 ignore; entry T is the
+ *           new token), %k_cache.{i}, %v_cache.{i} f32[B, T, ...] with info.kv_row floats per
+ *           cache entry, for i < info.n_layers
+ *   outputs %logits f32[B,1,V], %k_new.{i}, %v_new.{i} f32[B,1,...] (what to store at pos)
+ * LM graphs: inputs %tokens, %targets i32[B,S]; output %loss (mean cross-entropy over targets
+ * != -100) flagged PC_LOSS, and %logits f32[B,S,V] when asked. FORWARD graphs: input %tokens,
+ * output %logits. */
+#ifndef PEFTC_FRONTEND_FAMILY_H
+#define PEFTC_FRONTEND_FAMILY_H
+
+#include "peftc/adapter.h"
+#include "peftc/peftc.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where a builder hands its sites: the adapters applied to the graph (drivers wire it to
+ * pc_adapt_site). fn returns 0 (s->value possibly replaced) or -1 with a message. */
+typedef struct {
+    int (*fn)(void *ctx, pc_site *s, char *err, size_t errlen);
+    void *ctx;
+} pc_site_hook;
+
+/* Gives a site to the hook (if any) and returns the value that stands for it; on failure the
+ * hook's message becomes the graph's sticky error. */
+pc_val pc_emit_site(const pc_site_hook *h, pc_site *s);
+
+/* LM: tokens, targets -> loss (train/eval); FORWARD: tokens -> logits (inference, no loss);
+ * DECODE: one token against a KV cache */
+typedef enum { PC_TASK_LM = 0, PC_TASK_FORWARD, PC_TASK_DECODE } pc_graph_task;
+
+typedef struct {
+    pc_graph_task task;
+    int64_t batch;
+    int64_t seq;        /* LM: tokens per row; DECODE: the KV-cache length T */
+    bool output_logits; /* LM: also output %logits */
+    pc_adapt_mode mode; /* what the sites are told */
+} pc_build_req;
+
+/* A frozen tensor replaced by the caller (merged weights), by key; data borrowed. */
+typedef struct {
+    const char *key;
+    pc_shape shape;
+    const float *data;
+} pc_weight;
+
+typedef struct pc_model pc_model;
+
+typedef struct pc_model_family {
+    const char *name;       /* "llama2c" */
+    const char *model_type; /* transformers model_type, for PEFT's default targets: "llama" */
+    const char *format;     /* what `merge` writes: "llama2.c checkpoint" */
+    /* 1 when this family reads `path` */
+    int (*probe)(const char *path);
+    int (*open)(pc_model *m, const char *path, char *err, size_t errlen);
+    void (*close)(pc_model *m);
+    pc_graph *(*build)(const pc_model *m, const pc_build_req *req, const pc_site_hook *hook, char *err,
+                       size_t errlen);
+    /* the checkpoint's tensor with this key, or NULL */
+    const float *(*weight)(const pc_model *m, const char *key, pc_shape *shape);
+    /* every checkpoint key, in file order (merge walks them) */
+    int (*nweights)(const pc_model *m);
+    const char *(*weight_key)(const pc_model *m, int i);
+    /* writes the checkpoint with the given tensors replaced, atomically */
+    int (*write)(const pc_model *m, const char *path, const pc_weight *replaced, int n, char *err, size_t errlen);
+    /* rows per head of a q/k projection whose output rows follow RoPE's pair order (the
+     * llama2.c <-> Hugging Face permutation of --hf-qk-rows); 0 = none. module: "...q_proj" */
+    int (*rotary_rows)(const pc_model *m, const char *module);
+} pc_model_family;
+
+struct pc_model {
+    const pc_model_family *family;
+    char *path;
+    pc_model_info info;
+    int kv_row;         /* floats per KV-cache entry and layer (decode graphs) */
+    void *impl;         /* the family's own state */
+    /* replaced weights (a merged adapter), looked up before the checkpoint; owned */
+    pc_weight *over;
+    int nover;
+    float *over_buf;
+};
+
+/* the families peftc knows, NULL-terminated */
+const pc_model_family *const *pc_model_families(void);
+
+/* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
+int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
+void pc_model_close(pc_model *m);
+/* a frozen weight: a replaced one first, then the checkpoint */
+const float *pc_model_weight(const pc_model *m, const char *key, pc_shape *shape);
+pc_graph *pc_model_build(const pc_model *m, const pc_build_req *req, const pc_site_hook *hook, char *err,
+                         size_t errlen);
+/* takes ownership of buf (the replaced tensors' storage) and of the array */
+void pc_model_set_replaced(pc_model *m, pc_weight *w, int n, float *buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,103 @@
+/* The llama2.c checkpoint family: a Llama read from a llama2.c legacy checkpoint, its weights
+ * under Hugging Face names, merged models written back as llama2.c checkpoints. */
+#include "frontend/llama.h"
+#include "runtime/fileio.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    pc_l2c_model *ckpt;
+    pc_llama_config cfg;
+} l2c_impl;
+
+static int l2c_probe(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && strcmp(path + n - 4, ".bin") == 0;
+}
+
+static int l2c_open(pc_model *m, const char *path, char *err, size_t errlen) {
+    l2c_impl *x = calloc(1, sizeof *x);
+    if (!x) return pc_errf(err, errlen, "out of memory");
+    if (!(x->ckpt = pc_l2c_open(path, err, errlen))) { free(x); return -1; }
+    x->cfg = pc_llama_config_from_l2c(&x->ckpt->cfg);
+    if (pc_llama_config_check(&x->cfg, err, errlen)) {
+        pc_l2c_close(x->ckpt);
+        free(x);
+        return -1;
+    }
+    m->impl = x;
+    m->info = (pc_model_info){.model_type = "llama", .dim = x->cfg.dim, .vocab = x->cfg.vocab_size,
+                              .context = x->cfg.seq_len, .n_layers = x->cfg.n_layers,
+                              .n_heads = x->cfg.n_heads, .n_kv_heads = x->cfg.n_kv_heads};
+    m->kv_row = x->cfg.n_kv_heads * (x->cfg.dim / x->cfg.n_heads);
+    return 0;
+}
+
+static void l2c_close(pc_model *m) {
+    l2c_impl *x = m->impl;
+    if (!x) return;
+    pc_l2c_close(x->ckpt);
+    free(x);
+    m->impl = NULL;
+}
+
+const pc_llama_config *pc_llama2c_config(const pc_model *m) {
+    return m && m->family == &pc_family_llama2c ? &((const l2c_impl *)m->impl)->cfg : NULL;
+}
+
+static pc_graph *l2c_build(const pc_model *m, const pc_build_req *req, const pc_site_hook *hook, char *err,
+                           size_t errlen) {
+    return pc_llama_build(pc_llama2c_config(m), req, hook, err, errlen);
+}
+
+static const float *l2c_weight(const pc_model *m, const char *key, pc_shape *shape) {
+    const pc_l2c_tensor *t = pc_l2c_find(((const l2c_impl *)m->impl)->ckpt, key);
+    if (!t) return NULL;
+    if (shape) *shape = t->shape;
+    return t->data;
+}
+
+static int l2c_nweights(const pc_model *m) { return ((const l2c_impl *)m->impl)->ckpt->n_tensors; }
+static const char *l2c_weight_key(const pc_model *m, int i) { return ((const l2c_impl *)m->impl)->ckpt->tensors[i].name; }
+
+static int l2c_write(const pc_model *m, const char *path, const pc_weight *rep, int n, char *err, size_t errlen) {
+    const pc_l2c_model *ck = ((const l2c_impl *)m->impl)->ckpt;
+    pc_l2c_tensor *t = malloc((size_t)ck->n_tensors * sizeof *t);
+    if (!t) return pc_errf(err, errlen, "out of memory");
+    int nt = 0;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        /* a tied classifier is the embedding: the writer takes it from there */
+        if (ck->cfg.shared_classifier && strcmp(ck->tensors[i].name, "lm_head.weight") == 0) continue;
+        t[nt] = ck->tensors[i];
+        for (int j = 0; j < n; j++)
+            if (strcmp(rep[j].key, t[nt].name) == 0) t[nt].data = rep[j].data;
+        nt++;
+    }
+    int rc = pc_l2c_write(path, &ck->cfg, t, nt, ck->freq_cis_real, ck->freq_cis_imag, err, errlen);
+    free(t);
+    return rc;
+}
+
+/* q/k projections rotate adjacent pairs of each head's rows */
+static int l2c_rotary_rows(const pc_model *m, const char *module) {
+    size_t n = strlen(module);
+    if (n < 6 || (strcmp(module + n - 6, "q_proj") && strcmp(module + n - 6, "k_proj"))) return 0;
+    return m->info.dim / m->info.n_heads;
+}
+
+const pc_model_family pc_family_llama2c = {
+    .name = "llama2c",
+    .model_type = "llama",
+    .format = "llama2.c checkpoint",
+    .probe = l2c_probe,
+    .open = l2c_open,
+    .close = l2c_close,
+    .build = l2c_build,
+    .weight = l2c_weight,
+    .nweights = l2c_nweights,
+    .weight_key = l2c_weight_key,
+    .write = l2c_write,
+    .rotary_rows = l2c_rotary_rows,
+};

@@ -1,0 +1,176 @@
+/* peftc adapter methods: the one interface every method implements, built-in or a user's own.
+ *
+ * A model builder emits *sites*, stable hook points named like PEFT module paths, and hands each
+ * one to the adapters applied to the graph (llama.cpp's "one choke point per projection",
+ * extended past linears). A method rewrites the sites it wants: it gets the site's value and
+ * replaces it with its own subgraph. A rewrite may change the value's type (prompt tuning makes
+ * the sequence longer): the builder reads the shapes of what comes back and builds on.
+ *
+ *   static int gain_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+ *       if (s->kind != PC_SITE_LINEAR || pc_adapt_targets(cx, s->module) != 1) return 0;
+ *       pc_val g = pc_adapt_param(cx, s, "gain", PC_SHAPE(s->out), (pc_init){PC_INIT_ONES});
+ *       s->value = pc_mul_at(s->g, s->loc, s->value, g);
+ *       return 1;
+ *   }
+ *   static const pc_adapter_method gain = {.name = "gain", .peft_type = "GAIN",
+ *                                          .sites = PC_SITE_LINEAR, .rewrite = gain_rewrite};
+ *   pc_registry_add(reg, &gain, err, sizeof err);
+ *
+ * Parameters a method creates through pc_adapt_param are keyed as PEFT keys them
+ * ("base_model.model.<module>.<tensor>"), are trainable while training and frozen otherwise, and
+ * are saved, loaded, merged and permuted by every verb without further code. */
+#ifndef PEFTC_ADAPTER_H
+#define PEFTC_ADAPTER_H
+
+#include "peftc/peftc.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Site kinds (a bit set in pc_adapter_method.sites). What `value` is at each: */
+typedef enum {
+    PC_SITE_LINEAR = 1u << 0,    /* x Wᵀ (+ b) [..., out]; x, weight, bias, in, out are set */
+    PC_SITE_EMBED = 1u << 1,     /* input embeddings [B, S, D]; ids i32[B, S] and weight = table [V, D] */
+    PC_SITE_POSITIONS = 1u << 2, /* positions i32[S] of the sequence (a decode step: i32[1]) */
+    PC_SITE_ATTN_KV = 1u << 3,   /* keys [B, Sk, Hkv, Dh] after RoPE; value2 = values [B, Sk, Hkv, Dh] */
+    PC_SITE_FFN = 1u << 4,       /* FFN block output [B, S, D]; x = its input (after the norm) */
+    PC_SITE_BLOCK = 1u << 5,     /* transformer block output [B, S, D] (residual stream) */
+    PC_SITE_FINAL = 1u << 6,     /* final hidden state after the last norm [B, S, D] */
+    PC_SITE_HEAD = 1u << 7,      /* logits [B, S, V] */
+} pc_site_kind;
+
+typedef struct pc_site {
+    pc_site_kind kind;
+    const char *module;   /* PEFT module path: "model.layers.0.self_attn.q_proj", "model.embed_tokens",
+                             "model.layers.0.self_attn", "model.layers.0.mlp", "model.layers.0",
+                             "model.norm", "lm_head" */
+    int layer;            /* the layer index PEFT reads from the path, or -1 */
+    pc_graph *g;          /* append the replacement here */
+    pc_loc loc;           /* where the model made the site */
+    pc_val value;         /* what the site produces; a rewrite replaces it */
+    pc_val value2;        /* PC_SITE_ATTN_KV: the values */
+    pc_val x;             /* LINEAR, FFN: the input */
+    pc_val weight, bias;  /* LINEAR: frozen W [out, in] and b [out] or PC_NONE; EMBED: the table */
+    pc_val ids;           /* EMBED: the token ids */
+    int64_t in, out;      /* LINEAR: features */
+} pc_site;
+
+/* how a graph is used: dropout is active only in TRAIN; DECODE graphs run one new token against
+ * a KV cache (virtual tokens are fed by the generation loop, see virtual_tokens) */
+typedef enum { PC_ADAPT_TRAIN = 0, PC_ADAPT_EVAL, PC_ADAPT_DECODE } pc_adapt_mode;
+
+/* One adapter applied to one graph: the method, its config, the mode. Opaque. */
+typedef struct pc_adapt_ctx pc_adapt_ctx;
+
+/* The model facts a method may need (sizes for its params, checks against the context). */
+typedef struct {
+    const char *model_type; /* transformers model_type: "llama" */
+    int dim, vocab, context, n_layers, n_heads, n_kv_heads;
+} pc_model_info;
+
+/* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,
+ * prompt tuning's TEXT init). NULL when the model has no such tensor. */
+typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *shape);
+
+typedef struct pc_adapter_method {
+    const char *name;      /* registry name, lower case: "lora" */
+    const char *peft_type; /* the adapter_config.json "peft_type" that selects it: "LORA" */
+    unsigned sites;        /* the PC_SITE_* kinds `rewrite` is called for */
+    size_t state_size;     /* bytes of per-application state handed to the callbacks (zeroed) */
+
+    /* Validates the config and fills the state (matchers, sizes). Errors name the config field
+     * ("field num_virtual_tokens: ..."); the caller prefixes the file. Optional. */
+    int (*begin)(pc_adapt_ctx *cx, void *state, char *err, size_t errlen);
+    void (*end)(void *state); /* frees what begin made. Optional. */
+
+    /* Rewrites one site: sets s->value (and s->value2) to the replacement. Returns 1 when it
+     * rewrote the site, 0 when it left it alone, -1 on error (message in err or the graph's
+     * sticky error). Required. */
+    int (*rewrite)(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen);
+
+    /* After the whole graph is built: -1 when the application is not valid, e.g. nothing was
+     * targeted (PEFT raises there too). Optional: the default requires >= 1 rewritten site. */
+    int (*finish)(pc_adapt_ctx *cx, void *state, int nrewritten, char *err, size_t errlen);
+
+    /* Merging into a linear (PEFT's merge_and_unload): builds W' from s->weight (and the bias
+     * into *bias, left PC_NONE when unchanged) with the method's params, or returns 0 when the
+     * module is not adapted. 1 merged, -1 error. NULL: not mergeable, for `not_mergeable`. */
+    int (*merge_linear)(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *weight, pc_val *bias,
+                        char *err, size_t errlen);
+    const char *not_mergeable; /* why merging is impossible (prompt methods) */
+
+    /* 1 when the rows of this adapter tensor are the module's output rows (they follow a
+     * Llama's q/k RoPE row order, see --hf-qk-rows); tensor is the key's tail after the
+     * module: "lora_B.weight". Optional (no such rows). */
+    int (*output_rows)(const char *tensor);
+
+    /* Tokens the method prepends to every sequence (prompt methods): graphs built in DECODE
+     * mode expect the generation loop to feed them first, as ids vocab .. vocab+P-1 at
+     * positions 0..P-1. Optional (0). */
+    int (*virtual_tokens)(pc_adapt_ctx *cx, void *state);
+
+    /* Fills a trainable param whose init needs the frozen base (TEXT init from embeddings).
+     * Returns 1 when it filled `data`, 0 to keep the param's declared init. Optional. */
+    int (*init_from_base)(pc_adapt_ctx *cx, void *state, const char *key, float *data, pc_shape shape,
+                          pc_base_lookup base, void *base_ctx, char *err, size_t errlen);
+
+    /* A term added to the training loss (AdaLoRA's orthogonal regularizer, T-Few's losses):
+     * built once in TRAIN mode after the model, in g; returns a scalar f32, or PC_NONE for none
+     * (an error: the graph's sticky error). Optional. */
+    pc_val (*loss_term)(pc_adapt_ctx *cx, void *state, pc_graph *g, pc_val loss, char *err, size_t errlen);
+
+    /* Called by the trainer after every optimizer step with the adapter's tensors by key
+     * (AdaLoRA's rank allocator). Optional. */
+    int (*step_hook)(pc_adapt_ctx *cx, void *state, int step,
+                     float *(*tensor)(void *ctx, const char *key, pc_shape *shape), void *tctx,
+                     char *err, size_t errlen);
+} pc_adapter_method;
+
+/* ---- what a method's callbacks may ask of the context ---- */
+pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx);
+bool pc_adapt_trainable(const pc_adapt_ctx *cx); /* params trainable (else frozen: a trained adapter) */
+const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx);
+/* PEFT's target matching of the config (target_modules, exclude_modules, layers_to_transform,
+ * modules_to_save): 1 targeted, 0 not, -1 error */
+int pc_adapt_targets(pc_adapt_ctx *cx, const char *module);
+/* The config (runtime/adapter_config.h's struct) for built-in methods */
+const struct pc_adapter_config *pc_adapt_config(const pc_adapt_ctx *cx);
+/* a field of the config the method defines itself: 0 found, 1 absent (out = dflt), -1 wrong type */
+int pc_adapt_config_number(const pc_adapt_ctx *cx, const char *field, double dflt, double *out);
+/* The method's param `tensor` of a site: key "base_model.model.<module>.<tensor>" (for a site
+ * whose module the method set to NULL: "<tensor>", as PEFT keys prompt_embeddings), created
+ * once per key (a second call returns the same value), trainable when training. */
+pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc_shape shape, pc_init init);
+/* ids of `text` by the model's tokenizer with BOS first (as PEFT's tokenizer(text) for a Llama):
+ * how many (at most cap), or -1 when the run has no tokenizer */
+int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap);
+/* the run's seed (--seed), for inits drawn by a method */
+uint64_t pc_adapt_seed(const pc_adapt_ctx *cx);
+/* dropout(x, p) with the graph's %seed input, distinct per site; identity unless training */
+pc_val pc_adapt_dropout(pc_adapt_ctx *cx, const pc_site *s, pc_val x, double p);
+
+/* ---- the registry: methods by name, built-in and registered ---- */
+typedef struct pc_registry pc_registry;
+
+pc_registry *pc_registry_new(void); /* holds the built-in methods */
+void pc_registry_free(pc_registry *r);
+/* adds a method (the struct must outlive the registry); a taken name or peft_type is an error */
+int pc_registry_add(pc_registry *r, const pc_adapter_method *m, char *err, size_t errlen);
+/* by name ("lora") or peft_type ("LORA"), NULL when unknown */
+const pc_adapter_method *pc_registry_find(const pc_registry *r, const char *name);
+int pc_registry_count(const pc_registry *r);
+const pc_adapter_method *pc_registry_at(const pc_registry *r, int i);
+
+/* The peftc command line with a registry: `peftc VERB ARGS...` where argv[0] is the program and
+ * argv[1] the verb. A program that registers its own methods and calls this is peftc with
+ * those methods (examples/custom_adapter.c). Returns the exit code. */
+int pc_cli_main(const pc_registry *r, int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,72 @@
+/* (IA)³ (PEFT's IA3Config; reference/peft.md §6) on linear sites: a learned vector ia3_l scales
+ * the output of a targeted module, y = (x Wᵀ + b) ⊙ l with l [out, 1] (the bias is scaled too),
+ * or, for a feedforward module, its input: y = (x ⊙ l) Wᵀ + b with l [1, in].
+ * Init: ones (init_ia3_weights, an exact no-op) or N(0, 1). Merging scales W's rows and b, or
+ * W's columns (the bias stays). */
+#include "passes/adapt.h"
+#include "runtime/target_match.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int ia3_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
+    (void)state;
+    const pc_adapter_config *cfg = pc_adapt_config(cx);
+    if (cfg->target_modules.kind == PC_SPEC_NULL)
+        return snprintf(err, errlen, "field target_modules: null (no default for this model)"), -1;
+    if (cfg->fan_in_fan_out) return snprintf(err, errlen, "field fan_in_fan_out: true is not implemented by peftc yet"), -1;
+    return 0;
+}
+
+/* 1 targeted (ff: feedforward), 0 not, -1 error */
+static int ia3_target(pc_adapt_ctx *cx, const pc_site *s, int *ff, char *err, size_t errlen) {
+    int hit = pc_adapt_targets(cx, s->module);
+    if (hit > 0) *ff = pc_target_is_feedforward(pc_adapt_matcher(cx), s->module);
+    if (hit < 0 || (hit > 0 && *ff < 0)) return snprintf(err, errlen, "matching module '%s' failed", s->module), -1;
+    return hit;
+}
+
+static pc_val ia3_vector(pc_adapt_ctx *cx, const pc_site *s, int ff) {
+    pc_init init = pc_adapt_config(cx)->ia3.init_ia3_weights ? (pc_init){PC_INIT_ONES, 0, 0}
+                                                             : (pc_init){PC_INIT_NORMAL, 1.0, 0};
+    return pc_adapt_param(cx, s, "ia3_l", ff ? PC_SHAPE(1, s->in) : PC_SHAPE(s->out, 1), init);
+}
+
+static int ia3_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+    (void)state;
+    int ff = 0, hit = ia3_target(cx, s, &ff, err, errlen);
+    if (hit <= 0) return hit;
+    pc_graph *g = s->g;
+    pc_val l = ia3_vector(cx, s, ff);
+    if (ff) {
+        /* the base linear again, on the scaled input (the unscaled one is left for dce) */
+        pc_val x = pc_mul_at(g, s->loc, s->x, pc_reshape_at(g, s->loc, l, PC_SHAPE(s->in)));
+        pc_val y = pc_matmul_at(g, s->loc, x, s->weight, 0, 1);
+        s->value = s->bias == PC_NONE ? y : pc_add_at(g, s->loc, y, s->bias);
+    } else {
+        s->value = pc_mul_at(g, s->loc, s->value, pc_reshape_at(g, s->loc, l, PC_SHAPE(s->out)));
+    }
+    return 1;
+}
+
+static int ia3_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    int ff = 0, hit = ia3_target(cx, s, &ff, err, errlen);
+    if (hit <= 0) return hit;
+    pc_val l = ia3_vector(cx, s, ff); /* [out,1] scales rows, [1,in] columns: both broadcast */
+    *w = pc_mul_at(s->g, s->loc, s->weight, l);
+    if (!ff && s->bias != PC_NONE) *b = pc_mul_at(s->g, s->loc, s->bias, pc_reshape_at(s->g, s->loc, l, PC_SHAPE(s->out)));
+    return 1;
+}
+
+static int ia3_output_rows(const char *tensor) { return strcmp(tensor, "ia3_l") == 0; }
+
+const pc_adapter_method pc_method_ia3 = {
+    .name = "ia3",
+    .peft_type = "IA3",
+    .sites = PC_SITE_LINEAR,
+    .begin = ia3_begin,
+    .rewrite = ia3_rewrite,
+    .merge_linear = ia3_merge,
+    .output_rows = ia3_output_rows,
+};

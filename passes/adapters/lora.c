@@ -1,0 +1,95 @@
+/* LoRA (PEFT's LoraConfig; reference/peft.md §2) on linear sites:
+ *   y = x Wᵀ (+ b) + s · (dropout(x) Aᵀ) Bᵀ (+ s · b_B),  A [r, in], B [out, r],
+ *   s = alpha / r, or alpha / sqrt(r) with rsLoRA; r and alpha per module from the patterns.
+ * Merging: W' = W + s · B A (b' = b + s · b_B). Keys: "<module>.lora_A.weight", "lora_B.weight",
+ * "lora_B.bias". */
+#include "passes/adapt.h"
+#include "runtime/target_match.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int lora_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
+    (void)state;
+    const pc_adapter_config *cfg = pc_adapt_config(cx);
+    if (cfg->lora.use_dora) return snprintf(err, errlen, "field use_dora: DoRA is not implemented by peftc yet"), -1;
+    if (cfg->lora.bias != PC_BIAS_NONE)
+        return snprintf(err, errlen, "field bias: \"%s\" is not implemented by peftc yet (use \"none\")",
+                        cfg->lora.bias == PC_BIAS_ALL ? "all" : "lora_only"), -1;
+    if (cfg->target_modules.kind == PC_SPEC_NULL)
+        return snprintf(err, errlen, "field target_modules: null (no default for this model)"), -1;
+    return 0;
+}
+
+/* r and the scale of a targeted module */
+static int rank_scale(pc_adapt_ctx *cx, const pc_site *s, int *r, double *scale, char *err, size_t errlen) {
+    const pc_adapter_config *cfg = pc_adapt_config(cx);
+    double alpha;
+    /* the context's matcher holds rank_pattern / alpha_pattern */
+    if (pc_target_rank_alpha(pc_adapt_matcher(cx), s->module, r, &alpha)) return snprintf(err, errlen, "no rank for module '%s'", s->module), -1;
+    if (*r <= 0) return snprintf(err, errlen, "rank %d for module '%s' must be positive", *r, s->module), -1;
+    *scale = cfg->lora.use_rslora ? alpha / sqrt((double)*r) : alpha / (double)*r;
+    return 0;
+}
+
+/* the adapter's params of a module: A, B (and b_B) */
+static void lora_params(pc_adapt_ctx *cx, const pc_site *s, int r, pc_val *A, pc_val *B, pc_val *bB) {
+    const pc_adapter_config *cfg = pc_adapt_config(cx);
+    pc_init ia = {PC_INIT_KAIMING_UNIFORM, sqrt(5.0), 0}, ib = {PC_INIT_ZEROS, 0, 0};
+    if (cfg->lora.init_lora_weights == PC_LORA_INIT_GAUSSIAN) ia = (pc_init){PC_INIT_NORMAL, 1.0 / r, 0};
+    if (cfg->lora.init_lora_weights == PC_LORA_INIT_FALSE) ib = (pc_init){PC_INIT_KAIMING_UNIFORM, sqrt(5.0), 0};
+    *A = pc_adapt_param(cx, s, "lora_A.weight", PC_SHAPE(r, s->in), ia);
+    *B = pc_adapt_param(cx, s, "lora_B.weight", PC_SHAPE(s->out, r), ib);
+    *bB = cfg->lora.lora_bias ? pc_adapt_param(cx, s, "lora_B.bias", PC_SHAPE(s->out), (pc_init){PC_INIT_ZEROS, 0, 0})
+                              : PC_NONE;
+}
+
+static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+    (void)state;
+    int hit = pc_adapt_targets(cx, s->module);
+    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
+    int r;
+    double sc;
+    if (rank_scale(cx, s, &r, &sc, err, errlen)) return -1;
+    pc_val A, B, bB;
+    lora_params(cx, s, r, &A, &B, &bB);
+    pc_graph *g = s->g;
+    pc_val h = pc_adapt_dropout(cx, s, s->x, pc_adapt_config(cx)->lora.lora_dropout.v);
+    pc_val up = pc_matmul_at(g, s->loc, pc_matmul_at(g, s->loc, h, A, 0, 1), B, 0, 1);
+    if (bB != PC_NONE) up = pc_add_at(g, s->loc, up, bB);
+    s->value = pc_add_at(g, s->loc, s->value, pc_scale_at(g, s->loc, up, sc, 0.0));
+    return 1;
+}
+
+static int lora_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    int hit = pc_adapt_targets(cx, s->module);
+    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
+    int r;
+    double sc;
+    if (rank_scale(cx, s, &r, &sc, err, errlen)) return -1;
+    pc_val A, B, bB;
+    lora_params(cx, s, r, &A, &B, &bB);
+    if (bB != PC_NONE && s->bias == PC_NONE)
+        return snprintf(err, errlen, "lora_bias=true: the merged bias s*b_B of %s has nowhere to go in a bias-free "
+                        "base; run the adapter unmerged", s->module), -1;
+    pc_graph *g = s->g;
+    *w = pc_add_at(g, s->loc, s->weight, pc_scale_at(g, s->loc, pc_matmul_at(g, s->loc, B, A, 0, 0), sc, 0.0));
+    if (bB != PC_NONE) *b = pc_add_at(g, s->loc, s->bias, pc_scale_at(g, s->loc, bB, sc, 0.0));
+    return 1;
+}
+
+static int lora_output_rows(const char *tensor) {
+    return strcmp(tensor, "lora_B.weight") == 0 || strcmp(tensor, "lora_B.bias") == 0;
+}
+
+const pc_adapter_method pc_method_lora = {
+    .name = "lora",
+    .peft_type = "LORA",
+    .sites = PC_SITE_LINEAR,
+    .begin = lora_begin,
+    .rewrite = lora_rewrite,
+    .merge_linear = lora_merge,
+    .output_rows = lora_output_rows,
+};

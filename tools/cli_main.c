@@ -1,0 +1,54 @@
+/* The verbs of the peftc command line, with the adapter methods of a registry. */
+#include "tools/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(const pc_registry *reg, int argc, char **argv);
+    const char *summary;
+} verb;
+
+static const verb verbs[] = {
+    {"opt", pc_cmd_opt, "read text IR, verify, run passes, print IR"},
+    {"run", pc_cmd_run, "execute a graph on the reference interpreter"},
+    {"dot", pc_cmd_dot, "write a graph as Graphviz DOT"},
+    {"train", pc_cmd_train, "fine-tune a frozen model with an adapter (PEFT format out)"},
+    {"eval", pc_cmd_eval, "held-out loss of a text under a model and adapter"},
+    {"generate", pc_cmd_generate, "generate text (greedy or sampled)"},
+    {"merge", pc_cmd_merge, "fold an adapter into the base weights and write the model"},
+    {"dump", pc_cmd_dump, "print the IR of a model, adapted model or train step"},
+    {"compile", pc_cmd_compile, "build a standalone train or infer executable (AOT)"},
+    {"methods", pc_cmd_methods, "list the adapter methods this peftc knows"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: peftc VERB [options]   (peftc VERB --help for a verb's options)\n\nverbs:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+}
+
+int pc_cmd_methods(const pc_registry *reg, int argc, char **argv) {
+    (void)argv;
+    if (argc > 0) { fprintf(stderr, "peftc methods: takes no arguments\n"); return 1; }
+    for (int i = 0; i < pc_registry_count(reg); i++) {
+        const pc_adapter_method *m = pc_registry_at(reg, i);
+        printf("%-16s peft_type %-16s %s\n", m->name, m->peft_type ? m->peft_type : "-",
+               m->merge_linear ? "mergeable" : "not mergeable");
+    }
+    return 0;
+}
+
+int pc_cli_main(const pc_registry *reg, int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].run(reg, argc - 2, argv + 2);
+    fprintf(stderr, "peftc: unknown verb '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
