@@ -15,48 +15,48 @@ static const char *model_key(const pc_model *m, const char *key) {
     return NULL;
 }
 
-int pc_session_merge(pc_session *s, int *nmodules, char *err, size_t errlen) {
+/* evaluates the method's (un)merge rule for every module and replaces the model's tensors */
+static int fold_model(pc_session *s, bool unmerge, int *nmodules, char *err, size_t errlen) {
     if (!s->adapter.cfg || !s->method) return pc_errf(err, errlen, "no adapter to merge");
-    if (s->merged) return 0;
-    if (!s->method->merge_linear)
-        return pc_errf(err, errlen, "%s: %s adapters cannot be merged: %s", s->adapter_source, s->method->name,
-                       s->method->not_mergeable ? s->method->not_mergeable : "the method has no merge rule");
+    if (!s->method->merge_linear || (unmerge && !s->method->unmerge_linear))
+        return pc_errf(err, errlen, "%s: %s adapters cannot be %smerged: %s", s->adapter_source, s->method->name, unmerge ? "un" : "",
+                       s->method->merge_linear ? "the method has no unmerge rule"
+                       : s->method->not_mergeable ? s->method->not_mergeable : "the method has no merge rule");
     if (!s->adapter.weights) return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);
     pc_build_req req = {.task = PC_TASK_LM, .batch = 1, .seq = 1, .mode = PC_ADAPT_EVAL};
-    pc_graph *model = pc_model_build(&s->model, &req, NULL, err, errlen), *fold = NULL;
+    pc_graph *model = pc_model_build(&s->model, &req, NULL, err, errlen), *fg = NULL;
     pc_adapt_ctx *cx = model ? pc_session_adapter(s, PC_ADAPT_EVAL, false, 0, err, errlen) : NULL;
     pc_exec *r = NULL;
     pc_store store = {0};
     pc_weight *rep = NULL;
     float *buf = NULL;
     int rc = -1, n = 0;
-    if (!cx || pc_fold_adapters(model, cx, &fold, &n, err, errlen)) goto done;
+    if (!cx || pc_fold_adapters(model, cx, unmerge, &fg, &n, err, errlen)) goto done;
     if (n == 0) { pc_errf(err, errlen, "%s: target_modules matched no weight of the model", s->adapter_source); goto done; }
     /* weights-only: evaluated once, on the reference interpreter */
     pc_exec_opts ref = {.kind = PC_BACKEND_REF, .threads = 1};
-    if (!(r = pc_exec_new(fold, &ref, err, errlen)) || pc_session_bind_base(s, r, fold, false, err, errlen) ||
-        pc_session_store(s, fold, &store, NULL, 0, err, errlen))
+    if (!(r = pc_exec_new(fg, &ref, err, errlen)) || pc_session_bind_base(s, r, fg, false, err, errlen) ||
+        pc_session_store(s, fg, &store, NULL, 0, err, errlen))
         goto done;
     if (pc_store_bind(&store, r)) { pc_errf(err, errlen, "merge: binding the adapter failed"); goto done; }
     if (pc_exec_run(r, err, errlen)) goto done;
     size_t total = 0;
-    for (int i = 0; i < fold->noutputs; i++) total += (size_t)pc_shape_numel(pc_v(fold, fold->outputs[i])->shape);
-    rep = calloc(fold->noutputs > 0 ? (size_t)fold->noutputs : 1, sizeof *rep);
+    for (int i = 0; i < fg->noutputs; i++) total += (size_t)pc_shape_numel(pc_v(fg, fg->outputs[i])->shape);
+    rep = calloc(fg->noutputs > 0 ? (size_t)fg->noutputs : 1, sizeof *rep);
     buf = malloc((total ? total : 1) * sizeof *buf);
     if (!rep || !buf) { pc_errf(err, errlen, "out of memory"); goto done; }
     size_t off = 0;
-    for (int i = 0; i < fold->noutputs; i++) {
-        const pc_value *v = pc_v(fold, fold->outputs[i]);
+    for (int i = 0; i < fg->noutputs; i++) {
+        const pc_value *v = pc_v(fg, fg->outputs[i]);
         const char *key = model_key(&s->model, v->name + strlen("merged."));
         if (!key) { pc_errf(err, errlen, "merge: the model has no tensor '%s'", v->name + strlen("merged.")); goto done; }
         size_t k = (size_t)pc_shape_numel(v->shape);
-        memcpy(buf + off, pc_exec_data(r, fold->outputs[i]), k * sizeof *buf);
+        memcpy(buf + off, pc_exec_data(r, fg->outputs[i]), k * sizeof *buf);
         rep[i] = (pc_weight){.key = key, .shape = v->shape, .data = buf + off};
         off += k;
     }
-    pc_model_set_replaced(&s->model, rep, fold->noutputs, buf);
+    pc_model_set_replaced(&s->model, rep, fg->noutputs, buf);
     rep = NULL, buf = NULL;
-    s->merged = true;
     if (nmodules) *nmodules = n;
     rc = 0;
 done:
@@ -65,9 +65,21 @@ done:
     pc_store_free(&store);
     pc_exec_free(r);
     pc_adapt_free(cx);
-    pc_graph_free(fold);
+    pc_graph_free(fg);
     pc_graph_free(model);
     return rc;
+}
+
+int pc_session_merge(pc_session *s, int *nmodules, char *err, size_t errlen) {
+    if (s->merged) return 0;
+    if (fold_model(s, false, nmodules, err, errlen)) return -1;
+    s->merged = true;
+    return 0;
+}
+
+int pc_session_unmerge(pc_session *s, int *nmodules, char *err, size_t errlen) {
+    if (s->merged) return pc_errf(err, errlen, "unmerge: the adapter was merged in this session already");
+    return fold_model(s, true, nmodules, err, errlen);
 }
 
 int pc_session_write_model(const pc_session *s, const char *path, char *err, size_t errlen) {

@@ -11,6 +11,11 @@
  * that cannot merge (its reason), nothing targeted. */
 int pc_session_merge(pc_session *s, int *nmodules, char *err, size_t errlen);
 
+/* The inverse, for a model that holds the merged weights (s->model is such a checkpoint): the
+ * method's unmerge rule replaces them by the base weights again (LoRA exactly up to rounding;
+ * IA3 divides by l + 1e-8 like PEFT). s->merged stays false. */
+int pc_session_unmerge(pc_session *s, int *nmodules, char *err, size_t errlen);
+
 /* Writes the (merged) model in its family's format, atomically. */
 int pc_session_write_model(const pc_session *s, const char *path, char *err, size_t errlen);
 

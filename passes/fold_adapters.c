@@ -19,12 +19,14 @@ static int name_output(pc_graph *fg, pc_val v, const char *key) {
     return v == PC_NONE || pc_set_name(fg, v, name) || pc_mark_output(fg, v);
 }
 
-int pc_fold_adapters(const pc_graph *g, pc_adapt_ctx *cx, pc_graph **out, int *nmerged, char *err, size_t errlen) {
+int pc_fold_adapters(const pc_graph *g, pc_adapt_ctx *cx, bool unmerge, pc_graph **out, int *nmerged, char *err,
+                     size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(cx);
     *out = NULL;
     *nmerged = 0;
     if (!m->merge_linear)
         return pc_errf(err, errlen, "%s adapters cannot be merged: %s", m->name, m->not_mergeable ? m->not_mergeable : "the method has no merge rule");
+    if (unmerge && !m->unmerge_linear) return pc_errf(err, errlen, "%s adapters cannot be unmerged: the method has no inverse rule", m->name);
     pc_graph *fg = pc_graph_new("fold");
     if (!fg) return pc_errf(err, errlen, "out of memory");
     char module[512], key[600], msg[1024] = "";
@@ -40,7 +42,7 @@ int pc_fold_adapters(const pc_graph *g, pc_adapt_ctx *cx, pc_graph **out, int *n
                      .bias = b != PC_NONE ? base_param(fg, g, b) : PC_NONE, .ids = PC_NONE,
                      .in = ws.dim[1], .out = ws.dim[0]};
         pc_val nw = PC_NONE, nb = PC_NONE;
-        int r = m->merge_linear(cx, pc_adapt_state(cx), &s, &nw, &nb, msg, sizeof msg);
+        int r = (unmerge ? m->unmerge_linear : m->merge_linear)(cx, pc_adapt_state(cx), &s, &nw, &nb, msg, sizeof msg);
         if (r < 0 || fg->error) {
             pc_errf(err, errlen, "merging %s: %s", module, fg->error ? fg->error : msg);
             pc_graph_free(fg);

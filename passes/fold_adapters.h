@@ -7,8 +7,12 @@
 
 #include "passes/adapt.h"
 
+#include <stdbool.h>
+
 /* *out: graph @fold with outputs "merged.<key>" (key = the replaced tensor's checkpoint key);
- * *nmerged: modules merged. A method without merge_linear is an error giving its reason. */
-int pc_fold_adapters(const pc_graph *model, pc_adapt_ctx *cx, pc_graph **out, int *nmerged, char *err, size_t errlen);
+ * *nmerged: modules merged. unmerge: the method's inverse rule (the model holds merged weights).
+ * A method without the rule is an error giving its reason. */
+int pc_fold_adapters(const pc_graph *model, pc_adapt_ctx *cx, bool unmerge, pc_graph **out, int *nmerged, char *err,
+                     size_t errlen);
 
 #endif

@@ -1,4 +1,5 @@
-/* The adapter-method registry: the built-in methods (one line each) and a user's own. */
+/* The adapter-method registry: the built-in methods (one line each in adapters/methods.def)
+ * and a user's own. */
 #include "passes/adapt.h"
 #include "runtime/fileio.h"
 
@@ -6,12 +7,14 @@
 #include <string.h>
 #include <strings.h>
 
-extern const pc_adapter_method pc_method_lora, pc_method_ia3, pc_method_prompt_tuning;
+#define METHOD(name) extern const pc_adapter_method pc_method_##name;
+#include "passes/adapters/methods.def"
+#undef METHOD
 
 static const pc_adapter_method *const builtins[] = {
-    &pc_method_lora,
-    &pc_method_ia3,
-    &pc_method_prompt_tuning,
+#define METHOD(name) &pc_method_##name,
+#include "passes/adapters/methods.def"
+#undef METHOD
     NULL,
 };
 

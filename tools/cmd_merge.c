@@ -6,17 +6,19 @@
 
 int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *adapter = 0, *out = 0;
-    bool hf = false;
+    bool hf = false, unmerge = false;
     pc_cli_opt opts[] = {{"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"out", true, &out, 0},
-                         {"hf-qk-rows", false, 0, &hf}};
+                         {"hf-qk-rows", false, 0, &hf}, {"unmerge", false, 0, &unmerge}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("merge", argc, argv, opts, 4, pos, 0, &npos);
+    int rc = pc_cli_parse("merge", argc, argv, opts, 5, pos, 0, &npos);
     if (rc == 1) {
-        printf("usage: peftc merge [--model F] --adapter DIR --out F [--hf-qk-rows]\n\n"
+        printf("usage: peftc merge [--model F] --adapter DIR --out F [--hf-qk-rows] [--unmerge]\n\n"
                "Folds the adapter into the base weights by its method's merge rule (LoRA: W' = W + s*B*A;\n"
                "IA3: W's rows or columns scaled by ia3_l) and writes the merged model atomically in the\n"
-               "input checkpoint's format (llama2.c). Prompt methods cannot be merged.\n");
+               "input checkpoint's format (llama2.c). Prompt methods cannot be merged.\n"
+               "--unmerge: --model is a merged checkpoint; the adapter is taken out again (PEFT's unmerge:\n"
+               "LoRA W - s*B*A, IA3 W / (l + 1e-8)).\n");
         return 0;
     }
     if (rc) return 1;
@@ -27,9 +29,9 @@ int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
     int n = 0;
-    rc = pc_session_merge(&s, &n, err, sizeof err);
+    rc = unmerge ? pc_session_unmerge(&s, &n, err, sizeof err) : pc_session_merge(&s, &n, err, sizeof err);
     if (!rc) rc = pc_session_write_model(&s, out, err, sizeof err);
-    if (!rc) fprintf(stderr, "peftc merge: %d modules merged into %s\n", n, out);
+    if (!rc) fprintf(stderr, "peftc merge: %d modules %smerged into %s\n", n, unmerge ? "un" : "", out);
     pc_session_close(&s);
     if (rc) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
     return 0;

@@ -102,6 +102,9 @@ typedef struct pc_adapter_method {
     int (*merge_linear)(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *weight, pc_val *bias,
                         char *err, size_t errlen);
     const char *not_mergeable; /* why merging is impossible (prompt methods) */
+    /* The inverse: W (and b) from a merged s->weight (s->bias), as PEFT's unmerge. Optional. */
+    int (*unmerge_linear)(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *weight, pc_val *bias,
+                          char *err, size_t errlen);
 
     /* 1 when the rows of this adapter tensor are the module's output rows (they follow a
      * Llama's q/k RoPE row order, see --hf-qk-rows); tensor is the key's tail after the

@@ -2,7 +2,7 @@
  * the output of a targeted module, y = (x Wᵀ + b) ⊙ l with l [out, 1] (the bias is scaled too),
  * or, for a feedforward module, its input: y = (x ⊙ l) Wᵀ + b with l [1, in].
  * Init: ones (init_ia3_weights, an exact no-op) or N(0, 1). Merging scales W's rows and b, or
- * W's columns (the bias stays). */
+ * W's columns (the bias stays); unmerging divides by l + 1e-8 as PEFT does. */
 #include "passes/adapt.h"
 #include "runtime/target_match.h"
 
@@ -49,14 +49,27 @@ static int ia3_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, siz
     return 1;
 }
 
-static int ia3_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
-    (void)state;
+/* W ⊙ l (merge) or W ⊘ (l + 1e-8) (unmerge, as PEFT divides) on rows or columns, the bias with
+ * the rows */
+static int ia3_fold(pc_adapt_ctx *cx, const pc_site *s, bool unmerge, pc_val *w, pc_val *b, char *err, size_t errlen) {
     int ff = 0, hit = ia3_target(cx, s, &ff, err, errlen);
     if (hit <= 0) return hit;
     pc_val l = ia3_vector(cx, s, ff); /* [out,1] scales rows, [1,in] columns: both broadcast */
-    *w = pc_mul_at(s->g, s->loc, s->weight, l);
-    if (!ff && s->bias != PC_NONE) *b = pc_mul_at(s->g, s->loc, s->bias, pc_reshape_at(s->g, s->loc, l, PC_SHAPE(s->out)));
+    if (unmerge) l = pc_scale_at(s->g, s->loc, l, 1.0, 1e-8);
+    pc_val (*op)(pc_graph *, pc_loc, pc_val, pc_val) = unmerge ? pc_div_at : pc_mul_at;
+    *w = op(s->g, s->loc, s->weight, l);
+    if (!ff && s->bias != PC_NONE) *b = op(s->g, s->loc, s->bias, pc_reshape_at(s->g, s->loc, l, PC_SHAPE(s->out)));
     return 1;
+}
+
+static int ia3_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    return ia3_fold(cx, s, false, w, b, err, errlen);
+}
+
+static int ia3_unmerge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    return ia3_fold(cx, s, true, w, b, err, errlen);
 }
 
 static int ia3_output_rows(const char *tensor) { return strcmp(tensor, "ia3_l") == 0; }
@@ -68,5 +81,6 @@ const pc_adapter_method pc_method_ia3 = {
     .begin = ia3_begin,
     .rewrite = ia3_rewrite,
     .merge_linear = ia3_merge,
+    .unmerge_linear = ia3_unmerge,
     .output_rows = ia3_output_rows,
 };

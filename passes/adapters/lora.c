@@ -62,8 +62,8 @@ static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     return 1;
 }
 
-static int lora_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
-    (void)state;
+/* W ± s·B A, b ± s·b_B (sign -1: unmerge) */
+static int lora_fold(pc_adapt_ctx *cx, const pc_site *s, double sign, pc_val *w, pc_val *b, char *err, size_t errlen) {
     int hit = pc_adapt_targets(cx, s->module);
     if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
     int r;
@@ -75,9 +75,19 @@ static int lora_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w
         return snprintf(err, errlen, "lora_bias=true: the merged bias s*b_B of %s has nowhere to go in a bias-free "
                         "base; run the adapter unmerged", s->module), -1;
     pc_graph *g = s->g;
-    *w = pc_add_at(g, s->loc, s->weight, pc_scale_at(g, s->loc, pc_matmul_at(g, s->loc, B, A, 0, 0), sc, 0.0));
-    if (bB != PC_NONE) *b = pc_add_at(g, s->loc, s->bias, pc_scale_at(g, s->loc, bB, sc, 0.0));
+    *w = pc_add_at(g, s->loc, s->weight, pc_scale_at(g, s->loc, pc_matmul_at(g, s->loc, B, A, 0, 0), sign * sc, 0.0));
+    if (bB != PC_NONE) *b = pc_add_at(g, s->loc, s->bias, pc_scale_at(g, s->loc, bB, sign * sc, 0.0));
     return 1;
+}
+
+static int lora_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    return lora_fold(cx, s, 1.0, w, b, err, errlen);
+}
+
+static int lora_unmerge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w, pc_val *b, char *err, size_t errlen) {
+    (void)state;
+    return lora_fold(cx, s, -1.0, w, b, err, errlen);
 }
 
 static int lora_output_rows(const char *tensor) {
@@ -91,5 +101,6 @@ const pc_adapter_method pc_method_lora = {
     .begin = lora_begin,
     .rewrite = lora_rewrite,
     .merge_linear = lora_merge,
+    .unmerge_linear = lora_unmerge,
     .output_rows = lora_output_rows,
 };
