@@ -132,7 +132,7 @@ int pc_session_virtual_tokens(const pc_session *s) {
     return n;
 }
 
-pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
+static pc_graph *build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
     if (!s->adapter.cfg || s->merged) return pc_model_build(&s->model, req, NULL, err, errlen);
     pc_adapt_ctx *cx = pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
     if (!cx) return NULL;
@@ -144,6 +144,13 @@ pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool tr
         g = NULL;
     }
     pc_adapt_free(cx);
+    return g;
+}
+
+pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
+    pc_graph *g = build(s, req, trainable, err, errlen);
+    pc_pipeline_opts po = {.dump_after = s->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1}};
+    if (g) pc_pipeline_dump(g, "adapt", &po);
     return g;
 }
 

@@ -29,6 +29,8 @@ typedef struct {
     /* the adapter is folded into the model's weights (pc_session_merge): graphs are built
      * without it */
     bool merged;
+    /* print graphs built here after the "adapt" stage (a stage name or "all"; NULL: none) */
+    const char *dump_after;
 } pc_session;
 
 /* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */

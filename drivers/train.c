@@ -306,13 +306,15 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
                            .reg = s->reg};
     /* the step graph: the adapted forward, then backward (+ AdamW) */
     pc_build_req req = {.task = PC_TASK_LM, .batch = o->batch, .seq = o->seq, .mode = PC_ADAPT_TRAIN};
-    if (!(*step = pc_session_build(s, &req, true, err, errlen))) return -1;
-    pc_pipeline_dump(*step, "adapt", &po);
+    pc_session ds = *s; /* the step's adapt stage is dumped by the pipeline below, not twice */
+    ds.dump_after = o->dump_after;
+    if (!(*step = pc_session_build(&ds, &req, true, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
     /* the eval graph: the adapted forward, no dropout */
     req.mode = PC_ADAPT_EVAL;
-    return (*eval = pc_session_build(s, &req, false, err, errlen)) ? 0 : -1;
+    ds.dump_after = NULL;
+    return (*eval = pc_session_build(&ds, &req, false, err, errlen)) ? 0 : -1;
 }
 
 int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {

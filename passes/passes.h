@@ -20,22 +20,12 @@
  * already has grad.* outputs (autograd ran), a gradient flowing through a non-differentiable op. */
 int pc_pass_autograd(pc_graph *g, char *err, size_t errlen);
 
-/* The AdamW hyper-parameters, the f32[8] input %hp of every graph the adamw pass extends (one
- * graph serves every step: the trainer writes this struct before each run). */
-typedef struct {
-    float lr, beta1, beta2, eps, weight_decay;
-    float step;          /* t, 1-based (bias correction) */
-    float max_grad_norm; /* clipping by global norm when the graph clips; <= 0: none */
-    float reserved;
-} pc_adamw_hp;
-_Static_assert(sizeof(pc_adamw_hp) == 8 * sizeof(float), "pc_adamw_hp is the f32[8] %hp input");
-
 typedef struct {
     int clip; /* clip gradients by their global norm (max norm hp[6]; <= 0 at run time: none) */
 } pc_adamw_opts;
 
 /* Appends one AdamW step for every trainable param P that has a `grad.<P>` output (autograd ran):
- * an input %hp: f32[8] (layout in ir/ops.def), states %adam_m.<P> / %adam_v.<P> (keys
+ * an input %hp: f32[8] (pc_adamw_hp, include/peftc/peftc.h), states %adam_m.<P> / %adam_v.<P> (keys
  * `<P's key>.adam_m` / `.adam_v`, zero-initialised), and the updates P <- p', m <- m', v <- v'.
  * With opts->clip the gradient scale is clip_coef(sum of squares of every gradient, hp), else 1.
  * opts NULL = no clipping. Errors: no gradients, a trainable param without one, a graph that

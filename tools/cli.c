@@ -117,3 +117,10 @@ int pc_cli_write(const char *verb, const char *path, const char *text, size_t le
     }
     return 0;
 }
+
+int pc_cli_dump_stage(const char *verb, const char *value) {
+    if (!value || !strcmp(value, "adapt") || !strcmp(value, "all")) return 0;
+    fprintf(stderr, "peftc %s: --dump-after: expected adapt or all (the graph after the adapter's sites), got '%s'\n",
+            verb, value);
+    return -1;
+}

@@ -24,6 +24,10 @@ int pc_cli_parse(const char *verb, int argc, char **argv, const pc_cli_opt *opts
 int pc_cli_int(const char *verb, const char *flag, const char *text, long long lo, long long hi, long long *out);
 int pc_cli_double(const char *verb, const char *flag, const char *text, double lo, double hi, double *out);
 
+/* checks a --dump-after value of a verb that builds graphs without a pass pipeline: "adapt",
+ * "all" or NULL; prints the error itself */
+int pc_cli_dump_stage(const char *verb, const char *value);
+
 /* reads FILE ("-" = stdin) fully; prints the error itself */
 char *pc_cli_read(const char *verb, const char *path, size_t *len);
 /* writes text to path atomically ("-" or NULL = stdout); prints the error itself */

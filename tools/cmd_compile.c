@@ -228,7 +228,7 @@ static const char *base(const char *p) {
 /* ---- the verb ---- */
 
 typedef struct {
-    const char *model, *tokenizer, *adapter, *out, *object;
+    const char *model, *tokenizer, *adapter, *out, *object, *dump_after;
     pc_aot_mode mode;
     int batch, seq;
     bool hf;
@@ -253,6 +253,7 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
     pc_session s;
     if (pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
     s.hf_qk_rows = o->hf;
+    s.dump_after = o->mode == PC_AOT_INFER ? o->dump_after : NULL;
     char path[8300];
     int rc = -1;
     if (pc_mkdirs(wdir, err, errlen)) goto done;
@@ -276,7 +277,7 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
             goto done;
         }
         pc_train_opts to = pc_train_defaults();
-        to.batch = o->batch, to.seq = o->seq;
+        to.batch = o->batch, to.seq = o->seq, to.dump_after = o->dump_after;
         for (int clip = 1; clip >= 0; clip--) { /* --clip 0 builds another step graph */
             pc_graph *g = NULL, *eg = NULL;
             to.clip = clip;
@@ -331,6 +332,8 @@ static void help(void) {
            "                 --seed --json)\n"
            "  --hf-qk-rows   (infer) the adapter's q/k rows are in Hugging Face order\n"
            "  -o OUT         the executable to write\n"
+           "  --dump-after=PASS  print the compiled graphs' IR to stderr after adapt, autograd,\n"
+           "                 adamw or all\n"
            "  --emit-object F  also write the object file linked into OUT (the fused kernels and each\n"
            "                 graph's entry function pc_entry_<graph>_<fingerprint>) to F\n\n"
            "Kernels are compiled for this machine's CPU. Linking uses %s.\n", PEFTC_CC);
@@ -344,6 +347,7 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         {"model", true, &o.model, 0}, {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
         {"mode", true, &mode, 0},     {"batch", true, &batch, 0},           {"seq", true, &seq, 0},
         {"o", true, &o.out, 0},       {"hf-qk-rows", false, 0, &hf},     {"emit-object", true, &o.object, 0},
+        {"dump-after", true, &o.dump_after, 0},
     };
     const char *pos[1];
     int npos;
@@ -351,6 +355,9 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     if (rc == 1) { help(); return 0; }
     if (rc) return 1;
     if (!mode) { fprintf(stderr, "peftc compile: --mode is required (train or infer)\n"); return 1; }
+    if (o.dump_after && strcmp(o.dump_after, "autograd") && strcmp(o.dump_after, "adamw") &&
+        pc_cli_dump_stage("compile", o.dump_after))
+        return 1;
     if (strcmp(mode, "train") == 0) o.mode = PC_AOT_TRAIN;
     else if (strcmp(mode, "infer") == 0) o.mode = PC_AOT_INFER;
     else { fprintf(stderr, "peftc compile: --mode: expected train or infer, got '%s'\n", mode); return 1; }

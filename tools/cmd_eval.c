@@ -6,28 +6,30 @@
 #include <stdio.h>
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
-    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0;
+    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0;
     bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0},
+        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("eval", argc, argv, opts, 10, pos, 0, &npos);
+    int rc = pc_cli_parse("eval", argc, argv, opts, 11, pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
-               "                  [--batch B] [--backend ref|jit] [--json]\n\n"
+               "                  [--batch B] [--backend ref|jit] [--json] [--dump-after=adapt]\n\n"
                "Mean next-token cross-entropy of the text: tokens = [BOS] + encode(text); window i =\n"
                "tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
                "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
-               "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}.\n");
+               "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}. --dump-after=adapt (or all)\n"
+               "prints the evaluated graph, adapter applied, to stderr.\n");
         return 0;
     }
     if (rc) return 1;
+    if (pc_cli_dump_stage("eval", dump)) return 1;
     if (!data || !seq) { fprintf(stderr, "peftc eval: --data and --seq are required\n"); return 1; }
     long long S, B = 8;
     if (pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
@@ -43,6 +45,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
     if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+    s.dump_after = dump;
     s.hf_qk_rows = hf;
     pc_eval_result r;
     rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);

@@ -25,18 +25,18 @@ int pc_cmd_generate(const pc_registry *reg, int argc, char **argv) { return pc_g
 int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
-               *backend = 0;
+               *backend = 0, *dump = 0;
     bool merge = false, json = false, hf = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"prompt", true, &prompt, 0}, {"tokens", true, &ntok, 0},         {"temperature", true, &temp, 0},
         {"top-p", true, &topp, 0},    {"seed", true, &seed, 0},           {"merge", false, 0, &merge},
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0},
+        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("generate", argc, argv, opts, 12, pos, 0, &npos);
+    int rc = pc_cli_parse("generate", argc, argv, opts, 13, pos, 0, &npos);
     if (rc == 1) {
         if (fx)
             printf("%s: a standalone text generator compiled by peftc compile --mode infer (%s).\n"
@@ -45,15 +45,17 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
                    fx->prog, fx->about);
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
-               "                      [--backend ref|jit]\n\n"
+               "                      [--backend ref|jit] [--dump-after=adapt]\n\n"
                "Generates up to N tokens (default 256) after BOS and the prompt, like llama2.c run.c:\n"
                "temperature 0 is greedy; otherwise softmax(logits/T) sampled with nucleus top-p\n"
                "(default 0.9) and the seed. --merge folds the adapter into the weights first.\n"
                "--hf-qk-rows: the adapter was made for a Hugging Face-converted Llama.\n"
-               "--json prints {\"ids\":[...], \"text\":\"...\"}.\n");
+               "--json prints {\"ids\":[...], \"text\":\"...\"}. --dump-after=adapt (or all) prints the\n"
+               "decode graph, adapter applied, to stderr.\n");
         return 0;
     }
     if (rc) return 1;
+    if (pc_cli_dump_stage("generate", dump)) return 1;
     long long n = 256, sd = 42;
     double t = 1.0, p = 0.9;
     if (ntok && pc_cli_int("generate", "tokens", ntok, 1, 1 << 20, &n)) return 1;
@@ -81,6 +83,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     pc_session s;
     if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     s.hf_qk_rows = hf;
+    s.dump_after = dump;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
                         .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,
                         .cache_len = fx ? fx->cache_len : 0, .entries = fx ? fx->entries : NULL};

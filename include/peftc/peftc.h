@@ -274,6 +274,16 @@ pc_val pc_cross_entropy_at(pc_graph *g, pc_loc at, pc_val logits, pc_val targets
 pc_val pc_op_at(pc_graph *g, pc_loc at, const char *op, int nin, const pc_val *in, int nattr,
                 const char *const *attrs);
 
+/* The AdamW hyper-parameters: the f32[8] input %hp of every graph the adamw pass extends, in
+ * this order (one graph serves every step; a trainer writes this struct before each run). */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    float step;          /* t, 1-based (bias correction) */
+    float max_grad_norm; /* clipping by global norm when the graph clips; <= 0: none */
+    float reserved;
+} pc_adamw_hp;
+_Static_assert(sizeof(pc_adamw_hp) == 8 * sizeof(float), "pc_adamw_hp is the f32[8] %hp input");
+
 #define PC_HERE ((pc_loc){__FILE__, __LINE__, 0})
 #define pc_input(g, ...) pc_input_at(g, PC_HERE, __VA_ARGS__)
 #define pc_param(g, ...) pc_param_at(g, PC_HERE, __VA_ARGS__)
