@@ -34,6 +34,15 @@ static int find_method(pc_session *s, char *err, size_t errlen) {
     if (!(s->method = pc_registry_find(s->reg, type)))
         return pc_errf(err, errlen, "%s: field \"peft_type\": %s is not implemented by peftc yet", s->adapter_source,
                        type ? type : "?");
+    /* what PEFT fills in from the model's config for prompt methods (and saves) */
+    if (pc_peft_type_is_prompt_learning(cfg->peft_type)) {
+        pc_adapter_config *c = s->adapter.cfg;
+        const pc_model_info *mi = &s->model.info;
+        if (c->prompt.token_dim == PC_INT_NULL) c->prompt.token_dim = mi->dim;
+        if (c->prompt.num_transformer_submodules == PC_INT_NULL) c->prompt.num_transformer_submodules = 1;
+        if (c->prompt.num_attention_heads == PC_INT_NULL) c->prompt.num_attention_heads = mi->n_heads;
+        if (c->prompt.num_layers == PC_INT_NULL) c->prompt.num_layers = mi->n_layers;
+    }
     /* PEFT's per-model defaults for a null target_modules (and IA3's feedforward_modules) */
     if (cfg->target_modules.kind == PC_SPEC_NULL && !pc_peft_type_is_prompt_learning(cfg->peft_type) &&
         cfg->peft_type != PC_PEFT_CUSTOM) {
@@ -53,11 +62,7 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
     if (adapter) {
         /* configs may name the registered methods that are not PEFT's */
         const char *custom[64];
-        size_t nc = 0;
-        for (int i = 0; i < pc_registry_count(s->reg) && nc < 64; i++) {
-            const char *t = pc_registry_at(s->reg, i)->peft_type;
-            if (t && pc_peft_type_from_name(t) == PC_PEFT_NONE) custom[nc++] = t;
-        }
+        size_t nc = pc_registry_custom_types(s->reg, custom, 64);
         if (pc_adapter_load_ex(adapter, &s->adapter, custom, nc, err, errlen)) goto fail;
         for (size_t i = 0; i < s->adapter.cfg->n_warnings; i++)
             fprintf(stderr, "warning: %s: %s\n", adapter, s->adapter.cfg->warnings[i]);

@@ -33,15 +33,17 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
         if (!(e->data = calloc((size_t)(e->n ? e->n : 1), sizeof(float)))) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
         s->n++;
         const pc_st_tensor *t = NULL;
-        int fi = 0;
-        for (; fi < nfiles && !t; fi++) t = files[fi] ? pc_st_find(files[fi], x->key) : NULL;
+        const pc_st_file *from = NULL;
+        for (int fi = 0; fi < nfiles && !t; fi++)
+            if (files[fi] && (t = pc_st_find(files[fi], x->key))) from = files[fi];
         if (t) {
             if (t->dtype != PC_F32 || !pc_shape_eq(t->shape, x->shape)) {
                 char want[96], got[96];
                 pc_shape_str(x->shape, want, sizeof want);
                 pc_shape_str(t->shape, got, sizeof got);
                 pc_store_free(s);
-                return pc_errf(err, errlen, "tensor \"%s\" is %s%s, expected f32%s", x->key, pc_dtype_name(t->dtype), got, want);
+                return pc_errf(err, errlen, "%s: tensor \"%s\" is %s%s, expected f32%s", pc_st_path(from), x->key,
+                               pc_dtype_name(t->dtype), got, want);
             }
             memcpy(e->data, t->data, t->nbytes);
             e->loaded = true;
@@ -52,8 +54,10 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
             pc_init_fill(e->data, e->n, x->init, fan_in, seed, key_hash(x->key));
         } else {
             pc_store_free(s);
-            return pc_errf(err, errlen, "no tensor \"%s\" in the adapter weights%s", x->key,
-                           (x->flags & PC_FROZEN) ? "" : " and no init for it");
+            if (nfiles > 0 && files[0])
+                return pc_errf(err, errlen, "%s: no tensor \"%s\"%s", pc_st_path(files[0]), x->key,
+                               (x->flags & PC_FROZEN) ? "" : " and no init for it");
+            return pc_errf(err, errlen, "no adapter weights hold tensor \"%s\" (a config alone has no trained tensors)", x->key);
         }
     }
     return 0;

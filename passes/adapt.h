@@ -56,6 +56,10 @@ pc_val pc_dropout_seed(pc_graph *g);
  * tensor's first component: "lora_A.<name>.weight", "ia3_l.<name>"). module NULL: "<tensor>". */
 int pc_adapter_key(char *buf, size_t len, const char *module, const char *name, const char *tensor);
 
+/* the peft_types of the registered methods that are not PEFT's (what a config reader must accept
+ * besides PEFT's own): how many were written to names (at most cap) */
+size_t pc_registry_custom_types(const pc_registry *r, const char **names, size_t cap);
+
 /* the built-in methods, NULL-terminated (passes/adapters/registry.c) */
 const pc_adapter_method *const *pc_builtin_methods(void);
 

@@ -38,11 +38,7 @@ int pc_pass_adapt(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen)
     pc_registry *own = a->reg ? NULL : pc_registry_new();
     const pc_registry *reg = a->reg ? a->reg : own;
     const char *custom[64];
-    size_t nc = 0;
-    for (int i = 0; i < pc_registry_count(reg) && nc < 64; i++) {
-        const char *t = pc_registry_at(reg, i)->peft_type;
-        if (t && pc_peft_type_from_name(t) == PC_PEFT_NONE) custom[nc++] = t;
-    }
+    size_t nc = pc_registry_custom_types(reg, custom, 64);
     pc_adapter_config *cfg = pc_adapter_config_load_ex(path, custom, nc, err, errlen);
     pc_adapt_ctx *cx = NULL;
     int rc = -1;

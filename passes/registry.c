@@ -65,3 +65,10 @@ int pc_registry_add(pc_registry *r, const pc_adapter_method *m, char *err, size_
 
 int pc_registry_count(const pc_registry *r) { return r ? r->n : 0; }
 const pc_adapter_method *pc_registry_at(const pc_registry *r, int i) { return r && i >= 0 && i < r->n ? r->m[i] : NULL; }
+
+size_t pc_registry_custom_types(const pc_registry *r, const char **names, size_t cap) {
+    size_t n = 0;
+    for (int i = 0; r && i < r->n && n < cap; i++)
+        if (r->m[i]->peft_type && pc_peft_type_from_name(r->m[i]->peft_type) == PC_PEFT_NONE) names[n++] = r->m[i]->peft_type;
+    return n;
+}

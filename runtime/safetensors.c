@@ -585,3 +585,5 @@ int pc_st_write(const pc_st_writer *w, const char *path, char *err, size_t errle
     free(b.p);
     return rc;
 }
+
+const char *pc_st_path(const pc_st_file *f) { return f ? f->path : NULL; }

@@ -39,6 +39,7 @@ int pc_st_meta_count(const pc_st_file *f);
 const char *pc_st_meta_key(const pc_st_file *f, int i);
 const char *pc_st_meta_value(const pc_st_file *f, int i);
 const char *pc_st_meta(const pc_st_file *f, const char *key); /* NULL if absent */
+const char *pc_st_path(const pc_st_file *f); /* the path it was opened from */
 
 /* "F32" / "I32" / "BF16"; element size in bytes (0 for an invalid dtype) */
 const char *pc_st_dtype_name(pc_dtype dt);

@@ -13,8 +13,8 @@ static int ia3_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     (void)state;
     const pc_adapter_config *cfg = pc_adapt_config(cx);
     if (cfg->target_modules.kind == PC_SPEC_NULL)
-        return snprintf(err, errlen, "field target_modules: null (no default for this model)"), -1;
-    if (cfg->fan_in_fan_out) return snprintf(err, errlen, "field fan_in_fan_out: true is not implemented by peftc yet"), -1;
+        return snprintf(err, errlen, "field \"target_modules\": null (no default for this model)"), -1;
+    if (cfg->fan_in_fan_out) return snprintf(err, errlen, "field \"fan_in_fan_out\": true is not implemented by peftc yet"), -1;
     return 0;
 }
 

@@ -13,12 +13,12 @@
 static int lora_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     (void)state;
     const pc_adapter_config *cfg = pc_adapt_config(cx);
-    if (cfg->lora.use_dora) return snprintf(err, errlen, "field use_dora: DoRA is not implemented by peftc yet"), -1;
+    if (cfg->lora.use_dora) return snprintf(err, errlen, "field \"use_dora\": DoRA is not implemented by peftc yet"), -1;
     if (cfg->lora.bias != PC_BIAS_NONE)
-        return snprintf(err, errlen, "field bias: \"%s\" is not implemented by peftc yet (use \"none\")",
+        return snprintf(err, errlen, "field \"bias\": \"%s\" is not implemented by peftc yet (use \"none\")",
                         cfg->lora.bias == PC_BIAS_ALL ? "all" : "lora_only"), -1;
     if (cfg->target_modules.kind == PC_SPEC_NULL)
-        return snprintf(err, errlen, "field target_modules: null (no default for this model)"), -1;
+        return snprintf(err, errlen, "field \"target_modules\": null (no default for this model)"), -1;
     return 0;
 }
 
@@ -45,15 +45,22 @@ static void lora_params(pc_adapt_ctx *cx, const pc_site *s, int r, pc_val *A, pc
                               : PC_NONE;
 }
 
+/* the module's adapter, when targeted: rank, scale and params. 1 targeted, 0 not, -1 error */
+static int lora_module(pc_adapt_ctx *cx, const pc_site *s, double *sc, pc_val *A, pc_val *B, pc_val *bB, char *err,
+                       size_t errlen) {
+    int r, hit = pc_adapt_targets(cx, s->module);
+    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
+    if (rank_scale(cx, s, &r, sc, err, errlen)) return -1;
+    lora_params(cx, s, r, A, B, bB);
+    return 1;
+}
+
 static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     (void)state;
-    int hit = pc_adapt_targets(cx, s->module);
-    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
-    int r;
     double sc;
-    if (rank_scale(cx, s, &r, &sc, err, errlen)) return -1;
     pc_val A, B, bB;
-    lora_params(cx, s, r, &A, &B, &bB);
+    int hit = lora_module(cx, s, &sc, &A, &B, &bB, err, errlen);
+    if (hit <= 0) return hit;
     pc_graph *g = s->g;
     pc_val h = pc_adapt_dropout(cx, s, s->x, pc_adapt_config(cx)->lora.lora_dropout.v);
     pc_val up = pc_matmul_at(g, s->loc, pc_matmul_at(g, s->loc, h, A, 0, 1), B, 0, 1);
@@ -64,13 +71,10 @@ static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
 
 /* W ± s·B A, b ± s·b_B (sign -1: unmerge) */
 static int lora_fold(pc_adapt_ctx *cx, const pc_site *s, double sign, pc_val *w, pc_val *b, char *err, size_t errlen) {
-    int hit = pc_adapt_targets(cx, s->module);
-    if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
-    int r;
     double sc;
-    if (rank_scale(cx, s, &r, &sc, err, errlen)) return -1;
     pc_val A, B, bB;
-    lora_params(cx, s, r, &A, &B, &bB);
+    int hit = lora_module(cx, s, &sc, &A, &B, &bB, err, errlen);
+    if (hit <= 0) return hit;
     if (bB != PC_NONE && s->bias == PC_NONE)
         return snprintf(err, errlen, "lora_bias=true: the merged bias s*b_B of %s has nowhere to go in a bias-free "
                         "base; run the adapter unmerged", s->module), -1;

@@ -24,18 +24,18 @@ static int pt_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     st->P = cfg->prompt.num_virtual_tokens;
     st->D = mi->dim;
     if (st->P == PC_INT_NULL || st->P <= 0)
-        return snprintf(err, errlen, "field num_virtual_tokens: must be a positive integer"), -1;
+        return snprintf(err, errlen, "field \"num_virtual_tokens\": must be a positive integer"), -1;
     if (mi->context > 0 && st->P >= mi->context)
-        return snprintf(err, errlen, "field num_virtual_tokens: %lld virtual tokens leave no room in the model's context of %d",
+        return snprintf(err, errlen, "field \"num_virtual_tokens\": %lld virtual tokens leave no room in the model's context of %d",
                         (long long)st->P, mi->context), -1;
     if (cfg->prompt.token_dim != PC_INT_NULL && mi->dim > 0 && cfg->prompt.token_dim != mi->dim)
-        return snprintf(err, errlen, "field token_dim: %lld, but the model's hidden size is %d", (long long)cfg->prompt.token_dim,
+        return snprintf(err, errlen, "field \"token_dim\": %lld, but the model's hidden size is %d", (long long)cfg->prompt.token_dim,
                         mi->dim), -1;
     if (cfg->prompt.num_transformer_submodules != PC_INT_NULL && cfg->prompt.num_transformer_submodules != 1)
-        return snprintf(err, errlen, "field num_transformer_submodules: %lld (a decoder-only model has 1)",
+        return snprintf(err, errlen, "field \"num_transformer_submodules\": %lld (a decoder-only model has 1)",
                         (long long)cfg->prompt.num_transformer_submodules), -1;
     if (cfg->prompt.prompt_tuning_init == PC_PROMPT_INIT_TEXT && !cfg->prompt.prompt_tuning_init_text)
-        return snprintf(err, errlen, "field prompt_tuning_init_text: TEXT init needs the text"), -1;
+        return snprintf(err, errlen, "field \"prompt_tuning_init_text\": TEXT init needs the text"), -1;
     return 0;
 }
 
@@ -109,7 +109,7 @@ static int pt_init(pc_adapt_ctx *cx, void *state, const char *key, float *data, 
         n = pc_adapt_tokenize(cx, cfg->prompt.prompt_tuning_init_text, ids, (int)st->P + 4096);
         if (n <= 0) {
             free(ids);
-            return snprintf(err, errlen, "field prompt_tuning_init_text: %s", n < 0 ? "no tokenizer to encode it" : "encodes to no tokens"), -1;
+            return snprintf(err, errlen, "field \"prompt_tuning_init_text\": %s", n < 0 ? "no tokenizer to encode it" : "encodes to no tokens"), -1;
         }
     } else {
         /* PEFT draws with torch.randint; peftc with its own seeded stream */
