@@ -12,9 +12,15 @@ typedef struct {
     pc_llama_config cfg;
 } l2c_impl;
 
+/* a llama2.c checkpoint has no magic number: any file other families do not name by extension */
 static int l2c_probe(const char *path) {
+    static const char *const others[] = {".gguf", ".safetensors", ".json"};
     size_t n = strlen(path);
-    return n >= 4 && strcmp(path + n - 4, ".bin") == 0;
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        size_t k = strlen(others[i]);
+        if (n >= k && strcmp(path + n - k, others[i]) == 0) return 0;
+    }
+    return 1;
 }
 
 static int l2c_open(pc_model *m, const char *path, char *err, size_t errlen) {

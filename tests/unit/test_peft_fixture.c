@@ -5,6 +5,7 @@
  * (b) unmerged logits on the l2c directory match PyTorch (llama2.c-convention model + LoRA);
  * (c) peftc's merge on the l2c directory matches PEFT's merge_and_unload (rows un-permuted). */
 #include "cu_main.h"
+#include "compare.h"
 #include "backend/exec.h"
 #include "backend/ref.h"
 #include "drivers/merge.h"
@@ -38,14 +39,6 @@ static const char *parent_of(const char *name) {
     return name[1] == '_' ? "self_attn" : "mlp"; /* q_, k_, v_, o_proj */
 }
 
-static double max_abs_diff(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > m || d != d) m = d;
-    }
-    return m;
-}
 
 /* an adapted inference graph (B=1, S=16, logits output) with its base and adapter bound */
 typedef struct {

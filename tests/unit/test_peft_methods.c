@@ -6,6 +6,7 @@
  * IA3's merge vs PEFT's merge_and_unload, prompt tuning refusing to merge, and generation
  * feeding the virtual tokens first (decode logits = the LM graph's). */
 #include "cu_main.h"
+#include "compare.h"
 #include "backend/exec.h"
 #include "drivers/decode.h"
 #include "drivers/merge.h"
@@ -17,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MODEL PEFTC_SOURCE_DIR "/data/stories260K/stories260K.bin"
 #define IA3_DIR PEFTC_SOURCE_DIR "/tests/data/peft_ia3_stories260k"
@@ -81,20 +83,7 @@ static pc_exec *fx_run(fixture *x, pc_backend_kind kind) {
     return r;
 }
 
-static double max_abs_diff(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > m || d != d) m = d;
-    }
-    return m;
-}
 
-static double max_abs(const float *a, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
-    return m;
-}
 
 static pc_val output_where(const pc_graph *g, bool loss) {
     for (int i = 0; i < g->noutputs; i++) {
@@ -305,7 +294,55 @@ static void test_prompt_decode_matches_lm(void) {
     fx_close(&x);
 }
 
+/* merge into a checkpoint file, then unmerge it again: the base weights come back (PEFT's
+ * unmerge; IA3 divides by l + 1e-8) */
+static void unmerge_roundtrip(const char *dir, int want_modules, double tol) {
+    char err[2048], path[] = "/tmp/peftc_unmerge_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    pc_session a, b;
+    int n = 0;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&a, NULL, MODEL, NULL, dir, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(pc_session_merge(&a, &n, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(n, want_modules);
+    CU_ASSERT_EQUAL_FATAL(pc_session_write_model(&a, path, err, sizeof err), 0);
+    int rc = pc_session_open(&b, NULL, path, NULL, dir, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(pc_session_unmerge(&b, &n, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(n, want_modules);
+    double worst = 0, moved = 0;
+    int checked = 0;
+    for (int i = 0; i < a.model.nover; i++) {
+        const pc_weight *m = &a.model.over[i];
+        pc_shape sh;
+        const float *base = a.model.family->weight(&a.model, m->key, &sh);
+        const float *back = pc_model_weight(&b.model, m->key, NULL);
+        CU_ASSERT_FATAL(base && back);
+        int64_t k = pc_shape_numel(sh);
+        double e = max_abs_diff(back, base, k) / fmax(1.0, max_abs(base, k)), d = max_abs_diff(m->data, base, k);
+        if (e > worst) worst = e;
+        if (d > moved) moved = d;
+        checked++;
+    }
+    printf("\n    %s: %d weights, merge moved them by up to %.3g, unmerge restores within %.3g\n", dir + strlen(PEFTC_SOURCE_DIR) + 1,
+           checked, moved, worst);
+    CU_ASSERT(checked == want_modules);
+    CU_ASSERT(moved > 1e-3);
+    CU_ASSERT(worst <= tol);
+    pc_session_close(&a);
+    pc_session_close(&b);
+    unlink(path);
+}
+
+static void test_unmerge_restores_base(void) {
+    unmerge_roundtrip(IA3_DIR, 15, 1e-5);
+    unmerge_roundtrip(PEFTC_SOURCE_DIR "/tests/data/peft_lora_stories260k_l2c", 35, 1e-6);
+}
+
 static CU_TestInfo tests[] = {
+    {"unmerge_restores_base", test_unmerge_restores_base},
     {"ia3_loss_and_grads", test_ia3_loss_and_grads},
     {"ia3_merge", test_ia3_merge},
     {"prompt_loss_and_grad", test_prompt_loss_and_grad},
