@@ -81,6 +81,12 @@ pc_store_entry *pc_store_find(const pc_store *s, const char *key) {
     return NULL;
 }
 
+float *pc_store_tensor(void *store, const char *key, pc_shape *shape) {
+    pc_store_entry *e = pc_store_find(store, key);
+    if (e && shape) *shape = e->shape;
+    return e ? e->data : NULL;
+}
+
 int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++)
         if ((s->e[i].flags & which) && pc_st_writer_add(w, s->e[i].key, PC_F32, s->e[i].shape, s->e[i].data, err, errlen))

@@ -118,15 +118,47 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, char *err, siz
     return 0;
 }
 
+/* tensors a method puts into the adapter file: copied, since the writer borrows until it writes */
+typedef struct {
+    pc_st_writer *w;
+    float **copies;
+    int n;
+} put_target;
+
+static int writer_put(void *ctx, const char *key, pc_shape shape, const float *data) {
+    put_target *p = ctx;
+    size_t n = (size_t)pc_shape_numel(shape);
+    float **c = realloc(p->copies, (size_t)(p->n + 1) * sizeof *c), *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (c) p->copies = c;
+    if (!c || !copy) { free(copy); return -1; }
+    memcpy(copy, data, n * sizeof *copy);
+    p->copies[p->n++] = copy;
+    char msg[256];
+    return pc_st_writer_add(p->w, key, PC_F32, shape, copy, msg, sizeof msg);
+}
+
+/* the adapter file's tensors: the method's own choice, or every trainable param under its key */
+static int save_adapter_tensors(run *x, put_target *pt, char *err, size_t errlen) {
+    const pc_adapter_method *m = pc_adapt_method(x->cx);
+    pc_tensor_io io = {pc_store_tensor, writer_put, &x->store, pt};
+    char msg[1024] = "";
+    int r = m->save_tensors ? m->save_tensors(x->cx, pc_adapt_state(x->cx), &io, msg, sizeof msg) : 0;
+    if (r < 0) return pc_errf(err, errlen, "saving the %s adapter: %s", m->name, msg[0] ? msg : "failed");
+    return r ? 0 : pc_store_write(&x->store, PC_TRAINABLE, pt->w, err, errlen);
+}
+
 static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opts *o, bool with_state,
                            char *err, size_t errlen) {
     pc_st_writer *w = pc_st_writer_new();
     if (!w) return pc_errf(err, errlen, "out of memory");
     pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
-    int rc = pc_store_write(&x->store, PC_TRAINABLE, w, err, errlen);
+    put_target pt = {w, NULL, 0};
+    int rc = save_adapter_tensors(x, &pt, err, errlen);
     if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
     if (!rc) rc = pc_adapter_save(dir, x->s.adapter.cfg, w, err, errlen);
     pc_st_writer_free(w);
+    for (int i = 0; i < pt.n; i++) free(pt.copies[i]);
+    free(pt.copies);
     pc_session_fix_qk_rows(&x->s, &x->store, 0);
     char path[4096];
     if (!rc && !with_state) {
@@ -255,16 +287,11 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
 }
 
 /* the method's per-step hook (AdaLoRA's rank allocator) sees the adapter's tensors by key */
-static float *store_tensor(void *ctx, const char *key, pc_shape *shape) {
-    pc_store_entry *e = pc_store_find(ctx, key);
-    if (e && shape) *shape = e->shape;
-    return e ? e->data : NULL;
-}
-
 static int step_hook(run *x, int t, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
+    pc_tensor_io io = {pc_store_tensor, NULL, &x->store, NULL};
     char msg[1024] = "";
-    if (!m->step_hook || !m->step_hook(x->cx, pc_adapt_state(x->cx), t, store_tensor, &x->store, msg, sizeof msg)) return 0;
+    if (!m->step_hook || !m->step_hook(x->cx, pc_adapt_state(x->cx), t, &io, msg, sizeof msg)) return 0;
     return pc_errf(err, errlen, "step %d: %s: %s", t, m->name, msg);
 }
 

@@ -76,6 +76,15 @@ typedef struct {
  * prompt tuning's TEXT init). NULL when the model has no such tensor. */
 typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *shape);
 
+/* The tensors of a run by key, for the callbacks that run between steps: `get` returns a param's
+ * current values (writable: a step hook may mask them), NULL when the key is unknown; `put`
+ * (save_tensors only) adds a copy of a tensor to the adapter file being written. */
+typedef struct {
+    float *(*get)(void *get_ctx, const char *key, pc_shape *shape);
+    int (*put)(void *put_ctx, const char *key, pc_shape shape, const float *data);
+    void *get_ctx, *put_ctx;
+} pc_tensor_io;
+
 typedef struct pc_adapter_method {
     const char *name;      /* registry name, lower case: "lora" */
     const char *peft_type; /* the adapter_config.json "peft_type" that selects it: "LORA" */
@@ -126,11 +135,14 @@ typedef struct pc_adapter_method {
      * (an error: the graph's sticky error). Optional. */
     pc_val (*loss_term)(pc_adapt_ctx *cx, void *state, pc_graph *g, pc_val loss, char *err, size_t errlen);
 
-    /* Called by the trainer after every optimizer step with the adapter's tensors by key
-     * (AdaLoRA's rank allocator). Optional. */
-    int (*step_hook)(pc_adapt_ctx *cx, void *state, int step,
-                     float *(*tensor)(void *ctx, const char *key, pc_shape *shape), void *tctx,
-                     char *err, size_t errlen);
+    /* Called by the trainer after every optimizer step with the adapter's tensors (AdaLoRA's
+     * rank allocator). Optional. */
+    int (*step_hook)(pc_adapt_ctx *cx, void *state, int step, const pc_tensor_io *io, char *err, size_t errlen);
+
+    /* What the adapter file holds, when it is not every trainable param under its key: puts
+     * PEFT's tensors (P-tuning's prompt_embeddings computed by its encoder, AdaLoRA's pruned
+     * ranks) and returns 1, or 0 for the default. Optional (the default). */
+    int (*save_tensors)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
 } pc_adapter_method;
 
 /* ---- what a method's callbacks may ask of the context ---- */
