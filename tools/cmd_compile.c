@@ -234,7 +234,6 @@ typedef struct {
     bool hf;
 } copts;
 
-/* writes the data directory `wdir` and records the graphs' kernels */
 /* copies a trained adapter directory into wdir/adapter (config rewritten by peftc, weights as is) */
 static int copy_adapter(const pc_session *s, const char *from, const char *wdir, char *err, size_t errlen) {
     char path[8300], src[8192];
@@ -247,6 +246,20 @@ static int copy_adapter(const pc_session *s, const char *from, const char *wdir,
     return pc_adapter_config_write(s->adapter.cfg, path, err, errlen);
 }
 
+/* standalone executables carry the built-in methods only (tools/aot_main.c) */
+static int builtin(const pc_adapter_method *m) {
+    for (const pc_adapter_method *const *b = pc_builtin_methods(); *b; b++)
+        if (*b == m) return 1;
+    return 0;
+}
+
+static const char *builtin_names(char *buf, size_t len) {
+    buf[0] = 0;
+    for (const pc_adapter_method *const *b = pc_builtin_methods(); *b; b++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", b == pc_builtin_methods() ? "" : ", ", (*b)->name);
+    return buf;
+}
+
 /* writes the data directory `wdir` and records the graphs' kernels */
 static int prepare(const copts *o, const pc_registry *reg, const char *wdir, collector *c, int *cache_len, char *about,
                    size_t aboutlen, char *err, size_t errlen) {
@@ -254,6 +267,14 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
     if (pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
     s.hf_qk_rows = o->hf;
     s.dump_after = o->mode == PC_AOT_INFER ? o->dump_after : NULL;
+    if (s.method && !builtin(s.method)) {
+        char names[256];
+        pc_errf(err, errlen, "%s: the %s method is registered by this program, not built into peftc: a standalone "
+                "executable could not run it (compile supports %s)", o->adapter, s.method->name,
+                builtin_names(names, sizeof names));
+        pc_session_close(&s);
+        return -1;
+    }
     char path[8300];
     int rc = -1;
     if (pc_mkdirs(wdir, err, errlen)) goto done;
