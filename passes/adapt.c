@@ -105,10 +105,9 @@ int pc_adapt_finish(pc_adapt_ctx *cx, pc_graph *g, char *err, size_t errlen) {
         if (g->outputs[i] == loss) g->outputs[i] = total;
     pc_v(g, total)->flags |= PC_LOSS | PC_OUTPUT;
     pc_v(g, loss)->flags &= ~(unsigned)PC_OUTPUT;
-    char name[64];
-    snprintf(name, sizeof name, "task_loss");
+    /* the sum is what dumps and drivers know as %loss; the task's part becomes %task_loss */
     const char *old = pc_val_name(g, loss);
-    if (old && strcmp(old, "loss") == 0 && !pc_set_name(g, loss, name)) pc_set_name(g, total, "loss");
+    if (old && !strcmp(old, "loss") && !pc_set_name(g, loss, "task_loss")) pc_set_name(g, total, "loss");
     return 0;
 }
 
