@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-extern const pc_adapter_method pc_method_loha;
+extern const pc_adapter_method pc_method_loha, pc_method_pfedpara;
 
 #define MODEL PEFTC_SOURCE_DIR "/data/stories260K/stories260K.bin"
 #define LOHA_DIR PEFTC_SOURCE_DIR "/tests/data/peft_loha_stories260k"
@@ -262,13 +262,15 @@ typedef struct {
 static pc_adapt_ctx *ctx_of(const char *json, pc_adapt_mode mode, pc_adapter_config **cfg, char *err, size_t n) {
     static const pc_model_info info = {.model_type = "llama", .dim = 64, .vocab = 512, .context = 512,
                                        .n_layers = 5, .n_heads = 8, .n_kv_heads = 4};
-    if (!(*cfg = pc_adapter_config_parse(json, strlen(json), "loha.json", err, n))) return NULL;
-    return pc_adapt_new(&pc_method_loha, *cfg, "loha.json", mode, mode == PC_ADAPT_TRAIN, &info, err, n);
+    static const char *const custom[] = {"PFEDPARA"};
+    if (!(*cfg = pc_adapter_config_parse_ex(json, strlen(json), "a.json", custom, 1, err, n))) return NULL;
+    const pc_adapter_method *m = (*cfg)->peft_type == PC_PEFT_CUSTOM ? &pc_method_pfedpara : &pc_method_loha;
+    return pc_adapt_new(m, *cfg, "a.json", mode, mode == PC_ADAPT_TRAIN, &info, err, n);
 }
 
 /* builds the linear, rewrites it with LoHa (r=2, alpha=4: scale 2), fills inputs and factors,
- * and computes the undropped term D = x ΔWᵀ in double */
-static int lin_build(lin_case *c, pc_adapt_ctx *cx) {
+ * and computes the undropped term D = x ΔWᵀ in double (pfedpara: W1 ⊙ (W2 + 1) in ΔW) */
+static int lin_build(lin_case *c, pc_adapt_ctx *cx, bool pfedpara) {
     char err[1024] = "";
     memset(c, 0, sizeof *c);
     c->g = pc_graph_new("lin");
@@ -302,7 +304,7 @@ static int lin_build(lin_case *c, pc_adapt_ctx *cx) {
                 for (int k = 0; k < DO_R; k++)
                     w1 += (double)c->f[0][o * DO_R + k] * c->f[1][k * DO_IN + i],
                         w2 += (double)c->f[2][o * DO_R + k] * c->f[3][k * DO_IN + i];
-                acc += c->x[n * DO_IN + i] * 2.0 * w1 * w2;
+                acc += c->x[n * DO_IN + i] * 2.0 * w1 * (pfedpara ? w2 + 1.0 : w2);
             }
             c->D[n * DO_OUT + o] = (float)acc;
         }
@@ -347,7 +349,7 @@ static void test_dropout(void) {
     if (!cx) fprintf(stderr, "%s\n", err);
     CU_ASSERT_FATAL(cx != NULL);
     lin_case c, e;
-    CU_ASSERT_EQUAL_FATAL(lin_build(&c, cx), 0);
+    CU_ASSERT_EQUAL_FATAL(lin_build(&c, cx, false), 0);
     CU_ASSERT_FATAL(c.seed != PC_NONE);
     pc_exec *r = lin_exec(&c, PC_BACKEND_REF), *j = lin_exec(&c, PC_BACKEND_JIT);
     CU_ASSERT_FATAL(r && j);
@@ -381,7 +383,7 @@ static void test_dropout(void) {
     /* evaluation: no dropout, the whole term */
     ce = ctx_of(json, PC_ADAPT_EVAL, &cfg_eval, err, sizeof err);
     CU_ASSERT_FATAL(ce != NULL);
-    CU_ASSERT_EQUAL_FATAL(lin_build(&e, ce), 0);
+    CU_ASSERT_EQUAL_FATAL(lin_build(&e, ce, false), 0);
     CU_ASSERT(e.seed == PC_NONE);
     pc_exec *re = lin_exec(&e, PC_BACKEND_REF);
     CU_ASSERT_FATAL(re != NULL);
@@ -419,12 +421,74 @@ static void test_config_refusals(void) {
     }
 }
 
+/* ---- 6. pFedPara: ΔW = (W1 ⊙ (W2 + 1)) alpha/r, a no-op at init, merge W + ΔW, the split ---- */
+#define PFP_JSON(extra) "{\"peft_type\":\"PFEDPARA\",\"target_modules\":[\"q_proj\"],\"r\":2,\"alpha\":4" extra "}"
+#define PFP_SPLIT ",\"global_factors\":[\"hada_w1_a\",\"hada_w1_b\"],\"local_factors\":[\"hada_w2_a\",\"hada_w2_b\"]"
+static void test_pfedpara(void) {
+    char err[1024] = "";
+    pc_adapter_config *cfg = NULL;
+    pc_adapt_ctx *cx = ctx_of(PFP_JSON(PFP_SPLIT), PC_ADAPT_TRAIN, &cfg, err, sizeof err);
+    if (!cx) fprintf(stderr, "%s\n", err);
+    CU_ASSERT_FATAL(cx != NULL);
+    lin_case c;
+    CU_ASSERT_EQUAL_FATAL(lin_build(&c, cx, true), 0);
+    /* the declared inits: only w1_b is zero, so ΔW = 0 */
+    CU_ASSERT_EQUAL(pc_v(c.g, c.fv[1])->init.kind, PC_INIT_ZEROS);
+    CU_ASSERT_EQUAL(pc_v(c.g, c.fv[0])->init.kind, PC_INIT_KAIMING_UNIFORM);
+    CU_ASSERT_EQUAL(pc_v(c.g, c.fv[2])->init.kind, PC_INIT_KAIMING_UNIFORM);
+    CU_ASSERT_EQUAL(pc_v(c.g, c.fv[3])->init.kind, PC_INIT_KAIMING_UNIFORM);
+    pc_exec *r = lin_exec(&c, PC_BACKEND_REF);
+    CU_ASSERT_FATAL(r != NULL);
+    CU_ASSERT_EQUAL_FATAL(pc_exec_run(r, err, sizeof err), 0);
+    const float *y = pc_exec_data(r, c.y), *b = pc_exec_data(r, c.base);
+    double worst = 0;
+    for (int i = 0; i < DO_N * DO_OUT; i++) worst = fmax(worst, fabs((y[i] - b[i]) - c.D[i]));
+    printf("\n    y - x W^T vs x (2 W1 (W2 + 1))^T by hand: max |diff| %.2e\n", worst);
+    CU_ASSERT(worst <= 1e-6);
+    /* merge: W + ΔW gives the same output */
+    pc_site s = {.kind = PC_SITE_LINEAR, .module = DO_MODULE, .layer = 0, .g = c.g, .x = pc_lookup(c.g, "x"),
+                 .weight = pc_lookup(c.g, "w"), .bias = PC_NONE, .in = DO_IN, .out = DO_OUT};
+    pc_val mw = PC_NONE, mb = PC_NONE;
+    CU_ASSERT_EQUAL_FATAL(pc_method_pfedpara.merge_linear(cx, pc_adapt_state(cx), &s, &mw, &mb, err, sizeof err), 1);
+    pc_val ym = pc_matmul(c.g, s.x, mw, 0, 1);
+    pc_mark_output(c.g, ym);
+    pc_exec *rm = lin_exec(&c, PC_BACKEND_REF);
+    CU_ASSERT_FATAL(rm != NULL);
+    CU_ASSERT_EQUAL_FATAL(pc_exec_run(rm, err, sizeof err), 0);
+    double dm = max_abs_diff(pc_exec_data(rm, ym), pc_exec_data(rm, c.y), DO_N * DO_OUT);
+    printf("    merged x (W + dW)^T vs unmerged: max |diff| %.2e\n", dm);
+    CU_ASSERT(dm <= 1e-6);
+    CU_ASSERT(pc_method_pfedpara.output_rows("hada_w2_a") && !pc_method_pfedpara.output_rows("hada_w2_b"));
+    pc_exec_free(rm);
+    pc_exec_free(r);
+    pc_graph_free(c.g);
+    pc_adapt_free(cx);
+    pc_adapter_config_free(cfg);
+    /* the split must be recorded, and be pFedPara's */
+    static const struct { const char *json, *want; } bad[] = {
+        {PFP_JSON(""), "field \"global_factors\": required"},
+        {PFP_JSON(",\"global_factors\":[\"hada_w2_a\",\"hada_w2_b\"],\"local_factors\":[\"hada_w1_a\",\"hada_w1_b\"]"),
+         "field \"global_factors\": must be"},
+        {PFP_JSON(PFP_SPLIT ",\"rank_dropout\":0.1"), "field \"rank_dropout\": not implemented"},
+        {PFP_JSON(PFP_SPLIT ",\"r\":0"), "field \"r\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        cx = ctx_of(bad[i].json, PC_ADAPT_TRAIN, &cfg, err, sizeof err);
+        printf("    -> %s\n", err);
+        CU_ASSERT(cx == NULL && strstr(err, bad[i].want) != NULL);
+        pc_adapt_free(cx);
+        pc_adapter_config_free(cfg);
+    }
+}
+
 static CU_TestInfo tests[] = {
     {"loss_and_grads", test_loss_and_grads},
     {"merge", test_merge},
     {"unmerge_roundtrip", test_unmerge_roundtrip},
     {"rank_and_module_dropout", test_dropout},
     {"config_refusals", test_config_refusals},
+    {"pfedpara", test_pfedpara},
     CU_TEST_INFO_NULL,
 };
 PC_TEST_MAIN("peft_loha", tests)
