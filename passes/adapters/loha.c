@@ -29,9 +29,7 @@ static int loha_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     const pc_adapter_config *cfg = pc_adapt_config(cx);
     if (cfg->target_modules.kind == PC_SPEC_NULL)
         return snprintf(err, errlen, "field \"target_modules\": null (no default for this model)"), -1;
-    if (cfg->lycoris.use_effective_conv2d)
-        return snprintf(err, errlen, "field \"use_effective_conv2d\": true is not implemented by peftc yet (it "
-                        "applies to convolutions, and peftc's models have none; use false)"), -1;
+    /* use_effective_conv2d only changes convolutions (PEFT ignores it on linears): accepted */
     if (cfg->lycoris.rank_dropout.v >= 1.0)
         return snprintf(err, errlen, "field \"rank_dropout\": %g is not implemented by peftc (every row would be "
                         "dropped and PEFT divides by their zero mean); use a value below 1",

@@ -403,7 +403,6 @@ static void test_dropout(void) {
 /* ---- 5. what peftc refuses, naming the field ---- */
 static void test_config_refusals(void) {
     static const struct { const char *extra, *field; } cases[] = {
-        {"\"use_effective_conv2d\":true", "field \"use_effective_conv2d\""},
         {"\"rank_dropout\":1.0", "field \"rank_dropout\""},
         {"\"module_dropout\":1", "field \"module_dropout\""},
     };
