@@ -143,8 +143,9 @@ static pc_graph *build(const pc_session *s, const pc_build_req *req, bool traina
     if (!cx) return NULL;
     pc_site_hook hook = {pc_adapt_site, cx};
     pc_graph *g = pc_model_build(&s->model, req, &hook, err, errlen);
-    /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input) */
-    if (g && (pc_adapt_finish(cx, g, err, errlen) || pc_pass_dce(&g, err, errlen))) {
+    /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input); products with a
+     * Kronecker product (LoKr) never form it */
+    if (g && (pc_adapt_finish(cx, g, err, errlen) || pc_run_pipeline(&g, "fuse-kron,dce", NULL, err, errlen))) {
         pc_graph_free(g);
         g = NULL;
     }
@@ -168,10 +169,13 @@ static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
     return pc_model_weight(&((const pc_session *)ctx)->model, key, shape);
 }
 
+static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);
+
 int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
                      char *err, size_t errlen) {
     const pc_st_file *files[2] = {s->adapter.weights, extra};
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
+    if (qk_rows(s, st, 0, 1, err, errlen)) return pc_store_free(st), -1;
     pc_session_fix_qk_rows(s, st, 0); /* loaded rows are in the file's order */
     if (!s->method || !s->method->init_from_base) return 0;
     pc_adapt_ctx *cx = pc_session_adapter(s, PC_ADAPT_TRAIN, true, seed, err, errlen);
@@ -233,8 +237,11 @@ void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf)
     free(tmp);
 }
 
-void pc_session_fix_qk_rows(const pc_session *s, pc_store *st, int to_file) {
-    if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return;
+/* the q/k adapter tensors whose rows follow the RoPE row order: permutes them (check 0), or
+ * (check 1) fails on one whose rows do not divide into heads, where no row permutation of the
+ * tensor is the permutation of the module's rows (LoKr's w2 with fewer rows than a head) */
+static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen) {
+    if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return 0;
     static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {
         pc_store_entry *e = &st->e[i];
@@ -247,9 +254,18 @@ void pc_session_fix_qk_rows(const pc_session *s, pc_store *st, int to_file) {
             *dot = 0;
             int hd = s->model.family->rotary_rows(&s->model, module);
             if (hd <= 0) continue;
-            if (s->method->output_rows(rest + strlen(module) + 1) && e->shape.dim[0] > 1 && e->shape.dim[0] % hd == 0)
+            if (!s->method->output_rows(rest + strlen(module) + 1)) break;
+            if (check && e->shape.dim[0] % hd)
+                return pc_errf(err, errlen, "%s: --hf-qk-rows: %s has %lld rows, not a multiple of the head size %d, so "
+                               "the Hugging Face q/k row order of %s is not a row order of this tensor (%s); use the "
+                               "adapter without --hf-qk-rows (llama2.c row order)", s->adapter_source, e->key,
+                               (long long)e->shape.dim[0], hd, module, s->method->name);
+            if (!check && e->shape.dim[0] > 1 && e->shape.dim[0] % hd == 0)
                 pc_qk_permute_rows(e->data, e->shape.dim[0], e->shape.rank == 2 ? e->shape.dim[1] : 1, hd, to_file);
             break;
         }
     }
+    return 0;
 }
+
+void pc_session_fix_qk_rows(const pc_session *s, pc_store *st, int to_file) { qk_rows(s, st, to_file, 0, NULL, 0); }

@@ -19,6 +19,7 @@ static int run_fuse_lowrank(pc_graph **g, const pc_pass_args *a, char *err, size
     (void)a;
     return pc_pass_fuse_lowrank(g, err, errlen);
 }
+static int run_fuse_kron(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) { (void)a; return pc_pass_fuse_kron(g, err, errlen); }
 static int run_autograd(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
     (void)a;
     return pc_pass_autograd(*g, err, errlen);
@@ -40,6 +41,7 @@ static const pc_pass_info passes[] = {
     {"dce", "remove values that reach no output and no update", run_dce},
     {"adapt", "{config=FILE[,mode=train|eval]}: apply an adapter (PEFT config or a registered method) to every linear", pc_pass_adapt},
     {"fuse-lowrank", "one GEMM for the low-rank down-projections (LoRA A) that share an activation", run_fuse_lowrank},
+    {"fuse-kron", "x (A kron B)^T as two small matmuls on a reshaped x (LoKr): the Kronecker product is never formed", run_fuse_kron},
     {"autograd", "append the reverse-mode gradient of the loss for every trainable param", run_autograd},
     {"adamw", "{clip}: append AdamW updates of trainable params (hyper-parameters in %hp: f32[8]); clip by global norm", run_adamw},
     {"adamw-clip", "adamw{clip}", run_adamw_clip},

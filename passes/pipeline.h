@@ -49,6 +49,7 @@ void pc_pipeline_dump(const pc_graph *g, const char *stage, const pc_pipeline_op
 /* built-in passes implemented in passes/ */
 int pc_pass_dce(pc_graph **g, char *err, size_t errlen);
 int pc_pass_fuse_lowrank(pc_graph **g, char *err, size_t errlen);
+int pc_pass_fuse_kron(pc_graph **g, char *err, size_t errlen); /* every model graph (pc_session_build) */
 /* adapt{config=FILE[,mode=train|eval]}: an adapter method on every linear of any graph */
 int pc_pass_adapt(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen);
 

@@ -1,0 +1,74 @@
+/* fuse-kron: a product with a Kronecker product, x (A ⊗ B)ᵀ, without forming A ⊗ B.
+ *
+ * With A [a,c], B [b,d], x [..., c·d] and N = numel(x) / (c·d),
+ *   y[n, i·b+j] = Σ_k Σ_l A[i,k] B[j,l] x[n, k·d+l],
+ * i.e. y[n] = A X[n] Bᵀ for X[n] = x[n] as a [c, d] matrix. The pass rewrites
+ *
+ *   %K = kron %A, %B                        %u = matmul (reshape %x [N·c, d]), %B {transpose_b=1}  [N·c, b]
+ *   %y = matmul %x, %K {transpose_b=1}  =>  %t = transpose (reshape %u [N, c, b]) {perm=[0,2,1]}   [N, b, c]
+ *                                           %v = matmul (reshape %t [N·b, c]), %A {transpose_b=1}  [N·b, a]
+ *                                           %y = reshape (transpose (reshape %v [N, b, a])) [..., a·b]
+ *
+ * Every matmul is one 2-D GEMM of activations by a small matrix (N·(c·d·b + b·c·a) multiply-adds
+ * instead of N·a·b·c·d, and no [a·b, c·d] tensor), and autograd of the result differentiates
+ * those GEMMs and transposes, so the backward never forms A ⊗ B or its gradient either. The
+ * kron is left to dce when nothing else reads it. LoKr's rewrite (passes/adapters/lokr.c) emits
+ * the plain form; pc_session_build runs this pass on every model graph (train, eval, decode);
+ * merge graphs do not go through it and form the product once. */
+#include "passes/pipeline.h"
+#include "ir/ir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* matmul(x, kron(A, B), transpose_a=0, transpose_b=1) with x of rank >= 2 */
+static bool is_kron_product(const pc_graph *g, pc_val v) {
+    const pc_value *m = pc_v(g, v);
+    if (m->op != PC_OP_matmul || pc_attr_i(g, v, "transpose_a") || !pc_attr_i(g, v, "transpose_b")) return false;
+    const pc_value *k = pc_v(g, m->in[1]), *x = pc_v(g, m->in[0]);
+    return k->op == PC_OP_kron && k->dtype == PC_F32 && x->dtype == PC_F32 && x->shape.rank >= 2;
+}
+
+static pc_val fused(pc_graph *ng, const pc_graph *g, pc_val v, const pc_val *map) {
+    const pc_value *m = pc_v(g, v), *k = pc_v(g, m->in[1]);
+    pc_shape as = pc_v(g, k->in[0])->shape, bs = pc_v(g, k->in[1])->shape, xs = pc_v(g, m->in[0])->shape;
+    int64_t a = as.dim[0], c = as.dim[1], b = bs.dim[0], d = bs.dim[1];
+    int64_t cd = c * d, n = cd > 0 ? pc_shape_numel(xs) / cd : 0;
+    pc_loc at = m->loc;
+    static const int64_t swap[3] = {0, 2, 1};
+    pc_val A = map[k->in[0]], B = map[k->in[1]], x = map[m->in[0]];
+    pc_val u = pc_matmul_at(ng, at, pc_reshape_at(ng, at, x, PC_SHAPE(n * c, d)), B, 0, 1);
+    pc_val t = pc_transpose_at(ng, at, pc_reshape_at(ng, at, u, PC_SHAPE(n, c, b)), 3, swap);
+    pc_val w = pc_matmul_at(ng, at, pc_reshape_at(ng, at, t, PC_SHAPE(n * b, c)), A, 0, 1);
+    pc_val y = pc_transpose_at(ng, at, pc_reshape_at(ng, at, w, PC_SHAPE(n, b, a)), 3, swap);
+    return pc_reshape_at(ng, at, y, m->shape);
+}
+
+int pc_pass_fuse_kron(pc_graph **gp, char *err, size_t errlen) {
+    pc_graph *g = *gp;
+    int n = g->nvals, rc = -1, nfused = 0;
+    pc_val *map = malloc(((size_t)n + 1) * sizeof *map);
+    for (int v = 0; v < n && map; v++) nfused += is_kron_product(g, v);
+    if (map && nfused == 0) { free(map); return 0; } /* nothing to do: the graph stays as it is */
+    pc_graph *ng = pc_graph_new(g->name);
+    if (!map || !ng) { snprintf(err, errlen, "fuse-kron: out of memory"); goto done; }
+    for (int v = 0; v < n; v++) {
+        if (!is_kron_product(g, v)) {
+            if ((map[v] = pc_copy_value(ng, g, v, map)) == PC_NONE) break;
+            continue;
+        }
+        if ((map[v] = fused(ng, g, v, map)) == PC_NONE) break;
+        const char *name = pc_v(g, v)->name;
+        if (name && pc_lookup(ng, name) == PC_NONE) pc_set_name(ng, map[v], name);
+    }
+    if (!ng->error) pc_copy_outputs(ng, g, map);
+    if (ng->error) { snprintf(err, errlen, "fuse-kron: %s", ng->error); goto done; }
+    pc_graph_free(g);
+    *gp = ng;
+    ng = NULL;
+    rc = 0;
+done:
+    pc_graph_free(ng);
+    free(map);
+    return rc;
+}

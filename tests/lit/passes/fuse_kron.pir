@@ -1,0 +1,48 @@
+// fuse-kron: x (A ⊗ B)ᵀ with A [a,c] = [2,3], B [b,d] = [5,4] and x [2,4,12] (N = 8 rows of
+// c·d = 12) becomes two GEMMs on a reshaped x, y[n] = A X[n] Bᵀ with X[n] = x[n] as [c, d]:
+// no [a·b, c·d] = [10,12] product is left, in the forward or (after autograd) the backward.
+// The fused graph computes the same loss and gradients, on the interpreter and the JIT.
+// RUN: %peftc opt %s --passes=fuse-kron,dce --no-locations | FileCheck %s
+// RUN: %peftc opt %s --passes=fuse-kron,dce,autograd --no-locations | FileCheck --check-prefix=GRAD %s
+// RUN: %peftc opt %s --passes=autograd --no-locations | FileCheck --check-prefix=PLAIN %s
+// RUN: %peftc opt %s --passes=autograd -o %t.plain.pir
+// RUN: %peftc opt %s --passes=fuse-kron,dce,autograd -o %t.fused.pir
+// RUN: %peftc run %t.plain.pir --backend=ref -o %t.plain.safetensors
+// RUN: %peftc run %t.fused.pir --backend=ref -o %t.fused.safetensors
+// RUN: %peftc run %t.fused.pir --backend=jit -o %t.fused.jit.safetensors
+// RUN: %python %S/../Inputs/st_tool.py close %t.fused.safetensors %t.plain.safetensors | FileCheck --check-prefix=SAME %s
+// RUN: %python %S/../Inputs/st_tool.py close %t.fused.jit.safetensors %t.plain.safetensors | FileCheck --check-prefix=SAME %s
+
+// CHECK-NOT: = kron
+// CHECK:      %[[X2:[0-9]+]] = reshape %x {shape=[24,4]} : f32[24,4]
+// CHECK-NEXT: %[[U:[0-9]+]] = matmul %[[X2]], %b {transpose_b=1} : f32[24,5]
+// CHECK-NEXT: %[[U3:[0-9]+]] = reshape %[[U]] {shape=[8,3,5]} : f32[8,3,5]
+// CHECK-NEXT: %[[T:[0-9]+]] = transpose %[[U3]] {perm=[0,2,1]} : f32[8,5,3]
+// CHECK-NEXT: %[[T2:[0-9]+]] = reshape %[[T]] {shape=[40,3]} : f32[40,3]
+// CHECK-NEXT: %[[V:[0-9]+]] = matmul %[[T2]], %a {transpose_b=1} : f32[40,2]
+// CHECK-NEXT: %[[V3:[0-9]+]] = reshape %[[V]] {shape=[8,5,2]} : f32[8,5,2]
+// CHECK-NEXT: %[[Y:[0-9]+]] = transpose %[[V3]] {perm=[0,2,1]} : f32[8,2,5]
+// CHECK-NEXT: %y = reshape %[[Y]] {shape=[2,4,10]} : f32[2,4,10]
+// CHECK-NOT: = kron
+
+// GRAD: -> (%loss: f32[] loss, %grad.a: f32[2,3], %grad.b: f32[5,4])
+// GRAD-NOT: = kron
+// GRAD-NOT: f32[10,12]
+
+// without the pass: the product and its gradient are [10,12]
+// PLAIN: %k = kron %a, %b : f32[10,12]
+// PLAIN: f32[10,12]
+
+// SAME: ok: grad.a
+// SAME: ok: grad.b
+// SAME: ok: loss
+// SAME: close: 3 tensors
+graph @lokr_linear() -> (%loss: f32[] loss) {
+  %x = param frozen f32[2,4,12] "x" init=normal(1)
+  %a = param trainable f32[2,3] "w1" init=normal(0.5)
+  %b = param trainable f32[5,4] "w2" init=normal(0.5)
+  %k = kron %a, %b : f32[10,12]
+  %y = matmul %x, %k {transpose_b=1} : f32[2,4,10]
+  %sq = square %y : f32[2,4,10]
+  %loss = sum %sq : f32[]
+}
