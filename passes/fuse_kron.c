@@ -5,13 +5,13 @@
  * i.e. y[n] = A X[n] Bᵀ for X[n] = x[n] as a [c, d] matrix. The pass rewrites
  *
  *   %K = kron %A, %B                        %u = matmul (reshape %x [N·c, d]), %B {transpose_b=1}  [N·c, b]
- *   %y = matmul %x, %K {transpose_b=1}  =>  %t = transpose (reshape %u [N, c, b]) {perm=[0,2,1]}   [N, b, c]
- *                                           %v = matmul (reshape %t [N·b, c]), %A {transpose_b=1}  [N·b, a]
- *                                           %y = reshape (transpose (reshape %v [N, b, a])) [..., a·b]
+ *   %y = matmul %x, %K {transpose_b=1}  =>  %v = matmul %A, (reshape %u [N, c, b])                 [N, a, b]
+ *                                           %y = reshape %v [..., a·b]
  *
- * Every matmul is one 2-D GEMM of activations by a small matrix (N·(c·d·b + b·c·a) multiply-adds
- * instead of N·a·b·c·d, and no [a·b, c·d] tensor), and autograd of the result differentiates
- * those GEMMs and transposes, so the backward never forms A ⊗ B or its gradient either. The
+ * (the second product broadcasts A over the N batches), so there are only views between the two
+ * GEMMs: N·(c·d·b + a·c·b) multiply-adds instead of N·a·b·c·d, no [a·b, c·d] tensor, and autograd
+ * of the result differentiates those GEMMs, so the backward never forms A ⊗ B or its gradient
+ * either. The
  * kron is left to dce when nothing else reads it. LoKr's rewrite (passes/adapters/lokr.c) emits
  * the plain form; pc_session_build runs this pass on every model graph (train, eval, decode);
  * merge graphs do not go through it and form the product once. */
@@ -35,13 +35,11 @@ static pc_val fused(pc_graph *ng, const pc_graph *g, pc_val v, const pc_val *map
     int64_t a = as.dim[0], c = as.dim[1], b = bs.dim[0], d = bs.dim[1];
     int64_t cd = c * d, n = cd > 0 ? pc_shape_numel(xs) / cd : 0;
     pc_loc at = m->loc;
-    static const int64_t swap[3] = {0, 2, 1};
     pc_val A = map[k->in[0]], B = map[k->in[1]], x = map[m->in[0]];
     pc_val u = pc_matmul_at(ng, at, pc_reshape_at(ng, at, x, PC_SHAPE(n * c, d)), B, 0, 1);
-    pc_val t = pc_transpose_at(ng, at, pc_reshape_at(ng, at, u, PC_SHAPE(n, c, b)), 3, swap);
-    pc_val w = pc_matmul_at(ng, at, pc_reshape_at(ng, at, t, PC_SHAPE(n * b, c)), A, 0, 1);
-    pc_val y = pc_transpose_at(ng, at, pc_reshape_at(ng, at, w, PC_SHAPE(n, b, a)), 3, swap);
-    return pc_reshape_at(ng, at, y, m->shape);
+    pc_val v2 = pc_matmul_at(ng, at, A, pc_reshape_at(ng, at, u, PC_SHAPE(n, c, b)), 0, 0);
+    (void)a;
+    return pc_reshape_at(ng, at, v2, m->shape);
 }
 
 int pc_pass_fuse_kron(pc_graph **gp, char *err, size_t errlen) {
