@@ -32,25 +32,31 @@ static pc_val magnitude(pc_adapt_ctx *cx, const pc_site *s) {
 /* ‖rows of W + s·B A‖ [out] (keepdim: [out, 1]), and W + s·B A in *sum when asked */
 static pc_val row_norms(const pc_site *s, double scale, pc_val A, pc_val B, int keepdim, pc_val *sum) {
     pc_graph *g = s->g;
-    pc_val w = pc_add_at(g, s->loc, s->weight, pc_scale_at(g, s->loc, pc_matmul_at(g, s->loc, B, A, 0, 0), scale, 0.0));
+    pc_val ba = pc_matmul_at(g, s->loc, B, A, 0, 0);
+    pc_val w = pc_add_at(g, s->loc, s->weight, pc_scale_at(g, s->loc, ba, scale, 0.0));
     if (sum) *sum = w;
-    return pc_sqrt_at(g, s->loc, pc_sum_at(g, s->loc, pc_square_at(g, s->loc, w), 1, (const int64_t[]){1}, keepdim));
+    pc_val sq = pc_sum_at(g, s->loc, pc_square_at(g, s->loc, w), 1, (const int64_t[]){1}, keepdim);
+    return pc_sqrt_at(g, s->loc, sq);
 }
 
 int pc_dora_rewrite(pc_adapt_ctx *cx, pc_site *s, double scale, pc_val A, pc_val B) {
     pc_graph *g = s->g;
     pc_loc at = s->loc;
+    /* one statement per node: the graph's order does not depend on argument evaluation */
     pc_val m = magnitude(cx, s);
-    pc_val f = pc_div_at(g, at, m, pc_stop_gradient_at(g, at, row_norms(s, scale, A, B, 0, NULL)));
+    pc_val norm = pc_stop_gradient_at(g, at, row_norms(s, scale, A, B, 0, NULL));
+    pc_val f = pc_div_at(g, at, m, norm);
     /* PEFT: with dropout active the base product is recomputed on the dropped input; otherwise
      * it is the layer's result less its bias */
     pc_val xd = pc_adapt_dropout(cx, s, s->x, pc_adapt_config(cx)->lora.lora_dropout.v);
     pc_val base = xd != s->x ? pc_matmul_at(g, at, xd, s->weight, 0, 1)
                   : s->bias != PC_NONE ? pc_sub_at(g, at, s->value, s->bias) : s->value;
-    pc_val lora = pc_matmul_at(g, at, pc_matmul_at(g, at, xd, A, 0, 1), B, 0, 1);
-    pc_val dora = pc_add_at(g, at, pc_mul_at(g, at, pc_scale_at(g, at, f, 1.0, -1.0), base),
-                            pc_scale_at(g, at, pc_mul_at(g, at, f, lora), scale, 0.0));
-    s->value = pc_add_at(g, at, s->value, dora);
+    pc_val down = pc_matmul_at(g, at, xd, A, 0, 1);
+    pc_val lora = pc_matmul_at(g, at, down, B, 0, 1);
+    pc_val fm1 = pc_scale_at(g, at, f, 1.0, -1.0);
+    pc_val t1 = pc_mul_at(g, at, fm1, base);
+    pc_val t2 = pc_scale_at(g, at, pc_mul_at(g, at, f, lora), scale, 0.0);
+    s->value = pc_add_at(g, at, s->value, pc_add_at(g, at, t1, t2));
     return pc_graph_error(g) ? -1 : 1;
 }
 
@@ -58,15 +64,15 @@ int pc_dora_merge(pc_adapt_ctx *cx, const pc_site *s, double scale, pc_val A, pc
     pc_graph *g = s->g;
     pc_val sum, m = pc_reshape_at(g, s->loc, magnitude(cx, s), PC_SHAPE(s->out, 1));
     pc_val n = row_norms(s, scale, A, B, 1, &sum);
-    *weight = pc_mul_at(g, s->loc, pc_div_at(g, s->loc, m, n), sum);
+    pc_val f = pc_div_at(g, s->loc, m, n);
+    *weight = pc_mul_at(g, s->loc, f, sum);
     return pc_graph_error(g) ? -1 : 1;
 }
 
-int pc_dora_unmerge(const pc_site *s, char *err, size_t errlen) {
-    return snprintf(err, errlen, "%s: DoRA cannot be unmerged from merged weights: W' = (m / ||W + dW||) * (W + dW) "
+int pc_dora_unmerge(char *err, size_t errlen) {
+    return snprintf(err, errlen, "DoRA cannot be unmerged from merged weights: W' = (m / ||W + dW||) * (W + dW) "
                     "keeps only the direction of each row of W + dW, so its row norms (and W) are lost; PEFT "
-                    "unmerges only in memory, with the norm it cached while merging. Keep the base checkpoint instead",
-                    s->module), -1;
+                    "unmerges only in memory, with the norm it cached while merging. Keep the base checkpoint instead"), -1;
 }
 
 int pc_dora_magnitude_module(const char *key, char *module, size_t len) {

@@ -20,7 +20,7 @@ int pc_dora_rewrite(pc_adapt_ctx *cx, pc_site *s, double scale, pc_val A, pc_val
 int pc_dora_merge(pc_adapt_ctx *cx, const pc_site *s, double scale, pc_val A, pc_val B, pc_val *weight);
 
 /* There is no inverse from merged weights: an error naming why. -1. */
-int pc_dora_unmerge(const pc_site *s, char *err, size_t errlen);
+int pc_dora_unmerge(char *err, size_t errlen);
 
 /* the module of a magnitude key "base_model.model.<module>.lora_magnitude_vector" into module;
  * 0 when key is not one */

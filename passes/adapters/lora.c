@@ -78,7 +78,7 @@ static int lora_fold(pc_adapt_ctx *cx, const pc_site *s, double sign, pc_val *w,
     int hit = lora_module(cx, s, &sc, &A, &B, &bB, err, errlen);
     if (hit <= 0) return hit;
     if (pc_adapt_config(cx)->lora.use_dora)
-        return sign > 0 ? pc_dora_merge(cx, s, sc, A, B, w) : pc_dora_unmerge(s, err, errlen);
+        return sign > 0 ? pc_dora_merge(cx, s, sc, A, B, w) : pc_dora_unmerge(err, errlen);
     if (bB != PC_NONE && s->bias == PC_NONE)
         return snprintf(err, errlen, "lora_bias=true: the merged bias s*b_B of %s has nowhere to go in a bias-free "
                         "base; run the adapter unmerged", s->module), -1;
