@@ -139,7 +139,7 @@ static int check_insn(kg *g, int i) {
         ok = (d[0] == PC_F32 || d[0] == PC_I32) && d[1] == d[2] && (d[1] == PC_F32 || d[1] == PC_I32);
         res = d[1];
         break;
-    case PC_OP_neg: case PC_OP_scale: ok = d[0] == PC_F32 || d[0] == PC_I32; res = d[0]; break;
+    case PC_OP_neg: case PC_OP_scale: case PC_OP_stop_gradient: ok = d[0] == PC_F32 || d[0] == PC_I32; res = d[0]; break;
     case PC_OP_cast:
         ok = (d[0] == PC_F32 || d[0] == PC_I32) && (in->attr[0].i == PC_F32 || in->attr[0].i == PC_I32);
         res = (pc_dtype)in->attr[0].i;
@@ -365,6 +365,7 @@ static LLVMValueRef emit_insn(kg *g, int i, LLVMValueRef flat) {
                            : LLVMBuildICmp(b, LLVMIntNE, x, LLVMConstInt(g->i32, 0, 0), "");
         return LLVMBuildSelect(b, c, y, opv(g, in->in[2]), "");
     }
+    case PC_OP_stop_gradient: return x;
     case PC_OP_neg: return f ? LLVMBuildFNeg(b, x, "") : LLVMBuildSub(b, LLVMConstInt(g->i32, 0, 0), x, "");
     case PC_OP_scale: { /* alpha * x + beta in double, rounded once (i32: saturating) */
         LLVMValueRef xd = f ? fpext(g, x) : LLVMBuildSIToFP(b, x, g->f64, "");

@@ -191,6 +191,12 @@ int ref_relu(const ref_kctx *k) { return unary(k); }
 int ref_gelu(const ref_kctx *k) { return unary(k); }
 int ref_silu(const ref_kctx *k) { return unary(k); }
 
+/* the identity (autograd, not the executor, gives it its meaning) */
+int ref_stop_gradient(const ref_kctx *k) {
+    memcpy(k->out, k->in[0], (size_t)pc_shape_numel(k->node->shape) * pc_dtype_size(k->node->dtype));
+    return 0;
+}
+
 int ref_cast(const ref_kctx *k) {
     int64_t n = pc_shape_numel(k->node->shape);
     pc_dtype from = ref_idtype(k, 0), to = k->node->dtype;

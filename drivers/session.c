@@ -165,8 +165,20 @@ int pc_session_is_base(void *session, const char *key) {
     return pc_model_weight(&s->model, key, NULL) != NULL;
 }
 
+/* init_from_base's lookup: a frozen model tensor, else one of the run's tensors as the store
+ * filled it (DoRA's magnitude reads the module's W, A and B) */
+typedef struct {
+    const pc_session *s;
+    const pc_store *st;
+} base_ctx;
+
 static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
-    return pc_model_weight(&((const pc_session *)ctx)->model, key, shape);
+    const base_ctx *b = ctx;
+    const float *w = pc_model_weight(&b->s->model, key, shape);
+    if (w) return w;
+    const pc_store_entry *e = pc_store_find(b->st, key);
+    if (e && shape) *shape = e->shape;
+    return e ? e->data : NULL;
 }
 
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);
@@ -182,10 +194,11 @@ int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const
     if (!cx) return -1;
     int rc = 0;
     char msg[1024] = "";
+    base_ctx bc = {s, st};
     for (int i = 0; i < st->n && !rc; i++) {
         pc_store_entry *e = &st->e[i];
         if (e->loaded || !(e->flags & PC_TRAINABLE)) continue;
-        if (s->method->init_from_base(cx, pc_adapt_state(cx), e->key, e->data, e->shape, base_lookup, (void *)s, msg,
+        if (s->method->init_from_base(cx, pc_adapt_state(cx), e->key, e->data, e->shape, base_lookup, &bc, msg,
                                       sizeof msg) < 0)
             rc = pc_errf(err, errlen, "%s: %s", s->adapter_source, msg);
     }

@@ -17,7 +17,7 @@ static pc_val node2(pc_graph *g, pc_loc at, pc_opcode op, pc_val a, pc_val b) {
 BINARY(add) BINARY(sub) BINARY(mul) BINARY(div) BINARY(maximum) BINARY(minimum)
 BINARY(eq) BINARY(lt) BINARY(gt) BINARY(kron)
 UNARY(neg) UNARY(exp) UNARY(log) UNARY(sqrt) UNARY(rsqrt) UNARY(square) UNARY(abs)
-UNARY(tanh) UNARY(sigmoid) UNARY(relu) UNARY(silu)
+UNARY(tanh) UNARY(sigmoid) UNARY(relu) UNARY(silu) UNARY(stop_gradient)
 
 pc_val pc_where_at(pc_graph *g, pc_loc at, pc_val cond, pc_val a, pc_val b) {
     pc_val in[3] = {cond, a, b};

@@ -373,7 +373,10 @@ static void grad_cross_entropy(gctx *c) {
 }
 #undef G
 
-bool pc_grad_is_constant_op(pc_opcode op) { return op == PC_OP_eq || op == PC_OP_lt || op == PC_OP_gt; }
+bool pc_grad_is_constant_op(pc_opcode op) {
+    const pc_op_info *info = pc_op_get(op);
+    return info && info->constant_grad;
+}
 
 int pc_grad(pc_graph *g, pc_val v, pc_val gv, const bool *need, pc_val *out) {
     if (!g || g->error) return -1;

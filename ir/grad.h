@@ -21,8 +21,9 @@
  * max over axes splits it evenly between all maximal elements; abs and relu have gradient 0 at 0. */
 int pc_grad(pc_graph *g, pc_val v, pc_val gv, const bool *need, pc_val *out);
 
-/* Ops whose derivative is zero wherever it exists (comparisons): autograd treats their results
- * as constants instead of asking for a rule. */
+/* Ops without a gradient by definition (ops.def differentiable = 2: comparisons, whose derivative
+ * is zero wherever it exists, and stop_gradient): autograd treats their results as constants
+ * instead of asking for a rule. */
 bool pc_grad_is_constant_op(pc_opcode op);
 
 #endif

@@ -106,7 +106,7 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
         break;
     }
 
-    case PC_OP_neg: case PC_OP_scale:
+    case PC_OP_neg: case PC_OP_scale: case PC_OP_stop_gradient:
         if (D(c, 0) == PC_BF16) FAIL("bf16 is not supported yet");
         *dt = D(c, 0);
         s = S(c, 0);

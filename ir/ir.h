@@ -33,9 +33,10 @@ typedef struct {
     const char *name;
     int nin; /* -1 = variadic */
     pc_fusion_class fusion;
-    bool differentiable;
+    bool differentiable; /* has a gradient rule (ir/grad.c) */
     int nattrs;
     const pc_attr_spec *attrs;
+    bool constant_grad; /* no gradient by definition: autograd treats the result as a constant */
 } pc_op_info;
 
 const pc_op_info *pc_op_get(pc_opcode op);

@@ -10,7 +10,7 @@
 #define A(n, kind, d) {#n, PC_ATTR_##kind, (double)(d)}
 
 static const pc_op_info op_table[PC_OP_COUNT] = {
-#define OP(id, nm, n, fusion, diff, attrs) [PC_OP_##id] = {nm, n, PC_FUSE_##fusion, diff, attrs},
+#define OP(id, nm, n, fusion, diff, attrs) [PC_OP_##id] = {nm, n, PC_FUSE_##fusion, (diff) == 1, attrs, (diff) == 2},
 #include "ops.def"
 #undef OP
 };

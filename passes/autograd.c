@@ -1,7 +1,8 @@
 /* Reverse-mode autograd as an append-only graph transform (see passes/passes.h).
  *
  *  1. requires-grad: a value needs a gradient when it is a trainable f32 param, or an f32 result of
- *     an op (other than a comparison) with an operand that needs one. Values are stored in
+ *     an op with an operand that needs one, except ops without a gradient by definition
+ *     (comparisons, stop_gradient: ops.def differentiable = 2), whose results are constants. Values are stored in
  *     topological order (operands always precede their users), so one forward sweep suffices.
  *  2. seed the loss with const 1.0 and walk the values from the loss down: each value with an
  *     adjoint asks its gradient rule (ir/grad.c) for the operands that need one; contributions to a

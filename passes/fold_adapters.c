@@ -44,7 +44,7 @@ int pc_fold_adapters(const pc_graph *g, pc_adapt_ctx *cx, bool unmerge, pc_graph
         pc_val nw = PC_NONE, nb = PC_NONE;
         int r = (unmerge ? m->unmerge_linear : m->merge_linear)(cx, pc_adapt_state(cx), &s, &nw, &nb, msg, sizeof msg);
         if (r < 0 || fg->error) {
-            pc_errf(err, errlen, "merging %s: %s", module, fg->error ? fg->error : msg);
+            pc_errf(err, errlen, "%smerging %s: %s", unmerge ? "un" : "", module, fg->error ? fg->error : msg);
             pc_graph_free(fg);
             return -1;
         }

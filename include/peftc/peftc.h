@@ -183,6 +183,9 @@ pc_val pc_gelu_at(pc_graph *g, pc_loc at, pc_val x, int tanh_approx);
 pc_val pc_silu_at(pc_graph *g, pc_loc at, pc_val x);
 pc_val pc_cast_at(pc_graph *g, pc_loc at, pc_val x, pc_dtype to);
 pc_val pc_dropout_at(pc_graph *g, pc_loc at, pc_val x, pc_val seed, double p, int64_t salt);
+/* [stop_gradient] x itself (f32|i32) with no gradient: autograd treats the result as a constant,
+ * as torch's x.detach() (DoRA's weight norm). */
+pc_val pc_stop_gradient_at(pc_graph *g, pc_loc at, pc_val x);
 
 /* Reductions.
  *   [sum axes=[] keepdim=0] (f32|i32), [mean] and [max] (f32): over the naxes axes in `axes`
@@ -315,6 +318,7 @@ _Static_assert(sizeof(pc_adamw_hp) == 8 * sizeof(float), "pc_adamw_hp is the f32
 #define pc_silu(g, ...) pc_silu_at(g, PC_HERE, __VA_ARGS__)
 #define pc_cast(g, ...) pc_cast_at(g, PC_HERE, __VA_ARGS__)
 #define pc_dropout(g, ...) pc_dropout_at(g, PC_HERE, __VA_ARGS__)
+#define pc_stop_gradient(g, ...) pc_stop_gradient_at(g, PC_HERE, __VA_ARGS__)
 #define pc_sum(g, ...) pc_sum_at(g, PC_HERE, __VA_ARGS__)
 #define pc_mean(g, ...) pc_mean_at(g, PC_HERE, __VA_ARGS__)
 #define pc_max(g, ...) pc_max_at(g, PC_HERE, __VA_ARGS__)

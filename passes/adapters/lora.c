@@ -2,8 +2,9 @@
  *   y = x Wᵀ (+ b) + s · (dropout(x) Aᵀ) Bᵀ (+ s · b_B),  A [r, in], B [out, r],
  *   s = alpha / r, or alpha / sqrt(r) with rsLoRA; r and alpha per module from the patterns.
  * Merging: W' = W + s · B A (b' = b + s · b_B). Keys: "<module>.lora_A.weight", "lora_B.weight",
- * "lora_B.bias". */
+ * "lora_B.bias". With use_dora the callbacks hand the module's A, B and s to DoRA (dora.c). */
 #include "passes/adapt.h"
+#include "passes/adapters/dora.h"
 #include "runtime/target_match.h"
 
 #include <math.h>
@@ -13,7 +14,7 @@
 static int lora_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     (void)state;
     const pc_adapter_config *cfg = pc_adapt_config(cx);
-    if (cfg->lora.use_dora) return snprintf(err, errlen, "field \"use_dora\": DoRA is not implemented by peftc yet"), -1;
+    if (cfg->lora.use_dora && pc_dora_begin(cx, err, errlen)) return -1;
     if (cfg->lora.bias != PC_BIAS_NONE)
         return snprintf(err, errlen, "field \"bias\": \"%s\" is not implemented by peftc yet (use \"none\")",
                         cfg->lora.bias == PC_BIAS_ALL ? "all" : "lora_only"), -1;
@@ -61,6 +62,7 @@ static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     pc_val A, B, bB;
     int hit = lora_module(cx, s, &sc, &A, &B, &bB, err, errlen);
     if (hit <= 0) return hit;
+    if (pc_adapt_config(cx)->lora.use_dora) return pc_dora_rewrite(cx, s, sc, A, B);
     pc_graph *g = s->g;
     pc_val h = pc_adapt_dropout(cx, s, s->x, pc_adapt_config(cx)->lora.lora_dropout.v);
     pc_val up = pc_matmul_at(g, s->loc, pc_matmul_at(g, s->loc, h, A, 0, 1), B, 0, 1);
@@ -75,6 +77,8 @@ static int lora_fold(pc_adapt_ctx *cx, const pc_site *s, double sign, pc_val *w,
     pc_val A, B, bB;
     int hit = lora_module(cx, s, &sc, &A, &B, &bB, err, errlen);
     if (hit <= 0) return hit;
+    if (pc_adapt_config(cx)->lora.use_dora)
+        return sign > 0 ? pc_dora_merge(cx, s, sc, A, B, w) : pc_dora_unmerge(err, errlen);
     if (bB != PC_NONE && s->bias == PC_NONE)
         return snprintf(err, errlen, "lora_bias=true: the merged bias s*b_B of %s has nowhere to go in a bias-free "
                         "base; run the adapter unmerged", s->module), -1;
@@ -95,7 +99,19 @@ static int lora_unmerge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val 
 }
 
 static int lora_output_rows(const char *tensor) {
-    return strcmp(tensor, "lora_B.weight") == 0 || strcmp(tensor, "lora_B.bias") == 0;
+    return strcmp(tensor, "lora_B.weight") == 0 || strcmp(tensor, "lora_B.bias") == 0 || pc_dora_output_rows(tensor);
+}
+
+/* DoRA's magnitude: the row norms of the module's W + s·B A */
+static int lora_init(pc_adapt_ctx *cx, void *state, const char *key, float *data, pc_shape shape, pc_base_lookup base,
+                     void *base_ctx, char *err, size_t errlen) {
+    (void)state;
+    char module[512];
+    int r;
+    double sc;
+    if (!pc_adapt_config(cx)->lora.use_dora || !pc_dora_magnitude_module(key, module, sizeof module)) return 0;
+    if (rank_scale(cx, &(pc_site){.module = module}, &r, &sc, err, errlen)) return -1;
+    return pc_dora_init_magnitude(module, sc, data, shape, base, base_ctx, err, errlen);
 }
 
 const pc_adapter_method pc_method_lora = {
@@ -107,4 +123,5 @@ const pc_adapter_method pc_method_lora = {
     .merge_linear = lora_merge,
     .unmerge_linear = lora_unmerge,
     .output_rows = lora_output_rows,
+    .init_from_base = lora_init,
 };

@@ -247,7 +247,7 @@ static inline void reduce_ref(int kind, const double *x, pc_shape xs, unsigned m
 static const char *const OPS_ELEMENTWISE_COVERED[] = {
     "add", "sub", "mul", "div", "maximum", "minimum", "eq", "lt", "gt", "where", "neg", "scale",
     "exp", "log", "sqrt", "rsqrt", "square", "abs", "tanh", "sigmoid", "relu", "gelu", "silu",
-    "cast", "dropout", "sum", "mean", "max", "softmax", "log_softmax", "rmsnorm", "layernorm",
+    "cast", "dropout", "stop_gradient", "sum", "mean", "max", "softmax", "log_softmax", "rmsnorm", "layernorm",
 };
 #define OPS_ELEMENTWISE_NCOVERED ((int)(sizeof OPS_ELEMENTWISE_COVERED / sizeof *OPS_ELEMENTWISE_COVERED))
 

@@ -306,6 +306,40 @@ static void test_unused_param(void) {
     pc_graph_free(g);
 }
 
+/* stop_gradient: its result is a constant for autograd (torch's detach). loss = sum(p ⊙ sg(p²))
+ * + sum(q ⊙ sg(p)) has d/dp = p² (not 3p²), d/dq = p; a param reached only through
+ * stop_gradient gets the zero gradient and the unused-param warning */
+static void test_stop_gradient(void) {
+    pc_graph *g = pc_graph_new("detach");
+    pc_val p = pc_param(g, "p", "p", PC_F32, PC_SHAPE(3), PC_TRAINABLE, (pc_init){0});
+    pc_val q = pc_param(g, "q", "q", PC_F32, PC_SHAPE(3), PC_TRAINABLE, (pc_init){0});
+    pc_val r = pc_param(g, "r", "r", PC_F32, PC_SHAPE(3), PC_TRAINABLE, (pc_init){0});
+    pc_val t1 = pc_sum(g, pc_mul(g, p, pc_stop_gradient(g, pc_square(g, p))), 0, NULL, 0);
+    pc_val t2 = pc_sum(g, pc_mul(g, q, pc_stop_gradient(g, p)), 0, NULL, 0);
+    pc_val t3 = pc_sum(g, pc_stop_gradient(g, r), 0, NULL, 0);
+    pc_mark_loss(g, pc_add(g, pc_add(g, t1, t2), t3));
+    char err[512];
+    CU_ASSERT_EQUAL_FATAL(pc_pass_autograd(g, err, sizeof err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "%r"));
+    CU_ASSERT_PTR_NULL(strstr(err, "%p"));
+    float pd[3] = {1, -2, 3}, qd[3] = {4, 5, 6}, rd[3] = {7, 8, 9};
+    pc_ref *ref = pc_ref_new(g, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+    pc_ref_bind(ref, p, pd);
+    pc_ref_bind(ref, q, qd);
+    pc_ref_bind(ref, r, rd);
+    CU_ASSERT_EQUAL_FATAL(pc_ref_run(ref, err, sizeof err), 0);
+    const float *dp = pc_ref_data(ref, pc_lookup(g, "grad.p")), *dq = pc_ref_data(ref, pc_lookup(g, "grad.q"));
+    const float *dr = pc_ref_data(ref, pc_lookup(g, "grad.r"));
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_DOUBLE_EQUAL(dp[i], pd[i] * pd[i], 0);
+        CU_ASSERT_DOUBLE_EQUAL(dq[i], pd[i], 0);
+        CU_ASSERT_DOUBLE_EQUAL(dr[i], 0, 0);
+    }
+    pc_ref_free(ref);
+    pc_graph_free(g);
+}
+
 /* two identical builds give identical backward graphs */
 static pc_graph *small_model(void) {
     pc_graph *g = pc_graph_new("det");
@@ -495,6 +529,7 @@ static CU_TestInfo tests[] = {
     {"multi_use", test_multi_use},
     {"shared_gradient", test_shared_gradient},
     {"unused_param", test_unused_param},
+    {"stop_gradient", test_stop_gradient},
     {"deterministic", test_deterministic},
     {"adamw_step", test_adamw},
     {"adamw_step_clip", test_adamw_clip},

@@ -157,7 +157,7 @@ static void t_elementwise(void) {
         hcheck(h, ibin[o], 0);
         hfree(h);
     }
-    static const char *const un[] = {"neg", "exp", "log", "sqrt", "rsqrt", "square", "abs", "tanh", "sigmoid", "relu",
+    static const char *const un[] = {"neg", "stop_gradient", "exp", "log", "sqrt", "rsqrt", "square", "abs", "tanh", "sigmoid", "relu",
                                       "silu"};
     for (size_t o = 0; o < sizeof un / sizeof *un; o++) {
         H *h = hnew();
@@ -175,6 +175,7 @@ static void t_elementwise(void) {
     mo(h, pc_scale(h->g, a, 0.3, -1.5));
     mo(h, pc_scale(h->g, ia, 0.5, 3));
     mo(h, pc_neg(h->g, ia));
+    mo(h, pc_stop_gradient(h->g, ia));
     mo(h, pc_cast(h->g, pc_scale(h->g, a, 100, 0), PC_I32));
     mo(h, pc_cast(h->g, ia, PC_F32));
     mo(h, pc_where(h->g, pc_gt(h->g, c, pc_scalar(h->g, 0)), a, pc_square(h->g, a)));

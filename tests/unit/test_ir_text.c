@@ -220,6 +220,7 @@ static pc_graph *build_all_ops(void) {
     r[n++] = pc_gt(g, x, y);
     r[n++] = pc_where(g, pc_gt(g, x, y), x, y);
     r[n++] = pc_neg(g, x);
+    r[n++] = pc_stop_gradient(g, x);
     r[n++] = pc_scale(g, x, 2.5, -0.125);
     r[n++] = pc_exp(g, x);
     r[n++] = pc_log(g, x);

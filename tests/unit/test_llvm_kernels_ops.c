@@ -99,6 +99,7 @@ static void unary_case(const ucase *u, pc_dtype dt) {
 static void test_unary_simple(void) {
     const ucase cases[] = {
         {PC_OP_neg, "neg", FILL_SPECIAL, -5, 5, EXACT, 0, 0},
+        {PC_OP_stop_gradient, "stop_gradient", FILL_SPECIAL, -5, 5, EXACT, 0, 0},
         {PC_OP_scale, "scale", FILL_SPECIAL, -5, 5, EXACT, 1.7, -0.3},
         {PC_OP_scale, "scale2", FILL_SPECIAL, -5, 5, EXACT, -1e-3, 1e30},
         {PC_OP_sqrt, "sqrt", FILL_SPECIAL, 0, 100, EXACT, 0, 0},
@@ -115,6 +116,7 @@ static void test_unary_simple(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) unary_case(&cases[i], PC_F32);
     const ucase icases[] = {
         {PC_OP_neg, "neg_i32", FILL_INTFULL, 0, 0, EXACT, 0, 0},
+        {PC_OP_stop_gradient, "stop_gradient_i32", FILL_INTFULL, 0, 0, EXACT, 0, 0},
         {PC_OP_scale, "scale_i32", FILL_INTFULL, 0, 0, EXACT, 2.5, -1},
         {PC_OP_scale, "scale_i32b", FILL_INT, -100, 100, EXACT, -0.37, 0.5},
         {PC_OP_cast, "cast_i32_f32", FILL_INTFULL, 0, 0, EXACT, 0, 0},

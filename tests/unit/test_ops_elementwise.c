@@ -172,6 +172,7 @@ static void t_where(void) {
 
 static double un_ref(const char *op, double x, int variant) {
     if (!strcmp(op, "neg")) return -x;
+    if (!strcmp(op, "stop_gradient")) return x;
     if (!strcmp(op, "scale")) return 2.5 * x - 0.75;
     if (!strcmp(op, "exp")) return exp(x);
     if (!strcmp(op, "log")) return log(x);
@@ -199,7 +200,8 @@ static void t_unary(void) {
         const char *attrs[2];
         int variant;
     } cases[] = {
-        {"neg", -3, 3, 0, {0}, 0},      {"scale", -3, 3, 2, {"alpha=2.5", "beta=-0.75"}, 0},
+        {"neg", -3, 3, 0, {0}, 0},      {"stop_gradient", -3, 3, 0, {0}, 0},
+        {"scale", -3, 3, 2, {"alpha=2.5", "beta=-0.75"}, 0},
         {"exp", -5, 5, 0, {0}, 0},      {"log", 0.01, 10, 0, {0}, 0},
         {"sqrt", 0.001, 10, 0, {0}, 0}, {"rsqrt", 0.01, 10, 0, {0}, 0},
         {"square", -3, 3, 0, {0}, 0},   {"abs", -3, 3, 0, {0}, 0},
@@ -229,14 +231,17 @@ static void t_unary(void) {
     pc_val vx = iin(h, "x", PC_SHAPE(20), -50, 50, &x);
     pc_val n = mo(h, pc_neg(h->g, vx));
     pc_val sc = mo(h, pc_scale(h->g, vx, 0.5, 0.25));
+    pc_val sg = mo(h, pc_stop_gradient(h->g, vx));
     RUN_OK(h);
-    int64_t wn[20], ws[20];
+    int64_t wn[20], ws[20], wx[20];
     for (int i = 0; i < 20; i++) {
         wn[i] = -x[i];
         ws[i] = (int64_t)trunc(0.5 * x[i] + 0.25);
+        wx[i] = x[i];
     }
     CHECK_I("neg i32", outi(h, n), wn, 20);
     CHECK_I("scale i32", outi(h, sc), ws, 20);
+    CHECK_I("stop_gradient i32", outi(h, sg), wx, 20);
     hfree(h);
     tclean();
 }
