@@ -87,6 +87,13 @@ float *pc_store_tensor(void *store, const char *key, pc_shape *shape) {
     return e ? e->data : NULL;
 }
 
+const char *pc_store_param_key(void *store, int i) {
+    const pc_store *s = store;
+    for (int k = 0; k < s->n; k++)
+        if (!(s->e[k].flags & PC_STATE) && i-- == 0) return s->e[k].key;
+    return NULL;
+}
+
 int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++)
         if ((s->e[i].flags & which) && pc_st_writer_add(w, s->e[i].key, PC_F32, s->e[i].shape, s->e[i].data, err, errlen))

@@ -40,6 +40,9 @@ int pc_store_bind(const pc_store *s, pc_exec *r);
 pc_store_entry *pc_store_find(const pc_store *s, const char *key);
 /* an entry's data by key (shape into *shape): the pc_tensor_io.get of a store (ctx = the store) */
 float *pc_store_tensor(void *store, const char *key, pc_shape *shape);
+/* the key of the i-th param entry (adapter params, not optimizer states), NULL past the last:
+ * the pc_tensor_io.key_at of a store */
+const char *pc_store_param_key(void *store, int i);
 /* adds entries whose flags intersect `which` to w (under their keys) */
 int pc_store_write(const pc_store *s, unsigned which, pc_st_writer *w, char *err, size_t errlen);
 /* copies data of entries with the same key from another store (e.g. train -> eval) by pointer:

@@ -43,6 +43,17 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* a trainable param's gradient as the step hook sees it (pc_tensor_io.grad) */
+typedef struct {
+    const char *key;
+    pc_val gv;         /* "grad.<param>" in the step graph */
+    const float *src;  /* this step's gradient (the step's output, or the accumulated mean) */
+    float *scaled;     /* src times the clip coefficient, made on demand */
+    bool scaled_ok;
+    pc_shape shape;
+    int64_t n;
+} step_grad;
+
 /* everything one run holds, freed in one place */
 typedef struct {
     pc_session s;
@@ -56,6 +67,9 @@ typedef struct {
     pc_store store;
     pc_st_file *resume_opt; /* optimizer state of the checkpoint resumed from */
     pc_adapt_ctx *cx;       /* the adapter in training (its per-step hook) */
+    step_grad *sg;          /* with a step hook: each trainable param's gradient of the step */
+    int nsg;
+    double clip_coef;       /* the step's clip coefficient (1 without clipping) */
     int32_t *tokens, *targets;
     int32_t seed_in;
     pc_adamw_hp hp;
@@ -85,6 +99,8 @@ static void run_free(run *x) {
     free(x->tokens);
     free(x->targets);
     pc_adapt_free(x->cx);
+    for (int i = 0; i < x->nsg; i++) free(x->sg[i].scaled);
+    free(x->sg);
     pc_session_close(&x->s);
 }
 
@@ -140,11 +156,24 @@ static int writer_put(void *ctx, const char *key, pc_shape shape, const float *d
 /* the adapter file's tensors: the method's own choice, or every trainable param under its key */
 static int save_adapter_tensors(run *x, put_target *pt, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
-    pc_tensor_io io = {pc_store_tensor, writer_put, &x->store, pt};
+    pc_tensor_io io = {pc_store_tensor, writer_put, &x->store, pt, pc_store_param_key, NULL, NULL};
     char msg[1024] = "";
     int r = m->save_tensors ? m->save_tensors(x->cx, pc_adapt_state(x->cx), &io, msg, sizeof msg) : 0;
     if (r < 0) return pc_errf(err, errlen, "saving the %s adapter: %s", m->name, msg[0] ? msg : "failed");
     return r ? 0 : pc_store_write(&x->store, PC_TRAINABLE, pt->w, err, errlen);
+}
+
+/* the config to write: the run's, or a copy the method edits (AdaLoRA's rank_pattern) */
+static int saved_config(run *x, pc_adapter_config **out, char *err, size_t errlen) {
+    const pc_adapter_method *m = pc_adapt_method(x->cx);
+    *out = NULL;
+    if (!m->save_config) return 0;
+    if (!(*out = pc_adapter_config_clone(x->s.adapter.cfg))) return pc_errf(err, errlen, "out of memory");
+    char msg[1024] = "";
+    if (m->save_config(x->cx, pc_adapt_state(x->cx), *out, msg, sizeof msg) == 0) return 0;
+    pc_adapter_config_free(*out);
+    *out = NULL;
+    return pc_errf(err, errlen, "saving the %s adapter's config: %s", m->name, msg[0] ? msg : "failed");
 }
 
 static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opts *o, bool with_state,
@@ -153,9 +182,12 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
     if (!w) return pc_errf(err, errlen, "out of memory");
     pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
     put_target pt = {w, NULL, 0};
+    pc_adapter_config *cfg = NULL;
     int rc = save_adapter_tensors(x, &pt, err, errlen);
     if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
-    if (!rc) rc = pc_adapter_save(dir, x->s.adapter.cfg, w, err, errlen);
+    if (!rc) rc = saved_config(x, &cfg, err, errlen);
+    if (!rc) rc = pc_adapter_save(dir, cfg ? cfg : x->s.adapter.cfg, w, err, errlen);
+    pc_adapter_config_free(cfg);
     pc_st_writer_free(w);
     for (int i = 0; i < pt.n; i++) free(pt.copies[i]);
     free(pt.copies);
@@ -286,12 +318,65 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
     return 0;
 }
 
-/* the method's per-step hook (AdaLoRA's rank allocator) sees the adapter's tensors by key */
-static int step_hook(run *x, int t, char *err, size_t errlen) {
+/* the step hook's gradients: one entry per trainable param of the store, by its key */
+static int step_grads_init(run *x, char *err, size_t errlen) {
+    const pc_graph *sg = x->upd_g ? x->upd_g : x->g; /* the graph the store was made for */
+    if (!(x->sg = calloc((size_t)x->store.n + 1, sizeof *x->sg))) return pc_errf(err, errlen, "out of memory");
+    for (int i = 0; i < x->store.n; i++) {
+        const pc_store_entry *e = &x->store.e[i];
+        if (!(e->flags & PC_TRAINABLE)) continue;
+        char name[600];
+        snprintf(name, sizeof name, "grad.%s", pc_val_name(sg, e->v));
+        step_grad *d = &x->sg[x->nsg];
+        *d = (step_grad){.key = e->key, .gv = pc_lookup(x->g, name), .shape = e->shape, .n = e->n};
+        if (d->gv == PC_NONE) return pc_errf(err, errlen, "no gradient %s for the step hook", name);
+        for (int k = 0; k < x->ngrad; k++)
+            if (x->gout[k] == d->gv) d->src = x->gsum[k];
+        x->nsg++;
+    }
+    return 0;
+}
+
+/* points the entries at this step's gradients and finds the clip coefficient, as adamw{clip} */
+static void step_grads_update(run *x, const pc_train_opts *o) {
+    double sumsq = 0;
+    for (int i = 0; i < x->nsg; i++) {
+        step_grad *d = &x->sg[i];
+        if (!x->upd_g)
+            d->src = x->step_en ? pc_entry_args_output(&x->step_args, d->gv) : pc_exec_data(x->r, d->gv);
+        d->scaled_ok = false;
+        for (int64_t j = 0; j < d->n; j++) sumsq += (double)d->src[j] * d->src[j];
+    }
+    x->clip_coef = 1.0;
+    if (o->clip > 0 && o->clip / (sqrt(sumsq) + 1e-6) < 1.0) x->clip_coef = o->clip / (sqrt(sumsq) + 1e-6);
+}
+
+static const float *step_grad_get(void *ctx, const char *key, pc_shape *shape) {
+    run *x = ctx;
+    for (int i = 0; i < x->nsg; i++) {
+        step_grad *d = &x->sg[i];
+        if (strcmp(d->key, key)) continue;
+        if (shape) *shape = d->shape;
+        if (x->clip_coef == 1.0) return d->src;
+        if (!d->scaled && !(d->scaled = malloc((size_t)(d->n ? d->n : 1) * sizeof *d->scaled))) return NULL;
+        if (!d->scaled_ok)
+            for (int64_t j = 0; j < d->n; j++) d->scaled[j] = (float)(d->src[j] * x->clip_coef);
+        d->scaled_ok = true;
+        return d->scaled;
+    }
+    return NULL;
+}
+
+/* the method's per-step hook (AdaLoRA's rank allocator) sees the adapter's tensors and the
+ * step's gradients by key */
+static int step_hook(run *x, const pc_train_opts *o, int t, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
-    pc_tensor_io io = {pc_store_tensor, NULL, &x->store, NULL};
+    if (!m->step_hook) return 0;
+    if (!x->sg && step_grads_init(x, err, errlen)) return -1;
+    step_grads_update(x, o);
+    pc_tensor_io io = {pc_store_tensor, NULL, &x->store, NULL, pc_store_param_key, step_grad_get, x};
     char msg[1024] = "";
-    if (!m->step_hook || !m->step_hook(x->cx, pc_adapt_state(x->cx), t, &io, msg, sizeof msg)) return 0;
+    if (!m->step_hook(x->cx, pc_adapt_state(x->cx), t, &io, msg, sizeof msg)) return 0;
     return pc_errf(err, errlen, "step %d: %s: %s", t, m->name, msg);
 }
 
@@ -436,7 +521,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             loss = *(const float *)(x.step_en ? pc_entry_args_output(&x.step_args, loss_v) : pc_exec_data(x.r, loss_v));
             if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         }
-        if (isfinite(loss) && step_hook(&x, t, err, errlen)) goto done;
+        if (isfinite(loss) && step_hook(&x, &o, t, err, errlen)) goto done;
         if (!isfinite(loss)) { pc_errf(err, errlen, "step %d: the loss is %g (lower --lr?)", t, loss); goto done; }
         loss_acc += loss;
         loss_n++;

@@ -63,6 +63,8 @@ typedef struct pc_site {
  * a KV cache (virtual tokens are fed by the generation loop, see virtual_tokens) */
 typedef enum { PC_ADAPT_TRAIN = 0, PC_ADAPT_EVAL, PC_ADAPT_DECODE } pc_adapt_mode;
 
+struct pc_adapter_config; /* runtime/adapter_config.h: a PEFT config (built-in methods read it) */
+
 /* One adapter applied to one graph: the method, its config, the mode. Opaque. */
 typedef struct pc_adapt_ctx pc_adapt_ctx;
 
@@ -80,11 +82,18 @@ typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *sha
 
 /* The tensors of a run by key, for the callbacks that run between steps: `get` returns a param's
  * current values (writable: a step hook may mask them), NULL when the key is unknown; `put`
- * (save_tensors only) adds a copy of a tensor to the adapter file being written. */
+ * (save_tensors only) adds a copy of a tensor to the adapter file being written; `key_at` lists
+ * the adapter's params (the i-th key, NULL past the last; ctx get_ctx); `grad` (step_hook only,
+ * else NULL) gives the gradient of the step just taken for a trainable param as the optimizer
+ * applied it: averaged over micro-batches and scaled by the clip coefficient, i.e. what PyTorch's
+ * p.grad holds after clip_grad_norm_ and optimizer.step() (NULL when the key is unknown). */
 typedef struct {
     float *(*get)(void *get_ctx, const char *key, pc_shape *shape);
     int (*put)(void *put_ctx, const char *key, pc_shape shape, const float *data);
     void *get_ctx, *put_ctx;
+    const char *(*key_at)(void *get_ctx, int i);
+    const float *(*grad)(void *grad_ctx, const char *key, pc_shape *shape);
+    void *grad_ctx;
 } pc_tensor_io;
 
 typedef struct pc_adapter_method {
@@ -145,6 +154,10 @@ typedef struct pc_adapter_method {
      * PEFT's tensors (P-tuning's prompt_embeddings computed by its encoder, AdaLoRA's pruned
      * ranks) and returns 1, or 0 for the default. Optional (the default). */
     int (*save_tensors)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
+
+    /* Edits the config written beside the saved tensors (a copy of the run's config; AdaLoRA
+     * records the ranks its allocator kept in rank_pattern). 0 or -1. Optional. */
+    int (*save_config)(pc_adapt_ctx *cx, void *state, struct pc_adapter_config *cfg, char *err, size_t errlen);
 } pc_adapter_method;
 
 /* ---- what a method's callbacks may ask of the context ---- */

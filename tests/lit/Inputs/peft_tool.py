@@ -10,6 +10,10 @@
                                           the first, else "not decreased: FIRST -> LAST"
   peft_tool.py same FILE1 FILE2 KEY TOL   the number KEY of two JSON objects agrees within TOL:
                                           prints "same KEY" or "differ KEY: A vs B"
+  peft_tool.py adalora DIR                an AdaLoRA adapter directory: for every rank_pattern
+                                          entry, the lora_A/E/B shapes must hold exactly the kept
+                                          ranks; prints "N modules, K of T ranks kept, Z at rank 0,
+                                          shapes match" (or what does not match)
 """
 import json
 import os
@@ -54,6 +58,23 @@ def main(argv):
     if len(argv) == 6 and argv[1] == "same":
         a, b = lines(argv[2])[-1][argv[4]], lines(argv[3])[-1][argv[4]]
         print(("same %s" if abs(a - b) <= float(argv[5]) else "differ %s: " + "%r vs %r" % (a, b)) % argv[4])
+        return 0
+    if len(argv) == 3 and argv[1] == "adalora":
+        with open(os.path.join(argv[2], "adapter_config.json")) as f:
+            rp = json.load(f)["rank_pattern"] or {}
+        shapes = {k: t["shape"] for k, t in header(os.path.join(argv[2], "adapter_model.safetensors")).items()
+                  if k != "__metadata__"}
+        bad, kept, total, zero = [], 0, 0, 0
+        for key, mask in sorted(rp.items()):
+            mod, k = "base_model.model." + key[: -len(".lora_E")], sum(mask)
+            kept, total, zero = kept + k, total + len(mask), zero + (k == 0)
+            a, e, b = shapes.get(mod + ".lora_A"), shapes.get(mod + ".lora_E"), shapes.get(mod + ".lora_B")
+            if not a or not e or not b or a[0] != k or e != [k, 1] or b[1] != k:
+                bad.append(mod)
+        if len(shapes) != 3 * len(rp):
+            bad.append("%d tensors for %d modules" % (len(shapes), len(rp)))
+        print("%d modules, %d of %d ranks kept, %d at rank 0, %s" % (len(rp), kept, total, zero,
+              "shapes match" if not bad else "mismatch: " + ", ".join(bad)))
         return 0
     print(__doc__)
     return 2
