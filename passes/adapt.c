@@ -225,8 +225,8 @@ int pc_adapt_linears(pc_graph **gp, pc_adapt_ctx *cx, int *nmatched, char *err, 
     pc_graph *g = *gp;
     const char *name = cx->m->name;
     if (!(cx->m->sites & PC_SITE_LINEAR))
-        return pc_errf(err, errlen, "%s rewrites sites only model builders emit (embeddings, positions, attention, FFN, "
-                       "blocks, head): apply it through a model verb (peftc train/eval/dump)", name);
+        return pc_errf(err, errlen, "%s rewrites sites only model builders emit (embeddings, positions, attention, "
+                       "head): apply it through a model verb (peftc train/eval/dump)", name);
     pc_val *map = malloc(((size_t)g->nvals + 1) * sizeof *map);
     pc_val *bias_of = malloc(((size_t)g->nvals + 1) * sizeof *bias_of); /* bias add -> its matmul */
     pc_graph *ng = pc_graph_new(g->name);
