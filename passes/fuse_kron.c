@@ -15,6 +15,7 @@
  * kron is left to dce when nothing else reads it. LoKr's rewrite (passes/adapters/lokr.c) emits
  * the plain form; pc_session_build runs this pass on every model graph (train, eval, decode);
  * merge graphs do not go through it and form the product once. */
+#include "passes/kron.h"
 #include "passes/pipeline.h"
 #include "ir/ir.h"
 
@@ -31,15 +32,7 @@ static bool is_kron_product(const pc_graph *g, pc_val v) {
 
 static pc_val fused(pc_graph *ng, const pc_graph *g, pc_val v, const pc_val *map) {
     const pc_value *m = pc_v(g, v), *k = pc_v(g, m->in[1]);
-    pc_shape as = pc_v(g, k->in[0])->shape, bs = pc_v(g, k->in[1])->shape, xs = pc_v(g, m->in[0])->shape;
-    int64_t a = as.dim[0], c = as.dim[1], b = bs.dim[0], d = bs.dim[1];
-    int64_t cd = c * d, n = cd > 0 ? pc_shape_numel(xs) / cd : 0;
-    pc_loc at = m->loc;
-    pc_val A = map[k->in[0]], B = map[k->in[1]], x = map[m->in[0]];
-    pc_val u = pc_matmul_at(ng, at, pc_reshape_at(ng, at, x, PC_SHAPE(n * c, d)), B, 0, 1);
-    pc_val v2 = pc_matmul_at(ng, at, A, pc_reshape_at(ng, at, u, PC_SHAPE(n, c, b)), 0, 0);
-    (void)a;
-    return pc_reshape_at(ng, at, v2, m->shape);
+    return pc_kron_linear_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[k->in[1]]);
 }
 
 int pc_pass_fuse_kron(pc_graph **gp, char *err, size_t errlen) {

@@ -30,7 +30,7 @@
  * alpha, dropouts, init_weights, ...) are refused, naming the field.
  * Not mergeable: the branch runs in parallel to a nonlinear block. A model whose builder emits
  * no FFN site is refused ("KronAB needs an FFN hook point"). */
-#include "passes/adapters/kronab.h"
+#include "passes/kron.h"
 #include "ir/ir.h"
 #include "passes/adapt.h"
 
@@ -38,46 +38,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-void pc_lokr_factorization(int64_t dim, int64_t factor, int64_t *mo, int64_t *no) {
-    if (factor > 0 && dim % factor == 0) {
-        *mo = factor, *no = dim / factor;
-        return;
-    }
-    if (factor == -1) factor = dim;
-    int64_t m = 1, n = dim, length = m + n; /* PEFT never updates length: only the cap stops it */
-    while (m < n) {
-        int64_t new_m = m + 1;
-        while (dim % new_m != 0) new_m++;
-        int64_t new_n = dim / new_m;
-        if (new_m + new_n > length || new_m > factor) break;
-        m = new_m, n = new_n;
-    }
-    if (m > n) {
-        int64_t t = m;
-        m = n, n = t;
-    }
-    *mo = m, *no = n;
-}
-
-pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b) {
-    if (pc_graph_error(g)) return PC_NONE;
-    pc_shape xs = pc_val_shape(g, x), as = pc_val_shape(g, a), bs = pc_val_shape(g, b);
-    if (as.rank != 2 || bs.rank != 2 || xs.rank < 1 || xs.dim[xs.rank - 1] != as.dim[1] * bs.dim[1])
-        return pc_fail(g, at, "kron linear: x [..., %lld] does not take A [%lld, %lld] ⊗ B [%lld, %lld]",
-                       xs.rank ? (long long)xs.dim[xs.rank - 1] : 0LL, (long long)as.dim[0],
-                       (long long)(as.rank > 1 ? as.dim[1] : 0), (long long)bs.dim[0],
-                       (long long)(bs.rank > 1 ? bs.dim[1] : 0));
-    const int64_t a1 = as.dim[0], a2 = as.dim[1], b1 = bs.dim[0], b2 = bs.dim[1];
-    const int64_t n = pc_shape_numel(xs) / (a2 * b2);
-    /* T[n, k, j] = Σ_l x[n, k, l] B[j, l]: one [N·a2, b2] @ Bᵀ GEMM */
-    pc_val t = pc_matmul_at(g, at, pc_reshape_at(g, at, x, PC_SHAPE(n * a2, b2)), b, 0, 1);
-    /* Y[n, i, j] = Σ_k A[i, k] T[n, k, j]: A broadcast over the N batch */
-    pc_val y = pc_matmul_at(g, at, a, pc_reshape_at(g, at, t, PC_SHAPE(n, a2, b1)), 0, 0);
-    pc_shape ys = xs;
-    ys.dim[ys.rank - 1] = a1 * b1;
-    return pc_reshape_at(g, at, y, ys);
-}
 
 typedef struct {
     int64_t factor;  /* decompose_factor */
@@ -162,8 +122,8 @@ static int kronab_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, 
         return snprintf(err, errlen, "%s: the FFN's input and output ranks differ", s->module), -1;
     int64_t din = xs.dim[xs.rank - 1], dout = ys.dim[ys.rank - 1], a1, b1, a2, b2;
     if (din < 1 || dout < 1) return snprintf(err, errlen, "%s: empty FFN features", s->module), -1;
-    pc_lokr_factorization(dout, st->factor, &a1, &b1);
-    pc_lokr_factorization(din, st->factor, &a2, &b2);
+    pc_kron_factorization(dout, st->factor, &a1, &b1);
+    pc_kron_factorization(din, st->factor, &a2, &b2);
     pc_val a = pc_adapt_param(cx, s, "kronab_A", PC_SHAPE(a1, a2), (pc_init){PC_INIT_ZEROS, 0, 0});
     pc_val b = pc_adapt_param(cx, s, "kronab_B", PC_SHAPE(b1, b2), (pc_init){PC_INIT_KAIMING_UNIFORM, sqrt(5.0), 0});
     pc_val y = pc_scale_at(g, s->loc, pc_kron_linear_at(g, s->loc, s->x, a, b), st->scale, 0.0);

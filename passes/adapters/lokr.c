@@ -18,31 +18,13 @@
  * Rows (--hf-qk-rows): output row i·b+j of ΔW belongs to w2's row j, so a RoPE row order (a
  * permutation inside each head) is a permutation of w2's (w2_a's) rows when the head size divides
  * b; the session refuses the other shapes. */
-#include "passes/adapters/lokr.h"
+#include "passes/kron.h"
 #include "passes/adapt.h"
 #include "runtime/target_match.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-void pc_lokr_factorization(int64_t dim, int64_t factor, int64_t *m_out, int64_t *n_out) {
-    if (factor > 0 && dim % factor == 0) {
-        *m_out = factor, *n_out = dim / factor;
-        return;
-    }
-    if (factor == -1) factor = dim;
-    int64_t m = 1, n = dim, length = m + n;
-    while (m < n) {
-        int64_t new_m = m + 1;
-        while (dim % new_m != 0) new_m++;
-        int64_t new_n = dim / new_m;
-        if (new_m + new_n > length || new_m > factor) break;
-        m = new_m, n = new_n;
-    }
-    if (m > n) { int64_t t = m; m = n; n = t; }
-    *m_out = m, *n_out = n;
-}
 
 static int lokr_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     (void)state;
@@ -78,8 +60,8 @@ static int lokr_module(pc_adapt_ctx *cx, const pc_site *s, lokr_mod *m, char *er
         return snprintf(err, errlen, "field \"r\": rank %d for module '%s' must be positive", m->r, s->module), -1;
     m->scale = alpha / (double)m->r;
     int64_t f = cfg->lycoris.decompose_factor, r = m->r;
-    pc_lokr_factorization(s->out, f, &m->a, &m->b);
-    pc_lokr_factorization(s->in, f, &m->c, &m->d);
+    pc_kron_factorization(s->out, f, &m->a, &m->b);
+    pc_kron_factorization(s->in, f, &m->c, &m->d);
     /* PEFT: use_w1 = not (decompose_both and r < max(a, c) / 2); use_w2 = not (r < max(b, d) / 2) */
     bool full1 = !(cfg->lycoris.decompose_both && 2 * r < (m->a > m->c ? m->a : m->c));
     bool full2 = !(2 * r < (m->b > m->d ? m->b : m->d));

@@ -13,7 +13,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
-#include "passes/adapters/lokr.h"
+#include "passes/kron.h"
 #include "passes/pipeline.h"
 
 #include <math.h>
@@ -114,7 +114,7 @@ static void test_factorization(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t m = 0, n = 0;
-        pc_lokr_factorization(cases[i][0], cases[i][1], &m, &n);
+        pc_kron_factorization(cases[i][0], cases[i][1], &m, &n);
         if (m != cases[i][2] || n != cases[i][3])
             printf("\n    factorization(%lld, %lld) = (%lld, %lld), PEFT (%lld, %lld)", (long long)cases[i][0],
                    (long long)cases[i][1], (long long)m, (long long)n, (long long)cases[i][2], (long long)cases[i][3]);

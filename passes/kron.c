@@ -1,0 +1,41 @@
+/* Kronecker products without forming them (see kron.h). */
+#include "passes/kron.h"
+#include "ir/ir.h"
+
+void pc_kron_factorization(int64_t dim, int64_t factor, int64_t *m_out, int64_t *n_out) {
+    if (factor > 0 && dim % factor == 0) {
+        *m_out = factor, *n_out = dim / factor;
+        return;
+    }
+    if (factor == -1) factor = dim;
+    int64_t m = 1, n = dim, length = m + n;
+    while (m < n) {
+        int64_t new_m = m + 1;
+        while (dim % new_m != 0) new_m++;
+        int64_t new_n = dim / new_m;
+        if (new_m + new_n > length || new_m > factor) break;
+        m = new_m, n = new_n;
+    }
+    if (m > n) { int64_t t = m; m = n; n = t; }
+    *m_out = m, *n_out = n;
+}
+
+pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b) {
+    if (pc_graph_error(g)) return PC_NONE;
+    pc_shape xs = pc_val_shape(g, x), as = pc_val_shape(g, a), bs = pc_val_shape(g, b);
+    if (as.rank != 2 || bs.rank != 2 || xs.rank < 1 || xs.dim[xs.rank - 1] != as.dim[1] * bs.dim[1])
+        return pc_fail(g, at, "kron linear: x [..., %lld] does not take A [%lld, %lld] ⊗ B [%lld, %lld]",
+                       xs.rank ? (long long)xs.dim[xs.rank - 1] : 0LL, (long long)as.dim[0],
+                       (long long)(as.rank > 1 ? as.dim[1] : 0), (long long)bs.dim[0],
+                       (long long)(bs.rank > 1 ? bs.dim[1] : 0));
+    const int64_t a1 = as.dim[0], a2 = as.dim[1], b1 = bs.dim[0], b2 = bs.dim[1];
+    const int64_t n = pc_shape_numel(xs) / (a2 * b2);
+    /* T[n, k, j] = Σ_l x[n, k, l] B[j, l]: one [N·a2, b2] @ Bᵀ GEMM */
+    pc_val t = pc_matmul_at(g, at, pc_reshape_at(g, at, x, PC_SHAPE(n * a2, b2)), b, 0, 1);
+    /* Y[n, i, j] = Σ_k A[i, k] T[n, k, j]: A broadcast over the N batch */
+    pc_val y = pc_matmul_at(g, at, a, pc_reshape_at(g, at, t, PC_SHAPE(n, a2, b1)), 0, 0);
+    pc_shape ys = xs;
+    ys.dim[ys.rank - 1] = a1 * b1;
+    return pc_reshape_at(g, at, y, ys);
+}
+

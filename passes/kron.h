@@ -1,0 +1,30 @@
+/* Kronecker products without forming them, shared by LoKr (passes/adapters/lokr.c), KronA^B
+ * (passes/adapters/kronab.c) and the fuse-kron pass:
+ *
+ *   int64_t a1, b1, a2, b2;
+ *   pc_kron_factorization(dout, -1, &a1, &b1);    // 64 -> (8, 8); A is [a1, a2], B [b1, b2]
+ *   pc_kron_factorization(din, -1, &a2, &b2);
+ *   pc_val y = pc_kron_linear_at(g, loc, x, A, B); // [..., a2·b2] -> [..., a1·b1]
+ */
+#ifndef PEFTC_PASSES_KRON_H
+#define PEFTC_PASSES_KRON_H
+
+#include "peftc/peftc.h"
+
+#include <stdint.h>
+
+/* PEFT's (LyCORIS's) factorization(dimension, factor), exactly as PEFT 0.21 runs it:
+ * dim = (*m) * (*n); (factor, dim/factor) when factor > 0 divides dim (unordered); otherwise the
+ * divisor pair found by searching m upward from 1, stopping at the first m that makes the sum
+ * grow or exceeds factor (factor -1: no cap), ordered m <= n. Its answers for factors that do not
+ * divide dim (3072, 5 -> (4, 768)) and for factor < -1 (-> (1, dim)) included. dim >= 1. */
+void pc_kron_factorization(int64_t dim, int64_t factor, int64_t *m, int64_t *n);
+
+/* y = x (A ⊗ B)ᵀ for x [..., a2·b2], A [a1, a2], B [b1, b2]: y [..., a1·b1] with
+ *   y[n, i·b1 + j] = Σ_k Σ_l A[i, k] B[j, l] x[n, k·b2 + l],
+ * as two matmuls on x viewed as [N, a2, b2]: T = x Bᵀ over l ([N·a2, b2] @ Bᵀ, one GEMM), then
+ * Y[n] = A T[n] (A broadcast over N), viewed back. A ⊗ B ([a1·b1, a2·b2]) is never formed, nor,
+ * through autograd, its gradient. Shape mismatches are the graph's sticky error. */
+pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b);
+
+#endif
