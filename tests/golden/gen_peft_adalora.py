@@ -45,50 +45,31 @@ tests/golden/adalora.md has the numbers and what peftc matches.
 
 Usage (from the repository root):
     /work/venv-golden/bin/python tests/golden/gen_peft_adalora.py [--out-dir tests/data] [--ckpt PATH]
-
-Needs: torch, numpy, safetensors, transformers, peft (0.21.2). CPU, fp32, 1 thread.
 """
 import os
 import sys
 
-# adapter_config.json lists target_modules from a Python set (hash order): pin the seed.
-if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
-    os.environ["PYTHONHASHSEED"] = "0"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PIN_HASH_SEED = True  # run as a script: peft_fixture_common re-executes it with PYTHONHASHSEED=0
+import peft_fixture_common as C  # noqa: E402  (HF builder, row permutations, batch, loss, helpers)
 
-import argparse
-import copy
-import json
-import shutil
-import warnings
+import json  # noqa: E402
+import warnings  # noqa: E402
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from safetensors import safe_open
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)
-warnings.filterwarnings("ignore", category=UserWarning)
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import gen_llama_lora as G  # noqa: E402
-import gen_peft_adapter as A  # noqa: E402
-import gen_peft_ia3_prompt as P  # noqa: E402  (batch, loss, to_l2c/to_hf, helpers)
-
-import peft  # noqa: E402
-import transformers  # noqa: E402
-from peft import AdaLoraConfig, PeftModel, get_peft_model  # noqa: E402
+from peft import AdaLoraConfig, get_peft_model  # noqa: E402
 from peft.tuners.adalora.layer import RankAllocator  # noqa: E402
 
+warnings.filterwarnings("ignore", category=UserWarning)
 DIR_NAME = "peft_adalora_stories260k"
 TARGETS = [n for n, _, _ in G.MODULES]  # q,k,v,o,gate,up,down
 INIT_R, TARGET_R, ALPHA, ORTH = 4, 2, 8, 0.3
 SCHEDULE = dict(total_step=100, tinit=10, tfinal=20, deltaT=5)
 TENSORS = ["lora_A", "lora_E", "lora_B"]
 SEED, STD, E_STD = 2028, 0.1, 0.3
-MERGED_LAYERS = (0, 4)
-TOL = 1e-4
 SIZE_LIMIT = 1400 * 1024  # the directory: the adapter fixture, the allocator run, the pruned checkpoint
 
 # the allocator run
@@ -106,11 +87,11 @@ def key_of(l, name, parent, t):
 
 
 def rows_l2c(cfg, name, t, tensor):
-    return P.to_l2c(cfg, name, t) if tensor == "lora_B" else t
+    return C.to_l2c(cfg, name, t) if tensor == "lora_B" else t
 
 
 def rows_hf(cfg, name, t, tensor):
-    return P.to_hf(cfg, name, t) if tensor == "lora_B" else t
+    return C.to_hf(cfg, name, t) if tensor == "lora_B" else t
 
 
 def scale():
@@ -157,7 +138,7 @@ def orth_by_hand(mats):
 
 def make_adapter(cfg, w, ck_sha, tokens, targets, out_dir, meta_common):
     n_layers = cfg["n_layers"]
-    pm = get_peft_model(A.build_hf(cfg, w), AdaLoraConfig(
+    pm = get_peft_model(C.build_hf(cfg, w), AdaLoraConfig(
         task_type="CAUSAL_LM", target_modules=TARGETS, init_r=INIT_R, target_r=TARGET_R, lora_alpha=ALPHA,
         orth_reg_weight=ORTH, **SCHEDULE))
     pm.eval()
@@ -180,21 +161,13 @@ def make_adapter(cfg, w, ck_sha, tokens, targets, out_dir, meta_common):
     trainable = [k for k, p in pm.named_parameters() if p.requires_grad]
     assert len(trainable) == len(v_hf) and all(".lora_" in k for k in trainable), trainable
 
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    with torch.no_grad():
-        for *_, key, p in ada_params(pm, n_layers):
-            p.copy_(v_l2c[key])
-    pm.save_pretrained(out_dir)
-    with torch.no_grad():
-        for *_, key, p in ada_params(pm, n_layers):
-            p.copy_(v_hf[key])
+    C.save_pretrained_as(pm, out_dir, [(key, p) for *_, key, p in ada_params(pm, n_layers)], v_l2c, v_hf)
 
     # forward + backward through PEFT: the model's loss includes the orthogonal regularizer
     pm.zero_grad(set_to_none=True)
     o = pm(input_ids=tokens.long(), labels=targets.long(), shift_labels=targets.long(), use_cache=False)
     logits = o.logits.float()
-    task_loss = P.loss_of(logits, targets)
+    task_loss = C.loss_of(logits, targets)
     mats = [(v_hf[key_of(l, n, par, "lora_A")], v_hf[key_of(l, n, par, "lora_B")])
             for l in range(n_layers) for n, par, _ in G.MODULES]
     reg = orth_by_hand(mats)
@@ -208,85 +181,43 @@ def make_adapter(cfg, w, ck_sha, tokens, targets, out_dir, meta_common):
            "orth_reg": reg.detach().reshape(1).clone()}
     for l, name, parent, t, key, p in ada_params(pm, n_layers):
         out["grad." + key] = rows_l2c(cfg, name, p.grad.detach().clone(), t)
-    P.check_nonzero_grads(out)
+    C.check_nonzero_grads(out)
 
     # the llama2.c-convention model with AdaLoRA by hand, l2c order
-    ref = G.Llama(cfg, w, 4, 8)
-    ref.set_lora(False)
+    ref = C.hand_llama(cfg, w)
     for l, layer in enumerate(ref.layers):
         for name, parent, _ in G.MODULES:
             f = {t: v_l2c[key_of(l, name, parent, t)] for t in TENSORS}
             setattr(layer, name, AdaHand(getattr(layer, name), f, scale()))
     ref_logits = ref(tokens.long())
     hand_mats = [(getattr(layer, n).f[0], getattr(layer, n).f[2]) for layer in ref.layers for n, _, _ in G.MODULES]
-    ref_loss = P.loss_of(ref_logits, targets) + ORTH * orth_by_hand(hand_mats)
+    ref_loss = C.loss_of(ref_logits, targets) + ORTH * orth_by_hand(hand_mats)
     ref_loss.backward()
-    d_logits = (ref_logits - logits).abs().max().item()
-    print(f"  PEFT vs llama2.c-convention model + hand AdaLoRA: logits max |diff| {d_logits:.3e}, "
-          f"loss |diff| {abs(ref_loss.item() - o.loss.item()):.3e}")
-    assert d_logits <= TOL, d_logits
-    d_grad = 0.0
-    for l, layer in enumerate(ref.layers):
-        for name, parent, _ in G.MODULES:
-            for i, t in enumerate(TENSORS):
-                gr = getattr(layer, name).f[i].grad
-                d_grad = max(d_grad, (gr - out["grad." + key_of(l, name, parent, t)]).abs().max().item())
-    gmax = max(v.abs().max().item() for k, v in out.items() if k.startswith("grad."))
-    print(f"  gradients vs hand model: max |diff| {d_grad:.3e} (max |grad| {gmax:.3e})")
-    assert d_grad <= TOL * max(1.0, gmax), d_grad
-    with torch.no_grad():
-        base_logits = A.hf_logits(A.build_hf(cfg, w), tokens)
-    moved = (base_logits - out["logits"]).abs().max().item()
-    print(f"  (AdaLoRA moves the logits by up to {moved:.3f})")
-    assert moved > 1e-2
+    d_logits = C.check_hand(ref_logits, ref_loss, logits, o.loss, "AdaLoRA")
+    d_grad = C.check_hand_grads(((getattr(layer, name).f[i].grad, key_of(l, name, parent, t))
+                                 for l, layer in enumerate(ref.layers) for name, parent, _ in G.MODULES
+                                 for i, t in enumerate(TENSORS)), out)
+    C.check_moves_logits(cfg, w, tokens, out["logits"], "AdaLoRA")
 
-    # merge_and_unload on a deep copy
-    merged_model = copy.deepcopy(pm).merge_and_unload()
-    merged_model.eval()
-    merged_logits = A.hf_logits(merged_model, tokens)
-    d_merge = (merged_logits - out["logits"]).abs().max().item()
-    print(f"  merged vs unmerged PEFT logits: max |diff| {d_merge:.3e}")
-    assert d_merge <= TOL, d_merge
-    out["merged_logits"] = merged_logits
-    d_direct, wmoved = 0.0, 0.0
-    src_of = {n: s for n, _, s in G.MODULES}
-    for l in MERGED_LAYERS:
-        for name, parent, _ in G.MODULES:
-            wt = P.to_l2c(cfg, name, getattr(getattr(merged_model.model.layers[l], parent), name).weight.detach().clone())
-            with torch.no_grad():
-                want = w[src_of[name]][l] + getattr(ref.layers[l], name).delta()
-            d_direct = max(d_direct, (wt - want).abs().max().item())
-            wmoved = max(wmoved, (wt - w[src_of[name]][l]).abs().max().item())
-            out[f"merged.model.layers.{l}.{parent}.{name}.weight"] = wt
-    print(f"  merged weights vs W + ΔW in l2c order: max |diff| {d_direct:.3e} (ΔW up to {wmoved:.3f})")
-    assert d_direct < 1e-6 and wmoved > 1e-3, (d_direct, wmoved)
+    merged_model, d_merge = C.merge_and_unload(pm, tokens, out)
+    d_direct, _ = C.check_merged_delta(merged_model, cfg, w, ref, out)
 
     meta = dict(meta_common, peft_type="ADALORA", target_modules=",".join(TARGETS), init_r=str(INIT_R),
                 target_r=str(TARGET_R), lora_alpha=str(ALPHA), orth_reg_weight=str(ORTH),
                 loss="CE over the non-ignored targets + orth_reg_weight * orth_reg (AdaLoraModel.forward)",
                 adalora_values=f"A, B {STD} * randn, E {E_STD} * randn, Generator().manual_seed({SEED}), "
                                "layer-major, q,k,v,o,gate,up,down, A,E,B",
-                adapter_row_order="llama2.c (q/k lora_B rows un-permuted)",
-                grad_row_order="llama2.c (same as the stored tensors)",
-                merged_row_order="llama2.c (q/k rows un-permuted from HF)",
-                merged_layers=",".join(map(str, MERGED_LAYERS)))
-    A.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
+                **C.l2c_rows_meta("q/k lora_B rows un-permuted"))
+    C.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
 
-    with safe_open(os.path.join(out_dir, "adapter_model.safetensors"), "pt") as f:
-        keys = sorted(f.keys())
-        assert keys == sorted(v_l2c), keys  # no ranknum
-        for k in keys:
-            assert torch.equal(f.get_tensor(k), v_l2c[k]), k
-    with open(os.path.join(out_dir, "adapter_config.json")) as f:
-        c = json.load(f)
+    c = C.check_saved(out_dir, v_l2c)  # no ranknum
     assert c["peft_type"] == "ADALORA" and c["rank_pattern"] is None and c["init_r"] == INIT_R
-    pm2 = PeftModel.from_pretrained(A.build_hf(cfg, w), out_dir)
-    pm2.eval()
-    with torch.no_grad():
+
+    def to_hf_rows(pm2):
         for l, name, parent, t, key, p in ada_params(pm2, n_layers):
             assert torch.equal(p, v_l2c[key]), key
             p.copy_(rows_hf(cfg, name, p.detach().clone(), t))
-    d_load = (A.hf_logits(pm2, tokens) - out["logits"]).abs().max().item()
+    d_load = (C.reload_logits(cfg, w, out_dir, tokens, to_hf_rows) - out["logits"]).abs().max().item()
     print(f"  PeftModel.from_pretrained (q/k rows re-permuted to HF) vs saved logits: max |diff| {d_load:.3e}")
     assert d_load < 1e-6
     return {"loss": o.loss.item(), "task_loss": task_loss.item(), "orth_reg": reg.item(),
@@ -295,7 +226,7 @@ def make_adapter(cfg, w, ck_sha, tokens, targets, out_dir, meta_common):
 
 def make_alloc(cfg, w, tokens, out_dir, meta_common):
     n_layers = cfg["n_layers"]
-    pm = get_peft_model(A.build_hf(cfg, w), AdaLoraConfig(
+    pm = get_peft_model(C.build_hf(cfg, w), AdaLoraConfig(
         task_type="CAUSAL_LM", target_modules=ALLOC_TARGETS, **ALLOC_CFG))
     pm.eval()
     model, ra = pm.base_model, pm.base_model.rankallocator
@@ -355,7 +286,7 @@ def make_alloc(cfg, w, tokens, out_dir, meta_common):
 
     # the pruned checkpoint: what PEFT saves after the run
     with torch.no_grad():
-        logits = A.hf_logits(pm, tokens)
+        logits = C.hf_logits(pm, tokens)
     pdir = os.path.join(out_dir, "pruned")
     hf_vals = {key: p.detach().clone() for *_, key, p in ada_params(pm, n_layers, ALLOC_TARGETS)}
     with torch.no_grad():
@@ -372,13 +303,12 @@ def make_alloc(cfg, w, tokens, out_dir, meta_common):
         shapes = {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
     zk = f"base_model.model.model.layers.{pl}.self_attn.{pn}"
     assert shapes[zk + ".lora_A"] == (0, 64) and shapes[zk + ".lora_E"] == (0, 1) and shapes[zk + ".lora_B"] == (32, 0), shapes
-    pm2 = PeftModel.from_pretrained(A.build_hf(cfg, w), pdir)
-    pm2.eval()
-    with torch.no_grad():
+
+    def to_hf_rows(pm2):
         for l, name, parent, tn, key, p in ada_params(pm2, n_layers, ALLOC_TARGETS):
             p.copy_(rows_hf(cfg, name, p.detach().clone(), tn))
-        d_load = (A.hf_logits(pm2, tokens) - logits).abs().max().item()
-        base_logits = A.hf_logits(A.build_hf(cfg, w), tokens)
+    d_load = (C.reload_logits(cfg, w, pdir, tokens, to_hf_rows) - logits).abs().max().item()
+    base_logits = C.hf_logits(C.build_hf(cfg, w), tokens)
     moved = (base_logits - logits).abs().max().item()
     print(f"  pruned checkpoint: PeftModel.from_pretrained vs the run's logits max |diff| {d_load:.3e} "
           f"(the adapter moves them by {moved:.3f})")
@@ -388,8 +318,8 @@ def make_alloc(cfg, w, tokens, out_dir, meta_common):
                 feed=f"param_t = param_(t-1) + 0.01 randn, grad = randn * scale, Generator({ALLOC_SEED}), "
                      "layer-major, A,E,B, param then grad", grad_scale=json.dumps({f"{k[0]}.{k[1]}": v for k, v in GRAD_SCALE.items()}),
                 masked_steps=",".join(map(str, masked_steps)), row_order="HF (the allocator does not depend on it)")
-    A.write_expected(os.path.join(out_dir, "alloc.safetensors"), out, meta)
-    A.write_expected(os.path.join(pdir, "expected.safetensors"), {"tokens": tokens, "logits": logits},
+    C.write_expected(os.path.join(out_dir, "alloc.safetensors"), out, meta)
+    C.write_expected(os.path.join(pdir, "expected.safetensors"), {"tokens": tokens, "logits": logits},
                      dict(meta_common, logits_from="PEFT after the allocator run (masked E), unmerged; "
                                                    "= PeftModel.from_pretrained(pruned/)"))
     return {"masked_steps": masked_steps, "final_ranks": {k.replace(".default", ""): v for k, v in kept.items()},
@@ -397,37 +327,9 @@ def make_alloc(cfg, w, tokens, out_dir, meta_common):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=P.DEFAULT_OUT_DIR)
-    ap.add_argument("--ckpt", default=None)
-    args = ap.parse_args()
-
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)
-
-    ckpt = args.ckpt or next((p for p in G.CKPT_CANDIDATES if os.path.exists(p)), None)
-    assert ckpt, f"stories260K.bin not found in {G.CKPT_CANDIDATES}"
-    cfg, w, ck_sha = G.load_llama2c(ckpt)
-    assert ck_sha == G.CKPT_SHA256, ck_sha
-    print(f"checkpoint {ckpt}; torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"peft {peft.__version__}")
-
-    gb = torch.Generator().manual_seed(P.BATCH_SEED)
-    ids = torch.randint(0, P.VOCAB_DRAW, (P.BATCH, P.SEQ + 1), generator=gb)
-    tokens = ids[:, :-1].contiguous().to(torch.int32)
-    targets = ids[:, 1:].contiguous().clone()
-    for b, t in P.IGNORED:
-        targets[b, t] = P.IGNORE_INDEX
-    targets = targets.to(torch.int32)
-    meta_common = {"format": "peftc peft fixture v1", "generator": "tests/golden/gen_peft_adalora.py",
-                   "checkpoint": "stories260K.bin", "checkpoint_sha256": ck_sha,
-                   "batch_seed": str(P.BATCH_SEED), "batch": str(P.BATCH), "seq": str(P.SEQ),
-                   "ignore_index": str(P.IGNORE_INDEX),
-                   "ignored_targets": ";".join(f"{b},{t}" for b, t in P.IGNORED),
-                   "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-                   "peft_version": peft.__version__}
+    args, ckpt, cfg, w, ck_sha = C.start(__doc__)
+    ids, tokens, targets = C.make_batch()
+    meta_common = C.batch_meta("gen_peft_adalora.py", ck_sha, loss=False)
 
     out_dir = os.path.join(args.out_dir, DIR_NAME)
     s1 = make_adapter(cfg, w, ck_sha, tokens, targets, out_dir, meta_common)
@@ -435,7 +337,7 @@ def main():
     for root, _, files in sorted(os.walk(out_dir)):
         for fn in sorted(files):
             p = os.path.join(root, fn)
-            print(f"  {os.path.relpath(p, out_dir):34s} {os.path.getsize(p):8d}  {A.sha(p)}")
+            print(f"  {os.path.relpath(p, out_dir):34s} {os.path.getsize(p):8d}  {C.sha(p)}")
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out_dir) for f in fs)
     assert total < SIZE_LIMIT, total
     print("summary adalora: " + json.dumps({"adapter": s1, "alloc": s2}, sort_keys=True))

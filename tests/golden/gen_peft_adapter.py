@@ -20,44 +20,28 @@ in llama2.c order. See tests/golden/README.md.
 
 Usage (from the repository root):
     python3 tests/golden/gen_peft_adapter.py [--out-dir tests/data] [--ckpt PATH]
-
-Needs: torch, numpy, safetensors, transformers, peft. CPU, fp32, 1 thread.
 """
 import os
 import sys
 
-# adapter_config.json lists target_modules from a Python set: its order depends on the
-# string hash seed. Pin it so the fixture is reproducible byte for byte.
-if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
-    os.environ["PYTHONHASHSEED"] = "0"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-# PEFT looks the base model name up on the Hub when saving; there is nothing to find.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PIN_HASH_SEED = True  # run as a script: peft_fixture_common re-executes it with PYTHONHASHSEED=0
+import peft_fixture_common as C  # noqa: E402
+# what check_peft_interop.py and older notes take from this module
+from peft_fixture_common import (  # noqa: E402,F401
+    build_hf, hf_logits, peft_lora_modules, permute_to_hf, permute_to_l2c, qk_heads, sha, write_expected)
 
-import argparse
-import filecmp
-import hashlib
-import json
-import shutil
-import warnings
+import filecmp  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+import torch  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 
-# transformers' deprecation notices triggered inside PEFT are noise here
-warnings.filterwarnings("ignore", category=FutureWarning)
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import gen_llama_lora as G  # noqa: E402  (checkpoint loader + llama2.c-convention model)
-
-import peft  # noqa: E402
-import transformers  # noqa: E402
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 REPO = G.REPO
-DEFAULT_OUT_DIR = os.path.join(REPO, "tests", "data")
+DEFAULT_OUT_DIR = C.DEFAULT_OUT_DIR
 HF_DIR_NAME = "peft_lora_stories260k"
 L2C_DIR_NAME = "peft_lora_stories260k_l2c"
 
@@ -66,101 +50,14 @@ LORA_INIT_STD = 0.05
 LORA_SEED = 2024      # torch.Generator seed for the lora_A / lora_B values
 TOKENS_SEED = 7       # torch.Generator seed for the 15 ids after BOS
 SEQ = 16
-MERGED_LAYERS = (0, 4)
+MERGED_LAYERS = C.MERGED_LAYERS
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-BASE_NAME = "stories260K"  # base_model_name_or_path recorded by PEFT
-
-
-# ---- q/k row permutation (karpathy/llama2.c export.py) ---------------------
-def permute_to_hf(w, n_heads):
-    """llama2.c rows (adjacent pairs) -> HF rows (halves), per head. w: [dim1, dim2]."""
-    dim1, dim2 = w.shape
-    return w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)
-
-
-def permute_to_l2c(w, n_heads):
-    """Inverse of permute_to_hf (export.py's permute_reverse)."""
-    dim1, dim2 = w.shape
-    return w.view(n_heads, 2, dim1 // n_heads // 2, dim2).transpose(1, 2).reshape(dim1, dim2)
-
-
-def qk_heads(cfg, name):
-    return {"q_proj": cfg["n_heads"], "k_proj": cfg["n_kv_heads"]}.get(name)
-
-
-# ---- HF model --------------------------------------------------------------
-def build_hf(cfg, w):
-    hcfg = LlamaConfig(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["dim"], intermediate_size=cfg["hidden_dim"],
-        num_hidden_layers=cfg["n_layers"], num_attention_heads=cfg["n_heads"],
-        num_key_value_heads=cfg["n_kv_heads"], rms_norm_eps=G.RMS_EPS, rope_theta=G.ROPE_THETA,
-        tie_word_embeddings=True, max_position_embeddings=cfg["seq_len"], hidden_act="silu",
-        attention_bias=False, mlp_bias=False, bos_token_id=1, eos_token_id=2)
-    hcfg._name_or_path = BASE_NAME
-    model = LlamaForCausalLM(hcfg)
-    model.config._name_or_path = BASE_NAME
-    sd = {"model.embed_tokens.weight": w["tok"], "model.norm.weight": w["rms_final"]}
-    for l in range(cfg["n_layers"]):
-        p = f"model.layers.{l}."
-        sd[p + "input_layernorm.weight"] = w["rms_att"][l]
-        sd[p + "post_attention_layernorm.weight"] = w["rms_ffn"][l]
-        for name, parent, src in G.MODULES:
-            t = w[src][l]
-            h = qk_heads(cfg, name)
-            sd[f"{p}{parent}.{name}.weight"] = permute_to_hf(t, h) if h else t
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    assert not unexpected, unexpected
-    assert set(missing) <= {"lm_head.weight"}, missing  # tied to embed_tokens
-    model.tie_weights()
-    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
-    model.eval()
-    return model
-
-
-def hf_logits(model, tokens):
-    with torch.no_grad():
-        return model(input_ids=tokens.long(), use_cache=False).logits.float()
-
-
-def peft_lora_modules(pm, n_layers):
-    """(layer, name, parent, lora.Linear) in gen_llama_lora's MODULES order."""
-    layers = pm.base_model.model.model.layers
-    for l in range(n_layers):
-        for name, parent, _ in G.MODULES:
-            yield l, name, parent, getattr(getattr(layers[l], parent), name)
-
-
-def write_expected(path, tensors, meta):
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
-    save_file(tensors, path, metadata=meta)
-    G.canonicalize_header(path)
-    back = load_file(path)
-    assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)
-
-
-def sha(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+BASE_NAME = C.BASE_NAME
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
-    ap.add_argument("--ckpt", default=None)
-    args = ap.parse_args()
-
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)
-
-    ckpt = args.ckpt or next((p for p in G.CKPT_CANDIDATES if os.path.exists(p)), None)
-    assert ckpt, f"stories260K.bin not found in {G.CKPT_CANDIDATES}"
-    cfg, w, ck_sha = G.load_llama2c(ckpt)
-    assert ck_sha == G.CKPT_SHA256, ck_sha
+    args, ckpt, cfg, w, ck_sha = C.start(__doc__)
     n_layers = cfg["n_layers"]
-    print(f"checkpoint {ckpt}; torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"peft {peft.__version__}")
 
     # the permutations are inverse to each other
     x = torch.randn(64, 5)
@@ -271,16 +168,11 @@ def main():
     assert filecmp.cmp(os.path.join(out_hf, "adapter_config.json"),
                        os.path.join(out_l2c, "adapter_config.json"), shallow=False)
     meta_common = {
-        "format": "peftc peft fixture v1",
-        "generator": "tests/golden/gen_peft_adapter.py",
-        "checkpoint": "stories260K.bin",
-        "checkpoint_sha256": ck_sha,
+        **C.fixture_meta("gen_peft_adapter.py", ck_sha),
         "r": str(LORA_R), "lora_alpha": str(LORA_ALPHA), "scaling": repr(scaling),
         "init_std": repr(LORA_INIT_STD), "lora_seed": str(LORA_SEED), "tokens_seed": str(TOKENS_SEED),
         "merged_layers": ",".join(map(str, MERGED_LAYERS)),
         "merged_row_order": "llama2.c (q/k rows un-permuted from HF)",
-        "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-        "peft_version": peft.__version__,
     }
     e_hf = {"tokens": tokens, "logits": peft_logits, **merged}
     write_expected(os.path.join(out_hf, "expected.safetensors"), e_hf, {

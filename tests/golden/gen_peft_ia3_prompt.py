@@ -18,41 +18,22 @@ adapter applied by hand. See tests/golden/README.md.
 
 Usage (from the repository root):
     python3 tests/golden/gen_peft_ia3_prompt.py [--out-dir tests/data] [--ckpt PATH]
-
-Needs: torch, numpy, safetensors, transformers, peft. CPU, fp32, 1 thread.
 """
 import os
 import sys
 
-# adapter_config.json lists target_modules from a Python set (hash order): pin the seed.
-if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
-    os.environ["PYTHONHASHSEED"] = "0"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-# PEFT looks the base model name up on the Hub when saving; there is nothing to find.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PIN_HASH_SEED = True  # run as a script: peft_fixture_common re-executes it with PYTHONHASHSEED=0
+import peft_fixture_common as C  # noqa: E402  (HF builder, row permutations, batch, loss, helpers)
 
-import argparse
-import copy
-import json
-import shutil
-import warnings
+import json  # noqa: E402
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from safetensors import safe_open
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import gen_llama_lora as G  # noqa: E402  (checkpoint loader + llama2.c-convention model)
-import gen_peft_adapter as A  # noqa: E402  (HF builder + q/k row permutations)
+from peft import IA3Config, PromptTuningConfig, get_peft_model  # noqa: E402
 
-import peft  # noqa: E402
-import transformers  # noqa: E402
-from peft import IA3Config, PeftModel, PromptTuningConfig, get_peft_model  # noqa: E402
-
-DEFAULT_OUT_DIR = os.path.join(G.REPO, "tests", "data")
 IA3_DIR_NAME = "peft_ia3_stories260k"
 PROMPT_DIR_NAME = "peft_prompt_stories260k"
 
@@ -61,34 +42,13 @@ IA3_FF = ["down_proj"]
 IA3_SEED, IA3_STD = 2025, 0.3          # ia3_l = 1 + 0.3 * randn
 PROMPT_SEED, PROMPT_STD = 2026, 0.5    # table = 0.5 * randn
 NUM_VIRTUAL = 4
-BATCH_SEED = 42
-BATCH, SEQ, VOCAB_DRAW = 2, 16, 512
-IGNORE_INDEX = -100
-IGNORED = [(0, 3), (1, 0)]
-MERGED_LAYERS = (0, 4)
-TOL = 1e-4
+BATCH, SEQ, IGNORE_INDEX, IGNORED, TOL = C.BATCH, C.SEQ, C.IGNORE_INDEX, C.IGNORED, C.TOL
 SIZE_LIMIT = 600 * 1024
 
 
 def ia3_key(l, name):
     parent = "mlp" if name == "down_proj" else "self_attn"
     return parent, f"base_model.model.model.layers.{l}.{parent}.{name}.ia3_l"
-
-
-def to_l2c(cfg, name, t):
-    """k_proj output rows HF -> llama2.c order; other modules unchanged."""
-    h = A.qk_heads(cfg, name)
-    return A.permute_to_l2c(t, h) if h else t
-
-
-def to_hf(cfg, name, t):
-    h = A.qk_heads(cfg, name)
-    return A.permute_to_hf(t, h) if h else t
-
-
-def loss_of(logits, targets):
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(),
-                           ignore_index=IGNORE_INDEX, reduction="mean")
 
 
 class IA3Hand(nn.Module):
@@ -124,28 +84,10 @@ def ia3_params(pm, n_layers):
             yield l, name, parent, key, getattr(getattr(layers[l], parent), name).ia3_l["default"]
 
 
-def dir_size(d):
-    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
-
-
-def list_dir(d):
-    print(f"{d}:")
-    for fn in sorted(os.listdir(d)):
-        p = os.path.join(d, fn)
-        print(f"  {fn:28s} {os.path.getsize(p):8d}  {A.sha(p)}")
-    assert dir_size(d) < SIZE_LIMIT, (d, dir_size(d))
-
-
-def check_nonzero_grads(tensors):
-    for k, v in tensors.items():
-        if k.startswith("grad."):
-            assert v.abs().max() > 0, k
-
-
 # ---- IA3 -------------------------------------------------------------------
 def make_ia3(cfg, w, ckpt_sha, tokens, targets, out_dir, meta_common):
     n_layers = cfg["n_layers"]
-    pm = get_peft_model(A.build_hf(cfg, w), IA3Config(
+    pm = get_peft_model(C.build_hf(cfg, w), IA3Config(
         task_type="CAUSAL_LM", target_modules=IA3_TARGETS, feedforward_modules=IA3_FF))
     pm.eval()
     g = torch.Generator().manual_seed(IA3_SEED)
@@ -154,81 +96,40 @@ def make_ia3(cfg, w, ckpt_sha, tokens, targets, out_dir, meta_common):
         for l, name, parent, key, p in ia3_params(pm, n_layers):
             p.copy_(1.0 + IA3_STD * torch.randn(p.shape, generator=g))
             l_hf[key] = p.detach().clone()
-            l_l2c[key] = to_l2c(cfg, name, l_hf[key])
+            l_l2c[key] = C.to_l2c(cfg, name, l_hf[key])
     assert len(l_hf) == 3 * n_layers
     trainable = [k for k, p in pm.named_parameters() if p.requires_grad]
     assert len(trainable) == 3 * n_layers and all(".ia3_l." in k for k in trainable), trainable
 
     # save with the k_proj rows in llama2.c order, then restore the HF-order values
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    with torch.no_grad():
-        for *_, key, p in ia3_params(pm, n_layers):
-            p.copy_(l_l2c[key])
-    pm.save_pretrained(out_dir)
-    with torch.no_grad():
-        for *_, key, p in ia3_params(pm, n_layers):
-            p.copy_(l_hf[key])
+    C.save_pretrained_as(pm, out_dir, [(key, p) for *_, key, p in ia3_params(pm, n_layers)], l_l2c, l_hf)
 
-    # forward + backward through PEFT (unmerged)
-    pm.zero_grad(set_to_none=True)
-    logits = pm(input_ids=tokens.long(), use_cache=False).logits.float()
-    loss = loss_of(logits, targets)
-    loss.backward()
-    out = {"tokens": tokens, "targets": targets, "logits": logits.detach().clone(),
-           "loss": loss.detach().reshape(1).clone()}
+    out, logits, loss = C.peft_forward_backward(pm, tokens, targets)
     for l, name, parent, key, p in ia3_params(pm, n_layers):
-        out["grad." + key] = to_l2c(cfg, name, p.grad.detach().clone())
-    check_nonzero_grads(out)
+        out["grad." + key] = C.to_l2c(cfg, name, p.grad.detach().clone())
+    C.check_nonzero_grads(out)
     print(f"IA3: loss {loss.item():.7f}")
 
     # the llama2.c-convention model with IA3 by hand, l2c order
-    ref = G.Llama(cfg, w, 4, 8)
-    ref.set_lora(False)
+    ref = C.hand_llama(cfg, w)
     for l, layer in enumerate(ref.layers):
         for name in IA3_TARGETS:
             _, key = ia3_key(l, name)
             setattr(layer, name, IA3Hand(getattr(layer, name), l_l2c[key], name in IA3_FF))
     ref_logits = ref(tokens.long())
-    ref_loss = loss_of(ref_logits, targets)
+    ref_loss = C.loss_of(ref_logits, targets)
     ref_loss.backward()
-    d_logits = (ref_logits - logits).abs().max().item()
-    print(f"  PEFT vs llama2.c-convention model + hand IA3 (l2c order): logits max |diff| {d_logits:.3e}, "
-          f"loss |diff| {abs(ref_loss.item() - loss.item()):.3e}")
-    assert d_logits <= TOL, d_logits
-    d_grad = 0.0
-    for l, layer in enumerate(ref.layers):
-        for name in IA3_TARGETS:
-            _, key = ia3_key(l, name)
-            gr = getattr(layer, name).l.grad.view_as(out["grad." + key])
-            d_grad = max(d_grad, (gr - out["grad." + key]).abs().max().item())
-    gmax = max(v.abs().max().item() for k, v in out.items() if k.startswith("grad."))
-    print(f"  gradients vs hand model: max |diff| {d_grad:.3e} (max |grad| {gmax:.3e})")
-    assert d_grad <= TOL * max(1.0, gmax), d_grad
-    with torch.no_grad():
-        base_logits = A.hf_logits(A.build_hf(cfg, w), tokens)
-    d_ia3 = (base_logits - out["logits"]).abs().max().item()
-    print(f"  (IA3 moves the logits by up to {d_ia3:.3f})")
-    assert d_ia3 > 1e-2
+    d_logits = C.check_hand(ref_logits, ref_loss, logits, loss, "IA3 (l2c order)")
+    d_grad = C.check_hand_grads(((getattr(layer, name).l.grad, ia3_key(l, name)[1])
+                                 for l, layer in enumerate(ref.layers) for name in IA3_TARGETS), out)
+    C.check_moves_logits(cfg, w, tokens, out["logits"], "IA3")
 
-    # merge_and_unload on a deep copy
-    merged_model = copy.deepcopy(pm).merge_and_unload()
-    merged_model.eval()
-    merged_logits = A.hf_logits(merged_model, tokens)
-    d_merge = (merged_logits - out["logits"]).abs().max().item()
-    print(f"  merged vs unmerged PEFT logits: max |diff| {d_merge:.3e}")
-    assert d_merge <= TOL, d_merge
-    out["merged_logits"] = merged_logits
+    merged_model, d_merge = C.merge_and_unload(pm, tokens, out)
     d_direct = 0.0
-    src_of = {n: s for n, _, s in G.MODULES}
-    for l in MERGED_LAYERS:
-        for name in IA3_TARGETS:
-            parent, key = ia3_key(l, name)
-            wt = getattr(getattr(merged_model.model.layers[l], parent), name).weight.detach().clone()
-            wt = to_l2c(cfg, name, wt)
-            lv = l_l2c[key]  # [out,1] scales rows, [1,in] scales columns: broadcasting does both
-            d_direct = max(d_direct, (wt - w[src_of[name]][l] * lv).abs().max().item())
-            out[f"merged.model.layers.{l}.{parent}.{name}.weight"] = wt
+    for l, name, parent, src, key, wt in C.merged_weights(merged_model, cfg, IA3_TARGETS):
+        lv = l_l2c[ia3_key(l, name)[1]]  # [out,1] scales rows, [1,in] scales columns: broadcasting does both
+        d_direct = max(d_direct, (wt - w[src][l] * lv).abs().max().item())
+        out[key] = wt
     print(f"  merged weights vs W*l in l2c order: max |diff| {d_direct:.3e}")
     assert d_direct < 1e-6, d_direct
 
@@ -240,33 +141,25 @@ def make_ia3(cfg, w, ckpt_sha, tokens, targets, out_dir, meta_common):
             "adapter_row_order": "llama2.c (k_proj ia3_l rows un-permuted, adjacent-pair RoPE)",
             "grad_row_order": "llama2.c (same as the stored ia3_l)",
             "merged_row_order": "llama2.c (k rows un-permuted from HF)",
-            "merged_layers": ",".join(map(str, MERGED_LAYERS)),
+            "merged_layers": ",".join(map(str, C.MERGED_LAYERS)),
             "logits_from": "PEFT LlamaForCausalLM (permuted q/k, HF-order ia3_l), unmerged"}
-    A.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
+    C.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
 
     # what PEFT wrote: keys, values, config; and it loads back
-    with safe_open(os.path.join(out_dir, "adapter_model.safetensors"), "pt") as f:
-        assert f.metadata() == {"format": "pt"}, f.metadata()
-        keys = sorted(f.keys())
-        assert keys == sorted(l_l2c), keys
-        for k in keys:
-            assert torch.equal(f.get_tensor(k), l_l2c[k]), k
-            assert out["grad." + k].shape == l_l2c[k].shape, k
-        adapter_shapes = {k: list(f.get_tensor(k).shape) for k in keys}
-    with open(os.path.join(out_dir, "adapter_config.json")) as f:
-        c = json.load(f)
+    c = C.check_saved(out_dir, l_l2c)
+    assert all(out["grad." + k].shape == v.shape for k, v in l_l2c.items())
+    adapter_shapes = {k: list(v.shape) for k, v in sorted(l_l2c.items())}
     assert c["peft_type"] == "IA3" and sorted(c["target_modules"]) == sorted(IA3_TARGETS)
     assert c["feedforward_modules"] == IA3_FF or sorted(c["feedforward_modules"]) == IA3_FF
-    pm2 = PeftModel.from_pretrained(A.build_hf(cfg, w), out_dir)
-    pm2.eval()
-    with torch.no_grad():  # the file is in l2c order: permute k back to HF to run it in HF
+
+    def to_hf_rows(pm2):  # the file is in l2c order: permute k back to HF to run it in HF
         for l, name, parent, key, p in ia3_params(pm2, n_layers):
             assert torch.equal(p, l_l2c[key]), key
-            p.copy_(to_hf(cfg, name, p.detach().clone()))
-    d_load = (A.hf_logits(pm2, tokens) - out["logits"]).abs().max().item()
+            p.copy_(C.to_hf(cfg, name, p.detach().clone()))
+    d_load = (C.reload_logits(cfg, w, out_dir, tokens, to_hf_rows) - out["logits"]).abs().max().item()
     print(f"  PeftModel.from_pretrained (k rows re-permuted to HF) vs saved logits: max |diff| {d_load:.3e}")
     assert d_load < 1e-6
-    list_dir(out_dir)
+    C.list_dir(out_dir, SIZE_LIMIT)
     return {"loss": loss.item(), "adapter": adapter_shapes,
             "diffs": {"hand": d_logits, "grad": d_grad, "merge": d_merge, "direct": d_direct,
                       "load": d_load}}
@@ -275,7 +168,7 @@ def make_ia3(cfg, w, ckpt_sha, tokens, targets, out_dir, meta_common):
 # ---- prompt tuning ---------------------------------------------------------
 def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
     T = NUM_VIRTUAL
-    pm = get_peft_model(A.build_hf(cfg, w), PromptTuningConfig(
+    pm = get_peft_model(C.build_hf(cfg, w), PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=T, prompt_tuning_init="RANDOM"))
     pm.eval()
     emb = pm.prompt_encoder["default"].embedding.weight
@@ -287,20 +180,18 @@ def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
     trainable = [k for k, p in pm.named_parameters() if p.requires_grad]
     assert trainable == ["prompt_encoder.default.embedding.weight"], trainable
 
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    pm.save_pretrained(out_dir)
+    C.save_pretrained_as(pm, out_dir, [], {}, {})
 
     pm.zero_grad(set_to_none=True)
     full = pm(input_ids=tokens.long(), use_cache=False).logits.float()
     assert tuple(full.shape) == (BATCH, T + SEQ, cfg["vocab_size"]), full.shape
     logits = full[:, T:]
-    loss = loss_of(logits, targets)
+    loss = C.loss_of(logits, targets)
     loss.backward()
     out = {"tokens": tokens, "targets": targets, "logits": logits.detach().clone(),
            "loss": loss.detach().reshape(1).clone(),
            "grad.prompt_embeddings": emb.grad.detach().clone()}
-    check_nonzero_grads(out)
+    C.check_nonzero_grads(out)
     print(f"prompt tuning: loss {loss.item():.7f}")
 
     # PEFT's own loss. PEFT prepends T labels of -100 and HF shifts by one, so the logit at
@@ -329,12 +220,11 @@ def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
           f"tokens[0] after the last virtual token and drops targets[:,15])")
 
     # hand model: the T rows prepended to the token embeddings, positions 0..T+S-1, causal
-    ref = G.Llama(cfg, w, 4, 8)
-    ref.set_lora(False)
+    ref = C.hand_llama(cfg, w)
     ptab = nn.Parameter(table.clone())
     h = torch.cat([ptab.unsqueeze(0).expand(BATCH, -1, -1), F.embedding(tokens.long(), ref.tok)], dim=1)
     ref_logits = l2c_forward_embeds(ref, h)[:, T:]
-    ref_loss = loss_of(ref_logits, targets)
+    ref_loss = C.loss_of(ref_logits, targets)
     ref_loss.backward()
     d_logits = (ref_logits - out["logits"]).abs().max().item()
     d_grad = (ptab.grad - out["grad.prompt_embeddings"]).abs().max().item()
@@ -351,11 +241,7 @@ def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
     assert d_alt > 1e-2
     assert d_logits <= TOL, d_logits
     assert d_grad <= TOL * max(1.0, gmax), d_grad
-    with torch.no_grad():
-        base = A.hf_logits(A.build_hf(cfg, w), tokens)
-    d_prompt = (base - out["logits"]).abs().max().item()
-    print(f"  (the prompt moves the logits by up to {d_prompt:.3f})")
-    assert d_prompt > 1e-2
+    C.check_moves_logits(cfg, w, tokens, out["logits"], "the prompt")
 
     meta = {**meta_common, "peft_type": "PROMPT_TUNING", "num_virtual_tokens": str(T),
             "prompt_tuning_init": "RANDOM (overwritten)",
@@ -363,22 +249,15 @@ def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
             "prompt_seed": str(PROMPT_SEED),
             "positions": f"virtual tokens 0..{T - 1}, real tokens {T}..{T + SEQ - 1}",
             "logits_from": f"PEFT LlamaForCausalLM forward (P+S positions), first {T} dropped"}
-    A.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
+    C.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
 
-    with safe_open(os.path.join(out_dir, "adapter_model.safetensors"), "pt") as f:
-        assert f.metadata() == {"format": "pt"}, f.metadata()
-        assert list(f.keys()) == ["prompt_embeddings"], list(f.keys())
-        assert torch.equal(f.get_tensor("prompt_embeddings"), table)
-        adapter_shapes = {k: list(f.get_tensor(k).shape) for k in f.keys()}
-    with open(os.path.join(out_dir, "adapter_config.json")) as f:
-        c = json.load(f)
+    c = C.check_saved(out_dir, {"prompt_embeddings": table})
+    adapter_shapes = {"prompt_embeddings": list(table.shape)}
     assert c["peft_type"] == "PROMPT_TUNING" and c["num_virtual_tokens"] == T
-    pm2 = PeftModel.from_pretrained(A.build_hf(cfg, w), out_dir)
-    pm2.eval()
-    d_load = (A.hf_logits(pm2, tokens)[:, T:] - out["logits"]).abs().max().item()
+    d_load = (C.reload_logits(cfg, w, out_dir, tokens)[:, T:] - out["logits"]).abs().max().item()
     print(f"  PeftModel.from_pretrained vs saved logits: max |diff| {d_load:.3e}")
     assert d_load < 1e-6
-    list_dir(out_dir)
+    C.list_dir(out_dir, SIZE_LIMIT)
     return {"loss": loss.item(), "peft_loss": r.loss.item(), "naive_peft_loss": naive,
             "adapter": adapter_shapes,
             "diffs": {"hand": d_logits, "grad": d_grad, "peft_loss": d_peft_loss,
@@ -386,43 +265,10 @@ def make_prompt(cfg, w, ids, tokens, targets, out_dir, meta_common):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
-    ap.add_argument("--ckpt", default=None)
-    args = ap.parse_args()
-
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)
-
-    ckpt = args.ckpt or next((p for p in G.CKPT_CANDIDATES if os.path.exists(p)), None)
-    assert ckpt, f"stories260K.bin not found in {G.CKPT_CANDIDATES}"
-    cfg, w, ck_sha = G.load_llama2c(ckpt)
-    assert ck_sha == G.CKPT_SHA256, ck_sha
-    print(f"checkpoint {ckpt}; torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"peft {peft.__version__}")
+    args, ckpt, cfg, w, ck_sha = C.start(__doc__)
     G.check_oracle(G.Llama(cfg, w, 4, 8), os.path.join(os.path.dirname(ckpt), "reference_greedy.txt"))
-
-    gb = torch.Generator().manual_seed(BATCH_SEED)
-    ids = torch.randint(0, VOCAB_DRAW, (BATCH, SEQ + 1), generator=gb)
-    tokens = ids[:, :-1].contiguous().to(torch.int32)
-    targets = ids[:, 1:].contiguous().clone()
-    for b, t in IGNORED:
-        targets[b, t] = IGNORE_INDEX
-    targets = targets.to(torch.int32)
-
-    meta_common = {
-        "format": "peftc peft fixture v1",
-        "generator": "tests/golden/gen_peft_ia3_prompt.py",
-        "checkpoint": "stories260K.bin", "checkpoint_sha256": ck_sha,
-        "batch_seed": str(BATCH_SEED), "batch": str(BATCH), "seq": str(SEQ),
-        "ignore_index": str(IGNORE_INDEX),
-        "ignored_targets": ";".join(f"{b},{t}" for b, t in IGNORED),
-        "loss": "mean cross-entropy of logits vs targets over the non-ignored targets",
-        "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-        "peft_version": peft.__version__,
-    }
+    ids, tokens, targets = C.make_batch()
+    meta_common = C.batch_meta("gen_peft_ia3_prompt.py", ck_sha)
     r_ia3 = make_ia3(cfg, w, ck_sha, tokens, targets, os.path.join(args.out_dir, IA3_DIR_NAME), meta_common)
     r_pt = make_prompt(cfg, w, ids, tokens, targets, os.path.join(args.out_dir, PROMPT_DIR_NAME), meta_common)
     for name, r in (("ia3", r_ia3), ("prompt", r_pt)):

@@ -9,227 +9,57 @@
  * merged; the config errors; and a short `peftc train` whose saved adapter is pruned and loads. */
 #include "cu_main.h"
 #include "compare.h"
-#include "backend/exec.h"
+#include "peft_fixture.h"
 #include "drivers/merge.h"
-#include "drivers/session.h"
-#include "drivers/store.h"
 #include "drivers/train.h"
-#include "ir/ir.h"
 #include "passes/adapt.h"
 #include "passes/adapters/adalora.h"
-#include "passes/pipeline.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MODEL PEFTC_SOURCE_DIR "/data/stories260K/stories260K.bin"
 #define TOKENIZER PEFTC_SOURCE_DIR "/data/stories260K/tok512.bin"
 #define TEXT PEFTC_SOURCE_DIR "/data/tinyshakespeare/input.txt"
-#define ADA_DIR PEFTC_SOURCE_DIR "/tests/data/peft_adalora_stories260k"
+#define ADA_DIR PF_DATA("peft_adalora_stories260k")
+#define ADA_EXPECTED ADA_DIR "/expected.safetensors"
 #define PRUNED_DIR ADA_DIR "/pruned"
 
-enum { B = 2, S = 16, V = 512, N = B * S, NMOD = 35 };
-
-typedef struct {
-    pc_session s;
-    pc_st_file *ex;
-    pc_graph *g;
-    pc_store store;
-    int32_t tokens[N], targets[N];
-} fixture;
-
-static int fx_graph(fixture *x, pc_adapt_mode mode, bool trainable) {
-    char err[2048];
-    pc_build_req req = {.task = PC_TASK_LM, .batch = B, .seq = S, .output_logits = true, .mode = mode};
-    if (!(x->g = pc_session_build(&x->s, &req, trainable, err, sizeof err))) { fprintf(stderr, "build: %s\n", err); return -1; }
-    if (trainable && pc_run_pipeline(&x->g, "autograd", NULL, err, sizeof err)) { fprintf(stderr, "autograd: %s\n", err); return -1; }
-    if (pc_session_store(&x->s, x->g, &x->store, NULL, 0, err, sizeof err)) { fprintf(stderr, "store: %s\n", err); return -1; }
-    return 0;
-}
-
-/* the adapter directory `dir`; tokens and targets from the main fixture */
-static int fx_open(fixture *x, const char *dir, pc_adapt_mode mode, bool trainable, bool build) {
-    char err[2048];
-    memset(x, 0, sizeof *x);
-    if (pc_session_open(&x->s, NULL, MODEL, NULL, dir, err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
-    if (!(x->ex = pc_st_open(ADA_DIR "/expected.safetensors", err, sizeof err))) { fprintf(stderr, "%s\n", err); return -1; }
-    const pc_st_tensor *tk = pc_st_find(x->ex, "tokens"), *tg = pc_st_find(x->ex, "targets");
-    if (!tk || !tg || tk->dtype != PC_I32 || tg->dtype != PC_I32 || pc_shape_numel(tk->shape) != N ||
-        pc_shape_numel(tg->shape) != N)
-        return fprintf(stderr, "expected.safetensors: bad tokens/targets\n"), -1;
-    memcpy(x->tokens, tk->data, sizeof x->tokens);
-    memcpy(x->targets, tg->data, sizeof x->targets);
-    return build ? fx_graph(x, mode, trainable) : 0;
-}
-
-static void fx_close(fixture *x) {
-    pc_store_free(&x->store);
-    pc_graph_free(x->g);
-    pc_st_close(x->ex);
-    pc_session_close(&x->s);
-}
-
-static pc_exec *fx_run(fixture *x, pc_backend_kind kind) {
-    char err[2048] = "";
-    pc_exec *r = pc_exec_new(x->g, &(pc_exec_opts){.kind = kind}, err, sizeof err);
-    if (!r) { fprintf(stderr, "exec_new: %s\n", err); return NULL; }
-    if (pc_session_bind_base(&x->s, r, x->g, false, err, sizeof err) || pc_store_bind(&x->store, r) ||
-        pc_exec_bind(r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(r, pc_lookup(x->g, "targets"), x->targets) ||
-        pc_exec_run(r, err, sizeof err)) {
-        fprintf(stderr, "bind/run: %s\n", err);
-        pc_exec_free(r);
-        return NULL;
-    }
-    return r;
-}
-
-static pc_val output_where(const pc_graph *g, bool loss) {
-    for (int i = 0; i < g->noutputs; i++) {
-        const pc_value *o = pc_v(g, g->outputs[i]);
-        if (loss ? (o->flags & PC_LOSS) != 0 : (!(o->flags & PC_LOSS) && o->shape.rank == 3)) return g->outputs[i];
-    }
-    return PC_NONE;
-}
-
-static const float *logits_of(const fixture *x, const pc_exec *r) {
-    pc_val lv = output_where(x->g, false);
-    if (lv == PC_NONE || !pc_shape_eq(pc_val_shape(x->g, lv), PC_SHAPE(B, S, V))) return NULL;
-    return pc_exec_data(r, lv);
-}
-
-static double logits_vs(const fixture *x, const pc_exec *r, const pc_st_file *f, const char *key) {
-    const float *l = logits_of(x, r);
-    const pc_st_tensor *w = pc_st_find(f, key);
-    if (!l || !w || pc_shape_numel(w->shape) != (int64_t)N * V) return INFINITY;
-    return max_abs_diff(l, w->data, (int64_t)N * V);
-}
-
-static float scalar_of(const pc_st_file *f, const char *key) {
-    const pc_st_tensor *t = pc_st_find(f, key);
-    return t ? *(const float *)t->data : NAN;
-}
-
-static void check_forward_backward(fixture *x, pc_backend_kind kind) {
-    pc_exec *r = fx_run(x, kind);
-    CU_ASSERT_FATAL(r != NULL);
-    const char *bk = pc_backend_name(kind);
-    pc_val lv = output_where(x->g, true), tl = pc_lookup(x->g, "task_loss");
-    CU_ASSERT_FATAL(lv != PC_NONE && tl != PC_NONE);
-    float loss = *(const float *)pc_exec_data(r, lv), want = scalar_of(x->ex, "loss");
-    double le = logits_vs(x, r, x->ex, "logits");
-    printf("\n    [%s] loss %.7f (PEFT %.7f incl. 0.3 * orth %.7f, rel %.2e), logits max |diff| %.2e\n", bk, loss, want,
-           scalar_of(x->ex, "orth_reg"), fabs(loss - want) / fabs(want), le);
-    CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want));
-    CU_ASSERT(le <= 1e-4);
-    double worst = 0, worst_abs = 0;
-    int checked = 0;
-    for (int i = 0; i < x->store.n; i++) {
-        const pc_store_entry *e = &x->store.e[i];
-        if (!(e->flags & PC_TRAINABLE)) continue;
-        char gname[700], gkey[700];
-        snprintf(gname, sizeof gname, "grad.%s", pc_val_name(x->g, e->v));
-        snprintf(gkey, sizeof gkey, "grad.%s", e->key);
-        pc_val gv = pc_lookup(x->g, gname);
-        const pc_st_tensor *wg = pc_st_find(x->ex, gkey);
-        CU_ASSERT_FATAL(gv != PC_NONE && (pc_v(x->g, gv)->flags & PC_OUTPUT) && wg != NULL);
-        CU_ASSERT_FATAL(pc_shape_numel(wg->shape) == e->n && pc_shape_eq(pc_val_shape(x->g, gv), e->shape));
-        double d = max_abs_diff(pc_exec_data(r, gv), wg->data, e->n), scale = max_abs(wg->data, e->n);
-        double rel = d / (scale > 1 ? scale : 1);
-        if (rel > worst) worst = rel;
-        if (d > worst_abs) worst_abs = d;
-        checked++;
-    }
-    printf("    [%s] %d gradients: max |diff| %.2e, worst rel (to max(1, max|g|)) %.2e\n", bk, checked, worst_abs, worst);
-    CU_ASSERT_EQUAL(checked, 3 * NMOD);
-    CU_ASSERT(worst <= 1e-4);
-    pc_exec_free(r);
-}
+enum { NMOD = 35 };
 
 /* 1. loss (task + regularizer), logits and the 105 gradients (ref and jit) */
 static void test_loss_and_grads(void) {
-    fixture x;
-    if (fx_open(&x, ADA_DIR, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); fx_close(&x); return; }
+    pf_fixture x;
+    if (pf_open(&x, ADA_DIR, NULL, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); pf_close(&x); return; }
     CU_ASSERT_EQUAL(x.s.adapter.cfg->peft_type, PC_PEFT_ADALORA);
-    int n = 0, loaded = 0;
-    for (int i = 0; i < x.store.n; i++) {
-        const pc_store_entry *e = &x.store.e[i];
-        if (!(e->flags & PC_TRAINABLE)) continue;
-        n++;
-        const pc_st_tensor *f = pc_st_find(x.s.adapter.weights, e->key);
-        if (e->loaded && f && f->nbytes == (size_t)e->n * sizeof(float) && !memcmp(f->data, e->data, f->nbytes)) loaded++;
-    }
+    CU_ASSERT_FATAL(pc_lookup(x.g, "task_loss") != PC_NONE);
+    int loaded, n = pf_trainable_from_file(&x, NULL, &loaded);
     CU_ASSERT_EQUAL(n, 3 * NMOD);
     CU_ASSERT_EQUAL(loaded, 3 * NMOD);
-    check_forward_backward(&x, PC_BACKEND_REF);
-    check_forward_backward(&x, PC_BACKEND_JIT);
-    fx_close(&x);
+    const pc_st_tensor *orth = pc_st_find(x.ex, "orth_reg");
+    CU_ASSERT_FATAL(orth != NULL);
+    char note[64]; /* the loss PEFT's model returns includes the orthogonal regularizer */
+    snprintf(note, sizeof note, "incl. 0.3 * orth %.7f", *(const float *)orth->data);
+    pf_check_loss_logits_grads(&x, PC_BACKEND_REF, 3 * NMOD, note, NULL, 0);
+    pf_check_loss_logits_grads(&x, PC_BACKEND_JIT, 3 * NMOD, note, NULL, 0);
+    pf_close(&x);
 }
 
 /* 2. merge vs merge_and_unload; merged logits = PEFT's merged = unmerged; unmerge restores W */
 static void test_merge(void) {
-    char err[2048], path[] = "/tmp/peftc_adalora_merge_XXXXXX";
-    fixture m, u;
-    if (fx_open(&m, ADA_DIR, PC_ADAPT_EVAL, false, false)) { CU_FAIL("setup"); fx_close(&m); return; }
-    int nmod = 0, rc = pc_session_merge(&m.s, &nmod, err, sizeof err);
-    if (rc) fprintf(stderr, "%s\n", err);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_EQUAL(nmod, NMOD);
-    int checked = 0;
-    double worst = 0;
-    for (int i = 0; i < pc_st_count(m.ex); i++) {
-        const pc_st_tensor *t = pc_st_get(m.ex, i);
-        if (strncmp(t->name, "merged.", 7)) continue;
-        pc_shape ms;
-        const float *w = pc_model_weight(&m.s.model, t->name + 7, &ms);
-        CU_ASSERT_FATAL(w != NULL && pc_shape_eq(ms, t->shape));
-        double e = max_abs_diff(w, t->data, pc_shape_numel(t->shape));
-        if (e > worst) worst = e;
-        checked++;
+    pf_fixture m;
+    if (pf_check_merge(&m, PF_MODEL, &(pf_merge_spec){.adapter = ADA_DIR, .modules = NMOD, .weights = 14,
+                                                      .weights_label = "max |diff|", .unmerged_kind = PC_BACKEND_REF}) == 0) {
+        /* the merged checkpoint, unmerged: the base comes back */
+        pf_roundtrip rt;
+        pf_unmerge_roundtrip(&m.s, PF_MODEL, ADA_DIR, &rt);
+        CU_ASSERT_EQUAL(rt.unmerged, NMOD);
+        CU_ASSERT_EQUAL(rt.weights, NMOD);
+        printf("    unmerge of the merged checkpoint restores W within %.2e\n", rt.restored_abs);
+        CU_ASSERT(rt.restored_abs <= 1e-6);
     }
-    printf("\n    %d merged modules; %d merged weights (layers 0, 4) max |diff| %.2e\n", nmod, checked, worst);
-    CU_ASSERT_EQUAL(checked, 14);
-    CU_ASSERT(worst <= 1e-6);
-    CU_ASSERT_EQUAL_FATAL(fx_graph(&m, PC_ADAPT_EVAL, false), 0);
-    pc_exec *rm = fx_run(&m, PC_BACKEND_REF), *ru = NULL;
-    CU_ASSERT_FATAL(rm != NULL);
-    double em = logits_vs(&m, rm, m.ex, "merged_logits");
-    if (fx_open(&u, ADA_DIR, PC_ADAPT_EVAL, false, true) == 0) ru = fx_run(&u, PC_BACKEND_REF);
-    CU_ASSERT(ru != NULL);
-    if (ru) {
-        const float *lm = logits_of(&m, rm), *lu = logits_of(&u, ru);
-        double mu = lm && lu ? max_abs_diff(lm, lu, (int64_t)N * V) : INFINITY;
-        printf("    logits max |diff|: merged vs PEFT merged %.2e, merged vs unmerged %.2e\n", em, mu);
-        CU_ASSERT(mu <= 1e-4);
-    }
-    CU_ASSERT(em <= 1e-4);
-    pc_exec_free(ru);
-    pc_exec_free(rm);
-    fx_close(&u);
-    /* the merged checkpoint, unmerged: the base comes back */
-    int fd = mkstemp(path);
-    CU_ASSERT_FATAL(fd >= 0);
-    close(fd);
-    pc_session b;
-    CU_ASSERT_EQUAL_FATAL(pc_session_write_model(&m.s, path, err, sizeof err), 0);
-    CU_ASSERT_EQUAL_FATAL(pc_session_open(&b, NULL, path, NULL, ADA_DIR, err, sizeof err), 0);
-    CU_ASSERT_EQUAL_FATAL(pc_session_unmerge(&b, &nmod, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(nmod, NMOD);
-    double back = 0;
-    for (int i = 0; i < m.s.model.nover; i++) {
-        pc_shape sh;
-        const float *base = m.s.model.family->weight(&m.s.model, m.s.model.over[i].key, &sh);
-        const float *w = pc_model_weight(&b.model, m.s.model.over[i].key, NULL);
-        CU_ASSERT_FATAL(base && w);
-        double e = max_abs_diff(w, base, pc_shape_numel(sh));
-        if (e > back) back = e;
-    }
-    printf("    unmerge of the merged checkpoint restores W within %.2e\n", back);
-    CU_ASSERT(back <= 1e-6);
-    pc_session_close(&b);
-    unlink(path);
-    fx_close(&m);
+    pf_close(&m);
 }
 
 /* ---- 3. the allocator replayed against PEFT's RankAllocator ---- */
@@ -364,8 +194,8 @@ static void test_allocator_replay(void) {
 /* 4. PEFT's pruned checkpoint: ranks from rank_pattern (0 for two modules), PEFT's logits, merge */
 static void test_pruned_checkpoint(void) {
     char err[2048];
-    fixture x;
-    if (fx_open(&x, PRUNED_DIR, PC_ADAPT_EVAL, false, true)) { CU_FAIL("setup"); fx_close(&x); return; }
+    pf_fixture x;
+    if (pf_open(&x, PRUNED_DIR, ADA_EXPECTED, PC_ADAPT_EVAL, false, true)) { CU_FAIL("setup"); pf_close(&x); return; }
     pc_st_file *pe = pc_st_open(PRUNED_DIR "/expected.safetensors", err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pe);
     int nparams = 0, total_rank = 0;
@@ -376,9 +206,9 @@ static void test_pruned_checkpoint(void) {
         if (strstr(e->key, ".lora_E")) total_rank += (int)e->shape.dim[0];
         CU_ASSERT(!strstr(e->key, "layers.3.self_attn.v_proj") && !strstr(e->key, "layers.3.self_attn.q_proj"));
     }
-    pc_exec *r = fx_run(&x, PC_BACKEND_REF), *j = fx_run(&x, PC_BACKEND_JIT);
+    pc_exec *r = pf_run(&x, PC_BACKEND_REF), *j = pf_run(&x, PC_BACKEND_JIT);
     CU_ASSERT_FATAL(r && j);
-    double er = logits_vs(&x, r, pe, "logits"), ej = logits_vs(&x, j, pe, "logits");
+    double er = pf_logits_diff(&x, r, pe, "logits"), ej = pf_logits_diff(&x, j, pe, "logits");
     printf("\n    %d params (8 modules, ranks summing to %d; two at rank 0 have none); logits vs PEFT: ref %.2e, jit %.2e\n",
            nparams, total_rank, er, ej);
     CU_ASSERT_EQUAL(nparams, 24);
@@ -386,20 +216,20 @@ static void test_pruned_checkpoint(void) {
     CU_ASSERT(er <= 1e-4 && ej <= 1e-4);
     pc_exec_free(r);
     pc_exec_free(j);
-    fx_close(&x);
+    pf_close(&x);
     /* merged in memory: every targeted module, the rank-0 ones unchanged; same logits */
-    if (fx_open(&x, PRUNED_DIR, PC_ADAPT_EVAL, false, false)) { CU_FAIL("setup"); fx_close(&x); pc_st_close(pe); return; }
+    if (pf_open(&x, PRUNED_DIR, ADA_EXPECTED, PC_ADAPT_EVAL, false, false)) { CU_FAIL("setup"); pf_close(&x); pc_st_close(pe); return; }
     int nmod = 0;
     CU_ASSERT_EQUAL_FATAL(pc_session_merge(&x.s, &nmod, err, sizeof err), 0);
     CU_ASSERT_EQUAL(nmod, 10);
-    CU_ASSERT_EQUAL_FATAL(fx_graph(&x, PC_ADAPT_EVAL, false), 0);
-    r = fx_run(&x, PC_BACKEND_REF);
+    CU_ASSERT_EQUAL_FATAL(pf_graph(&x, PC_ADAPT_EVAL, false), 0);
+    r = pf_run(&x, PC_BACKEND_REF);
     CU_ASSERT_FATAL(r != NULL);
-    double em = logits_vs(&x, r, pe, "logits");
+    double em = pf_logits_diff(&x, r, pe, "logits");
     printf("    merged: logits vs PEFT %.2e\n", em);
     CU_ASSERT(em <= 1e-4);
     pc_exec_free(r);
-    fx_close(&x);
+    pf_close(&x);
     pc_st_close(pe);
 }
 
@@ -425,7 +255,7 @@ static void test_config_errors(void) {
         fclose(f);
         pc_session s;
         pc_adapt_ctx *cx = NULL;
-        int rc = pc_session_open(&s, NULL, MODEL, NULL, path, err, sizeof err);
+        int rc = pc_session_open(&s, NULL, PF_MODEL, NULL, path, err, sizeof err);
         if (rc == 0) cx = pc_session_adapter(&s, PC_ADAPT_TRAIN, true, 0, err, sizeof err);
         printf("    %s -> %s\n", cases[i].extra, err);
         CU_ASSERT(rc != 0 || cx == NULL);
@@ -450,7 +280,7 @@ static void test_train_prunes(void) {
           "\"init_r\":4,\"target_r\":2,\"lora_alpha\":8,\"total_step\":8,\"tinit\":2,\"tfinal\":2,\"deltaT\":2}", f);
     fclose(f);
     pc_train_opts o = pc_train_defaults();
-    o.model = MODEL, o.tokenizer = TOKENIZER, o.data = TEXT, o.adapter = cfg, o.out = out;
+    o.model = PF_MODEL, o.tokenizer = TOKENIZER, o.data = TEXT, o.adapter = cfg, o.out = out;
     o.steps = 10, o.batch = 2, o.seq = 16, o.eval_every = 0, o.eval_batches = 1, o.warmup = 1, o.quiet = true;
     pc_train_result res;
     int rc = pc_train(&o, &res, err, sizeof err);
@@ -484,15 +314,15 @@ static void test_train_prunes(void) {
     CU_ASSERT_EQUAL(bad, 0);
     pc_st_close(st);
     pc_adapter_config_free(c);
-    fixture x;
-    if (fx_open(&x, out, PC_ADAPT_EVAL, false, true) == 0) {
-        pc_exec *r = fx_run(&x, PC_BACKEND_REF);
+    pf_fixture x;
+    if (pf_open(&x, out, ADA_EXPECTED, PC_ADAPT_EVAL, false, true) == 0) {
+        pc_exec *r = pf_run(&x, PC_BACKEND_REF);
         CU_ASSERT(r != NULL);
         pc_exec_free(r);
     } else {
         CU_FAIL("the trained adapter does not load");
     }
-    fx_close(&x);
+    pf_close(&x);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CU_ASSERT_EQUAL(system(cmd), 0);

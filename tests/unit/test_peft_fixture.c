@@ -6,6 +6,7 @@
  * (c) peftc's merge on the l2c directory matches PEFT's merge_and_unload (rows un-permuted). */
 #include "cu_main.h"
 #include "compare.h"
+#include "peft_fixture.h"
 #include "backend/exec.h"
 #include "backend/ref.h"
 #include "drivers/merge.h"
@@ -18,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MODEL PEFTC_SOURCE_DIR "/data/stories260K/stories260K.bin"
-#define PEFT_DIR PEFTC_SOURCE_DIR "/tests/data/peft_lora_stories260k"
-#define L2C_DIR PEFTC_SOURCE_DIR "/tests/data/peft_lora_stories260k_l2c"
+#define MODEL PF_MODEL
+#define PEFT_DIR PF_DATA("peft_lora_stories260k")
+#define L2C_DIR PF_DATA("peft_lora_stories260k_l2c")
 
 enum { SEQ = 16, VOCAB = 512, DIM = 64, HIDDEN = 172, KV_DIM = 32, LAYERS = 5, R = 4 };
 
@@ -189,22 +190,8 @@ static void test_l2c_merge(void) {
     if (rc) fprintf(stderr, "%s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL(merged, 35);
-    int checked = 0;
-    double worst = 0;
-    for (int i = 0; i < pc_st_count(ex); i++) {
-        const pc_st_tensor *t = pc_st_get(ex, i);
-        if (strncmp(t->name, "merged.", 7) != 0) continue;
-        pc_shape ms;
-        const float *m = pc_model_weight(&s.model, t->name + 7, &ms);
-        CU_ASSERT_FATAL(m != NULL);
-        CU_ASSERT_FATAL(pc_shape_eq(ms, t->shape));
-        double e = max_abs_diff(m, t->data, pc_shape_numel(t->shape));
-        if (e > worst) worst = e;
-        /* the merged weight really differs from the checkpoint's */
-        const float *base = s.model.family->weight(&s.model, t->name + 7, NULL);
-        CU_ASSERT(base && max_abs_diff(base, t->data, pc_shape_numel(t->shape)) > 1e-3);
-        checked++;
-    }
+    double worst; /* each merged weight also really differs from the checkpoint's */
+    int checked = pf_merged_weights(&s, ex, false, true, &worst);
     printf("\n    %d merged weights (layers 0, 4), max |diff| %.3e\n", checked, worst);
     CU_ASSERT_EQUAL(checked, 14);
     CU_ASSERT(worst <= 1e-5);
