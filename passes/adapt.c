@@ -183,6 +183,16 @@ pc_val pc_dropout_seed(pc_graph *g) {
     return pc_input_at(g, (pc_loc){0}, "seed", PC_I32, pc_shape_make(0, NULL));
 }
 
+pc_val pc_adapt_keep_mask(pc_adapt_ctx *cx, const pc_site *s, pc_shape shape, double p, const char *tag) {
+    (void)cx;
+    pc_graph *g = s->g;
+    uint64_t h = str_hash(s->module);
+    for (const char *q = tag; *q; q++) h = (h ^ (unsigned char)*q) * 1099511628211ull; /* FNV-1a on: module, tag */
+    pc_val ones = pc_broadcast_at(g, s->loc, pc_scalar_at(g, s->loc, 1.0f), shape);
+    pc_val kept = pc_dropout_at(g, s->loc, ones, pc_dropout_seed(g), p, (int64_t)(h & 0x7fffffff));
+    return pc_gt_at(g, s->loc, kept, pc_scalar_at(g, s->loc, 0.0f));
+}
+
 pc_val pc_adapt_dropout(pc_adapt_ctx *cx, const pc_site *s, pc_val x, double p) {
     if (cx->mode != PC_ADAPT_TRAIN || p <= 0) return x;
     return pc_dropout_at(s->g, s->loc, x, pc_dropout_seed(s->g), p, (int64_t)(str_hash(s->module) & 0x7fffffff));

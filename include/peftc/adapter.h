@@ -180,6 +180,9 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
 int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap);
 /* the run's seed (--seed), for inits drawn by a method */
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx);
+/* a 0/1 f32 mask of `shape`, each entry 1 with probability 1 - p, drawn like dropout from the
+ * graph's %seed, distinct per site and `tag` (rank and module dropout of LoHa/LoKr) */
+pc_val pc_adapt_keep_mask(pc_adapt_ctx *cx, const pc_site *s, pc_shape shape, double p, const char *tag);
 /* dropout(x, p) with the graph's %seed input, distinct per site; identity unless training */
 pc_val pc_adapt_dropout(pc_adapt_ctx *cx, const pc_site *s, pc_val x, double p);
 

@@ -66,21 +66,6 @@ static pc_val loha_delta(const pc_site *s, const pc_val f[4], double scale) {
 }
 
 /* FNV-1a of the module and a tag: the salt of one mask */
-static int64_t mask_salt(const char *module, const char *tag) {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = module; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    for (const char *p = tag; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return (int64_t)(h & 0x7fffffff);
-}
-
-/* a 0/1 mask of `shape`, each element 1 with probability 1 - p (exact zeros and ones) */
-static pc_val keep_mask(const pc_site *s, pc_shape shape, double p, const char *tag) {
-    pc_graph *g = s->g;
-    pc_val ones = pc_broadcast_at(g, s->loc, pc_scalar_at(g, s->loc, 1.0f), shape);
-    pc_val d = pc_dropout_at(g, s->loc, ones, pc_dropout_seed(g), p, mask_salt(s->module, tag));
-    return pc_gt_at(g, s->loc, d, pc_scalar_at(g, s->loc, 0.0f));
-}
-
 static int loha_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     (void)state;
     double sc;
@@ -93,13 +78,13 @@ static int loha_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     pc_val dw = loha_delta(s, f, sc);
     if (train && cfg->lycoris.rank_dropout.v > 0) {
         /* PEFT: drop = (rand(out) > p); drop /= drop.mean(); ΔW *= drop[:, None] */
-        pc_val m = keep_mask(s, PC_SHAPE(s->out, 1), cfg->lycoris.rank_dropout.v, ".rank_dropout");
+        pc_val m = pc_adapt_keep_mask(cx, s, PC_SHAPE(s->out, 1), cfg->lycoris.rank_dropout.v, ".rank_dropout");
         pc_val mean = pc_mean_at(g, s->loc, m, 2, (const int64_t[]){0, 1}, 0);
         dw = pc_mul_at(g, s->loc, dw, pc_div_at(g, s->loc, m, mean));
     }
     pc_val delta = pc_matmul_at(g, s->loc, s->x, dw, 0, 1);
     if (train && cfg->lycoris.module_dropout.v > 0) /* PEFT: the term is added when rand(1) > p */
-        delta = pc_mul_at(g, s->loc, delta, keep_mask(s, PC_SHAPE(1), cfg->lycoris.module_dropout.v, ".module_dropout"));
+        delta = pc_mul_at(g, s->loc, delta, pc_adapt_keep_mask(cx, s, PC_SHAPE(1), cfg->lycoris.module_dropout.v, ".module_dropout"));
     s->value = pc_add_at(g, s->loc, s->value, delta);
     return 1;
 }

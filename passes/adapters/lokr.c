@@ -86,21 +86,6 @@ static int lokr_module(pc_adapt_ctx *cx, const pc_site *s, lokr_mod *m, char *er
     return 1;
 }
 
-static int64_t salt_of(const char *module, const char *what) {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = module; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    for (const char *p = what; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return (int64_t)(h & 0x7fffffff);
-}
-
-/* a 0/1 f32 mask of `shape`, each element kept with probability 1 - p (pc_dropout's draw) */
-static pc_val keep_mask(const pc_site *s, pc_shape shape, double p, const char *what) {
-    pc_graph *g = s->g;
-    pc_val ones = pc_broadcast_at(g, s->loc, pc_scalar_at(g, s->loc, 1.0f), shape);
-    pc_val kept = pc_dropout_at(g, s->loc, ones, pc_dropout_seed(g), p, salt_of(s->module, what));
-    return pc_gt_at(g, s->loc, kept, pc_scalar_at(g, s->loc, 0.0f));
-}
-
 static int lokr_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     (void)state;
     lokr_mod m;
@@ -113,11 +98,11 @@ static int lokr_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     if (pc_adapt_get_mode(cx) == PC_ADAPT_TRAIN) {
         double rd = cfg->lycoris.rank_dropout.v, md = cfg->lycoris.module_dropout.v;
         if (rd > 0) {
-            pc_val mask = keep_mask(s, PC_SHAPE(s->out), rd, "#lokr.rank_dropout");
+            pc_val mask = pc_adapt_keep_mask(cx, s, PC_SHAPE(s->out), rd, "#lokr.rank_dropout");
             if (cfg->lycoris.rank_dropout_scale) mask = pc_div_at(g, s->loc, mask, pc_mean_at(g, s->loc, mask, 0, NULL, 0));
             delta = pc_mul_at(g, s->loc, delta, mask);
         }
-        if (md > 0) delta = pc_mul_at(g, s->loc, delta, keep_mask(s, PC_SHAPE(1), md, "#lokr.module_dropout"));
+        if (md > 0) delta = pc_mul_at(g, s->loc, delta, pc_adapt_keep_mask(cx, s, PC_SHAPE(1), md, "#lokr.module_dropout"));
     }
     s->value = pc_add_at(g, s->loc, s->value, delta);
     return 1;
