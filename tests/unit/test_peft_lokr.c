@@ -25,23 +25,6 @@ static int count_op(const pc_graph *g, pc_opcode op) {
     return n;
 }
 
-/* 1. PEFT's factorization(dim, factor), the table of peft.md and gen_peft_lokr.py */
-static void test_factorization(void) {
-    static const int64_t cases[][4] = {
-        {4096, -1, 64, 64}, {3072, -1, 48, 64}, {1024, -1, 32, 32}, {768, -1, 24, 32}, {2304, -1, 48, 48},
-        {11008, -1, 86, 128}, {127, -1, 1, 127}, {3072, 4, 4, 768}, {1024, 4, 4, 256}, {256, -1, 16, 16},
-        {128, -1, 8, 16}, {128, 4, 4, 32}, {64, -1, 8, 8}, {32, -1, 4, 8}, {172, -1, 4, 43}, {3072, 5, 4, 768},
-        {64, 16, 16, 4}, {172, 2, 2, 86}, {1, -1, 1, 1}, {12, -3, 1, 12},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int64_t m = 0, n = 0;
-        pc_kron_factorization(cases[i][0], cases[i][1], &m, &n);
-        if (m != cases[i][2] || n != cases[i][3])
-            printf("\n    factorization(%lld, %lld) = (%lld, %lld), PEFT (%lld, %lld)", (long long)cases[i][0],
-                   (long long)cases[i][1], (long long)m, (long long)n, (long long)cases[i][2], (long long)cases[i][3]);
-        CU_ASSERT(m == cases[i][2] && n == cases[i][3]);
-    }
-}
 
 /* 2. loss, logits and the 95 factor gradients (ref and jit), on the fused graph */
 static void test_loss_and_grads(void) {
@@ -143,7 +126,6 @@ static void test_refusals(void) {
 }
 
 static CU_TestInfo tests[] = {
-    {"factorization", test_factorization},
     {"loss_and_grads", test_loss_and_grads},
     {"merge", test_merge},
     {"unmerge", test_unmerge},
