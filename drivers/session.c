@@ -154,8 +154,13 @@ static pc_graph *build(const pc_session *s, const pc_build_req *req, bool traina
 }
 
 pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
+    return pc_session_build_dump(s, req, trainable, s->dump_after, err, errlen);
+}
+
+pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bool trainable, const char *dump_after,
+                                char *err, size_t errlen) {
     pc_graph *g = build(s, req, trainable, err, errlen);
-    pc_pipeline_opts po = {.dump_after = s->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1}};
+    pc_pipeline_opts po = {.dump_after = dump_after, .print = {.elide_consts_over = 16, .show_locations = 1}};
     if (g) pc_pipeline_dump(g, "adapt", &po);
     return g;
 }

@@ -55,6 +55,10 @@ pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool t
 /* A graph of the model with the session's adapter (if any) at its sites, checked, loss terms
  * added, dead values removed: the "adapt" stage every verb starts from. */
 pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen);
+/* the same, printing the graph after the adapt stage when dump_after names it (or "all")
+ * instead of s->dump_after */
+pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bool trainable, const char *dump_after,
+                                char *err, size_t errlen);
 
 /* virtual tokens of the adapter (prompt methods), 0 without */
 int pc_session_virtual_tokens(const pc_session *s);

@@ -418,15 +418,12 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
                            .reg = s->reg};
     /* the step graph: the adapted forward, then backward (+ AdamW) */
     pc_build_req req = {.task = PC_TASK_LM, .batch = o->batch, .seq = o->seq, .mode = PC_ADAPT_TRAIN};
-    pc_session ds = *s; /* the step's adapt stage is dumped by the pipeline below, not twice */
-    ds.dump_after = o->dump_after;
-    if (!(*step = pc_session_build(&ds, &req, true, err, errlen))) return -1;
+    if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
     /* the eval graph: the adapted forward, no dropout */
     req.mode = PC_ADAPT_EVAL;
-    ds.dump_after = NULL;
-    return (*eval = pc_session_build(&ds, &req, false, err, errlen)) ? 0 : -1;
+    return (*eval = pc_session_build_dump(s, &req, false, NULL, err, errlen)) ? 0 : -1;
 }
 
 int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {
