@@ -2,6 +2,7 @@
 #include "drivers/decode.h"
 #include "backend/entry.h"
 #include "drivers/sample.h"
+#include "drivers/fold_weights.h"
 #include "drivers/store.h"
 #include "runtime/fileio.h"
 
@@ -16,6 +17,7 @@ typedef struct {
     pc_graph *g;
     pc_exec *r;
     pc_store store;
+    pc_folded folded;
     float *cache, *mask, *work;
     pc_prob_index *scratch;
     pc_val *outs;
@@ -34,6 +36,7 @@ static void gen_free(gen *x, const pc_decode_opts *o) {
     free(x->iptr);
     pc_exec_free(x->r);
     pc_store_free(&x->store);
+    pc_folded_free(&x->folded);
     pc_graph_free(x->g);
     free(x->cache);
     free(x->mask);
@@ -65,7 +68,7 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     gen x = {0};
     int rc = -1;
     pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = T, .mode = PC_ADAPT_DECODE};
-    if (!(x.g = pc_session_build(s, &req, false, err, errlen))) goto done;
+    if (!(x.g = pc_session_inference_graph(s, &req, &x.store, &x.folded, err, errlen))) goto done;
     x.cache = calloc(2 * (size_t)L * cache_n, sizeof *x.cache);
     x.mask = malloc((size_t)(T + 1) * sizeof *x.mask);
     x.work = malloc((size_t)V * sizeof *x.work);
@@ -73,9 +76,7 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     x.outs = malloc(2 * (size_t)L * sizeof *x.outs);
     if (!x.cache || !x.mask || !x.work || !x.scratch || !x.outs) { pc_errf(err, errlen, "generate: out of memory"); goto done; }
     if (!(x.r = pc_exec_new(x.g, o->exec, err, errlen))) goto done;
-    if (pc_session_bind_base(s, x.r, x.g, false, err, errlen) || pc_session_store(s, x.g, &x.store, NULL, 0, err, errlen))
-        goto done;
-    if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "generate: binding the adapter failed"); goto done; }
+    if (pc_session_bind_inference(s, x.g, &x.store, &x.folded, x.r, err, errlen)) goto done;
     int32_t tok = 0, posv = 0;
     pc_val vlog = pc_lookup(x.g, "logits");
     if (pc_exec_bind(x.r, pc_lookup(x.g, "token"), &tok) || pc_exec_bind(x.r, pc_lookup(x.g, "pos"), &posv) ||

@@ -1,5 +1,6 @@
 /* The evaluation protocol of `peftc eval`. */
 #include "drivers/evaluate.h"
+#include "drivers/fold_weights.h"
 #include "drivers/merge.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
@@ -22,6 +23,7 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     pc_graph *g = NULL;
     pc_exec *r = NULL;
     pc_store store = {0};
+    pc_folded folded = {0};
     int32_t *tokens = NULL, *targets = NULL;
     int rc = -1;
     if (pc_data_load(&data, data_path, s->tok, err, errlen)) goto done;
@@ -31,13 +33,12 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     if (nw < B) B = nw;
     if (merge && s->adapter.cfg && pc_session_merge(s, NULL, err, errlen)) goto done;
     pc_build_req req = {.task = PC_TASK_LM, .batch = (int64_t)B, .seq = (int64_t)S, .mode = PC_ADAPT_EVAL};
-    if (!(g = pc_session_build(s, &req, false, err, errlen))) goto done;
-    if (pc_session_store(s, g, &store, NULL, 0, err, errlen)) goto done;
+    if (!(g = pc_session_inference_graph(s, &req, &store, &folded, err, errlen))) goto done;
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
     if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
     if (!(r = pc_exec_new(g, o_exec, err, errlen))) goto done;
-    if (pc_session_bind_base(s, r, g, false, err, errlen) || pc_store_bind(&store, r) ||
+    if (pc_session_bind_inference(s, g, &store, &folded, r, err, errlen) ||
         pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets)) {
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;
@@ -56,6 +57,7 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
 done:
     pc_exec_free(r);
     pc_store_free(&store);
+    pc_folded_free(&folded);
     pc_graph_free(g);
     pc_data_free(&data);
     free(tokens);

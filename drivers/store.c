@@ -28,10 +28,11 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
             s->e = e;
         }
         pc_store_entry *e = &s->e[s->n];
-        *e = (pc_store_entry){.v = v, .key = x->key, .flags = x->flags & (PC_TRAINABLE | PC_FROZEN | PC_STATE),
+        *e = (pc_store_entry){.v = v, .key = strdup(x->key), .flags = x->flags & (PC_TRAINABLE | PC_FROZEN | PC_STATE),
                               .shape = x->shape, .n = pc_shape_numel(x->shape)};
-        if (!(e->data = calloc((size_t)(e->n ? e->n : 1), sizeof(float)))) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
+        e->data = calloc((size_t)(e->n ? e->n : 1), sizeof(float));
         s->n++;
+        if (!e->key || !e->data) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
         const pc_st_tensor *t = NULL;
         const pc_st_file *from = NULL;
         for (int fi = 0; fi < nfiles && !t; fi++)
@@ -64,7 +65,10 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
 }
 
 void pc_store_free(pc_store *s) {
-    for (int i = 0; i < s->n; i++) free(s->e[i].data);
+    for (int i = 0; i < s->n; i++) {
+        free(s->e[i].data);
+        free((char *)s->e[i].key);
+    }
     free(s->e);
     *s = (pc_store){0};
 }

@@ -14,7 +14,7 @@
 
 typedef struct {
     pc_val v;
-    const char *key; /* borrowed from the graph the store was made for */
+    const char *key; /* owned copy of the param's key */
     unsigned flags;  /* PC_TRAINABLE / PC_FROZEN / PC_STATE */
     pc_shape shape;
     float *data;     /* owned */

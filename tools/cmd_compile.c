@@ -13,6 +13,7 @@
  * directory; OUT and OUT.weights are staged under temporary names and renamed into place. */
 #include "backend/entry.h"
 #include "backend/kernel.h"
+#include "drivers/fold_weights.h"
 #include "drivers/merge.h"
 #include "drivers/session.h"
 #include "drivers/train.h"
@@ -327,7 +328,13 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
         }
         *cache_len = s.model.info.context;
         pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = *cache_len, .mode = PC_ADAPT_DECODE};
-        if (collect_graph(c, pc_session_build(&s, &req, false, err, errlen), err, errlen)) goto done;
+        /* the graph the generator will run: the same build, store and weight folding as pc_decode */
+        pc_store st = {0};
+        pc_folded f = {0};
+        pc_graph *dg = pc_session_inference_graph(&s, &req, &st, &f, err, errlen);
+        pc_store_free(&st);
+        pc_folded_free(&f);
+        if (collect_graph(c, dg, err, errlen)) goto done;
         snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s", base(o->model), base(o->tokenizer),
                  s.adapter.cfg ? base(o->adapter) : "none", !s.adapter.cfg ? "" : unmerged ? " (unmerged)" : " (merged)");
     }
