@@ -65,7 +65,22 @@ static pc_val loha_delta(const pc_site *s, const pc_val f[4], double scale) {
     return pc_scale_at(g, s->loc, pc_mul_at(g, s->loc, w1, w2), scale, 0.0);
 }
 
-/* FNV-1a of the module and a tag: the salt of one mask */
+/* x ΔWᵀ without forming ΔW: a Hadamard product of two rank-r products has rank <= r², with
+ * ΔW = U V, U[:, k·r+l] = w1_a[:, k] ⊙ w2_a[:, l] and V[k·r+l, :] = w1_b[k, :] ⊙ w2_b[l, :] */
+static pc_val loha_apply_factored(const pc_site *s, const pc_val f[4], int64_t r, double scale) {
+    pc_graph *g = s->g;
+    pc_loc at = s->loc;
+    const int64_t out = s->out, in = s->in;
+    pc_val a1 = pc_broadcast_at(g, at, pc_reshape_at(g, at, f[0], PC_SHAPE(out, r, 1)), PC_SHAPE(out, r, r));
+    pc_val a2 = pc_broadcast_at(g, at, pc_reshape_at(g, at, f[2], PC_SHAPE(out, 1, r)), PC_SHAPE(out, r, r));
+    pc_val b1 = pc_broadcast_at(g, at, pc_reshape_at(g, at, f[1], PC_SHAPE(r, 1, in)), PC_SHAPE(r, r, in));
+    pc_val b2 = pc_broadcast_at(g, at, pc_reshape_at(g, at, f[3], PC_SHAPE(1, r, in)), PC_SHAPE(r, r, in));
+    pc_val u = pc_reshape_at(g, at, pc_mul_at(g, at, a1, a2), PC_SHAPE(out, r * r));
+    pc_val v = pc_reshape_at(g, at, pc_mul_at(g, at, b1, b2), PC_SHAPE(r * r, in));
+    pc_val h = pc_matmul_at(g, at, pc_matmul_at(g, at, s->x, v, 0, 1), u, 0, 1);
+    return pc_scale_at(g, at, h, scale, 0.0);
+}
+
 static int loha_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     (void)state;
     double sc;
@@ -75,14 +90,17 @@ static int loha_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     const pc_adapter_config *cfg = pc_adapt_config(cx);
     bool train = pc_adapt_get_mode(cx) == PC_ADAPT_TRAIN;
     pc_graph *g = s->g;
-    pc_val dw = loha_delta(s, f, sc);
+    /* PEFT forms ΔW every step; when r² (in + out) < in·out the rank-r² factors are cheaper */
+    int64_t r = pc_val_shape(g, f[0]).dim[1];
+    bool factored = r * r * (s->in + s->out) < s->in * s->out;
+    pc_val delta = factored ? loha_apply_factored(s, f, r, sc) : pc_matmul_at(g, s->loc, s->x, loha_delta(s, f, sc), 0, 1);
     if (train && cfg->lycoris.rank_dropout.v > 0) {
-        /* PEFT: drop = (rand(out) > p); drop /= drop.mean(); ΔW *= drop[:, None] */
-        pc_val m = pc_adapt_keep_mask(cx, s, PC_SHAPE(s->out, 1), cfg->lycoris.rank_dropout.v, ".rank_dropout");
-        pc_val mean = pc_mean_at(g, s->loc, m, 2, (const int64_t[]){0, 1}, 0);
-        dw = pc_mul_at(g, s->loc, dw, pc_div_at(g, s->loc, m, mean));
+        /* PEFT: drop = (rand(out) > p); drop /= drop.mean(); ΔW *= drop[:, None], i.e. the
+         * output features of x ΔWᵀ scaled */
+        pc_val m = pc_adapt_keep_mask(cx, s, PC_SHAPE(s->out), cfg->lycoris.rank_dropout.v, ".rank_dropout");
+        pc_val mean = pc_mean_at(g, s->loc, m, 1, (const int64_t[]){0}, 0);
+        delta = pc_mul_at(g, s->loc, delta, pc_div_at(g, s->loc, m, mean));
     }
-    pc_val delta = pc_matmul_at(g, s->loc, s->x, dw, 0, 1);
     if (train && cfg->lycoris.module_dropout.v > 0) /* PEFT: the term is added when rand(1) > p */
         delta = pc_mul_at(g, s->loc, delta, pc_adapt_keep_mask(cx, s, PC_SHAPE(1), cfg->lycoris.module_dropout.v, ".module_dropout"));
     s->value = pc_add_at(g, s->loc, s->value, delta);
