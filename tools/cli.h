@@ -33,7 +33,7 @@ char *pc_cli_read(const char *verb, const char *path, size_t *len);
 /* writes text to path atomically ("-" or NULL = stdout); prints the error itself */
 int pc_cli_write(const char *verb, const char *path, const char *text, size_t len);
 
-/* What a standalone executable built by `peftc compile` fixes (frontend/aot.c): its train /
+/* What a standalone executable built by `peftc compile` fixes (tools/aot_main.c): its train /
  * generate verb takes the flags of `peftc train` / `peftc generate` minus these. */
 #include "backend/exec.h"
 typedef struct {
