@@ -30,7 +30,7 @@ const char *pc_default_path(const char *relative, char *buf, size_t len) {
 /* the method of a config: by its peft_type (PEFT's, or a registered method's own) */
 static int find_method(pc_session *s, char *err, size_t errlen) {
     const pc_adapter_config *cfg = s->adapter.cfg;
-    const char *type = cfg->peft_type == PC_PEFT_CUSTOM ? cfg->custom_type : pc_peft_type_name(cfg->peft_type);
+    const char *type = pc_adapter_config_type_name(cfg);
     if (!(s->method = pc_registry_find(s->reg, type)))
         return pc_errf(err, errlen, "%s: field \"peft_type\": %s is not implemented by peftc yet", s->adapter_source,
                        type ? type : "?");

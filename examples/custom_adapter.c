@@ -14,18 +14,20 @@
 #include "peftc/adapter.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     double l2;        /* gain_l2 of the config */
-    pc_val gains[64]; /* the gains this graph made, for the loss term */
+    pc_val *gains;    /* the gains this graph made, for the loss term (owned) */
+    int cap;
     int n;
 } gain_state;
 
 static int gain_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     gain_state *st = state;
     if (pc_adapt_config_number(cx, "gain_l2", 0.0, &st->l2) < 0 || st->l2 < 0)
-        return snprintf(err, errlen, "field gain_l2: must be a number >= 0"), -1;
+        return snprintf(err, errlen, "field \"gain_l2\": must be a number >= 0"), -1;
     return 0;
 }
 
@@ -36,7 +38,13 @@ static int gain_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching %s failed", s->module), -1) : 0;
     pc_val g = pc_adapt_param(cx, s, "gain", PC_SHAPE(s->out), (pc_init){PC_INIT_ONES, 0, 0});
     s->value = pc_mul_at(s->g, s->loc, s->value, g); /* [B,S,out] * [out] broadcasts */
-    if (st->n < 64) st->gains[st->n++] = g;
+    if (st->n == st->cap) { /* every gain must join the loss term: grow, never drop one */
+        int cap = st->cap ? 2 * st->cap : 16;
+        pc_val *a = realloc(st->gains, (size_t)cap * sizeof *a);
+        if (!a) return snprintf(err, errlen, "out of memory"), -1;
+        st->gains = a, st->cap = cap;
+    }
+    st->gains[st->n++] = g;
     return 1;
 }
 
@@ -48,6 +56,8 @@ static int gain_merge(pc_adapt_ctx *cx, void *state, const pc_site *s, pc_val *w
     *w = pc_mul_at(s->g, s->loc, s->weight, pc_reshape_at(s->g, s->loc, g, PC_SHAPE(s->out, 1)));
     return 1;
 }
+
+static void gain_end(void *state) { free(((gain_state *)state)->gains); }
 
 /* gain_l2 · Σ (g − 1)² over the gains of the graph */
 static pc_val gain_loss(pc_adapt_ctx *cx, void *state, pc_graph *g, pc_val loss, char *err, size_t errlen) {
@@ -68,6 +78,7 @@ static const pc_adapter_method gain_method = {
     .sites = PC_SITE_LINEAR,
     .state_size = sizeof(gain_state),
     .begin = gain_begin,
+    .end = gain_end,
     .rewrite = gain_rewrite,
     .merge_linear = gain_merge,
     .loss_term = gain_loss,

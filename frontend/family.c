@@ -15,8 +15,6 @@ static const pc_model_family *const families[] = {
     NULL,
 };
 
-const pc_model_family *const *pc_model_families(void) { return families; }
-
 pc_val pc_emit_site(const pc_site_hook *h, pc_site *s) {
     if (!s->g || pc_graph_error(s->g) || s->value == PC_NONE) return PC_NONE;
     if (!h || !h->fn) return s->value;

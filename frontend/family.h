@@ -93,9 +93,6 @@ struct pc_model {
     float *over_buf;
 };
 
-/* the families peftc knows, NULL-terminated */
-const pc_model_family *const *pc_model_families(void);
-
 /* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
 void pc_model_close(pc_model *m);

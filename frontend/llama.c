@@ -216,8 +216,8 @@ static pc_val build(builder *b, pc_val tokens, const pc_val *kc, const pc_val *v
     return pc_emit_site(b->hook, &head);
 }
 
-pc_val pc_llama_forward_sites(pc_graph *g, const pc_llama_config *cfg, pc_val tokens, pc_val pos,
-                              const pc_site_hook *hook) {
+static pc_val forward_sites(pc_graph *g, const pc_llama_config *cfg, pc_val tokens, pc_val pos,
+                           const pc_site_hook *hook) {
     if (!g || pc_graph_error(g)) return PC_NONE;
     char b1[96], b2[96];
     if (!pc_valid(g, tokens) || !pc_valid(g, pos)) return pc_fail(g, PC_HERE, "llama: tokens/pos are not values");
@@ -234,7 +234,7 @@ pc_val pc_llama_forward_sites(pc_graph *g, const pc_llama_config *cfg, pc_val to
 }
 
 pc_val pc_llama_forward(pc_graph *g, const pc_llama_config *cfg, pc_val tokens, pc_val pos) {
-    return pc_llama_forward_sites(g, cfg, tokens, pos, NULL);
+    return forward_sites(g, cfg, tokens, pos, NULL);
 }
 
 /* turns a graph with a sticky error into NULL + message */
@@ -267,7 +267,7 @@ static pc_graph *lm_graph(const pc_llama_config *cfg, int64_t B, int64_t S, int 
     pc_val pos = pc_const(g, PC_I32, PC_SHAPE(S), p);
     free(p);
     pc_set_name(g, pos, "positions");
-    pc_val logits = pc_llama_forward_sites(g, cfg, tokens, pos, hook);
+    pc_val logits = forward_sites(g, cfg, tokens, pos, hook);
     if (!with_loss) {
         if (!pc_graph_error(g)) pc_set_name(g, logits, "logits"), pc_mark_output(g, logits);
         return finish(g, err, errlen);

@@ -74,9 +74,6 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
  * (train/eval) or a decode step (frontend/family.h states both contracts). */
 pc_graph *pc_llama_build(const pc_llama_config *cfg, const pc_build_req *req, const pc_site_hook *hook, char *err,
                          size_t errlen);
-/* pc_llama_forward with sites */
-pc_val pc_llama_forward_sites(pc_graph *g, const pc_llama_config *cfg, pc_val tokens, pc_val pos,
-                              const pc_site_hook *hook);
 
 /* The llama2.c checkpoint family (frontend/llama2c_family.c): its config from an open model. */
 const pc_llama_config *pc_llama2c_config(const pc_model *m);

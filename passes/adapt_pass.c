@@ -43,7 +43,7 @@ int pc_pass_adapt(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen)
     pc_adapt_ctx *cx = NULL;
     int rc = -1;
     if (!cfg) goto done;
-    const char *type = cfg->peft_type == PC_PEFT_CUSTOM ? cfg->custom_type : pc_peft_type_name(cfg->peft_type);
+    const char *type = pc_adapter_config_type_name(cfg);
     const pc_adapter_method *m = pc_registry_find(reg, type);
     if (!m) { pc_errf(err, errlen, "%s: field \"peft_type\": %s is not implemented by peftc yet", path, type); goto done; }
     bool train = !strcmp(mode, "train");
