@@ -6,6 +6,8 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"
+#include "runtime/adapter_io.h"
+#include "runtime/atomic_dir.h"
 #include "runtime/data.h"
 #include "runtime/fileio.h"
 #include "runtime/rng.h"
@@ -176,37 +178,8 @@ static int saved_config(run *x, pc_adapter_config **out, char *err, size_t errle
     return pc_errf(err, errlen, "saving the %s adapter's config: %s", m->name, msg[0] ? msg : "failed");
 }
 
-static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opts *o, bool with_state,
-                           char *err, size_t errlen) {
-    pc_st_writer *w = pc_st_writer_new();
-    if (!w) return pc_errf(err, errlen, "out of memory");
-    pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
-    put_target pt = {w, NULL, 0};
-    pc_adapter_config *cfg = NULL;
-    int rc = save_adapter_tensors(x, &pt, err, errlen);
-    if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
-    if (!rc) rc = saved_config(x, &cfg, err, errlen);
-    if (!rc) rc = pc_adapter_save(dir, cfg ? cfg : x->s.adapter.cfg, w, err, errlen);
-    pc_adapter_config_free(cfg);
-    pc_st_writer_free(w);
-    for (int i = 0; i < pt.n; i++) free(pt.copies[i]);
-    free(pt.copies);
-    pc_session_fix_qk_rows(&x->s, &x->store, 0);
-    char path[4096];
-    if (!rc && !with_state) {
-        /* a final adapter is not a resumable checkpoint: drop state a checkpoint left here */
-        snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/%s", dir, OPTIMIZER_FILE);
-        unlink(path);
-    }
-    if (rc || !with_state) return rc;
-    if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
-    rc = pc_store_write(&x->store, PC_STATE, w, err, errlen);
-    snprintf(path, sizeof path, "%s/%s", dir, OPTIMIZER_FILE);
-    if (!rc) rc = pc_st_write(w, path, err, errlen);
-    pc_st_writer_free(w);
-    if (rc) return rc;
+/* trainer_state.json: what --resume needs to continue the same run */
+static int write_trainer_state(const char *dir, int step, const pc_train_opts *o, char *err, size_t errlen) {
     json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f}", "step", step, "steps", o->steps,
                           "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr, "min_lr", o->min_lr,
                           "weight_decay", o->weight_decay, "clip", o->clip, "seed", (json_int_t)o->seed,
@@ -215,10 +188,54 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
+    char path[8192];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    rc = pc_write_file_atomic(path, text, strlen(text), err, errlen);
+    int rc = pc_write_file_atomic(path, text, strlen(text), err, errlen);
     free(text);
     return rc;
+}
+
+/* the adapter files (and, for a resumable checkpoint, the optimizer state and trainer state)
+ * into the staging directory `stage` */
+static int write_checkpoint_files(run *x, const char *stage, int step, const pc_train_opts *o, bool with_state,
+                                  char *err, size_t errlen) {
+    pc_st_writer *w = pc_st_writer_new();
+    if (!w) return pc_errf(err, errlen, "out of memory");
+    pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
+    put_target pt = {w, NULL, 0};
+    pc_adapter_config *cfg = NULL;
+    int rc = save_adapter_tensors(x, &pt, err, errlen);
+    if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
+    if (!rc) rc = saved_config(x, &cfg, err, errlen);
+    if (!rc) rc = pc_adapter_write_files(stage, cfg ? cfg : x->s.adapter.cfg, w, err, errlen);
+    pc_adapter_config_free(cfg);
+    pc_st_writer_free(w);
+    for (int i = 0; i < pt.n; i++) free(pt.copies[i]);
+    free(pt.copies);
+    pc_session_fix_qk_rows(&x->s, &x->store, 0);
+    if (rc || !with_state) return rc;
+    if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
+    rc = pc_store_write(&x->store, PC_STATE, w, err, errlen);
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", stage, OPTIMIZER_FILE);
+    if (!rc) rc = pc_st_write(w, path, err, errlen);
+    pc_st_writer_free(w);
+    return rc ? rc : write_trainer_state(stage, step, o, err, errlen);
+}
+
+/* a checkpoint or the final adapter, written as a whole directory (runtime/atomic_dir.h): a
+ * crash leaves the previous one or this one, and every surviving checkpoint resumes */
+static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opts *o, bool with_state,
+                           char *err, size_t errlen) {
+    pc_dir_txn t;
+    if (pc_dir_begin(&t, dir, err, errlen)) return -1;
+    if (write_checkpoint_files(x, t.stage, step, o, with_state, err, errlen)) {
+        pc_dir_abort(&t);
+        return -1;
+    }
+    /* a final adapter is not a resumable checkpoint: state an earlier checkpoint left here goes */
+    static const char *const resumable[] = {STATE_FILE, OPTIMIZER_FILE, NULL};
+    return pc_dir_commit(&t, with_state ? NULL : resumable, err, errlen);
 }
 
 /* reads trainer_state.json; the run must continue with the same schedule and batches */
@@ -432,6 +449,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     int start = 0, rc = -1;
     *res = (pc_train_result){0};
     char msg[2048];
+    /* a crashed run's temporaries go first (a checkpoint may sit in one, to be carried back) */
+    if (o.out && pc_dir_recover(o.out, err, errlen)) return -1;
     if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
     const char *adapter = o.resume ? o.resume : o.adapter;
     if (pc_session_open(&x.s, o.registry, o.model, o.tokenizer, adapter, err, errlen)) return -1;

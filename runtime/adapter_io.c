@@ -1,5 +1,6 @@
 /* Reading and writing PEFT adapter directories. */
 #include "runtime/adapter_io.h"
+#include "runtime/atomic_dir.h"
 #include "runtime/fileio.h"
 
 #include <errno.h>
@@ -54,13 +55,23 @@ void pc_adapter_close(pc_adapter_files *a) {
     *a = (pc_adapter_files){0};
 }
 
-int pc_adapter_save(const char *dir, const pc_adapter_config *cfg, const pc_st_writer *weights,
-                    char *err, size_t errlen) {
+int pc_adapter_write_files(const char *dir, const pc_adapter_config *cfg, const pc_st_writer *weights,
+                           char *err, size_t errlen) {
     char path[4096];
-    if (pc_mkdirs(dir, err, errlen)) return -1;
     /* weights first: a config without weights would look like a complete adapter */
     snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_WEIGHTS_NAME);
     if (pc_st_write(weights, path, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_CONFIG_NAME);
     return pc_adapter_config_write(cfg, path, err, errlen);
+}
+
+int pc_adapter_save(const char *dir, const pc_adapter_config *cfg, const pc_st_writer *weights,
+                    char *err, size_t errlen) {
+    pc_dir_txn t;
+    if (pc_dir_begin(&t, dir, err, errlen)) return -1;
+    if (pc_adapter_write_files(t.stage, cfg, weights, err, errlen)) {
+        pc_dir_abort(&t);
+        return -1;
+    }
+    return pc_dir_commit(&t, NULL, err, errlen);
 }

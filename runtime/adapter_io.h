@@ -21,9 +21,14 @@ int pc_adapter_load_ex(const char *path, pc_adapter_files *out, const char *cons
                        char *err, size_t errlen);
 void pc_adapter_close(pc_adapter_files *a);
 
-/* creates dir if needed and writes both files atomically */
+/* writes the adapter as a whole directory (runtime/atomic_dir.h): a reader sees the previous
+ * adapter or this one, never a mix; other entries of an existing dir (checkpoints) are kept */
 int pc_adapter_save(const char *dir, const pc_adapter_config *cfg, const pc_st_writer *weights,
                     char *err, size_t errlen);
+
+/* writes the two files into an existing directory (a pc_dir_txn's stage) */
+int pc_adapter_write_files(const char *dir, const pc_adapter_config *cfg, const pc_st_writer *weights,
+                           char *err, size_t errlen);
 
 /* mkdir -p; 0 or -1 with a message */
 int pc_mkdirs(const char *dir, char *err, size_t errlen);

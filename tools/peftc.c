@@ -4,17 +4,23 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
+
+/* libgomp (oneDNN's thread pool) reads OMP_WAIT_POLICY once, in its constructor, before main: a
+ * spinning pool collapses when this machine packs both vCPUs onto one, so the default here is
+ * passive. setenv cannot reach that constructor (libc's own initialiser resets environ after
+ * .preinit_array runs), and re-executing ourselves hid the program from valgrind and debuggers;
+ * so the executable provides getenv, which the dynamic linker binds libgomp's lookup to: it is
+ * libc's lookup with one default added. The user's own setting wins. */
+extern char **environ;
+char *getenv(const char *name) {
+    size_t n = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return strcmp(name, "OMP_WAIT_POLICY") == 0 ? (char *)"passive" : NULL;
+}
 
 int main(int argc, char **argv) {
-    /* libgomp (oneDNN's thread pool) reads its wait policy once, at load time: a spinning pool
-     * collapses when this machine packs both vCPUs onto one, so make it passive by re-executing
-     * ourselves with the variable set (the user's own setting wins). */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "passive", 0);
-        execv("/proc/self/exe", argv);
-        /* exec failed (no /proc): go on with the default policy */
-    }
     pc_registry *reg = pc_registry_new();
     if (!reg) { fprintf(stderr, "peftc: out of memory\n"); return 1; }
     int rc = pc_cli_main(reg, argc, argv);
