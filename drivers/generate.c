@@ -14,10 +14,9 @@ int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out,
     if (s->adapter.cfg && !s->merged && !s->adapter.weights)
         return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);
     const int room = s->model.info.context - (s->merged ? 0 : pc_session_virtual_tokens(s));
-    size_t plen = strlen(q->prompt), cap = pc_tok_encode_bound(plen), np;
-    int32_t *prompt = malloc(cap * sizeof *prompt);
-    if (!prompt) return pc_errf(err, errlen, "out of memory");
-    if (pc_tok_encode(s->tok, q->prompt, plen, 1, 0, prompt, cap, &np, err, errlen)) { free(prompt); return -1; }
+    size_t np;
+    int32_t *prompt;
+    if (pc_text_encode(s->tok, q->prompt, strlen(q->prompt), true, &prompt, &np, err, errlen)) return -1;
     if ((int)np >= room) {
         free(prompt);
         return pc_errf(err, errlen, "the prompt has %zu tokens; the model's context%s is %d", np,
@@ -33,7 +32,7 @@ int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out,
     if (pc_decode(s, &o, out->ids, &out->nids, NULL, NULL, err, errlen)) goto done;
     out->nprompt = (int)np;
     size_t tl;
-    if (pc_tok_decode_seq(s->tok, 1, out->ids + 1, (size_t)(out->nids - 1), 1, &out->text, &tl, err, errlen)) goto done;
+    if (pc_text_decode(s->tok, out->ids, (size_t)out->nids, &out->text, &tl, err, errlen)) goto done;
     rc = 0;
 done:
     free(prompt);

@@ -58,7 +58,7 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
     *s = (pc_session){.reg = reg, .adapter_source = adapter};
     if (!reg && !(s->reg = s->own_reg = pc_registry_new())) return pc_errf(err, errlen, "out of memory");
     if (pc_model_open(&s->model, model, NULL, err, errlen)) goto fail;
-    if (tokenizer && !(s->tok = pc_tok_load(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
+    if (tokenizer && !(s->tok = pc_text_tokenizer_open(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
     if (adapter) {
         /* configs may name the registered methods that are not PEFT's */
         const char *custom[64];
@@ -76,7 +76,7 @@ fail:
 
 void pc_session_close(pc_session *s) {
     pc_model_close(&s->model);
-    pc_tok_free(s->tok);
+    pc_text_tokenizer_free(s->tok);
     pc_adapter_close(&s->adapter);
     pc_registry_free(s->own_reg);
     *s = (pc_session){0};
@@ -105,14 +105,14 @@ int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
     return pc_session_set_adapter(s, c, "the default adapter (LoRA r=8)", err, errlen);
 }
 
-/* encode with BOS, as PEFT's tokenizer(text) does for a Llama */
+/* encode as PEFT's tokenizer(text) does (with the special tokens: BOS for a Llama) */
 static int tokenize(void *ctx, const char *text, int32_t *ids, int cap) {
     const pc_session *s = ctx;
     if (!s->tok) return -1;
-    size_t len = strlen(text), bound = pc_tok_encode_bound(len), n = 0;
-    int32_t *buf = malloc(bound * sizeof *buf);
+    size_t n = 0;
+    int32_t *buf;
     char msg[256];
-    if (!buf || pc_tok_encode(s->tok, text, len, 1, 0, buf, bound, &n, msg, sizeof msg)) { free(buf); return -1; }
+    if (pc_text_encode(s->tok, text, strlen(text), true, &buf, &n, msg, sizeof msg)) return -1;
     if (n > (size_t)cap) n = (size_t)cap;
     memcpy(ids, buf, n * sizeof *ids);
     free(buf);

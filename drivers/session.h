@@ -8,7 +8,7 @@
 #include "frontend/family.h"
 #include "passes/adapt.h"
 #include "runtime/adapter_io.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text_tokenizer.h"
 
 #include <stdbool.h>
 
@@ -16,7 +16,7 @@ struct pc_store;
 
 typedef struct {
     pc_model model;
-    pc_tokenizer *tok;                /* NULL when not asked for */
+    pc_text_tokenizer *tok;           /* NULL when not asked for */
     pc_adapter_files adapter;         /* adapter.cfg NULL = none; owned (also the default config) */
     const char *adapter_source;       /* the adapter path, for messages */
     const pc_adapter_method *method;  /* the adapter's method (NULL = none) */

@@ -6,18 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pc_data_load(pc_token_seq *out, const char *path, const pc_tokenizer *tok, char *err, size_t errlen) {
+int pc_data_load(pc_token_seq *out, const char *path, const pc_text_tokenizer *tok, char *err, size_t errlen) {
     char *text;
     size_t len, n;
+    int32_t *ids;
     *out = (pc_token_seq){0};
     if (pc_read_file(path, &text, &len, err, errlen)) return -1;
-    size_t cap = pc_tok_encode_bound(len);
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) { free(text); return pc_errf(err, errlen, "%s: out of memory tokenizing %zu bytes", path, len); }
-    char msg[256];
-    if (pc_tok_encode(tok, text, len, 1, 0, ids, cap, &n, msg, sizeof msg)) {
+    char msg[512];
+    if (pc_text_encode(tok, text, len, true, &ids, &n, msg, sizeof msg)) {
         free(text);
-        free(ids);
         return pc_errf(err, errlen, "%s: %s", path, msg);
     }
     free(text);

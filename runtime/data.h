@@ -4,7 +4,7 @@
 #ifndef PEFTC_RUNTIME_DATA_H
 #define PEFTC_RUNTIME_DATA_H
 
-#include "runtime/tokenizer.h"
+#include "runtime/text_tokenizer.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,7 +14,7 @@ typedef struct {
 } pc_token_seq;
 
 /* reads and tokenizes a whole text file: [BOS] + encode(text) */
-int pc_data_load(pc_token_seq *out, const char *path, const pc_tokenizer *tok, char *err, size_t errlen);
+int pc_data_load(pc_token_seq *out, const char *path, const pc_text_tokenizer *tok, char *err, size_t errlen);
 void pc_data_free(pc_token_seq *s);
 
 /* A view [begin, end) of a sequence. */
