@@ -34,12 +34,19 @@ size_t pc_st_dtype_size(pc_dtype dt) {
     return 0;
 }
 
-/* dtype names the format defines but peftc does not handle: reported as "unsupported" rather than
- * "unknown" so the user knows the file is fine and only the type is the problem */
-static const char *const st_other_dtypes[] = {
-    "BOOL",    "U8",      "I8",      "I16",         "U16",         "F16",     "U32",
-    "I64",     "U64",     "F64",     "C64",         "F4",          "F6_E2M3", "F6_E3M2",
-    "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", NULL};
+/* dtypes the format defines that peftc does not compute in: a file holding them opens (a Hugging
+ * Face checkpoint keeps an I64 position_ids buffer; f16 weights convert with pc_st_to_f32), the
+ * tensor's dtype is PC_ST_FOREIGN and dtype_name says which */
+static const struct {
+    const char *name;
+    size_t size;
+} st_foreign_dtypes[] = {
+    {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2}, {"U32", 4}, {"I64", 8}, {"U64", 8},
+    {"F64", 8}, {"C64", 8}, {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"F8_E8M0", 1}, {"F8_E4M3FNUZ", 1}, {"F8_E5M2FNUZ", 1},
+};
+/* packed sub-byte types: reported as "unsupported" rather than "unknown" so the user knows the
+ * file is fine and only the type is the problem */
+static const char *const st_other_dtypes[] = {"F4", "F6_E2M3", "F6_E3M2", NULL};
 
 struct pc_st_file {
     char *path;
@@ -139,8 +146,9 @@ static int parse_meta(pc_st_file *f, json_t *meta, char *err, size_t errlen) {
     return 0;
 }
 
-static int parse_dtype(const char *path, const char *name, json_t *v, pc_dtype *dt, char *err,
+static int parse_dtype(const char *path, const char *name, json_t *v, pc_st_tensor *t, char *err,
                        size_t errlen) {
+    pc_dtype *dt = &t->dtype;
     if (!json_is_string(v))
         return pc_errf(err, errlen, "%s: tensor '%s': dtype is missing or not a string", path,
                        name);
@@ -149,12 +157,21 @@ static int parse_dtype(const char *path, const char *name, json_t *v, pc_dtype *
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strcmp(s, pc_st_dtype_name(ours[i])) == 0) {
             *dt = ours[i];
+            t->dtype_name = pc_st_dtype_name(ours[i]);
+            t->elem_size = pc_st_dtype_size(ours[i]);
+            return 0;
+        }
+    for (size_t i = 0; i < sizeof st_foreign_dtypes / sizeof st_foreign_dtypes[0]; i++)
+        if (strcmp(s, st_foreign_dtypes[i].name) == 0) {
+            *dt = PC_ST_FOREIGN;
+            t->dtype_name = st_foreign_dtypes[i].name;
+            t->elem_size = st_foreign_dtypes[i].size;
             return 0;
         }
     for (int i = 0; st_other_dtypes[i]; i++)
         if (strcmp(s, st_other_dtypes[i]) == 0)
             return pc_errf(err, errlen,
-                           "%s: tensor '%s': unsupported dtype %s (peftc reads F32, I32, BF16)",
+                           "%s: tensor '%s': unsupported dtype %s (packed sub-byte types are not read)",
                            path, name, s);
     return pc_errf(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, name, s);
 }
@@ -164,7 +181,7 @@ static int parse_tensor(const char *path, const char *name, json_t *v, uint64_t 
                         pc_st_tensor *t, char *err, size_t errlen) {
     if (!json_is_object(v))
         return pc_errf(err, errlen, "%s: tensor '%s': entry is not a JSON object", path, name);
-    if (parse_dtype(path, name, json_object_get(v, "dtype"), &t->dtype, err, errlen)) return -1;
+    if (parse_dtype(path, name, json_object_get(v, "dtype"), t, err, errlen)) return -1;
 
     json_t *shape = json_object_get(v, "shape");
     if (!json_is_array(shape))
@@ -190,7 +207,7 @@ static int parse_tensor(const char *path, const char *name, json_t *v, uint64_t 
         overflow |= __builtin_mul_overflow(numel, (uint64_t)x, &numel);
     }
     uint64_t nbytes;
-    overflow |= __builtin_mul_overflow(numel, (uint64_t)pc_st_dtype_size(t->dtype), &nbytes);
+    overflow |= __builtin_mul_overflow(numel, (uint64_t)t->elem_size, &nbytes);
     if (overflow || nbytes > SIZE_MAX)
         return pc_errf(err, errlen, "%s: tensor '%s': shape is too large (byte count overflows)",
                        path, name);
@@ -214,7 +231,7 @@ static int parse_tensor(const char *path, const char *name, json_t *v, uint64_t 
     if ((uint64_t)(e - b) != nbytes)
         return pc_errf(
             err, errlen, "%s: tensor '%s': data_offsets span %lld bytes but %s shape needs %llu",
-            path, name, (long long)(e - b), pc_st_dtype_name(t->dtype), (unsigned long long)nbytes);
+            path, name, (long long)(e - b), t->dtype_name, (unsigned long long)nbytes);
     t->offset = (uint64_t)b;
     t->nbytes = (size_t)nbytes;
     return 0;
@@ -293,7 +310,7 @@ static int parse_header(pc_st_file *f, char *err, size_t errlen) {
             goto done;
         }
         prev = t;
-        if ((uintptr_t)(base + t->offset) % pc_st_dtype_size(t->dtype)) misaligned = 1;
+        if ((uintptr_t)(base + t->offset) % t->elem_size) misaligned = 1;
     }
     if (misaligned) { /* a header not padded to 8 bytes: copy so typed loads stay aligned */
         f->copy = malloc(dlen ? dlen : 1);
@@ -587,3 +604,44 @@ int pc_st_write(const pc_st_writer *w, const char *path, char *err, size_t errle
 }
 
 const char *pc_st_path(const pc_st_file *f) { return f ? f->path : NULL; }
+
+/* IEEE half to float, exactly (every half is a float) */
+static float half_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
+    else if (exp) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else if (!man) bits = sign;
+    else {
+        /* subnormal: normalize */
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+int pc_st_to_f32(const pc_st_file *f, const pc_st_tensor *t, float *out, char *err, size_t errlen) {
+    size_t n = t->elem_size ? t->nbytes / t->elem_size : 0;
+    const unsigned char *p = t->data;
+    const char *dn = t->dtype_name ? t->dtype_name : "?";
+    if (t->dtype == PC_F32) memcpy(out, p, n * sizeof *out);
+    else if (t->dtype == PC_BF16)
+        for (size_t i = 0; i < n; i++) {
+            uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
+            memcpy(&out[i], &bits, sizeof bits);
+        }
+    else if (strcmp(dn, "F16") == 0)
+        for (size_t i = 0; i < n; i++) out[i] = half_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    else if (strcmp(dn, "F64") == 0)
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, p + 8 * i, sizeof d);
+            out[i] = (float)d;
+        }
+    else
+        return pc_errf(err, errlen, "%s: tensor '%s': dtype %s is not a floating-point type (F32, BF16, F16, F64)",
+                       pc_st_path(f), t->name, dn);
+    return 0;
+}

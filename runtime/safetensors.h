@@ -4,8 +4,10 @@
  * tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the data
  * section) plus an optional "__metadata__" object of string -> string.
  *
- * Supported dtypes: F32, I32, BF16. Other valid safetensors dtypes (F16, I64, ...) are rejected
- * with an "unsupported dtype" error. Every failing call returns NULL / -1 and writes a message
+ * Tensors peftc computes with have dtype F32, I32 or BF16. The format's other dtypes (F16, I64,
+ * F64, ...) open too, as PC_ST_FOREIGN with their name in dtype_name: a Hugging Face checkpoint
+ * holds them (f16 weights, an I64 position_ids buffer); pc_st_to_f32 converts the floating-point
+ * ones. Packed sub-byte dtypes (F4, F6_*) are rejected as unsupported. Every failing call returns NULL / -1 and writes a message
  * naming the file, the tensor or field, and the reason into err. */
 #ifndef PEFTC_RUNTIME_SAFETENSORS_H
 #define PEFTC_RUNTIME_SAFETENSORS_H
@@ -14,9 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the dtype of a tensor whose type peftc does not compute in (see dtype_name) */
+#define PC_ST_FOREIGN ((pc_dtype)-1)
+
 typedef struct {
     const char *name;
-    pc_dtype dtype;
+    pc_dtype dtype;         /* PC_ST_FOREIGN for the format's other types */
+    const char *dtype_name; /* the file's name for it: "F32", "F16", "I64", ... (static) */
+    size_t elem_size;       /* bytes per element */
     pc_shape shape;
     const void *data; /* aligned for dtype; valid until pc_st_close */
     size_t nbytes;    /* numel * element size */
@@ -33,6 +40,10 @@ int pc_st_count(const pc_st_file *f);
 /* i-th tensor in data-offset order; NULL if out of range */
 const pc_st_tensor *pc_st_get(const pc_st_file *f, int i);
 const pc_st_tensor *pc_st_find(const pc_st_file *f, const char *name); /* NULL if absent */
+
+/* the tensor's values as f32 (F32, BF16, F16 exactly; F64 rounded) into out[numel]; other dtypes
+ * are an error naming the file and tensor */
+int pc_st_to_f32(const pc_st_file *f, const pc_st_tensor *t, float *out, char *err, size_t errlen);
 
 /* "__metadata__" entries, sorted by key */
 int pc_st_meta_count(const pc_st_file *f);

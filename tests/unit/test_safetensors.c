@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "cu_main.h"
@@ -200,10 +201,8 @@ static void test_malformed(void) {
     expect_bad("st_bad_nodtype.safetensors", "{\"t\":{\"shape\":[1],\"data_offsets\":[0,4]}}", ANY,
                4, "dtype is missing");
     expect_bad("st_bad_dtype.safetensors", T1("Q7", "[1]", "[0,4]"), ANY, 4, "unknown dtype 'Q7'");
-    expect_bad("st_bad_f16.safetensors", T1("F16", "[2]", "[0,4]"), ANY, 4,
-               "unsupported dtype F16");
-    expect_bad("st_bad_i64.safetensors", T1("I64", "[1]", "[0,8]"), ANY, 8,
-               "unsupported dtype I64");
+    expect_bad("st_bad_f4.safetensors", T1("F4", "[2]", "[0,1]"), ANY, 1, "unsupported dtype F4");
+    expect_bad("st_bad_f16_span.safetensors", T1("F16", "[3]", "[0,4]"), ANY, 4, "F16 shape needs 6");
     expect_bad("st_bad_negdim.safetensors", T1("F32", "[-1,4]", "[0,4]"), ANY, 4, "negative");
     expect_bad("st_bad_floatdim.safetensors", T1("F32", "[2.5]", "[0,4]"), ANY, 4,
                "not an integer");
@@ -307,7 +306,33 @@ static void test_atomic_replace(void) {
     CU_ASSERT_EQUAL(leftover_temps("st_atomic.safetensors"), 0);
 }
 
+/* the format's other dtypes open as foreign; the floating-point ones convert to f32 exactly */
+static void test_foreign_dtypes(void) {
+    char path[512], err[512];
+    path_in_build(path, sizeof path, "st_foreign.safetensors");
+    /* F16: 1, -2, the smallest subnormal, 65504, inf; then one I64 */
+    const char *header = "{\"h\":{\"dtype\":\"F16\",\"shape\":[5],\"data_offsets\":[0,10]},"
+                         "\"i\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[16,24]}}";
+    char padded[256];
+    snprintf(padded, sizeof padded, "%-*s", (int)((strlen(header) + 7) / 8 * 8), header);
+    unsigned char data[24] = {0x00, 0x3c, 0x00, 0xc0, 0x01, 0x00, 0xff, 0x7b, 0x00, 0x7c, 0, 0, 0, 0, 0, 0, 7};
+    make_file(path, padded, ANY, data, sizeof data);
+    pc_st_file *f = pc_st_open(path, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    const pc_st_tensor *h = pc_st_find(f, "h"), *i = pc_st_find(f, "i");
+    CU_ASSERT_FATAL(h && i);
+    CU_ASSERT(h->dtype == PC_ST_FOREIGN && strcmp(h->dtype_name, "F16") == 0 && h->elem_size == 2);
+    CU_ASSERT(i->dtype == PC_ST_FOREIGN && strcmp(i->dtype_name, "I64") == 0);
+    float v[5];
+    CU_ASSERT_EQUAL(pc_st_to_f32(f, h, v, err, sizeof err), 0);
+    CU_ASSERT(v[0] == 1.0f && v[1] == -2.0f && v[2] == 0x1p-24f && v[3] == 65504.0f && v[4] == INFINITY);
+    CU_ASSERT_EQUAL(pc_st_to_f32(f, i, v, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "'i'") && strstr(err, "I64"));
+    pc_st_close(f);
+}
+
 static CU_TestInfo tests[] = {
+    {"foreign_dtypes", test_foreign_dtypes},
     {"roundtrip", test_roundtrip},
     {"python_layout", test_python_layout},
     {"malformed", test_malformed},
