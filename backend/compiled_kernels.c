@@ -5,6 +5,7 @@
  * range) hands over to the reference kernel, which reports the identical error. Ops without a
  * fast kernel run the reference kernel itself. */
 #include "backend/compiled_internal.h"
+#include "ir/rope.h"
 
 #include "runtime/rng.h"
 
@@ -502,13 +503,12 @@ static int ck_cross_entropy_grad(const pc_ckctx *c) {
 double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos) {
     const pc_value *x = &g->vals[rope];
     int64_t np = pc_shape_numel(g->vals[x->in[1]].shape), d = x->shape.dim[x->shape.rank - 1], half = d / 2;
-    double theta = x->attr[0].f;
     double *t = malloc((size_t)(np * half * 2 + 1) * sizeof *t);
     if (!t) return NULL;
     for (int64_t p = 0; p < np; p++) {
         if (pos[p] < 0) { free(t); return NULL; }
         for (int64_t i = 0; i < half; i++) {
-            double ang = (double)pos[p] * pow(theta, -2.0 * (double)i / (double)d);
+            double ang = (double)pos[p] * pc_rope_inv_freq(x->attr, i, d);
             t[(p * half + i) * 2] = cos(ang);
             t[(p * half + i) * 2 + 1] = sin(ang);
         }
@@ -560,7 +560,7 @@ static int ck_rope(const pc_ckctx *c) {
         double *t = c->scratch;
         for (int64_t p = 0; p < np; p++)
             for (int64_t i = 0; i < half; i++) {
-                double ang = (double)pos[p] * pow(k->node->attr[0].f, -2.0 * (double)i / (double)d);
+                double ang = (double)pos[p] * pc_rope_inv_freq(k->node->attr, i, d);
                 t[(p * half + i) * 2] = cos(ang);
                 t[(p * half + i) * 2 + 1] = sin(ang);
             }

@@ -1,6 +1,7 @@
 /* Reference kernels, part 2: matmul and kron, layout ops, embedding, rope, causal mask and
  * cross-entropy. */
 #include "ref_internal.h"
+#include "ir/rope.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -277,7 +278,6 @@ int ref_embedding_grad(const ref_kctx *k) {
 
 int ref_rope(const ref_kctx *k) {
     pc_shape xs = k->node->shape, ps = ref_ishape(k, 1);
-    double theta = ref_attr(k, 0)->f;
     int style = (int)ref_attr(k, 1)->i;
     double sign = ref_attr(k, 2)->i ? -1.0 : 1.0;
     int64_t d = xs.dim[xs.rank - 1], h = xs.dim[xs.rank - 2], s = xs.dim[xs.rank - 3], half = d / 2;
@@ -298,7 +298,7 @@ int ref_rope(const ref_kctx *k) {
             return ref_fail(k, "position %d at index %s of %%%s is negative", p, where, ref_opnd(k, 1)->name);
         }
         for (int64_t i = 0; i < half; i++) {
-            double ang = sign * (double)p * pow(theta, -2.0 * (double)i / (double)d);
+            double ang = sign * (double)p * pc_rope_inv_freq(k->node->attr, i, d);
             cs[2 * i] = cos(ang);
             cs[2 * i + 1] = sin(ang);
         }

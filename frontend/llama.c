@@ -133,8 +133,8 @@ static pc_val layer(builder *b, int i, pc_val x, pc_val kc, pc_val vc, pc_val *k
     q = pc_reshape(g, q, PC_SHAPE(B, S, b->H, b->Dh));
     k = pc_reshape(g, k, PC_SHAPE(B, S, b->Hkv, b->Dh));
     v = pc_reshape(g, v, PC_SHAPE(B, S, b->Hkv, b->Dh));
-    q = pc_rope(g, q, b->pos, c->rope_theta, c->rope_style, 0);
-    k = pc_rope(g, k, b->pos, c->rope_theta, c->rope_style, 0);
+    q = pc_rope_scaled(g, q, b->pos, c->rope_theta, c->rope_style, 0, &c->rope_scaling);
+    k = pc_rope_scaled(g, k, b->pos, c->rope_theta, c->rope_style, 0, &c->rope_scaling);
     if (b->decode) {
         *knew = k;
         *vnew = v;

@@ -36,6 +36,7 @@ typedef struct {
     double rope_theta; /* 10000 */
     int rope_style;    /* 0 = llama2.c adjacent pairs (2i, 2i+1), 1 = Hugging Face halves */
     int tied;          /* 1: logits use model.embed_tokens.weight (no lm_head) */
+    pc_rope_scaling rope_scaling; /* llama3 frequency scaling; original_context 0 = none */
 } pc_llama_config;
 
 /* ignore index of the training targets (PyTorch's default) */

@@ -154,13 +154,24 @@ pc_val pc_embedding_grad_at(pc_graph *g, pc_loc at, pc_val ids, pc_val grad, int
     return pc_node(g, at, PC_OP_embedding_grad, 2, in, a);
 }
 
-pc_val pc_rope_at(pc_graph *g, pc_loc at, pc_val x, pc_val pos, double theta, int style, int inverse) {
+pc_val pc_rope_scaled_at(pc_graph *g, pc_loc at, pc_val x, pc_val pos, double theta, int style, int inverse,
+                         const pc_rope_scaling *sc) {
     ATTRS_FOR(PC_OP_rope);
     SET_F(0, theta);
     SET_I(1, style);
     SET_I(2, inverse ? 1 : 0);
+    if (sc && sc->original_context > 0) {
+        SET_F(3, sc->factor);
+        SET_F(4, sc->low_freq_factor);
+        SET_F(5, sc->high_freq_factor);
+        SET_I(6, sc->original_context);
+    }
     pc_val in[2] = {x, pos};
     return pc_node(g, at, PC_OP_rope, 2, in, a);
+}
+
+pc_val pc_rope_at(pc_graph *g, pc_loc at, pc_val x, pc_val pos, double theta, int style, int inverse) {
+    return pc_rope_scaled_at(g, at, x, pos, theta, style, inverse, NULL);
 }
 
 pc_val pc_causal_mask_at(pc_graph *g, pc_loc at, pc_val scores, double fill) {

@@ -356,9 +356,11 @@ static void grad_embedding(gctx *c) {
 static void grad_rope(gctx *c) {
     /* a rotation: the adjoint rotates back by the same angles */
     pc_graph *g = c->g;
-    if (NEED(c, 0))
-        c->out[0] = pc_rope_at(G, c->gv, IN(c, 1), pc_attr_f(g, c->v, "theta"), (int)pc_attr_i(g, c->v, "style"),
-                               !pc_attr_i(g, c->v, "inverse"));
+    if (NEED(c, 0)) {
+        const pc_attr *a = g->vals[c->v].attr;
+        pc_rope_scaling sc = {a[3].f, a[4].f, a[5].f, (int)a[6].i};
+        c->out[0] = pc_rope_scaled_at(G, c->gv, IN(c, 1), a[0].f, (int)a[1].i, !a[2].i, &sc);
+    }
 }
 
 static void grad_causal_mask(gctx *c) {

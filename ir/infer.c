@@ -318,6 +318,9 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
         if (a[1].i != 0 && a[1].i != 1) FAIL("style must be 0 (adjacent pairs) or 1 (halves)");
         if (a[2].i != 0 && a[2].i != 1) FAIL("inverse must be 0 or 1");
         if (!(a[0].f > 0)) FAIL("theta must be > 0");
+        if (a[6].i < 0) FAIL("orig_ctx must be >= 0");
+        if (a[6].i > 0 && !(a[3].f > 0 && a[4].f > 0 && a[5].f > a[4].f))
+            FAIL("llama3 scaling needs factor > 0 and 0 < low_freq < high_freq");
         /* pos is [S] or the leading axes of x up to S */
         bool ok = p.rank == 1 && p.dim[0] == x.dim[x.rank - 3];
         if (!ok && p.rank == x.rank - 2) {

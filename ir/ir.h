@@ -20,7 +20,7 @@ typedef enum { PC_FUSE_ELEMENTWISE, PC_FUSE_REDUCTION, PC_FUSE_MATMUL, PC_FUSE_S
 
 typedef enum { PC_ATTR_INT, PC_ATTR_FLOAT, PC_ATTR_INTS } pc_attr_kind;
 
-#define PC_MAX_ATTRS 4
+#define PC_MAX_ATTRS 8
 #define PC_MAX_INTS 8 /* longest int-list attribute (perm, shape: rank <= 6) */
 
 typedef struct {

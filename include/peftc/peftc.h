@@ -256,6 +256,15 @@ pc_val pc_concat_at(pc_graph *g, pc_loc at, int n, const pc_val *xs, int64_t axi
 pc_val pc_embedding_at(pc_graph *g, pc_loc at, pc_val table, pc_val ids);
 pc_val pc_embedding_grad_at(pc_graph *g, pc_loc at, pc_val ids, pc_val grad, int64_t rows);
 pc_val pc_rope_at(pc_graph *g, pc_loc at, pc_val x, pc_val pos, double theta, int style, int inverse);
+/* llama3's RoPE frequency scaling (config.json "rope_scaling" with rope_type "llama3");
+ * original_context 0 = none */
+typedef struct {
+    double factor, low_freq_factor, high_freq_factor;
+    int original_context; /* original_max_position_embeddings */
+} pc_rope_scaling;
+/* rope with the frequencies scaled (sc NULL or sc->original_context 0: plain rope) */
+pc_val pc_rope_scaled_at(pc_graph *g, pc_loc at, pc_val x, pc_val pos, double theta, int style, int inverse,
+                         const pc_rope_scaling *sc);
 pc_val pc_causal_mask_at(pc_graph *g, pc_loc at, pc_val scores, double fill);
 pc_val pc_cross_entropy_at(pc_graph *g, pc_loc at, pc_val logits, pc_val targets,
                            int64_t ignore_index, int reduction);
@@ -338,6 +347,7 @@ _Static_assert(sizeof(pc_adamw_hp) == 8 * sizeof(float), "pc_adamw_hp is the f32
 #define pc_embedding(g, ...) pc_embedding_at(g, PC_HERE, __VA_ARGS__)
 #define pc_embedding_grad(g, ...) pc_embedding_grad_at(g, PC_HERE, __VA_ARGS__)
 #define pc_rope(g, ...) pc_rope_at(g, PC_HERE, __VA_ARGS__)
+#define pc_rope_scaled(g, ...) pc_rope_scaled_at(g, PC_HERE, __VA_ARGS__)
 #define pc_causal_mask(g, ...) pc_causal_mask_at(g, PC_HERE, __VA_ARGS__)
 #define pc_cross_entropy(g, ...) pc_cross_entropy_at(g, PC_HERE, __VA_ARGS__)
 #define pc_op(g, ...) pc_op_at(g, PC_HERE, __VA_ARGS__)

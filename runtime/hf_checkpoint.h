@@ -1,0 +1,42 @@
+/* A Hugging Face model directory: config.json and its weights in safetensors, one file
+ * (model.safetensors) or sharded (model.safetensors.index.json naming a file per tensor).
+ *
+ * Weights are read by their Hugging Face key and converted to f32 once, on first use (bf16 and
+ * f16 exactly; the f32 copy is owned by the checkpoint, or the mapping itself for f32 files).
+ * config.json fields are read with typed getters whose errors name the file and the field. */
+#ifndef PEFTC_RUNTIME_HF_CHECKPOINT_H
+#define PEFTC_RUNTIME_HF_CHECKPOINT_H
+
+#include <peftc/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct pc_hf_checkpoint pc_hf_checkpoint;
+
+/* 1 when `dir` is a directory holding config.json and model.safetensors or its index */
+int pc_hf_is_model_dir(const char *dir);
+pc_hf_checkpoint *pc_hf_open(const char *dir, char *err, size_t errlen);
+void pc_hf_close(pc_hf_checkpoint *c); /* NULL is fine */
+const char *pc_hf_dir(const pc_hf_checkpoint *c);
+
+/* config.json fields. `found` (may be NULL) is set to whether the field is present and not
+ * null; absent fields give dflt. A present field of the wrong type is an error (-1). Dotted
+ * names reach into objects: "rope_scaling.factor". */
+int pc_hf_int(const pc_hf_checkpoint *c, const char *field, long long dflt, long long *out, bool *found, char *err,
+              size_t errlen);
+int pc_hf_number(const pc_hf_checkpoint *c, const char *field, double dflt, double *out, bool *found, char *err,
+                 size_t errlen);
+int pc_hf_bool(const pc_hf_checkpoint *c, const char *field, bool dflt, bool *out, char *err, size_t errlen);
+/* NULL when absent (or null); the string lives as long as c */
+const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err, size_t errlen, int *rc);
+
+/* every weight key in file order (shard by shard) */
+int pc_hf_nweights(const pc_hf_checkpoint *c);
+const char *pc_hf_weight_key(const pc_hf_checkpoint *c, int i);
+/* the weight with this key as f32 (NULL when absent or not a floating-point tensor: *err says
+ * which; err may be NULL); shape out */
+const float *pc_hf_weight(pc_hf_checkpoint *c, const char *key, pc_shape *shape, char *err, size_t errlen);
+/* the stored dtype name of a key ("BF16"), NULL when absent */
+const char *pc_hf_weight_dtype(const pc_hf_checkpoint *c, const char *key);
+
+#endif

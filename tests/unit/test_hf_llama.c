@@ -1,0 +1,66 @@
+/* The Hugging Face Llama family against transformers (tests/golden/gen_hf_llama.py): logits and
+ * loss of a bf16 sharded GQA model with llama3 RoPE scaling and of a tied f16 model, base and
+ * with a PEFT LoRA adapter (q/k rows in HF order, no flag), on the interpreter and the compiled
+ * backend. */
+#include "cu_main.h"
+#include "peft_fixture.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HF_DIR(v) PEFTC_SOURCE_DIR "/tests/data/hf_llama/" v
+
+/* max |a - b| over the logits, relative to max |b| */
+static double rel_diff(const float *a, const float *b, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return m > 0 ? d / m : d;
+}
+
+static void check_variant(const char *variant, bool with_adapter) {
+    char model[512], adapter[600], expected[600];
+    snprintf(model, sizeof model, "%s", variant);
+    snprintf(adapter, sizeof adapter, "%s/lora", variant);
+    snprintf(expected, sizeof expected, "%s/expected.safetensors", variant);
+    pf_fixture x = {0};
+    int rc = pf_open_model(&x, model, with_adapter ? adapter : NULL, expected, PC_ADAPT_EVAL, false, true);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    const pc_st_tensor *want = pc_st_find(x.ex, with_adapter ? "logits_lora" : "logits");
+    const pc_st_tensor *want_loss = pc_st_find(x.ex, with_adapter ? "loss_lora" : "loss");
+    CU_ASSERT_FATAL(want && want_loss);
+    for (int kind = PC_BACKEND_REF; kind <= PC_BACKEND_JIT; kind++) {
+        pc_exec *r = pf_run(&x, (pc_backend_kind)kind);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        pc_val lv = pf_output(x.g, false), loss_v = pf_output(x.g, true);
+        CU_ASSERT_FATAL(lv != PC_NONE && loss_v != PC_NONE);
+        int64_t n = pc_shape_numel(pc_val_shape(x.g, lv));
+        CU_ASSERT_EQUAL_FATAL(n, pc_shape_numel(want->shape));
+        double d = rel_diff(pc_exec_data(r, lv), want->data, n);
+        double loss = *(const float *)pc_exec_data(r, loss_v), wl = *(const float *)want_loss->data;
+        double dl = fabs(loss - wl) / fabs(wl);
+        printf("\n  %s%s on %s: logits rel diff %.3g, loss %.6f vs transformers %.6f (rel %.3g)",
+               strrchr(variant, '/') + 1, with_adapter ? " + LoRA" : "", kind ? "jit" : "ref", d, loss, wl, dl);
+        CU_ASSERT(d <= 1e-4);
+        CU_ASSERT(dl <= 1e-5);
+        pc_exec_free(r);
+    }
+    pf_close(&x);
+}
+
+static void test_gqa_bf16(void) { check_variant(HF_DIR("gqa_bf16"), false); }
+static void test_gqa_bf16_lora(void) { check_variant(HF_DIR("gqa_bf16"), true); }
+static void test_tied_f16(void) { check_variant(HF_DIR("tied_f16"), false); }
+static void test_tied_f16_lora(void) { check_variant(HF_DIR("tied_f16"), true); }
+
+static CU_TestInfo tests[] = {
+    {"GQA, llama3 RoPE, bf16 shards = transformers", test_gqa_bf16},
+    {"GQA bf16 with PEFT's LoRA = PEFT", test_gqa_bf16_lora},
+    {"tied head, f16 = transformers", test_tied_f16},
+    {"tied f16 with PEFT's LoRA = PEFT", test_tied_f16_lora},
+    CU_TEST_INFO_NULL,
+};
+PC_TEST_MAIN("hf_llama", tests)
