@@ -42,7 +42,11 @@ export CC=${CC:-clang}
 
 echo "== build ($CC, $BUILD_DIR)"
 cmake -S . -B "$BUILD_DIR" -DPEFTC_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD_DIR" --target fuzz -j"${JOBS:-2}" 2>&1 | grep -E "error|Error" && exit 1 || true
+if ! cmake --build "$BUILD_DIR" --target fuzz -j"${JOBS:-2}" >"$BUILD_DIR/fuzz-build.log" 2>&1; then
+  grep -E "error:|Error [0-9]" "$BUILD_DIR/fuzz-build.log" >&2 || tail -20 "$BUILD_DIR/fuzz-build.log" >&2
+  echo "fuzz.sh: build failed (log $BUILD_DIR/fuzz-build.log)" >&2
+  exit 1
+fi
 for h in "${harnesses[@]}"; do [ -x "$BUILD_DIR/fuzz/fuzz_$h" ] || { echo "fuzz.sh: fuzz_$h was not built" >&2; exit 1; }; done
 
 echo "== seeds"
