@@ -3,8 +3,8 @@
  * 28-byte header is valid and the checkpoint it describes is at most 256 KiB, once more with the
  * weights truncated or zero-padded to that size, so the code after the size check runs on
  * every valid header the fuzzer finds. Oracles: every tensor lies inside the mapping, in file
- * order, at the offset its shape implies, and is found by name; a small checkpoint writes back
- * (pc_l2c_write) byte for byte. */
+ * order, at the offset its shape implies, and is found by name; a small checkpoint (<= 64 KiB,
+ * <= 32 layers) writes back (pc_l2c_write) byte for byte. */
 #include "runtime/llama2c.h"
 #include "tests/fuzz/fuzz_common.h"
 
@@ -27,7 +27,10 @@ static void check_model(const pc_l2c_model *m, const uint8_t *data, size_t size,
         const char *p = (const char *)t->data;
         int64_t bytes = 4 * numel(t->shape);
         FUZZ_CHECK(p >= lo && bytes <= hi - p, "tensor %s outside the file", t->name);
-        FUZZ_CHECK(pc_l2c_find(m, t->name) == t, "find %s", t->name);
+        /* pc_l2c_find is a linear scan: look up a sample (all of them would be quadratic in
+         * n_layers, up to 1024) */
+        if (i < 12 || i >= m->n_tensors - 3 || i % 97 == 0)
+            FUZZ_CHECK(pc_l2c_find(m, t->name) == t, "find %s", t->name);
         if (bytes) { /* first and last element are the file's bytes at that place */
             FUZZ_CHECK(memcmp(p, data + (p - (const char *)m->map.data), 4) == 0, "first of %s", t->name);
             FUZZ_CHECK(memcmp(p + bytes - 4, data + (p + bytes - 4 - (const char *)m->map.data), 4) == 0,
@@ -41,7 +44,9 @@ static void check_model(const pc_l2c_model *m, const uint8_t *data, size_t size,
     FUZZ_CHECK(m->freq_cis_imag == m->freq_cis_real + half, "rope tables");
     FUZZ_CHECK(!pc_l2c_find(m, "model.layers.99999.mlp.up_proj.weight") || m->cfg.n_layers > 99999, "find");
 
-    if (size <= MAX_ROUNDTRIP) { /* byte-exact write back */
+    /* byte-exact write back (pc_l2c_write matches names by a linear scan, quadratic in n_layers:
+     * kept to small models so the harness stays fast) */
+    if (size <= MAX_ROUNDTRIP && m->cfg.n_layers <= 32) {
         char out[400], err[512];
         snprintf(out, sizeof out, "%s/out.bin", fuzz_tmpdir());
         FUZZ_CHECK(pc_l2c_write(out, &m->cfg, m->tensors, m->n_tensors, m->freq_cis_real, m->freq_cis_imag,
