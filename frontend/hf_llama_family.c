@@ -5,6 +5,7 @@
 #include "frontend/llama.h"
 #include "runtime/fileio.h"
 #include "runtime/hf_checkpoint.h"
+#include "runtime/hf_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,9 +140,27 @@ static const float *hf_weight(const pc_model *m, const char *key, pc_shape *shap
 static int hf_nweights(const pc_model *m) { return pc_hf_nweights(((const hf_impl *)m->impl)->ckpt); }
 static const char *hf_weight_key(const pc_model *m, int i) { return pc_hf_weight_key(((const hf_impl *)m->impl)->ckpt, i); }
 
+/* an HF directory again: every floating-point weight in f32 (the replaced ones merged), the
+ * config with dtype float32, the tokenizer and other files copied */
 static int hf_write(const pc_model *m, const char *path, const pc_weight *rep, int n, char *err, size_t errlen) {
-    (void)rep, (void)n;
-    return pc_errf(err, errlen, "%s: writing a Hugging Face model directory is not implemented yet (%s)", path, m->path);
+    pc_hf_checkpoint *ck = ((const hf_impl *)m->impl)->ckpt;
+    int nw = pc_hf_nweights(ck), nt = 0;
+    pc_hf_tensor *t = calloc((size_t)(nw ? nw : 1), sizeof *t);
+    char *config = pc_hf_config_text_f32(ck);
+    int rc = t && config ? 0 : pc_errf(err, errlen, "%s: out of memory", path);
+    for (int i = 0; !rc && i < nw; i++) {
+        const char *key = pc_hf_weight_key(ck, i), *dt = pc_hf_weight_dtype(ck, key);
+        if (strcmp(dt, "F32") && strcmp(dt, "BF16") && strcmp(dt, "F16") && strcmp(dt, "F64")) continue;
+        t[nt].key = key;
+        for (int j = 0; j < n && !t[nt].data; j++)
+            if (strcmp(rep[j].key, key) == 0) t[nt].data = rep[j].data, t[nt].shape = rep[j].shape;
+        if (!t[nt].data && !(t[nt].data = pc_hf_weight(ck, key, &t[nt].shape, err, errlen))) rc = -1;
+        nt++;
+    }
+    if (!rc) rc = pc_hf_write_model(path, config, t, nt, pc_hf_dir(ck), err, errlen);
+    free(config);
+    free(t);
+    return rc;
 }
 
 /* HF order already: no permutation */

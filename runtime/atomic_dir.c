@@ -77,6 +77,7 @@ static bool join(char *buf, size_t len, const char *dir, const char *name) {
 }
 
 static bool in_list(const char *name, const char *const *list) {
+    if (list && list[0] && strcmp(list[0], "*") == 0) return true;
     for (; list && *list; list++)
         if (strcmp(name, *list) == 0) return true;
     return false;

@@ -29,7 +29,7 @@ typedef struct {
 int pc_dir_begin(pc_dir_txn *t, const char *dir, char *err, size_t errlen);
 /* fsyncs the staged files and swaps them in; `replaced` (NULL-terminated, may be NULL) names the
  * previous directory's entries that must not survive (e.g. a checkpoint's optimizer state when
- * a final adapter replaces it). On failure the previous directory is intact and t is aborted. */
+ * a final adapter replaces it); {"*", NULL} replaces the whole directory. On failure the previous directory is intact and t is aborted. */
 int pc_dir_commit(pc_dir_txn *t, const char *const *replaced, char *err, size_t errlen);
 /* the same, without renameat2's exchange (tests reach the fallback through this) */
 int pc_dir_commit_no_exchange(pc_dir_txn *t, const char *const *replaced, char *err, size_t errlen);

@@ -222,6 +222,17 @@ const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err
     return json_string_value(v);
 }
 
+char *pc_hf_config_text_f32(const pc_hf_checkpoint *c) {
+    json_t *j = json_deep_copy(c->config);
+    if (!j) return NULL;
+    static const char *const fields[] = {"torch_dtype", "dtype"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (json_object_get(j, fields[i])) json_object_set_new(j, fields[i], json_string("float32"));
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    return text;
+}
+
 int pc_hf_nweights(const pc_hf_checkpoint *c) { return c->n; }
 const char *pc_hf_weight_key(const pc_hf_checkpoint *c, int i) { return i >= 0 && i < c->n ? c->w[i].key : NULL; }
 

@@ -30,6 +30,10 @@ int pc_hf_bool(const pc_hf_checkpoint *c, const char *field, bool dflt, bool *ou
 /* NULL when absent (or null); the string lives as long as c */
 const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err, size_t errlen, int *rc);
 
+/* config.json as text with its dtype ("torch_dtype" / "dtype") set to float32: the config of
+ * the model written back in f32 (malloc'd; NULL when out of memory) */
+char *pc_hf_config_text_f32(const pc_hf_checkpoint *c);
+
 /* every weight key in file order (shard by shard) */
 int pc_hf_nweights(const pc_hf_checkpoint *c);
 const char *pc_hf_weight_key(const pc_hf_checkpoint *c, int i);

@@ -3,6 +3,7 @@
  * with a PEFT LoRA adapter (q/k rows in HF order, no flag), on the interpreter and the compiled
  * backend. */
 #include "cu_main.h"
+#include "drivers/merge.h"
 #include "peft_fixture.h"
 
 #include <math.h>
@@ -56,7 +57,34 @@ static void test_gqa_bf16_lora(void) { check_variant(HF_DIR("gqa_bf16"), true); 
 static void test_tied_f16(void) { check_variant(HF_DIR("tied_f16"), false); }
 static void test_tied_f16_lora(void) { check_variant(HF_DIR("tied_f16"), true); }
 
+/* merge writes an HF directory (f32 safetensors + config): it loads back to PEFT's logits */
+static void test_merge_writes_hf_dir(void) {
+    char out[512], err[2048];
+    snprintf(out, sizeof out, "%s/hf_llama_merged", PEFTC_BINARY_DIR);
+    pc_session s;
+    CU_ASSERT_EQUAL_FATAL(pc_session_open(&s, NULL, HF_DIR("gqa_bf16"), NULL, HF_DIR("gqa_bf16/lora"), err, sizeof err), 0);
+    int n = 0;
+    CU_ASSERT_EQUAL(pc_session_merge(&s, &n, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(n, 6);
+    int rc = pc_session_write_model(&s, out, err, sizeof err);
+    if (rc) printf("\n  %s", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    pc_session_close(&s);
+    pf_fixture x = {0};
+    CU_ASSERT_EQUAL_FATAL(pf_open_model(&x, out, NULL, HF_DIR("gqa_bf16/expected.safetensors"), PC_ADAPT_EVAL, false, true), 0);
+    pc_exec *r = pf_run(&x, PC_BACKEND_JIT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    pc_val lv = pf_output(x.g, false);
+    const pc_st_tensor *want = pc_st_find(x.ex, "logits_lora");
+    double d = rel_diff(pc_exec_data(r, lv), want->data, pc_shape_numel(want->shape));
+    printf("\n  merged HF directory reopened: logits vs PEFT's unmerged rel diff %.3g", d);
+    CU_ASSERT(d <= 1e-4);
+    pc_exec_free(r);
+    pf_close(&x);
+}
+
 static CU_TestInfo tests[] = {
+    {"merge writes an HF directory that reloads to PEFT's logits", test_merge_writes_hf_dir},
     {"GQA, llama3 RoPE, bf16 shards = transformers", test_gqa_bf16},
     {"GQA bf16 with PEFT's LoRA = PEFT", test_gqa_bf16_lora},
     {"tied head, f16 = transformers", test_tied_f16},
