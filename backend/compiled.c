@@ -56,6 +56,7 @@ struct pc_compiled {
     void **base;          /* per buffer */
     uint64_t seed;
     bool dirty, ran, prof;
+    uint8_t *bufkinds;    /* --check-finite: per buffer, the PC_FIN_* kinds of this run (else NULL) */
     cinsn *ins;
     int nins;
     patch *patches;
@@ -432,7 +433,8 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     c->upd_tmp = calloc((size_t)g->nupdates + 1, sizeof *c->upd_tmp);
     for (int i = 0; i < l->ninsns; i++) c->nins += l->insn[i].kind != PC_LI_VIEW;
     c->ins = calloc((size_t)c->nins + 1, sizeof *c->ins);
-    if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins) { free(cfns); free(cnames); free(tabs); goto oom; }
+    if (o && o->check_finite > 0) c->bufkinds = calloc((size_t)l->nbufs + 1, 1);
+    if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins || (o && o->check_finite > 0 && !c->bufkinds)) { free(cfns); free(cnames); free(tabs); goto oom; }
     memset(c->arena, 0, abytes);
     int threads = o && o->threads > 0 ? o->threads : 1;
     int k = 0, rc = 0;
@@ -493,6 +495,7 @@ void pc_compiled_free(pc_compiled *c) {
     free(c->init);
     free(c->bound);
     free(c->base);
+    free(c->bufkinds);
     free(c->patches);
     free(c->arena);
     pc_lowered_free(c->l);
@@ -534,7 +537,7 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
+static int exec_insn(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     switch (ci->kind) {
     case PC_LI_MATMUL:
         if (ci->small) {
@@ -565,10 +568,20 @@ static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     }
 }
 
+/* runs one instruction, then (--check-finite) judges its results */
+static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
+    if (exec_insn(c, ci, err, errlen)) return -1;
+    return c->bufkinds && !ci->skip ? pc_cfin_check(c->g, c->base, ci->li, c->bufkinds, err, errlen) : 0;
+}
+
 int pc_compiled_run(pc_compiled *c, char *err, size_t errlen) {
     if (!c) { set_err(err, errlen, "no compiled graph"); return -1; }
     c->ran = false;
     if (c->dirty && resolve(c, err, errlen)) return -1;
+    if (c->bufkinds) {
+        memset(c->bufkinds, 0, (size_t)c->l->nbufs);
+        if (pc_cfin_check_leaves(c->g, c->bound, c->init, err, errlen)) return -1;
+    }
     if (!c->prof) {
         for (int i = 0; i < c->nins; i++)
             if (exec_one(c, &c->ins[i], err, errlen)) return -1;

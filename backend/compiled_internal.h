@@ -86,6 +86,15 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
 /* dst (dense) = src read with element strides st over dims (4-byte elements) */
 void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *st);
 
+/* --check-finite (backend/compiled_finite.c): judges the results of instruction I, just run, by
+ * the rule of backend/finite.h; base holds each buffer's address and bufkinds each buffer's
+ * PC_FIN_* kinds as checked this run (zeroed at the start of a run; updated here). 0, or -1 with
+ * the message naming the op. */
+int pc_cfin_check(const pc_graph *g, void *const *base, const pc_linsn *I, uint8_t *bufkinds, char *err,
+                  size_t errlen);
+/* the params and states (bound, else initialised: bound[v] or init[v]) before a run */
+int pc_cfin_check_leaves(const pc_graph *g, void *const *bound, void *const *init, char *err, size_t errlen);
+
 /* ---- profiling (tests and benchmarks) ---- */
 void pc_compiled_set_profile(pc_compiled *c, int on);
 /* per instruction kind and per CALL/op name: calls and time since profiling was switched on */

@@ -40,7 +40,7 @@ pc_exec *pc_exec_new(const pc_graph *g, const pc_exec_opts *o, char *err, size_t
     }
     e->kind = o ? o->kind : PC_BACKEND_DEFAULT;
     if (e->kind == PC_BACKEND_JIT) e->jit = pc_compiled_new(g, o, err, errlen);
-    else e->ref = pc_ref_new(g, err, errlen);
+    else if ((e->ref = pc_ref_new(g, err, errlen))) pc_ref_check_finite(e->ref, !o || o->check_finite >= 0);
     if (!e->jit && !e->ref) {
         free(e);
         return NULL;

@@ -33,6 +33,10 @@ typedef struct {
     int threads;            /* oneDNN / kernel threads (default 1) */
     const char *dump_after; /* "lower" prints the instruction IR to stderr (jit) */
     const pc_kernel_provider *kernels; /* NULL = pc_kernel_provider_default() */
+    /* stop at the first NaN/inf an op produces, naming it (backend/finite.h): > 0 on, < 0 off,
+     * 0 the backend's default: on in the reference interpreter, off in the compiled backend
+     * (there it scans every instruction's result: --check-finite) */
+    int check_finite;
 } pc_exec_opts;
 
 typedef struct pc_exec pc_exec;

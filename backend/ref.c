@@ -3,6 +3,8 @@
  * the numerical conventions). */
 #include "ref_internal.h"
 
+#include "backend/finite.h"
+
 #include "runtime/rng.h"
 
 #include <math.h>
@@ -131,6 +133,8 @@ static const ref_kernel_fn kernels[PC_OP_COUNT] = {
 #include "ops.def"
 #undef OP
 };
+
+int ref_run_kernel(const ref_kctx *k) { return kernels[k->node->op](k); }
 
 /* ---- init ---- */
 
@@ -277,6 +281,7 @@ pc_ref *pc_ref_new(const pc_graph *g, char *err, size_t errlen) {
     r->last_use = malloc(n * sizeof *r->last_use);
     r->keep = calloc(n, sizeof *r->keep);
     r->maxin = 1;
+    r->check_finite = true;
     for (int v = 0; v < g->nvals; v++)
         if (g->vals[v].nin > r->maxin) r->maxin = g->vals[v].nin;
     r->inbuf = calloc((size_t)r->maxin, sizeof *r->inbuf);
@@ -342,6 +347,24 @@ void pc_ref_keep_all(pc_ref *r, int keep) {
     if (r) r->keep_all = keep != 0;
 }
 
+void pc_ref_check_finite(pc_ref *r, int on) {
+    if (r) r->check_finite = on != 0;
+}
+
+/* v's result against the rule of backend/finite.h; its operands are scanned only when the
+ * result is not finite (they are still in memory: operands are freed after this) */
+static int check_result(const pc_ref *r, pc_val v, char *err, size_t errlen) {
+    const pc_graph *g = r->g;
+    const pc_value *x = &g->vals[v];
+    int found = pc_fin_scan(r->data[v], x->shape, NULL);
+    if (!found) return 0;
+    int operands = 0;
+    for (int i = 0; i < x->nin; i++)
+        if (g->vals[x->in[i]].dtype == PC_F32) operands |= pc_fin_scan(r->data[x->in[i]], g->vals[x->in[i]].shape, NULL);
+    int kind = pc_fin_fault(x, found, operands);
+    return kind ? pc_fin_error(g, v, r->data[v], NULL, kind, NULL, err, errlen) : 0;
+}
+
 /* makes a leaf's data available */
 static int prepare_leaf(pc_ref *r, pc_val v, char *err, size_t errlen) {
     const pc_graph *g = r->g;
@@ -382,6 +405,7 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
         const pc_value *x = &g->vals[v];
         if (is_leaf(x->op)) {
             if (prepare_leaf(r, v, err, errlen)) goto fail;
+            if (r->check_finite && pc_fin_check_leaf(g, v, r->data[v], err, errlen)) goto fail;
             continue;
         }
         if (x->dtype == PC_BF16) {
@@ -403,6 +427,7 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
         r->owned[v] = true;
         ref_kctx k = {g, v, x, out, r->inbuf, err, errlen};
         if (kernels[x->op](&k)) goto fail;
+        if (r->check_finite && x->dtype == PC_F32 && check_result(r, v, err, errlen)) goto fail;
         if (r->keep_all) continue;
         if (r->last_use[v] < 0 && !r->keep[v]) { /* nobody reads it */
             free(out);

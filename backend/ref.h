@@ -29,6 +29,11 @@ void pc_ref_set_seed(pc_ref *r, uint64_t seed);
  * update values and bound leaves survive. */
 void pc_ref_keep_all(pc_ref *r, int keep);
 
+/* Whether a run stops at the first NaN or infinity an op produces, naming the op, its result and
+ * its origin (the rule and the message: backend/finite.h). On by default: the oracle should not
+ * compute on through a numerical fault; tests of NaN/inf semantics switch it off. */
+void pc_ref_check_finite(pc_ref *r, int on);
+
 /* Executes the graph. Errors (unbound input, embedding id out of range, ...) name the value and
  * its location. */
 int pc_ref_run(pc_ref *r, char *err, size_t errlen);

@@ -35,6 +35,7 @@ struct pc_ref {
     int *last_use;        /* last consumer of each value (-1 = none) */
     bool *keep;           /* survives the run: outputs, update values, leaves */
     bool keep_all;
+    bool check_finite;    /* stop at the first NaN/inf an op produces (backend/finite.h) */
     bool ran;             /* the last pc_ref_run succeeded */
     uint64_t seed;
     const void **inbuf;   /* operand pointers for the kernel being run */
@@ -91,6 +92,10 @@ void ref_contig_strides(pc_shape s, int64_t st[PC_MAX_RANK]);
 void ref_iter_init(ref_iter *it, pc_shape out, int nop, const int64_t st[][PC_MAX_RANK]);
 /* advances to the next row; offsets are updated incrementally */
 void ref_iter_next(ref_iter *it);
+
+/* runs the kernel of k->node's op (the compiled backend re-runs a fused kernel's ops one by one
+ * here to find which of them made a NaN: backend/compiled_finite.c) */
+int ref_run_kernel(const ref_kctx *k);
 
 /* ---- kernels: one per op of ops.def (leaf kernels just refuse; the core handles leaves) ---- */
 #define OP(id, name, nin, fusion, diff, attrs) int ref_##id(const ref_kctx *k);

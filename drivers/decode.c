@@ -122,7 +122,13 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
         posv = c;
         for (int64_t j = 0; j < T; j++) x.mask[j] = j < c ? 0.0f : -1e30f;
         x.mask[T] = 0.0f;
-        if (x.en ? o->entries->call(x.en, x.ea.args, err, errlen) : pc_exec_run(x.r, err, errlen)) goto done;
+        if (x.en ? o->entries->call(x.en, x.ea.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
+            char msg[4096]; /* which position: a numerical fault names it */
+            snprintf(msg, sizeof msg, "%s", err);
+            if (c < P) pc_errf(err, errlen, "virtual token %d: %s", c, msg);
+            else pc_errf(err, errlen, "position %d: %s", pos, msg);
+            goto done;
+        }
         const float *lg = x.en ? pc_entry_args_output(&x.ea, vlog) : pc_exec_data(x.r, vlog);
         if (!lg) { pc_errf(err, errlen, "generate: no logits after the run"); goto done; }
         for (int i = 0; i < 2 * L; i++) {

@@ -8,6 +8,7 @@
 #include "runtime/fileio.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool merge,
@@ -46,7 +47,12 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     double sum = 0;
     for (size_t first = 0; first < nw; first += B) {
         size_t real = pc_data_eval_batch(&span, S, first, B, -100, tokens, targets);
-        if (pc_exec_run(r, err, errlen)) goto done;
+        if (pc_exec_run(r, err, errlen)) { /* which batch: a numerical fault names it */
+            char msg[4096];
+            snprintf(msg, sizeof msg, "%s", err);
+            pc_errf(err, errlen, "batch %zu (windows %zu..%zu): %s", first / B, first, first + real - 1, msg);
+            goto done;
+        }
         sum += (double)*(const float *)pc_exec_data(r, g->outputs[0]) * (double)(real * S);
         res->windows += real;
     }

@@ -307,6 +307,13 @@ static int build_update_graph(run *x, int clip, char *err, size_t errlen) {
     return pc_pass_adamw(x->upd_g, &ao, err, errlen);
 }
 
+/* a failed run's message, prefixed with where in training it happened ("step 17: "); -1 */
+static int run_failed(char *err, size_t errlen, const char *where, int t) {
+    char msg[4096];
+    snprintf(msg, sizeof msg, "%s", err);
+    return pc_errf(err, errlen, "%s %d: %s", where, t, msg);
+}
+
 /* the dropout seed of micro-batch k of step t: distinct for every (t, k) */
 static int32_t step_seed(uint64_t seed, int t, int k) {
     return (int32_t)(pc_mix64(pc_mix64(pc_mix64(seed) ^ (uint64_t)t) ^ (uint64_t)k) & 0x7fffffff);
@@ -319,7 +326,7 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
     for (int k = 0; k < o->grad_accum; k++) {
         pc_data_sample(&x->train, B, S, o->seed, (uint64_t)t, (uint64_t)k * B, x->tokens, x->targets);
         x->seed_in = step_seed(o->seed, t, k);
-        if (pc_exec_run(x->r, err, errlen)) return -1;
+        if (pc_exec_run(x->r, err, errlen)) return run_failed(err, errlen, "step", t);
         *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
         for (int i = 0; i < x->ngrad; i++) {
             const float *gr = pc_exec_data(x->r, x->gout[i]);
@@ -330,7 +337,7 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
         }
     }
     if (!isfinite(*loss)) return 0; /* the caller reports it; nothing is updated */
-    if (pc_exec_run(x->upd_r, err, errlen)) return -1;
+    if (pc_exec_run(x->upd_r, err, errlen)) return run_failed(err, errlen, "step", t);
     if (pc_exec_apply_updates(x->upd_r)) return pc_errf(err, errlen, "step %d: applying updates failed", t);
     return 0;
 }
@@ -513,7 +520,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             goto done;
     }
 
-    if (evaluate(&x, &o, &res->base_eval_loss, err, errlen)) goto done;
+    if (evaluate(&x, &o, &res->base_eval_loss, err, errlen)) { run_failed(err, errlen, "held-out evaluation at step", start); goto done; }
     if (!o.quiet && !o.json)
         fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
                 x.train.n, x.val.n, res->base_eval_loss);
@@ -533,7 +540,10 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         } else {
             pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
             x.seed_in = step_seed(o.seed, t, 0);
-            if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) goto done;
+            if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
+                run_failed(err, errlen, "step", t);
+                goto done;
+            }
             loss = *(const float *)(x.step_en ? pc_entry_args_output(&x.step_args, loss_v) : pc_exec_data(x.r, loss_v));
             if (isfinite(loss) && pc_exec_apply_updates(x.r)) { pc_errf(err, errlen, "step %d: applying updates failed", t); goto done; }
         }
@@ -545,7 +555,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         double eta = el / (t - t_first + 1) * (o.steps - t);
         bool do_eval = (o.eval_every > 0 && t % o.eval_every == 0) || t == o.steps;
         if (do_eval) {
-            if (evaluate(&x, &o, &last_eval, err, errlen)) goto done;
+            if (evaluate(&x, &o, &last_eval, err, errlen)) { run_failed(err, errlen, "held-out evaluation at step", t); goto done; }
             pc_train_point p = {t, loss_acc / loss_n, last_eval, x.hp.lr, tps};
             if (res->ncurve < cap) res->curve[res->ncurve++] = p;
             report(&o, &p, eta);

@@ -152,4 +152,8 @@ void pc_sb_printf(pc_strbuf *b, const char *fmt, ...) __attribute__((format(prin
 void pc_sb_vprintf(pc_strbuf *b, const char *fmt, va_list ap);
 char *pc_sb_take(pc_strbuf *b); /* returns the string (never NULL unless OOM); resets b */
 
+/* one value as the text IR prints it, without indent, location or newline, e.g.
+ * "%y = matmul %x, %w {transpose_b=1} : f32[2,4]" (malloc'd; for messages) */
+char *pc_print_value(const pc_graph *g, pc_val v);
+
 #endif

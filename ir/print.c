@@ -188,6 +188,21 @@ static void put_value(pc_strbuf *b, const pc_graph *g, pc_val id, pc_print_opts 
     pc_sb_printf(b, "\n");
 }
 
+char *pc_print_value(const pc_graph *g, pc_val v) {
+    pc_strbuf b = {0};
+    if (!pc_valid(g, v)) {
+        pc_sb_printf(&b, "%%<invalid:%d>", (int)v);
+        return pc_sb_take(&b);
+    }
+    /* constants elided past 8 elements: a message quotes the line, it does not carry data */
+    put_value(&b, g, v, (pc_print_opts){.elide_consts_over = 8});
+    char *s = pc_sb_take(&b);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    if (n && s[n - 1] == '\n') s[--n] = 0;
+    return n >= 2 ? memmove(s, s + 2, n - 1) : s; /* without put_value's indent */
+}
+
 char *pc_print(const pc_graph *g, pc_print_opts opts) {
     pc_strbuf b = {0};
     if (!g) {

@@ -24,6 +24,13 @@ int pc_cli_parse(const char *verb, int argc, char **argv, const pc_cli_opt *opts
 int pc_cli_int(const char *verb, const char *flag, const char *text, long long lo, long long hi, long long *out);
 int pc_cli_double(const char *verb, const char *flag, const char *text, double lo, double hi, double *out);
 
+/* --check-finite, the flag of every verb that runs graphs (run, train, eval, generate): the first
+ * NaN/inf an op produces stops the run with an error naming the op, its result and origin
+ * (backend/finite.h); the reference interpreter always checks, the compiled backend only then */
+#define PC_CLI_CHECK_FINITE_HELP                                                                   \
+    "  --check-finite     stop at the first NaN/inf an op produces, naming the op, its value and\n" \
+    "                     origin (always on with --backend ref; costs a pass over each result)\n"
+
 /* checks a --dump-after value of a verb that builds graphs without a pass pipeline: "adapt",
  * "all" or NULL; prints the error itself */
 int pc_cli_dump_stage(const char *verb, const char *value);

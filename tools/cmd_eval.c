@@ -7,25 +7,25 @@
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0;
-    bool merge = false, json = false, hf = false;
+    bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0},
+        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("eval", argc, argv, opts, 11, pos, 0, &npos);
+    int rc = pc_cli_parse("eval", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
-               "                  [--batch B] [--backend ref|jit] [--json] [--dump-after=adapt]\n\n"
+               "                  [--batch B] [--backend ref|jit] [--json] [--dump-after=adapt] [--check-finite]\n\n"
                "Mean next-token cross-entropy of the text: tokens = [BOS] + encode(text); window i =\n"
                "tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
                "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
                "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}. --dump-after=adapt (or all)\n"
-               "prints the evaluated graph, adapter applied, to stderr.\n");
+               "prints the evaluated graph, adapter applied, to stderr.\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -35,7 +35,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     if (pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
     if (batch && pc_cli_int("eval", "batch", batch, 1, 65536, &B)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc eval: --merge needs --adapter\n"); return 1; }
-    pc_exec_opts eo = {.threads = 1};
+    pc_exec_opts eo = {.threads = 1, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
         fprintf(stderr, "peftc eval: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;

@@ -26,17 +26,17 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
                *backend = 0, *dump = 0;
-    bool merge = false, json = false, hf = false;
+    bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"prompt", true, &prompt, 0}, {"tokens", true, &ntok, 0},         {"temperature", true, &temp, 0},
         {"top-p", true, &topp, 0},    {"seed", true, &seed, 0},           {"merge", false, 0, &merge},
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
-        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0},
+        {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("generate", argc, argv, opts, 13, pos, 0, &npos);
+    int rc = pc_cli_parse("generate", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
     if (rc == 1) {
         if (fx)
             printf("%s: a standalone text generator compiled by peftc compile --mode infer (%s).\n"
@@ -45,13 +45,13 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
                    fx->prog, fx->about);
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
-               "                      [--backend ref|jit] [--dump-after=adapt]\n\n"
+               "                      [--backend ref|jit] [--dump-after=adapt] [--check-finite]\n\n"
                "Generates up to N tokens (default 256) after BOS and the prompt, like llama2.c run.c:\n"
                "temperature 0 is greedy; otherwise softmax(logits/T) sampled with nucleus top-p\n"
                "(default 0.9) and the seed. --merge folds the adapter into the weights first.\n"
                "--hf-qk-rows: the adapter was made for a Hugging Face-converted Llama.\n"
                "--json prints {\"ids\":[...], \"text\":\"...\"}. --dump-after=adapt (or all) prints the\n"
-               "decode graph, adapter applied, to stderr.\n");
+               "decode graph, adapter applied, to stderr.\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -72,7 +72,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         model = fx->model, tokenizer = fx->tokenizer, adapter = fx->adapter; /* an unmerged (prompt) adapter */
     }
     if (merge && !adapter) { fprintf(stderr, "peftc generate: --merge needs --adapter\n"); return 1; }
-    pc_exec_opts eo = {.threads = 1, .kernels = fx ? fx->kernels : NULL};
+    pc_exec_opts eo = {.threads = 1, .kernels = fx ? fx->kernels : NULL, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
         fprintf(stderr, "peftc generate: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;

@@ -16,7 +16,7 @@
 
 static void run_help(void) {
     printf("usage: peftc run FILE --inputs IN.safetensors -o OUT.safetensors [--seed N] [--steps N]\n"
-           "                 [--backend ref|jit] [--dump-after=lower|entry]\n\n"
+           "                 [--backend ref|jit] [--dump-after=lower|entry] [--check-finite]\n\n"
            "Executes the graph in FILE. Each input, param and state\n"
            "is bound to the tensor of IN named like the value (%%name without '%%') or, for params\n"
            "and states, like its key; unbound params/states with an init are initialised (--seed).\n"
@@ -26,18 +26,22 @@ static void run_help(void) {
            "oneDNN matmuls, LLVM-generated fused kernels, one arena), which runs each step through\n"
            "the graph's entry function called via libffi; --dump-after=lower prints the\n"
            "compiled backend's instruction IR (buffers, offsets, kernels) to stderr, --dump-after=entry\n"
-           "the LLVM IR of the graph's entry function.\n");
+           "the LLVM IR of the graph's entry function. --check-finite stops at the first NaN/inf an op\n"
+           "produces with an error naming the op, its value and origin (and the step, with --steps);\n"
+           "the reference interpreter always checks.\n");
 }
 
 int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
     (void)reg;
     const char *inputs = NULL, *out = NULL, *seed_s = NULL, *steps_s = NULL, *backend = NULL, *dump_after = NULL;
+    bool check_finite = false;
     pc_cli_opt opts[] = {{"inputs", true, &inputs, NULL}, {"o", true, &out, NULL},
                          {"seed", true, &seed_s, NULL},   {"steps", true, &steps_s, NULL},
-                         {"backend", true, &backend, NULL}, {"dump-after", true, &dump_after, NULL}};
+                         {"backend", true, &backend, NULL}, {"dump-after", true, &dump_after, NULL},
+                         {"check-finite", false, NULL, &check_finite}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("run", argc, argv, opts, 6, pos, 1, &npos);
+    int rc = pc_cli_parse("run", argc, argv, opts, 7, pos, 1, &npos);
     if (rc == 1) { run_help(); return 0; }
     if (rc) return 1;
     if (npos != 1) { fprintf(stderr, "peftc run: expected one graph FILE (see peftc run --help)\n"); return 1; }
@@ -45,7 +49,7 @@ int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
     long long seed = 0, steps = 1;
     if (seed_s && pc_cli_int("run", "seed", seed_s, 0, (1ll << 62), &seed)) return 1;
     if (steps_s && pc_cli_int("run", "steps", steps_s, 1, 1000000, &steps)) return 1;
-    pc_exec_opts eo = {.threads = 1, .dump_after = dump_after};
+    pc_exec_opts eo = {.threads = 1, .dump_after = dump_after, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
         fprintf(stderr, "peftc run: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;
@@ -127,7 +131,8 @@ int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
     }
     for (long long s = 0; s < steps; s++) {
         if (en ? pc_entry_call(en, args, err, sizeof err) : pc_exec_run(r, err, sizeof err)) {
-            fprintf(stderr, "peftc run: %s\n", err);
+            if (steps > 1) fprintf(stderr, "peftc run: step %lld: %s\n", s, err); /* counted from 0 */
+            else fprintf(stderr, "peftc run: %s\n", err);
             goto done;
         }
         if (s + 1 < steps && pc_exec_apply_updates(r)) { fprintf(stderr, "peftc run: applying updates failed\n"); goto done; }

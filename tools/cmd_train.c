@@ -34,6 +34,7 @@ static void train_help(const pc_train_opts *d) {
            "  --seed N           data sampling, init and dropout seed (default %llu)\n"
            "  --backend ref|jit  reference interpreter or compiled backend (default jit)\n"
            "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
+           PC_CLI_CHECK_FINITE_HELP
            "  --json             one JSON object per evaluation on stdout\n"
            "  --quiet            no progress output\n"
            "  --dump-after=PASS  print the step's IR to stderr after adapt, autograd, adamw or all\n"
@@ -78,7 +79,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
                *accum = 0, *dump_after = 0;
-    bool json = false, quiet = false, hf = false;
+    bool json = false, quiet = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
         {"data", true, &o.data, 0},            {"out", true, &o.out, 0},             {"resume", true, &o.resume, 0},
@@ -89,6 +90,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
         {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},   {"dump-after", true, &dump_after, 0},
+        {"check-finite", false, 0, &check_finite},
     };
     const char *pos[1];
     int npos;
@@ -125,6 +127,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         return 1;
     }
     if (seed) { if (pc_cli_int("train", "seed", seed, 0, (1ll << 62), &v)) return 1; o.seed = (uint64_t)v; }
+    o.exec.check_finite = check_finite;
     if (fx) {
         if (fixed_check(fx, &o, batch, seq, backend)) return 1;
         o.model = fx->model, o.tokenizer = fx->tokenizer, o.adapter = fx->adapter;

@@ -59,6 +59,7 @@ typedef struct {
     pc_val bv[MAXBIND];
     void *bp[MAXBIND];
     char err[2048];
+    bool nan_ok; /* the op's semantics produce NaN/inf here (0/0): the interpreter's check is off */
 } H;
 
 static inline H *hnew(void) {
@@ -126,6 +127,7 @@ static inline int hrun(H *h) {
     if (!h->r) {
         h->r = pc_ref_new(h->g, h->err, sizeof h->err);
         if (!h->r) return -1;
+        pc_ref_check_finite(h->r, !h->nan_ok);
         for (int i = 0; i < h->nb; i++) pc_ref_bind(h->r, h->bv[i], h->bp[i]);
     }
     int rc = pc_ref_run(h->r, h->err, sizeof h->err);

@@ -135,6 +135,7 @@ static void t_zero_size(void) {
     pc_val ro = mo(h, pc_rope(h->g, vr0, vp0, 10000.0, 0, 0));
     pc_val rn = mo(h, pc_rmsnorm(h->g, va0, vb3, 1e-5));
     pc_val mx = mo(h, pc_max(h->g, pc_reshape(h->g, va0, PC_SHAPE(3, 0)), 1, (int64_t[]){0}, 0));
+    h->nan_ok = true; /* the mean over an empty axis is 0/0 */
     RUN_OK(h);
     CU_ASSERT(shape_is(h, add, PC_SHAPE(0, 3)));
     CU_ASSERT(shape_is(h, mm_m0, PC_SHAPE(0, 3)));

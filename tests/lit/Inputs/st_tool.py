@@ -6,6 +6,8 @@
   st_tool.py close A B [--rtol R]  every tensor of A equals B's within R (relative to max |B|);
                                    prints one line per tensor and "close: N tensors"
   st_tool.py nonzero A NAME        prints "nonzero NAME" if any element of NAME is not 0
+  st_tool.py print A NAME          prints "NAME: [v, ...]" (Python's repr: nan, inf)
+  st_tool.py poke A NAME I V       sets element I of NAME in A to V (a float: nan, inf, 1e30)
 """
 import json
 import random
@@ -72,6 +74,19 @@ def main(argv):
     if argv[1] == "nonzero":
         t = read_st(argv[2])[argv[3]]
         print(("nonzero " if any(v != 0 for v in t) else "zero ") + argv[3])
+        return 0
+    if argv[1] == "poke":
+        with open(argv[2], "rb") as f:
+            data = bytearray(f.read())
+        (n,) = struct.unpack_from("<Q", data, 0)
+        t = json.loads(data[8:8 + n])[argv[3]]
+        assert t["dtype"] == "F32"
+        struct.pack_into("<f", data, 8 + n + t["data_offsets"][0] + 4 * int(argv[4]), float(argv[5]))
+        with open(argv[2], "wb") as f:
+            f.write(data)
+        return 0
+    if argv[1] == "print":
+        print("%s: %s" % (argv[3], read_st(argv[2])[argv[3]]))
         return 0
     print(__doc__)
     return 2
