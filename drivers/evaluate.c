@@ -27,7 +27,9 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     pc_folded folded = {0};
     int32_t *tokens = NULL, *targets = NULL;
     int rc = -1;
-    if (pc_data_load(&data, data_path, s->tok, err, errlen)) goto done;
+    if (pc_session_need_tokenizer(s, "evaluating on text", err, errlen) ||
+        pc_data_load(&data, data_path, s->tok, err, errlen))
+        goto done;
     pc_token_span span = {data.ids, data.n};
     size_t S = (size_t)seq, B = (size_t)batch, nw = pc_data_eval_windows(&span, S);
     if (nw == 0) { pc_errf(err, errlen, "%s: %zu tokens, fewer than one window of %zu", data_path, data.n, S + 1); goto done; }

@@ -9,7 +9,7 @@
 
 int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out, char *err, size_t errlen) {
     *out = (pc_gen_output){0};
-    if (!s->tok) return pc_errf(err, errlen, "generation needs a tokenizer");
+    if (pc_session_need_tokenizer(s, "generation", err, errlen)) return -1;
     if (s->adapter.cfg && q->merge && pc_session_merge(s, NULL, err, errlen)) return -1;
     if (s->adapter.cfg && !s->merged && !s->adapter.weights)
         return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);

@@ -59,6 +59,18 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
     if (!reg && !(s->reg = s->own_reg = pc_registry_new())) return pc_errf(err, errlen, "out of memory");
     if (pc_model_open(&s->model, model, NULL, err, errlen)) goto fail;
     if (tokenizer && !(s->tok = pc_text_tokenizer_open(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
+    /* no --tokenizer: the model's own, where it has one, else the bundled one if its vocabulary
+     * is the model's (a merged stories260K written elsewhere) */
+    if (!tokenizer && s->model.family->tokenizer) {
+        if (errlen) err[0] = 0;
+        if (!(s->tok = s->model.family->tokenizer(&s->model, err, errlen)) && errlen && err[0]) goto fail;
+    }
+    if (!tokenizer && !s->tok) {
+        char buf[4096], msg[256];
+        const char *bundled = pc_default_path("stories260K/tok512.bin", buf, sizeof buf);
+        if (s->model.info.vocab == 512 && access(bundled, R_OK) == 0)
+            s->tok = pc_text_tokenizer_open(bundled, s->model.info.vocab, msg, sizeof msg);
+    }
     if (adapter) {
         /* configs may name the registered methods that are not PEFT's */
         const char *custom[64];
@@ -72,6 +84,12 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
 fail:
     pc_session_close(s);
     return -1;
+}
+
+int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, size_t errlen) {
+    if (s->tok) return 0;
+    return pc_errf(err, errlen, "%s needs a tokenizer and %s has none (no tokenizer file beside it): give --tokenizer",
+                   what, s->model.path);
 }
 
 void pc_session_close(pc_session *s) {

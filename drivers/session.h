@@ -37,6 +37,8 @@ typedef struct {
 int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
                     const char *adapter, char *err, size_t errlen);
 void pc_session_close(pc_session *s);
+/* 0 when the session has a tokenizer; else -1 with a message saying `what` needs one */
+int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, size_t errlen);
 
 /* gives the session this adapter config (owned from now on, also on error) and finds its method;
  * source names it in messages */

@@ -470,7 +470,9 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         goto done;
     }
     if (!(x.cx = pc_session_adapter(&x.s, PC_ADAPT_TRAIN, true, o.seed, err, errlen))) goto done;
-    if (pc_data_load(&x.data, o.data, x.s.tok, err, errlen)) goto done;
+    if (pc_session_need_tokenizer(&x.s, "training on text", err, errlen) ||
+        pc_data_load(&x.data, o.data, x.s.tok, err, errlen))
+        goto done;
     if (pc_data_split(&x.data, o.val_fraction, (size_t)o.seq, &x.train, &x.val, o.data, err, errlen)) goto done;
 
     if (pc_train_graphs(&x.s, &o, o.grad_accum <= 1, &x.g, &x.eval_g, err, errlen)) goto done;

@@ -19,6 +19,7 @@
 
 #include "peftc/adapter.h"
 #include "peftc/peftc.h"
+#include "runtime/text_tokenizer.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,6 +80,10 @@ typedef struct pc_model_family {
     /* rows per head of a q/k projection whose output rows follow RoPE's pair order (the
      * llama2.c <-> Hugging Face permutation of --hf-qk-rows); 0 = none. module: "...q_proj" */
     int (*rotary_rows)(const pc_model *m, const char *module);
+    /* the model's own tokenizer (beside a llama2.c checkpoint, an HF directory's
+     * tokenizer.json, a GGUF's vocabulary), used when no --tokenizer is given; NULL with err
+     * left "" when the model has none, NULL with a message when it is broken. May be NULL. */
+    pc_text_tokenizer *(*tokenizer)(const pc_model *m, char *err, size_t errlen);
 } pc_model_family;
 
 struct pc_model {

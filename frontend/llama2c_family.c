@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     pc_l2c_model *ckpt;
@@ -93,6 +94,25 @@ static int l2c_rotary_rows(const pc_model *m, const char *module) {
     return m->info.dim / m->info.n_heads;
 }
 
+/* llama2.c keeps its tokenizer beside the checkpoint: tok<vocab>.bin (stories260K's tok512.bin),
+ * else tokenizer.bin (the 32000-token Llama 2 vocabulary) */
+static pc_text_tokenizer *l2c_tokenizer(const pc_model *m, char *err, size_t errlen) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", m->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    char tok[64];
+    snprintf(tok, sizeof tok, "tok%d.bin", m->info.vocab);
+    const char *names[] = {tok, "tokenizer.bin"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (access(path, R_OK) == 0) return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
+    }
+    if (errlen) err[0] = 0;
+    return NULL;
+}
+
 const pc_model_family pc_family_llama2c = {
     .name = "llama2c",
     .model_type = "llama",
@@ -106,4 +126,5 @@ const pc_model_family pc_family_llama2c = {
     .weight_key = l2c_weight_key,
     .write = l2c_write,
     .rotary_rows = l2c_rotary_rows,
+    .tokenizer = l2c_tokenizer,
 };

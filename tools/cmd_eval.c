@@ -40,9 +40,8 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         fprintf(stderr, "peftc eval: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;
     }
-    char mbuf[4096], tbuf[4096], err[4096];
+    char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
-    if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
     if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
     s.dump_after = dump;

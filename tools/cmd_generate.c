@@ -77,9 +77,8 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         fprintf(stderr, "peftc generate: --backend: expected ref or jit, got '%s'\n", backend);
         return 1;
     }
-    char mbuf[4096], tbuf[4096], err[4096];
+    char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
-    if (!tokenizer) tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     pc_session s;
     if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     s.hf_qk_rows = hf;

@@ -12,7 +12,8 @@ static void train_help(const pc_train_opts *d) {
            "Fine-tunes a frozen Llama checkpoint with an adapter and writes the adapter as a PEFT\n"
            "directory (adapter_config.json + adapter_model.safetensors).\n\n"
            "  --model F          llama2.c checkpoint (default: bundled stories260K)\n"
-           "  --tokenizer F      llama2.c tokenizer (default: bundled tok512.bin)\n"
+           "  --tokenizer F      tokenizer (default: the model's own: tok<vocab>.bin beside a llama2.c\n"
+           "                     checkpoint, an HF directory's tokenizer.json, a GGUF's vocabulary)\n"
            "  --adapter CONFIG   PEFT adapter_config.json, or an adapter directory to continue from;\n"
            "                     its peft_type picks the method: LORA (DoRA with use_dora), IA3,\n"
            "                     PROMPT_TUNING or a registered method's own (default: LoRA r=8\n"
@@ -136,9 +137,8 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         o.entries = fx->entries;
     }
     if (o.min_lr > o.lr) o.min_lr = o.lr;
-    char mbuf[4096], tbuf[4096], dbuf[4096];
+    char mbuf[4096], dbuf[4096];
     if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
-    if (!o.tokenizer) o.tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     if (!o.data) o.data = pc_default_path("tinyshakespeare/input.txt", dbuf, sizeof dbuf);
     if (!o.out) o.out = "out/adapter";
     o.json = json;
