@@ -49,6 +49,25 @@ int pc_hf_is_model_dir(const char *dir) {
     return regular_file(p);
 }
 
+int pc_hf_model_type(const char *dir, char *buf, size_t len) {
+    if (len) buf[0] = 0;
+    if (!pc_hf_is_model_dir(dir)) return -1;
+    char p[4096], *text = NULL;
+    size_t n = 0;
+    join(p, sizeof p, dir, CONFIG_NAME);
+    if (pc_read_file(p, &text, &n, NULL, 0)) return -1;
+    json_t *j = json_loadb(text, n, 0, NULL);
+    free(text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return -1;
+    }
+    const char *t = json_string_value(json_object_get(j, "model_type"));
+    if (t && len) snprintf(buf, len, "%s", t);
+    json_decref(j);
+    return 0;
+}
+
 void pc_hf_close(pc_hf_checkpoint *c) {
     if (!c) return;
     for (int i = 0; i < c->n; i++) free(c->w[i].f32);
@@ -220,6 +239,17 @@ const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err
         return NULL;
     }
     return json_string_value(v);
+}
+
+int pc_hf_size(const pc_hf_checkpoint *c, const char *field, long long *out, bool *found, char *err, size_t errlen) {
+    json_t *v = field_value(c, field);
+    if (found) *found = v != NULL;
+    *out = 0;
+    if (!v) return 0;
+    if (json_is_object(v)) *out = (long long)json_object_size(v);
+    else if (json_is_array(v)) *out = (long long)json_array_size(v);
+    else return pc_errf(err, errlen, "%s: field \"%s\": not an object or a list", c->config_path, field);
+    return 0;
 }
 
 char *pc_hf_config_text_f32(const pc_hf_checkpoint *c) {

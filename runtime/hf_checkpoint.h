@@ -15,6 +15,10 @@ typedef struct pc_hf_checkpoint pc_hf_checkpoint;
 
 /* 1 when `dir` is a directory holding config.json and model.safetensors or its index */
 int pc_hf_is_model_dir(const char *dir);
+/* the "model_type" of dir's config.json into buf ("" when it has none), reading nothing else
+ * (families probe with it); -1 when dir is not a model directory or its config.json not a
+ * JSON object */
+int pc_hf_model_type(const char *dir, char *buf, size_t len);
 pc_hf_checkpoint *pc_hf_open(const char *dir, char *err, size_t errlen);
 void pc_hf_close(pc_hf_checkpoint *c); /* NULL is fine */
 const char *pc_hf_dir(const pc_hf_checkpoint *c);
@@ -27,6 +31,9 @@ int pc_hf_int(const pc_hf_checkpoint *c, const char *field, long long dflt, long
 int pc_hf_number(const pc_hf_checkpoint *c, const char *field, double dflt, double *out, bool *found, char *err,
                  size_t errlen);
 int pc_hf_bool(const pc_hf_checkpoint *c, const char *field, bool dflt, bool *out, char *err, size_t errlen);
+/* the number of members of an object field or entries of a list field (id2label); absent gives
+ * 0 with *found false; another type is an error */
+int pc_hf_size(const pc_hf_checkpoint *c, const char *field, long long *out, bool *found, char *err, size_t errlen);
 /* NULL when absent (or null); the string lives as long as c */
 const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err, size_t errlen, int *rc);
 
