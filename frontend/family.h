@@ -13,7 +13,20 @@
  *   outputs %logits f32[B,1,V], %k_new.{i}, %v_new.{i} f32[B,1,...] (what to store at pos)
  * LM graphs: inputs %tokens, %targets i32[B,S]; output %loss (mean cross-entropy over targets
  * != -100) flagged PC_LOSS, and %logits f32[B,S,V] when asked. FORWARD graphs: input %tokens,
- * output %logits. */
+ * output %logits.
+ * Encoder graphs (BERT, RoBERTa: frontend/bert.h), S = req.seq tokens per row:
+ *   SEQ_CLASSIFY (PEFT's SEQ_CLS)
+ *     inputs  %tokens i32[B,S]; %attention_mask [B,S] of req.mask_dtype (f32 or i32; nonzero =
+ *             a real token, 0 = padding: padding keys are never attended, so padding never
+ *             changes a real token's outputs); %token_type_ids i32[B,S] only when
+ *             req.token_type_ids (else every token has type 0); %labels i32[B] (-100 ignored)
+ *     outputs %loss f32[] (mean cross-entropy over the labels, flagged PC_LOSS) and %logits
+ *             f32[B, num_labels] (always), num_labels = pc_model_info.num_labels
+ *   FEATURE_EXTRACT (PEFT's FEATURE_EXTRACTION)
+ *     inputs  %tokens, %attention_mask, [%token_type_ids] as above
+ *     output  %last_hidden_state f32[B,S,D] (the encoder's output; padding rows are computed
+ *             but meaningless)
+ * Families without an encoder refuse these tasks, encoders refuse LM, FORWARD and DECODE. */
 #ifndef PEFTC_FRONTEND_FAMILY_H
 #define PEFTC_FRONTEND_FAMILY_H
 
@@ -40,15 +53,26 @@ typedef struct {
 pc_val pc_emit_site(const pc_site_hook *h, pc_site *s);
 
 /* LM: tokens, targets -> loss (train/eval); FORWARD: tokens -> logits (inference, no loss);
- * DECODE: one token against a KV cache */
-typedef enum { PC_TASK_LM = 0, PC_TASK_FORWARD, PC_TASK_DECODE } pc_graph_task;
+ * DECODE: one token against a KV cache; SEQ_CLASSIFY: padded sequences, labels -> loss and
+ * per-sequence logits; FEATURE_EXTRACT: padded sequences -> last hidden state (encoders; the
+ * names differ from PEFT's task_type enumerators SEQ_CLS / FEATURE_EXTRACTION in
+ * runtime/adapter_config.h, which drivers see beside these) */
+typedef enum {
+    PC_TASK_LM = 0,
+    PC_TASK_FORWARD,
+    PC_TASK_DECODE,
+    PC_TASK_SEQ_CLASSIFY,
+    PC_TASK_FEATURE_EXTRACT,
+} pc_graph_task;
 
 typedef struct {
     pc_graph_task task;
     int64_t batch;
-    int64_t seq;        /* LM: tokens per row; DECODE: the KV-cache length T */
+    int64_t seq;        /* LM, SEQ_CLASSIFY, FEATURE_EXTRACT: tokens per row; DECODE: the KV-cache length T */
     bool output_logits; /* LM: also output %logits */
     pc_adapt_mode mode; /* what the sites are told */
+    bool token_type_ids; /* SEQ_CLASSIFY, FEATURE_EXTRACT: also input %token_type_ids (else all type 0) */
+    pc_dtype mask_dtype; /* SEQ_CLASSIFY, FEATURE_EXTRACT: %attention_mask's dtype, PC_F32 (0) or PC_I32 */
 } pc_build_req;
 
 /* A frozen tensor replaced by the caller (merged weights), by key; data borrowed. */

@@ -40,7 +40,7 @@ typedef enum {
     PC_SITE_FFN = 1u << 4,       /* FFN block output [B, S, D]; x = its input (after the norm) */
     PC_SITE_BLOCK = 1u << 5,     /* transformer block output [B, S, D] (residual stream) */
     PC_SITE_FINAL = 1u << 6,     /* final hidden state after the last norm [B, S, D] */
-    PC_SITE_HEAD = 1u << 7,      /* logits [B, S, V] */
+    PC_SITE_HEAD = 1u << 7,      /* logits [B, S, V]; a sequence classifier's: [B, num_labels] */
 } pc_site_kind;
 
 typedef struct pc_site {
@@ -72,6 +72,7 @@ typedef struct pc_adapt_ctx pc_adapt_ctx;
 typedef struct {
     const char *model_type; /* transformers model_type: "llama" */
     int dim, vocab, context, n_layers, n_heads, n_kv_heads;
+    int num_labels;         /* outputs of a sequence-classification head (0: the model has none) */
 } pc_model_info;
 
 /* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,
