@@ -547,6 +547,33 @@ static void test_prompt_tuning(void) {
     bx_close(&x);
 }
 
+/* %attention_mask as f32 (req.mask_dtype): the same logits */
+static void test_f32_mask(void) {
+    bx x;
+    char err[1024];
+    CU_ASSERT_EQUAL_FATAL(bx_open(&x, HF_DIR("bert_f32"), NULL, HF_DIR("bert_f32/expected.safetensors")), 0);
+    pc_build_req req = {.task = PC_TASK_SEQ_CLASSIFY, .batch = x.B, .seq = x.S, .mode = PC_ADAPT_EVAL,
+                        .token_type_ids = true, .mask_dtype = PC_F32};
+    CU_ASSERT_FATAL((x.g = pc_session_build(&x.s, &req, false, err, sizeof err)) != NULL);
+    CU_ASSERT(pc_val_dtype(x.g, pc_lookup(x.g, "attention_mask")) == PC_F32);
+    float *fm = malloc((size_t)(x.B * x.S) * sizeof *fm);
+    for (int64_t i = 0; i < x.B * x.S; i++) fm[i] = (float)x.mask[i];
+    for (int kind = PC_BACKEND_REF; kind <= PC_BACKEND_JIT; kind++) {
+        pc_exec *r = pc_exec_new(x.g, &(pc_exec_opts){.kind = (pc_backend_kind)kind}, err, sizeof err);
+        CU_ASSERT_FATAL(r != NULL);
+        int rc = pc_session_bind_base(&x.s, r, x.g, true, err, sizeof err) || bind(r, x.g, "tokens", x.tokens) ||
+                 bind(r, x.g, "attention_mask", fm) || bind(r, x.g, "token_type_ids", x.types) ||
+                 bind(r, x.g, "labels", x.labels) || pc_exec_run(r, err, sizeof err);
+        CU_ASSERT_FATAL(rc == 0);
+        double d = rel_diff(out(&x, r, "logits"), want(&x, "logits", x.B * 3), x.B * 3);
+        printf("\n  f32 attention mask on %s: logits rel diff %.3g", kind ? "jit" : "ref", d);
+        CU_ASSERT(d <= 1e-4);
+        pc_exec_free(r);
+    }
+    free(fm);
+    bx_close(&x);
+}
+
 /* PEFT's default targets for the model type: bert -> query, value */
 static void test_default_targets(void) {
     static const char *variants[] = {HF_DIR("bert_f32"), HF_DIR("roberta_f16")};
@@ -749,6 +776,7 @@ static CU_TestInfo tests[] = {
     {"bare BertModel checkpoint: names, made head", test_bare_encoder},
     {"all-MiniLM-L6-v2 = transformers (PEFTC_MINILM_DIR)", test_minilm},
     {"prompt tuning's longer sequence = PEFT (mask, token types, pooler)", test_prompt_tuning},
+    {"an f32 attention mask", test_f32_mask},
     {"PEFT's default targets for bert and roberta", test_default_targets},
     {"TRAIN graphs: dropout from %seed; refused tasks", test_train_dropout},
     {"bad config.json fields and tensors are named", test_bad_inputs},
