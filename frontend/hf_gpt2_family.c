@@ -10,15 +10,13 @@
  * files, made with fan_in_fan_out = true on these modules, apply with no flag. */
 #include "frontend/gpt2.h"
 #include "ir/ir.h"
-#include "runtime/atomic_dir.h"
 #include "runtime/fileio.h"
 #include "runtime/hf_checkpoint.h"
-#include "runtime/safetensors.h"
+#include "runtime/hf_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char PREFIX[] = "transformer.";
 
@@ -245,73 +243,43 @@ static bool mask_buffer(const char *key) {
     return (n > 10 && strcmp(key + n - 10, ".attn.bias") == 0) || (n > 17 && strcmp(key + n - 17, ".attn.masked_bias") == 0);
 }
 
-/* copies dir/name into the staging directory when it exists */
-static int copy_if_present(const char *dir, const char *name, const char *stage, char *err, size_t errlen) {
-    char src[4200], dst[4200];
-    struct stat st;
-    snprintf(src, sizeof src, "%s/%s", dir, name);
-    if (stat(src, &st) || !S_ISREG(st.st_mode)) return 0;
-    char *data = NULL;
-    size_t len = 0;
-    if (pc_read_file(src, &data, &len, err, errlen)) return -1;
-    snprintf(dst, sizeof dst, "%s/%s", stage, name);
-    int rc = pc_write_file_atomic(dst, data, len, err, errlen);
-    free(data);
-    return rc;
-}
-
-/* A Hugging Face directory transformers loads as the same GPT2LMHeadModel: config.json (and the
- * generation and tokenizer files) copied, every tensor in one model.safetensors, f32, under the
- * checkpoint's own keys, the replaced ones with Conv1D weights back in [in, out]. */
+/* A Hugging Face directory transformers loads as the same GPT2LMHeadModel (runtime/hf_write.h:
+ * config with dtype float32, the tokenizer and other files copied): every floating-point tensor
+ * in f32 under the checkpoint's own keys, the replaced ones with Conv1D weights back in [in, out];
+ * the causal-mask buffers are left out. */
 static int gpt2_write(const pc_model *m, const char *path, const pc_weight *rep, int n, char *err, size_t errlen) {
     gpt2_impl *x = m->impl;
-    static const char *const copied[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                         "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                                         "merges.txt", "added_tokens.json"};
-    float **back = calloc((size_t)(n > 0 ? n : 1), sizeof *back);
-    pc_st_writer *w = pc_st_writer_new();
-    pc_dir_txn txn = {0};
-    int rc = -1;
-    if (!back || !w) { pc_errf(err, errlen, "out of memory"); goto done; }
-    for (int i = 0; i < x->n; i++) {
-        const char *key = x->keys[i];
-        if (mask_buffer(key)) continue;
-        pc_shape s;
-        const float *data = NULL;
-        for (int j = 0; j < n && !data; j++)
-            if (strcmp(rep[j].key, key) == 0) {
-                s = rep[j].shape;
-                data = rep[j].data;
-                if (pc_gpt2_is_conv1d_key(key)) { /* [out, in] -> [in, out] */
-                    if (s.rank != 2) { pc_errf(err, errlen, "%s: replaced '%s' must have rank 2", path, key); goto done; }
-                    const int64_t out = s.dim[0], in = s.dim[1];
-                    if (!(back[j] = malloc((size_t)(in * out > 0 ? in * out : 1) * sizeof(float)))) {
-                        pc_errf(err, errlen, "out of memory");
-                        goto done;
-                    }
-                    for (int64_t r = 0; r < out; r++)
-                        for (int64_t c = 0; c < in; c++) back[j][c * out + r] = data[r * in + c];
-                    data = back[j];
-                    s = PC_SHAPE(in, out);
-                }
+    pc_hf_tensor *t = calloc((size_t)(x->n ? x->n : 1), sizeof *t);
+    float **back = calloc((size_t)(x->n ? x->n : 1), sizeof *back);
+    char *config = pc_hf_config_text_f32(x->ckpt);
+    int rc = t && back && config ? 0 : pc_errf(err, errlen, "%s: out of memory", path), nt = 0;
+    for (int i = 0; !rc && i < x->n; i++) {
+        const char *key = x->keys[i], *dt = pc_hf_weight_dtype(x->ckpt, file_key(x, i));
+        if (mask_buffer(key) || (strcmp(dt, "F32") && strcmp(dt, "BF16") && strcmp(dt, "F16") && strcmp(dt, "F64")))
+            continue;
+        pc_hf_tensor *o = &t[nt++];
+        o->key = file_key(x, i);
+        for (int j = 0; j < n && !o->data; j++)
+            if (strcmp(rep[j].key, key) == 0) o->data = rep[j].data, o->shape = rep[j].shape;
+        if (o->data && pc_gpt2_is_conv1d_key(key)) { /* [out, in] -> [in, out] */
+            if (o->shape.rank != 2) { rc = pc_errf(err, errlen, "%s: replaced '%s' must have rank 2", path, key); break; }
+            const int64_t out = o->shape.dim[0], in = o->shape.dim[1];
+            if (!(back[i] = malloc((size_t)(in * out > 0 ? in * out : 1) * sizeof(float)))) {
+                rc = pc_errf(err, errlen, "out of memory");
+                break;
             }
-        if (!data && !(data = pc_hf_weight(x->ckpt, file_key(x, i), &s, err, errlen))) goto done;
-        if (pc_st_writer_add(w, file_key(x, i), PC_F32, s, data, err, errlen)) goto done;
+            for (int64_t r = 0; r < out; r++)
+                for (int64_t c = 0; c < in; c++) back[i][c * out + r] = o->data[r * in + c];
+            o->data = back[i];
+            o->shape = PC_SHAPE(in, out);
+        }
+        if (!o->data && !(o->data = pc_hf_weight(x->ckpt, o->key, &o->shape, err, errlen))) rc = -1;
     }
-    if (pc_st_writer_meta(w, "format", "pt", err, errlen) || pc_dir_begin(&txn, path, err, errlen)) goto done;
-    char file[4200];
-    snprintf(file, sizeof file, "%s/model.safetensors", txn.stage);
-    if (pc_st_write(w, file, err, errlen)) goto done;
-    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++)
-        if (copy_if_present(pc_hf_dir(x->ckpt), copied[i], txn.stage, err, errlen)) goto done;
-    /* a sharded model's index in the directory written over would shadow the new file */
-    static const char *const replaced[] = {"model.safetensors.index.json", NULL};
-    rc = pc_dir_commit(&txn, replaced, err, errlen);
-done:
-    if (rc && txn.active) pc_dir_abort(&txn);
-    for (int j = 0; back && j < n; j++) free(back[j]);
+    if (!rc) rc = pc_hf_write_model(path, config, t, nt, pc_hf_dir(x->ckpt), err, errlen);
+    for (int i = 0; back && i < x->n; i++) free(back[i]);
     free(back);
-    pc_st_writer_free(w);
+    free(config);
+    free(t);
     return rc;
 }
 
