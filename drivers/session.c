@@ -50,6 +50,21 @@ static int find_method(pc_session *s, char *err, size_t errlen) {
         if (pc_adapter_config_fill_default_targets(s->adapter.cfg, s->model.info.model_type, msg, sizeof msg))
             return pc_errf(err, errlen, "%s: field \"target_modules\": null and %s", s->adapter_source, msg);
     }
+    /* PEFT makes fan_in_fan_out follow the module: true on transformers' Conv1D (GPT-2), false on
+     * nn.Linear, warning when the config says otherwise (and saves what it set). The family hands
+     * Conv1D weights to the graph as [out, in], so the flag changes no math here. */
+    const bool conv1d = s->model.info.conv1d;
+    if ((cfg->peft_type == PC_PEFT_LORA || cfg->peft_type == PC_PEFT_ADALORA || cfg->peft_type == PC_PEFT_IA3) &&
+        cfg->fan_in_fan_out != conv1d) {
+        fprintf(stderr, "warning: %s: fan_in_fan_out is set to %s but the target modules are %s. Setting "
+                "fan_in_fan_out to %s (as PEFT does)\n", s->adapter_source, conv1d ? "false" : "true",
+                conv1d ? "`Conv1D`" : "`torch.nn.Linear`", conv1d ? "true" : "false");
+        s->adapter.cfg->fan_in_fan_out = conv1d;
+    }
+    if ((cfg->peft_type == PC_PEFT_LOHA || cfg->peft_type == PC_PEFT_LOKR) && conv1d)
+        fprintf(stderr, "warning: %s: PEFT's %s supports no `Conv1D` module (it raises \"Target module ... not "
+                "supported\"): peftc applies it to this model's projections as to linears, but PEFT will not load "
+                "the adapter\n", s->adapter_source, pc_adapter_config_type_name(cfg));
     return 0;
 }
 
@@ -110,9 +125,11 @@ int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *so
 
 int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
     if (s->adapter.cfg) return 0;
-    static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const char *const llama[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const char *const gpt2[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attention and MLP */
+    const bool is_gpt2 = s->model.info.model_type && strcmp(s->model.info.model_type, "gpt2") == 0;
     pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
-    if (!c || pc_spec_set_list(&c->target_modules, targets, 7)) {
+    if (!c || pc_spec_set_list(&c->target_modules, is_gpt2 ? gpt2 : llama, is_gpt2 ? 3 : 7)) {
         pc_adapter_config_free(c);
         return pc_errf(err, errlen, "out of memory");
     }
@@ -120,6 +137,7 @@ int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
     c->lora.lora_alpha = (pc_num){16, true};
     c->lora.lora_dropout = (pc_num){0.0, false};
     c->task_type = PC_TASK_CAUSAL_LM;
+    c->fan_in_fan_out = s->model.info.conv1d; /* what PEFT would set */
     return pc_session_set_adapter(s, c, "the default adapter (LoRA r=8)", err, errlen);
 }
 

@@ -45,8 +45,8 @@ int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, 
 int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *source, char *err, size_t errlen);
 
 /* gives a session without an adapter `peftc train`'s default: LoRA r=8, alpha=16, dropout 0,
- * on PEFT's default target modules for the model's type plus o/gate/up/down where the family
- * has them (all seven Llama projections) */
+ * on every projection of the model: the seven of a Llama, GPT-2's c_attn, c_proj (attention and
+ * MLP) and c_fc (with fan_in_fan_out = true, as PEFT sets it on their Conv1D modules) */
 int pc_session_default_adapter(pc_session *s, char *err, size_t errlen);
 
 /* The session's adapter applied to a graph in `mode` (params trainable or frozen); NULL with a

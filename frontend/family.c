@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const pc_model_family pc_family_llama2c, pc_family_hf_llama, pc_family_gguf_llama, pc_family_hf_bert;
+extern const pc_model_family pc_family_llama2c, pc_family_hf_llama, pc_family_gguf_llama, pc_family_hf_bert,
+    pc_family_hf_gpt2;
 
 /* one line per family; probed in this order (llama2.c, which has no magic number, last) */
 static const pc_model_family *const families[] = {
-    &pc_family_hf_bert, /* before hf_llama, which claims every HF directory */
+    &pc_family_hf_bert,
+    &pc_family_hf_gpt2,
     &pc_family_hf_llama,
     &pc_family_gguf_llama,
     &pc_family_llama2c,
@@ -36,7 +38,9 @@ int pc_model_open(pc_model *m, const char *path, const char *family, char *err, 
         if (family ? strcmp(families[i]->name, family) == 0 : families[i]->probe(path) == 1) f = families[i];
     if (!f) {
         if (family) return pc_errf(err, errlen, "unknown model family '%s'", family);
-        return pc_errf(err, errlen, "%s: no model family reads this file (known: llama2.c checkpoints, Hugging Face Llama, BERT and RoBERTa directories, GGUF Llama files)", path);
+        return pc_errf(err, errlen,
+                       "%s: no model family reads this (known: llama2.c checkpoints; Hugging Face directories of "
+                       "Llama, GPT-2, BERT and RoBERTa models; GGUF Llama files)", path);
     }
     m->family = f;
     if (!(m->path = strdup(path))) return pc_errf(err, errlen, "out of memory");

@@ -16,6 +16,7 @@ typedef struct {
     pc_llama_config cfg;
 } hf_impl;
 
+/* every HF directory the families before it did not claim: open names a model_type it cannot read */
 static int hf_probe(const char *path) { return pc_hf_is_model_dir(path); }
 
 /* config.json -> the builder's config; everything the builder cannot honour is refused */
@@ -27,7 +28,7 @@ static int read_config(pc_hf_checkpoint *ck, pc_llama_config *c, char *err, size
     const char *type = pc_hf_string(ck, "model_type", err, errlen, &rc);
     if (rc) return -1;
     if (!type || strcmp(type, "llama") != 0)
-        return pc_errf(err, errlen, "%s: field \"model_type\": %s%s%s is not a model peftc reads as a Llama", where,
+        return pc_errf(err, errlen, "%s: field \"model_type\": %s%s%s is not a model type peftc reads (llama, gpt2, bert, roberta)", where,
                        type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
     struct { const char *field; int *to; long long dflt; } ints[] = {
         {"hidden_size", &c->dim, 0}, {"intermediate_size", &c->hidden_dim, 0}, {"num_hidden_layers", &c->n_layers, 0},

@@ -73,6 +73,10 @@ typedef struct {
     const char *model_type; /* transformers model_type: "llama" */
     int dim, vocab, context, n_layers, n_heads, n_kv_heads;
     int num_labels;         /* outputs of a sequence-classification head (0: the model has none) */
+    /* the model's projections are transformers Conv1D modules (GPT-2), whose checkpoint stores
+     * W as [in, out]: PEFT sets fan_in_fan_out = true for them. The family hands them to the
+     * graph as [out, in] like any linear, so the adapter math is the same. */
+    bool conv1d;
 } pc_model_info;
 
 /* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,

@@ -14,7 +14,9 @@ static int ia3_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     const pc_adapter_config *cfg = pc_adapt_config(cx);
     if (cfg->target_modules.kind == PC_SPEC_NULL)
         return snprintf(err, errlen, "field \"target_modules\": null (no default for this model)"), -1;
-    if (cfg->fan_in_fan_out) return snprintf(err, errlen, "field \"fan_in_fan_out\": true is not implemented by peftc yet"), -1;
+    /* fan_in_fan_out names the checkpoint's layout of the weight (Conv1D [in, out]); families hand
+     * every weight to the graph as [out, in], so l scales the same rows or columns either way
+     * (PEFT's merge transposes l to reach them in [in, out]). The session sets it as PEFT does. */
     return 0;
 }
 
