@@ -39,8 +39,16 @@ double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos);
 /* hot loops: compiled for AVX-512 / AVX2 / baseline, picked at load time (ifunc); reductions
  * use GCC vector types so that they vectorize without reassociation flags */
 #pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no ABI crosses */
+#if defined(__clang__)
+/* clang checks the vector calling convention of every call before inlining, so an AVX clone
+ * calling the (always inlined) helpers below is an error there, and it has no optimize
+ * attribute: with clang the hot loops are compiled once, for the build's target (baseline x86-64
+ * unless CFLAGS say otherwise), at the build's optimization level */
+#define PC_HOT __attribute__((hot))
+#else
 #define PC_HOT                                                                                     \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3", "fp-contract=fast")))
+#endif
 #define INL static inline __attribute__((always_inline))
 
 typedef float v16f __attribute__((vector_size(64)));
