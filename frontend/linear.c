@@ -41,7 +41,7 @@ pc_val pc_linear_at(pc_graph *g, pc_loc at, pc_val x, const char *module, int64_
     size_t n = strlen(module);
     char key[512], bname[512];
     if (n + sizeof WEIGHT_SUFFIX > sizeof key) return pc_fail(g, at, "linear: module name too long");
-    snprintf(key, sizeof key, "%s.weight", module);
+    snprintf(key, sizeof key, "%s%s", module, WEIGHT_SUFFIX);
     pc_val w = frozen_param(g, at, module, key, pc_shape_make(2, (int64_t[]){out, in}));
     pc_val y = pc_matmul_at(g, at, x, w, 0, 1);
     if (bias) {

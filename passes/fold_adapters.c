@@ -15,7 +15,7 @@ static pc_val base_param(pc_graph *fg, const pc_graph *g, pc_val p) {
 
 static int name_output(pc_graph *fg, pc_val v, const char *key) {
     char name[600];
-    snprintf(name, sizeof name, "merged.%s", key);
+    if ((size_t)snprintf(name, sizeof name, "merged.%s", key) >= sizeof name) return -1; /* too long a key */
     return v == PC_NONE || pc_set_name(fg, v, name) || pc_mark_output(fg, v);
 }
 

@@ -274,7 +274,7 @@ static int to_int32(pctx *c, const char *k, int64_t v, int *out, int64_t min) {
 static int parse_field(pctx *c, int id, const char *k, const json_t *v) {
     pc_adapter_config *cfg = c->cfg;
     char vb[100];
-    int64_t iv;
+    int64_t iv = 0;
     switch ((field_id)id) {
     case F_PEFT_TYPE: return 0;
     case F_AUTO_MAPPING: return get_object_text(c, k, v, &cfg->auto_mapping);

@@ -368,7 +368,7 @@ static pc_val b_ce_none_ig2(pc_graph *g, rng *r) {
     return pc_cross_entropy(g, TPR("logits", -2, 2, 4, 3), t, 2, 2);
 }
 
-#define T(fn, fill, tol) {#fn + 2, fn, fill, tol, 0}
+#define T(fn, fill, tol) {&(#fn)[2], fn, fill, tol, 0}
 
 static const gcase binary_cases[] = {
     T(b_add, FILL_INIT, 2e-4), T(b_add_rank, FILL_INIT, 2e-4), T(b_sub, FILL_INIT, 2e-4),
