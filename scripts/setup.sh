@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs peftc's build and test dependencies from Debian (idempotent).
 set -euo pipefail
-PKGS=(cmake make gcc g++ pkg-config llvm-19-dev llvm-19-tools libdnnl-dev libffi-dev libcunit1-dev
+PKGS=(cmake make gcc g++ clang pkg-config llvm-19-dev llvm-19-tools libdnnl-dev libffi-dev libcunit1-dev
       libpcre2-dev libjansson-dev libzstd-dev)
 missing=()
 for p in "${PKGS[@]}"; do
