@@ -9,21 +9,80 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef PEFTC_SOURCE_ROOT
 #define PEFTC_SOURCE_ROOT "."
 #endif
+/* the installed data directory relative to the installed executable's directory (CMakeLists.txt) */
+#ifndef PEFTC_INSTALL_DATA_REL
+#define PEFTC_INSTALL_DATA_REL "../share/peftc/data"
+#endif
+
+const char *pc_exe_dir(char *buf, size_t len) {
+    if (len < 2) return NULL;
+    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+    if (n <= 0 || (size_t)n >= len - 1) return NULL; /* no /proc, or maybe truncated */
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) return NULL;
+    if (slash == buf) slash[1] = '\0'; /* "/peftc": "/" */
+    else *slash = '\0';
+    return buf;
+}
+
+/* where the default files may be, in order: PEFTC_DATA_DIR, the installed data beside the
+ * executable, the source tree's data/ (the build tree), ./data; returns how many (bufs hold the
+ * computed ones) */
+static int data_roots(const char *roots[4], char exe[4096], char inst[4200]) {
+    int n = 0;
+    const char *env = getenv("PEFTC_DATA_DIR");
+    if (env && *env) roots[n++] = env;
+    if (pc_exe_dir(exe, 4096)) {
+        if (PEFTC_INSTALL_DATA_REL[0] == '/') roots[n++] = PEFTC_INSTALL_DATA_REL;
+        else if ((size_t)snprintf(inst, 4200, "%s/%s", exe, PEFTC_INSTALL_DATA_REL) < 4200) roots[n++] = inst;
+    }
+    roots[n++] = PEFTC_SOURCE_ROOT "/data";
+    roots[n++] = "data";
+    return n;
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *pc_default_data_dir(char *buf, size_t len) {
+    const char *roots[4];
+    char exe[4096], inst[4200];
+    int n = data_roots(roots, exe, inst);
+    for (int i = 0; i < n; i++)
+        if (is_dir(roots[i])) {
+            char *canon = realpath(roots[i], NULL); /* without the "bin/.." */
+            snprintf(buf, len, "%s", canon ? canon : roots[i]);
+            free(canon);
+            return buf;
+        }
+    return NULL;
+}
 
 const char *pc_default_path(const char *relative, char *buf, size_t len) {
-    const char *env = getenv("PEFTC_DATA_DIR");
-    const char *roots[] = {env, PEFTC_SOURCE_ROOT "/data", "data"};
-    for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
-        if (!roots[i]) continue;
+    const char *roots[4];
+    char exe[4096], inst[4200];
+    int n = data_roots(roots, exe, inst);
+    for (int i = 0; i < n; i++) {
         snprintf(buf, len, "%s/%s", roots[i], relative);
         if (access(buf, R_OK) == 0) return buf;
     }
-    snprintf(buf, len, "%s/%s", PEFTC_SOURCE_ROOT "/data", relative);
+    /* not found: the path in the first data directory that exists, for the error message */
+    const char *root = PEFTC_SOURCE_ROOT "/data";
+    for (int i = 0; i < n; i++)
+        if (is_dir(roots[i])) {
+            root = roots[i];
+            break;
+        }
+    snprintf(buf, len, "%s/%s", root, relative);
     return buf;
 }
 

@@ -85,8 +85,15 @@ void pc_session_fix_qk_rows(const pc_session *s, struct pc_store *st, int to_fil
 /* the permutation on one tensor (rows of head_dim entries per head) */
 void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int head_dim, int to_hf);
 
-/* the default model/tokenizer/data paths (the bundled stories260K and tinyshakespeare),
- * resolved from PEFTC_DATA_DIR, the executable's source tree, or the current directory */
+/* the default model/tokenizer/data paths (the bundled stories260K and tinyshakespeare): the
+ * first readable one of PEFTC_DATA_DIR/relative, the installed data beside the executable
+ * (<exe dir>/../share/peftc/data/relative), the source tree's data/relative (a build tree's
+ * binaries) and ./data/relative; if none is readable, the path in the first of those
+ * directories that exists (for the error message) */
 const char *pc_default_path(const char *relative, char *buf, size_t len);
+/* the first of those directories that exists (canonical), NULL if none */
+const char *pc_default_data_dir(char *buf, size_t len);
+/* the directory of the running executable (/proc/self/exe, symlinks resolved); NULL if unknown */
+const char *pc_exe_dir(char *buf, size_t len);
 
 #endif
