@@ -34,6 +34,13 @@
 #ifndef PEFTC_CC
 #define PEFTC_CC "cc"
 #endif
+/* an installed peftc's libraries and headers, relative to its bin directory (CMakeLists.txt) */
+#ifndef PEFTC_INSTALL_LIB_REL
+#define PEFTC_INSTALL_LIB_REL "../lib"
+#endif
+#ifndef PEFTC_INSTALL_INCLUDE_REL
+#define PEFTC_INSTALL_INCLUDE_REL "../include"
+#endif
 
 /* ---- the recording kernel provider ---- */
 
@@ -179,13 +186,48 @@ static int write_main(const char *path, const collector *c, pc_aot_mode mode, in
     return 0;
 }
 
+/* what the executable is compiled and linked against: libpeftc_aot.a, libpeftc_runtime.a and the
+ * include directories of the generated main.c (tools/aot.h, backend/exec.h, include/peftc/) */
+typedef struct {
+    char aot[4096], runtime[4096], inc[2][4096 + 2]; /* inc: "-I" DIR */
+} aot_paths;
+
+/* dir/rel + file (rel itself when absolute); 0, or -1 when it does not fit */
+static int join(char *buf, size_t len, const char *dir, const char *rel, const char *file) {
+    int n = rel[0] == '/' ? snprintf(buf, len, "%s%s", rel, file) : snprintf(buf, len, "%s/%s%s", dir, rel, file);
+    return n >= 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* beside an installed peftc (<bin>/../lib, <bin>/../lib/peftc/include, <bin>/../include), else in
+ * the build tree this peftc was built in */
+static int find_aot(aot_paths *p, char *err, size_t errlen) {
+    char dir[4096], installed[4200] = "beside the executable";
+    memcpy(p->inc[0], "-I", 2);
+    memcpy(p->inc[1], "-I", 2);
+    if (pc_exe_dir(dir, sizeof dir) && !join(p->aot, sizeof p->aot, dir, PEFTC_INSTALL_LIB_REL, "/libpeftc_aot.a")) {
+        snprintf(installed, sizeof installed, "%s", p->aot);
+        if (access(p->aot, R_OK) == 0 &&
+            !join(p->runtime, sizeof p->runtime, dir, PEFTC_INSTALL_LIB_REL, "/libpeftc_runtime.a") &&
+            !join(p->inc[0] + 2, sizeof p->inc[0] - 2, dir, PEFTC_INSTALL_LIB_REL, "/peftc/include") &&
+            !join(p->inc[1] + 2, sizeof p->inc[1] - 2, dir, PEFTC_INSTALL_INCLUDE_REL, ""))
+            return 0;
+    }
+    snprintf(p->aot, sizeof p->aot, "%s", PEFTC_AOT_LIB);
+    snprintf(p->runtime, sizeof p->runtime, "%s", PEFTC_RUNTIME_LIB);
+    snprintf(p->inc[0], sizeof p->inc[0], "-I%s", PEFTC_AOT_INCLUDE);
+    snprintf(p->inc[1], sizeof p->inc[1], "-I%s/include", PEFTC_AOT_INCLUDE);
+    if (access(p->aot, R_OK) == 0) return 0;
+    return pc_errf(err, errlen, "cannot find libpeftc_aot.a: neither %s (an installed peftc) nor %s (the build tree) is readable",
+                   installed, p->aot);
+}
+
 /* splits a space-separated list into argv (modifies s) */
 static int split_args(char *s, const char **av, int n, int max) {
     for (char *t = strtok(s, " "); t && n < max; t = strtok(NULL, " ")) av[n++] = t;
     return n;
 }
 
-static int run_cc(const char *main_c, const char *obj, const char *out, char *err, size_t errlen) {
+static int run_cc(const aot_paths *ap, const char *main_c, const char *obj, const char *out, char *err, size_t errlen) {
     char cflags[] = PEFTC_AOT_CFLAGS, ldlibs[] = PEFTC_AOT_LDLIBS;
     const char *av[96];
     int n = 0;
@@ -194,14 +236,14 @@ static int run_cc(const char *main_c, const char *obj, const char *out, char *er
     av[n++] = "-O2";
     av[n++] = "-std=c17";
     av[n++] = "-D_GNU_SOURCE";
-    av[n++] = "-I" PEFTC_AOT_INCLUDE;
-    av[n++] = "-I" PEFTC_AOT_INCLUDE "/include";
+    av[n++] = ap->inc[0];
+    av[n++] = ap->inc[1];
     av[n++] = "-o";
     av[n++] = out;
     av[n++] = main_c;
     av[n++] = obj;
-    av[n++] = PEFTC_AOT_LIB;
-    av[n++] = PEFTC_RUNTIME_LIB;
+    av[n++] = ap->aot;
+    av[n++] = ap->runtime;
     n = split_args(ldlibs, av, n, 94);
     av[n] = NULL;
     fflush(NULL);
@@ -406,6 +448,8 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
          main_c[512], obj[512], about[16384], build_id[40];
     size_t ol = strlen(o.out);
     if (ol > 4000) { fprintf(stderr, "peftc compile: -o: path too long\n"); return 1; }
+    aot_paths ap;
+    if (find_aot(&ap, err, sizeof err)) { fprintf(stderr, "peftc compile: %s\n", err); return 1; }
     snprintf(wfinal, sizeof wfinal, "%s.weights", o.out);
     snprintf(wstage, sizeof wstage, "%s.weights.tmp.%ld", o.out, (long)getpid());
     snprintf(wold, sizeof wold, "%s.weights.old.%ld", o.out, (long)getpid());
@@ -444,7 +488,7 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         if (o.object && copy_file(obj, o.object, err, sizeof err)) goto done;
     }
     if (write_main(main_c, &c, o.mode, o.batch, o.seq, cache_len, about, build_id, err, sizeof err)) goto done;
-    if (run_cc(main_c, obj, xstage, err, sizeof err)) goto done;
+    if (run_cc(&ap, main_c, obj, xstage, err, sizeof err)) goto done;
     /* into place: the data directory first, then the executable */
     struct stat st;
     if (lstat(wfinal, &st) == 0 && rename(wfinal, wold)) {
