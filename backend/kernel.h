@@ -69,6 +69,9 @@ const struct pc_kernel_provider *pc_kernel_provider_jit(void);
 /* ---- LLVM 19 (backend/llvm_jit.c: every ORC call lives there) ---- */
 typedef struct pc_jit pc_jit;
 
+/* the version of the LLVM library in use ("19.1.7": LLVMGetVersion) */
+void pc_llvm_version(char *buf, size_t len);
+
 pc_jit *pc_jit_new(char *err, size_t errlen);
 void pc_jit_free(pc_jit *j); /* frees every compiled kernel */
 /* Compiles nk kernels in one module (-O3 for the host CPU, AVX-512 here) and returns their

@@ -54,6 +54,12 @@ static void take_error(LLVMErrorRef e, const char *what, char *err, size_t errle
     LLVMDisposeErrorMessage(msg);
 }
 
+void pc_llvm_version(char *buf, size_t len) {
+    unsigned major = 0, minor = 0, patch = 0;
+    LLVMGetVersion(&major, &minor, &patch);
+    snprintf(buf, len, "%u.%u.%u", major, minor, patch);
+}
+
 pc_jit *pc_jit_new(char *err, size_t errlen) {
     pc_jit *j = calloc(1, sizeof *j);
     if (!j) {

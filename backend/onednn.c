@@ -148,6 +148,21 @@ pc_dnnl *pc_dnnl_new(int threads, char *err, size_t errlen) {
     return d;
 }
 
+void pc_dnnl_version(char *buf, size_t len) {
+    const dnnl_version_t *v = dnnl_version();
+    if (!v) {
+        snprintf(buf, len, "unknown");
+        return;
+    }
+    const char *rt = v->cpu_runtime == DNNL_RUNTIME_OMP   ? "OpenMP"
+                     : v->cpu_runtime == DNNL_RUNTIME_TBB ? "TBB"
+                     : v->cpu_runtime == DNNL_RUNTIME_SEQ ? "sequential"
+                                                          : "other runtime";
+    if (v->hash && *v->hash && strcmp(v->hash, "N/A") != 0)
+        snprintf(buf, len, "%d.%d.%d (commit %.12s, %s)", v->major, v->minor, v->patch, v->hash, rt);
+    else snprintf(buf, len, "%d.%d.%d (%s)", v->major, v->minor, v->patch, rt);
+}
+
 void pc_dnnl_free(pc_dnnl *d) {
     if (!d) return;
     if (d->stream) dnnl_stream_destroy(d->stream);

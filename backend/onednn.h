@@ -15,6 +15,8 @@ typedef struct pc_dnnl pc_dnnl; /* engine + stream */
  * unless the environment already sets it (spinning pools collapse on this machine). */
 pc_dnnl *pc_dnnl_new(int threads, char *err, size_t errlen);
 void pc_dnnl_free(pc_dnnl *d);
+/* the version of the oneDNN library in use ("3.0.0 (commit 1234abcd, OpenMP)": dnnl_version) */
+void pc_dnnl_version(char *buf, size_t len);
 
 typedef struct {
     int rank; /* >= 2; a, b and c all have this rank (leading batch dims may be 1 = broadcast) */

@@ -1,8 +1,15 @@
 /* The verbs of the peftc command line, with the adapter methods of a registry. */
+#include "backend/kernel.h"
+#include "backend/onednn.h"
+#include "drivers/session.h"
 #include "tools/cli.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#ifndef PEFTC_VERSION
+#define PEFTC_VERSION "unknown" /* CMakeLists.txt: the project's version */
+#endif
 
 typedef struct {
     const char *name;
@@ -24,7 +31,7 @@ static const verb verbs[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: peftc VERB [options]   (peftc VERB --help for a verb's options)\n\nverbs:\n");
+    fprintf(f, "usage: peftc VERB [options]   (peftc VERB --help for a verb's options; peftc --version)\n\nverbs:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
 }
@@ -40,12 +47,24 @@ int pc_cmd_methods(const pc_registry *reg, int argc, char **argv) {
     return 0;
 }
 
+/* peftc's version, the oneDNN and LLVM libraries it runs with, where its bundled data is */
+static int version(void) {
+    char dnnl[256], llvm[64], data[4096];
+    pc_dnnl_version(dnnl, sizeof dnnl);
+    pc_llvm_version(llvm, sizeof llvm);
+    const char *d = pc_default_data_dir(data, sizeof data);
+    printf("peftc %s\noneDNN %s\nLLVM %s\ndata %s\n", PEFTC_VERSION, dnnl, llvm,
+           d ? d : "not found (set PEFTC_DATA_DIR)");
+    return 0;
+}
+
 int pc_cli_main(const pc_registry *reg, int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "--version") == 0) return version();
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].run(reg, argc - 2, argv + 2);
     fprintf(stderr, "peftc: unknown verb '%s'\n", argv[1]);
