@@ -59,9 +59,11 @@ int pc_adapter_write_files(const char *dir, const pc_adapter_config *cfg, const 
                            char *err, size_t errlen) {
     char path[4096];
     /* weights first: a config without weights would look like a complete adapter */
-    snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_WEIGHTS_NAME);
+    if (snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_WEIGHTS_NAME) >= (int)sizeof path)
+        return pc_errf(err, errlen, "%s: path too long", dir);
     if (pc_st_write(weights, path, err, errlen)) return -1;
-    snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_CONFIG_NAME);
+    if (snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_CONFIG_NAME) >= (int)sizeof path)
+        return pc_errf(err, errlen, "%s: path too long", dir);
     return pc_adapter_config_write(cfg, path, err, errlen);
 }
 

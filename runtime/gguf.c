@@ -130,7 +130,9 @@ static int past_end(rd *r, const char *what, uint64_t need) {
                    r->g->path, r->ctx, what, (unsigned long long)need, r->pos, r->g->len);
 }
 
+/* rd_u32, rd_u64: *out is 0 after a failure */
 static int rd_u32(rd *r, uint32_t *out, const char *what) {
+    *out = 0;
     if (!avail(r, 4)) return past_end(r, what, 4);
     memcpy(out, r->g->p + r->pos, 4);
     r->pos += 4;
@@ -138,6 +140,7 @@ static int rd_u32(rd *r, uint32_t *out, const char *what) {
 }
 
 static int rd_u64(rd *r, uint64_t *out, const char *what) {
+    *out = 0;
     if (!avail(r, 8)) return past_end(r, what, 8);
     memcpy(out, r->g->p + r->pos, 8);
     r->pos += 8;

@@ -117,7 +117,7 @@ static void test_tiny_metadata(void) {
     uint64_t n = 0;
     CU_ASSERT(pc_gguf_get_array(g, "test.arr_str", &et, &n, err, sizeof err) == 0 &&
               et == PC_GGUF_STRING && n == 4);
-    const char *want[] = {"a", "", "\xc3\xbcn\xc3\xaf" "code", "with"};
+    const char *want[] = {"a", "", "\303\274n\303\257code" /* "ünïcode" */, "with"};
     size_t want_len[] = {1, 0, 9, 8};
     for (uint64_t i = 0; i < 4; i++) {
         CU_ASSERT(pc_gguf_array_str(g, "test.arr_str", i, &s, &len, err, sizeof err) == 0);
