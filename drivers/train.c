@@ -240,10 +240,14 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
 
 /* reads trainer_state.json; the run must continue with the same schedule and batches */
 static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char *err, size_t errlen) {
-    char path[4096];
+    char path[4096], *text = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    /* pc_read_file_max: regular files only (json_load_file would block on a FIFO) */
+    if (pc_read_file_max(path, (size_t)1 << 20, &text, &len, err, errlen)) return -1;
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = json_loadb(text, len, 0, &je);
+    free(text);
     if (!j) return pc_errf(err, errlen, "%s:%d: %s", path, je.line, je.text);
     int st = 0, steps = 0, batch = 0, seq = 0, warmup = 0;
     double lr = 0, min_lr = 0, wd = 0, clip = 0;

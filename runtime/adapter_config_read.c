@@ -606,27 +606,13 @@ pc_adapter_config *pc_adapter_config_load_ex(const char *path, const char *const
         pc_errf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        pc_errf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
-        free(file);
-        return NULL;
-    }
-    pc_textbuf b = {0};
-    char chunk[65536];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        pc_tb_putn(&b, chunk, k);
-        if (b.n > MAX_CONFIG_BYTES) break;
-    }
-    int rerr = ferror(f);
-    fclose(f);
+    /* pc_read_file_max: regular files only (a FIFO would block), the size limit before reading */
+    char *text = NULL;
+    size_t n = 0;
     pc_adapter_config *cfg = NULL;
-    if (rerr) pc_errf(err, errlen, "%s: read error", file);
-    else if (b.oom) pc_errf(err, errlen, "%s: out of memory", file);
-    else if (b.n > MAX_CONFIG_BYTES) pc_errf(err, errlen, "%s: file too large (> %zu bytes)", file, MAX_CONFIG_BYTES);
-    else cfg = pc_adapter_config_parse_ex(b.p ? b.p : "", b.n, file, custom_types, ncustom, err, errlen);
-    free(b.p);
+    if (pc_read_file_max(file, MAX_CONFIG_BYTES, &text, &n, err, errlen) == 0)
+        cfg = pc_adapter_config_parse_ex(text, n, file, custom_types, ncustom, err, errlen);
+    free(text);
     free(file);
     return cfg;
 }

@@ -23,9 +23,23 @@ int pc_errf(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-/* opens and fstat's a regular file */
+const char *pc_file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    return "not a regular file";
+}
+
+/* Opens a regular file for reading and fstat's it. O_NONBLOCK because open() itself blocks on a
+ * FIFO until a writer appears (and may on some devices): the type is checked on the descriptor,
+ * so a FIFO, device or directory is refused at once and without a stat/open race. Reads of a
+ * regular file ignore O_NONBLOCK, but it is cleared anyway so the descriptor is an ordinary one. */
 static int open_regular(const char *path, struct stat *st, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return pc_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, st) != 0) {
         int e = errno;
@@ -34,22 +48,32 @@ static int open_regular(const char *path, struct stat *st, char *err, size_t err
     }
     if (!S_ISREG(st->st_mode)) {
         close(fd);
-        return pc_errf(err, errlen, "%s: not a regular file", path);
+        return pc_errf(err, errlen, "%s: not a regular file (it is %s)", path, pc_file_kind(st->st_mode));
     }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     return fd;
 }
 
 int pc_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen) {
+    return pc_read_file_max(path, SIZE_MAX - 1, data, len, err, errlen);
+}
+
+int pc_read_file_max(const char *path, size_t max, char **data, size_t *len, char *err, size_t errlen) {
     *data = NULL;
     *len = 0;
     struct stat st;
     int fd = open_regular(path, &st, err, errlen);
     if (fd < 0) return -1;
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        close(fd);
+        return pc_errf(err, errlen, "%s: file too large (%lld bytes, the limit is %zu)", path, (long long)st.st_size, max);
+    }
     size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);
     if (!buf) {
         close(fd);
-        return pc_errf(err, errlen, "%s: out of memory reading %zu bytes", path, n);
+        return pc_errf(err, errlen, "%s: out of memory reading the file (%zu bytes)", path, n + 1);
     }
     size_t got = 0;
     while (got < n) {
@@ -84,7 +108,9 @@ int pc_mmap_open(pc_mmap *m, const char *path, char *err, size_t errlen) {
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file alive */
-    if (p == MAP_FAILED) return pc_errf(err, errlen, "%s: mmap failed: %s", path, strerror(e));
+    if (p == MAP_FAILED)
+        return pc_errf(err, errlen, "%s: mapping the file (%lld bytes) failed: %s", path, (long long)st.st_size,
+                       strerror(e));
     m->data = p;
     m->len = (size_t)st.st_size;
     return 0;

@@ -7,14 +7,21 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* snprintf into err, tolerating err == NULL / errlen == 0; returns -1 so callers can
  * `return pc_errf(err, errlen, ...)` */
 int pc_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reads a whole file into a malloc'd buffer (one extra NUL byte is appended, not counted in len,
- * so text can be used as a C string). Caller frees *data. */
+ * so text can be used as a C string). Caller frees *data. Only regular files are read: a FIFO,
+ * device or directory is refused without blocking (every reader and pc_mmap_open below). */
 int pc_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+/* the same, refusing (before reading) a file of more than max bytes */
+int pc_read_file_max(const char *path, size_t max, char **data, size_t *len, char *err, size_t errlen);
+
+/* "a regular file", "a directory", "a FIFO", ... for messages */
+const char *pc_file_kind(mode_t mode);
 
 /* A read-only mapping of a whole regular file. An empty file maps to data == NULL, len == 0. */
 typedef struct {
