@@ -12,11 +12,13 @@
 #include "runtime/fileio.h"
 #include "runtime/rng.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,8 +240,34 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
     return pc_dir_commit(&t, with_state ? NULL : resumable, err, errlen);
 }
 
+/* --resume names a directory --save-every wrote; anything else gets a message saying what it
+ * lacks (jansson's "unable to open ...:-1:" said neither) */
+static int check_resume_dir(const char *dir, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(dir, &st)) return pc_errf(err, errlen, "--resume %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return pc_errf(err, errlen, "--resume %s: not a checkpoint directory (it is %s)", dir, pc_file_kind(st.st_mode));
+    static const char *const need[] = {STATE_FILE, OPTIMIZER_FILE, PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME};
+    char missing[512] = "", path[4096];
+    int nmissing = 0;
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, need[i]);
+        if (stat(path, &st) == 0) continue;
+        size_t n = strlen(missing);
+        snprintf(missing + n, sizeof missing - n, "%s%s", nmissing++ ? ", " : "", need[i]);
+    }
+    if (!nmissing) return 0;
+    snprintf(path, sizeof path, "%s/%s", dir, PC_ADAPTER_WEIGHTS_NAME);
+    bool adapter = stat(path, &st) == 0;
+    return pc_errf(err, errlen, "--resume %s: not a checkpoint directory: it has no %s (a checkpoint-N directory "
+                   "written by --save-every holds %s, %s, %s and %s)%s", dir, missing, STATE_FILE, OPTIMIZER_FILE,
+                   PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME,
+                   adapter ? "; a final adapter is not resumable: continue from it with --adapter" : "");
+}
+
 /* reads trainer_state.json; the run must continue with the same schedule and batches */
 static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char *err, size_t errlen) {
+    if (check_resume_dir(dir, err, errlen)) return -1;
     char path[4096], *text = NULL;
     size_t len = 0;
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
