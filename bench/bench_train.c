@@ -277,8 +277,8 @@ static pc_adapter_config *lora_config(const bench_cfg *bc) {
     pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
     if (!c) return NULL;
     c->r = bc->r;
-    c->lora.lora_alpha = (pc_num){bc->alpha, false};
-    c->lora.lora_dropout = (pc_num){0.0, false};
+    c->lora.lora_alpha = (pc_num){.v = bc->alpha, .is_int = false};
+    c->lora.lora_dropout = (pc_num){.v = 0.0, .is_int = false};
     if (pc_spec_set_list(&c->target_modules, bc->targets, (size_t)bc->ntargets)) {
         pc_adapter_config_free(c);
         return NULL;

@@ -193,8 +193,8 @@ int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
         return pc_errf(err, errlen, "out of memory");
     }
     c->r = 8;
-    c->lora.lora_alpha = (pc_num){16, true};
-    c->lora.lora_dropout = (pc_num){0.0, false};
+    c->lora.lora_alpha = (pc_num){.v = 16, .is_int = true};
+    c->lora.lora_dropout = (pc_num){.v = 0.0, .is_int = false};
     c->task_type = PC_TASK_CAUSAL_LM;
     c->fan_in_fan_out = s->model.info.conv1d; /* what PEFT would set */
     return pc_session_set_adapter(s, c, "the default adapter (LoRA r=8)", err, errlen);

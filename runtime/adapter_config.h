@@ -67,11 +67,23 @@ typedef enum {
     PC_TASK_FEATURE_EXTRACTION,
 } pc_task_type;
 
-/* a JSON number together with its Python type: PEFT writes ints as `8` and floats as repr(), `8.0` */
+/* a JSON number together with its Python type: PEFT writes ints as `8` and floats as repr(), `8.0`.
+ * A double holds integers exactly only up to 2^53, so an integer read from a file is also kept
+ * in i, and a config read and written back keeps it digit for digit (pc_num_int64). A pc_num
+ * built in code as {v, true} leaves i 0: the value is then taken from v. */
 typedef struct {
     double v;
     bool is_int;
+    int64_t i; /* is_int: the exact value, when it agrees with v */
 } pc_num;
+
+/* the integer an is_int pc_num holds: i when it agrees with v, else v (saturated to int64) */
+static inline int64_t pc_num_int64(pc_num n) {
+    if ((double)n.i == n.v) return n.i;
+    if (n.v >= 0x1p63) return INT64_MAX; /* the cast would be undefined */
+    if (n.v < -0x1p63) return INT64_MIN;
+    return (int64_t)n.v;
+}
 
 /* target_modules / exclude_modules / feedforward_modules: null, a list of names (suffix match),
  * or a string (a Python regex that must match the whole name, or "all-linear").

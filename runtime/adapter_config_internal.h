@@ -89,8 +89,8 @@ char *ac_strdup(const char *s); /* NULL stays NULL */
 void ac_spec_free(pc_spec *s);  /* back to null */
 /* appends an entry with a copy of key and a zero value; NULL on out-of-memory */
 pc_pattern_entry *ac_pattern_push(pc_pattern *p, const char *key);
-static inline pc_num ac_num_int(double v) { return (pc_num){v, true}; }
-static inline pc_num ac_num_float(double v) { return (pc_num){v, false}; }
+static inline pc_num ac_num_int(double v) { return (pc_num){.v = v, .is_int = true}; }
+static inline pc_num ac_num_float(double v) { return (pc_num){.v = v, .is_int = false}; }
 
 /* ---- reading and validation (adapter_config_read.c, adapter_config_validate.c) ---- */
 

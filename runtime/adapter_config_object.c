@@ -173,7 +173,9 @@ static int pattern_copy(pc_pattern *dst, const pc_pattern *src) {
     return 0;
 }
 
-static bool num_equal(pc_num a, pc_num b) { return a.v == b.v && a.is_int == b.is_int; }
+static bool num_equal(pc_num a, pc_num b) {
+    return a.v == b.v && a.is_int == b.is_int && (!a.is_int || pc_num_int64(a) == pc_num_int64(b));
+}
 
 static bool entry_equal(const pc_pattern_entry *x, const pc_pattern_entry *y) {
     if (!str_eq_null(x->key, y->key) || x->mask_len != y->mask_len) return false;

@@ -92,6 +92,7 @@ static int get_num(pctx *c, const char *k, const json_t *v, pc_num *out) {
     char vb[100];
     if (!json_is_number(v)) return ac_ferr(c, k, "must be a number, got %s", ac_render(v, vb, sizeof vb));
     out->is_int = json_is_integer(v);
+    out->i = out->is_int ? json_integer_value(v) : 0; /* exact past 2^53, where v is not */
     out->v = json_number_value(v);
     return 0;
 }
@@ -216,6 +217,7 @@ static int get_pattern(pctx *c, const char *k, const json_t *v, pc_pattern *out,
             return ac_ferr(c, k, "key \"%s\": alpha must be a number, got %s", key, ac_render(val, vb, sizeof vb));
         }
         if (pc_pattern_add(out, key, json_number_value(val), json_is_integer(val))) return oom(c);
+        if (json_is_integer(val)) out->items[out->n - 1].value.i = json_integer_value(val); /* exact */
     }
     return 0;
 }
@@ -264,7 +266,8 @@ static int parse_init_lora_weights(pctx *c, const char *k, const json_t *v) {
 
 static int to_int32(pctx *c, const char *k, int64_t v, int *out, int64_t min) {
     if (v < min || v > INT32_MAX) {
-        if (min == 1) return ac_ferr(c, k, "must be a positive integer, got %" PRId64, v);
+        if (min == 1)
+            return ac_ferr(c, k, "must be a positive integer%s, got %" PRId64, v > INT32_MAX ? " (at most 2147483647)" : "", v);
         return ac_ferr(c, k, "must be an integer in [%" PRId64 ", %d], got %" PRId64, min, INT32_MAX, v);
     }
     *out = (int)v;

@@ -24,7 +24,7 @@ static int check_regex(pctx *c, const char *field, const char *what, const char 
 static int check_prob(pctx *c, const char *field, pc_num p) {
     char nb[64];
     if (!(p.v >= 0.0 && p.v < 1.0)) {
-        if (p.is_int) snprintf(nb, sizeof nb, "%.0f", p.v);
+        if (p.is_int) snprintf(nb, sizeof nb, "%" PRId64, pc_num_int64(p));
         else ac_py_float_repr(p.v, nb, sizeof nb);
         return ac_ferr(c, field, "must be a probability in [0, 1), got %s", nb);
     }

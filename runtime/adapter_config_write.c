@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* an integer stays an integer at any size (pc_num_int64: exact past 2^53, where the double is
+ * not); only one beyond int64, which JSON text read by jansson cannot hold, becomes a float */
 static json_t *jnum(pc_num n) {
-    if (n.is_int && n.v == floor(n.v) && fabs(n.v) < 9.007199254740992e15) return json_integer((json_int_t)n.v);
+    if (n.is_int && n.v == floor(n.v) && n.v >= -0x1p63 && n.v < 0x1p63) return json_integer(pc_num_int64(n));
     return json_real(n.v);
 }
 static json_t *jstr_or_null(const char *s) { return s ? json_string(s) : json_null(); }

@@ -330,8 +330,8 @@ static void test_build_in_code(void) {
     pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     c->r = 16;
-    c->lora.lora_alpha = (pc_num){32, true};
-    c->lora.lora_dropout = (pc_num){0.05, false};
+    c->lora.lora_alpha = (pc_num){.v = 32, .is_int = true};
+    c->lora.lora_dropout = (pc_num){.v = 0.05, .is_int = false};
     c->task_type = PC_TASK_CAUSAL_LM;
     c->inference_mode = true;
     const char *targets[] = {"q_proj", "k_proj", "v_proj", "o_proj"};

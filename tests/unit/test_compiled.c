@@ -549,7 +549,7 @@ static int llama_open(llama *x, const pc_st_file *fx, int64_t B, int64_t S, int 
     pc_adapter_config *cfg = pc_adapter_config_new(PC_PEFT_LORA);
     static const char *const tm[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     cfg->r = rank;
-    cfg->lora.lora_alpha = (pc_num){2.0 * rank, true};
+    cfg->lora.lora_alpha = (pc_num){.v = 2.0 * rank, .is_int = true};
     pc_spec_set_list(&cfg->target_modules, tm, 7);
     if (pc_session_set_adapter(&x->s, cfg, "test", err, sizeof err)) goto fail;
     pc_build_req req = {.task = PC_TASK_LM, .batch = B, .seq = S, .output_logits = fx != NULL, .mode = PC_ADAPT_TRAIN};

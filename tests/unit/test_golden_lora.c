@@ -41,7 +41,7 @@ static int golden_open(golden *x, int with_adamw) {
     pc_adapter_config *cfg = pc_adapter_config_new(PC_PEFT_LORA);
     static const char *const t[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     cfg->r = atoi(meta_or(x->fx, "r", "4"));
-    cfg->lora.lora_alpha = (pc_num){atof(meta_or(x->fx, "lora_alpha", "8")), true};
+    cfg->lora.lora_alpha = (pc_num){.v = atof(meta_or(x->fx, "lora_alpha", "8")), .is_int = true};
     pc_spec_set_list(&cfg->target_modules, t, 7);
     if (pc_session_set_adapter(&x->s, cfg, "golden", err, sizeof err)) { fprintf(stderr, "%s\n", err); return -1; }
     /* the graphs peftc train builds: the adapted forward, then the pipeline */
