@@ -155,15 +155,24 @@ pc_l2c_model *pc_l2c_open(const char *path, char *err, size_t errlen) {
     pc_l2c_config *c = &m->cfg;
     *c = (pc_l2c_config){h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[5] > 0};
     if (h[5] < 0 && h[5] != INT32_MIN) c->vocab_size = -h[5];
-    if (pc_l2c_config_check(c, path, err, errlen)) goto fail;
+    /* The format has no magic number: a header whose sizes are no model's, or that disagree
+     * with the file's size, is most likely another kind of file, and "dim (-970066998) must be
+     * positive" alone would not say so. */
+    char why[512];
+    if (pc_l2c_config_check(c, path, why, sizeof why)) {
+        const char *reason = strstr(why, ": header: "); /* after the check's "PATH: header: " */
+        pc_errf(err, errlen, "%s: not a llama2.c checkpoint (its %d-byte header is no model's: %s)", path,
+                L2C_HEADER_BYTES, reason ? reason + strlen(": header: ") : why);
+        goto fail;
+    }
     uint64_t want = pc_l2c_file_size(c);
     if ((uint64_t)m->map.len != want) {
         pc_errf(err, errlen,
-                "%s: size: the header (dim %d, hidden_dim %d, n_layers %d, vocab_size %d%s, "
-                "seq_len %d) needs %llu bytes but the file has %zu (%s)",
-                path, c->dim, c->hidden_dim, c->n_layers, c->vocab_size,
-                c->shared_classifier ? "" : " untied", c->seq_len, (unsigned long long)want,
-                m->map.len, (uint64_t)m->map.len < want ? "truncated" : "trailing bytes");
+                "%s: not a llama2.c checkpoint, or a damaged one: the header (dim %d, hidden_dim %d, n_layers %d, "
+                "vocab_size %d%s, seq_len %d) needs %llu bytes but the file has %zu (%s)",
+                path, c->dim, c->hidden_dim, c->n_layers, c->vocab_size, c->shared_classifier ? "" : " untied",
+                c->seq_len, (unsigned long long)want, m->map.len,
+                (uint64_t)m->map.len < want ? "truncated" : "trailing bytes");
         goto fail;
     }
     uint64_t s[14];

@@ -289,6 +289,11 @@ static void test_malformed(void) {
     expect_bad("l2c_huge_dim.bin", WITH(0, 1 << 30), MODEL_BYTES, "absurdly large");
     expect_bad("l2c_huge_seq.bin", WITH(6, 1 << 21), MODEL_BYTES, "needs");
     expect_bad("l2c_magic.bin", WITH(0, 0x616b3432), MODEL_BYTES, "ak42");
+    /* no magic number: a header that is no model's, or sizes that disagree, say "not a checkpoint" */
+    expect_bad("l2c_not_zero_dim.bin", WITH(0, 0), MODEL_BYTES, "not a llama2.c checkpoint (its 28-byte header");
+    expect_bad("l2c_not_negative.bin", WITH(0, -970066998), MODEL_BYTES, "dim (-970066998) must be positive");
+    expect_bad("l2c_not_negative2.bin", WITH(0, -970066998), MODEL_BYTES, "not a llama2.c checkpoint");
+    expect_bad("l2c_not_size.bin", NULL, MODEL_BYTES + 8, "not a llama2.c checkpoint, or a damaged one");
     char err[512];
     CU_ASSERT_PTR_NULL(pc_l2c_open(PEFTC_BINARY_DIR "/l2c_missing.bin", err, sizeof err));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "l2c_missing.bin"));
