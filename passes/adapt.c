@@ -18,6 +18,9 @@ struct pc_adapt_ctx {
     pc_target_matcher *tm; /* NULL for methods that target no modules */
     void *state;
     int nrewritten;
+    /* why the last pc_adapt_targets failed (the regex engine's message and the pattern): the
+     * methods report "matching module 'X' failed" and pc_adapt_site adds this */
+    char match_why[512];
     int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap);
     void *tokenize_ctx;
     uint64_t seed;
@@ -73,9 +76,12 @@ uint64_t pc_adapt_seed(const pc_adapt_ctx *cx) { return cx->seed; }
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
     pc_adapt_ctx *cx = ctx;
     if (!(cx->m->sites & (unsigned)s->kind)) return 0;
+    cx->match_why[0] = 0;
     int r = cx->m->rewrite(cx, cx->state, s, err, errlen);
     if (r < 0 || s->value == PC_NONE || pc_graph_error(s->g)) {
         if (!err[0]) snprintf(err, errlen, "%s: %s", cx->m->name, pc_graph_error(s->g) ? pc_graph_error(s->g) : "rewrite failed");
+        size_t n = strlen(err);
+        if (cx->match_why[0] && n < errlen) snprintf(err + n, errlen - n, ": %s: %s", cx->source, cx->match_why);
         return -1;
     }
     cx->nrewritten += r > 0;
@@ -126,7 +132,9 @@ const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx) { return &cx->info; 
 const struct pc_adapter_config *pc_adapt_config(const pc_adapt_ctx *cx) { return cx->cfg; }
 
 int pc_adapt_targets(pc_adapt_ctx *cx, const char *module) {
-    return cx->tm ? pc_target_match(cx->tm, module) : 0;
+    if (!cx->tm) return 0;
+    pc_match_result r = pc_target_match_why(cx->tm, module, cx->match_why, sizeof cx->match_why);
+    return r == PC_MATCH_ERROR ? -1 : r == PC_MATCH_YES;
 }
 
 int pc_adapt_config_number(const pc_adapt_ctx *cx, const char *field, double dflt, double *out) {

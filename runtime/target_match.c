@@ -115,10 +115,11 @@ int pc_pyregex_check(const char *prefix, const char *pattern, const char *suffix
     return 0;
 }
 
-/* 1 match, 0 no match, -1 error. cap: optional [start, end) of the group named "idx". */
+/* 1 match, 0 no match, or PCRE2's (negative) error code. cap: optional [start, end) of the
+ * group named "idx". */
 static int rx_match(const pcre2_code *re, const char *s, uint32_t opts, size_t cap[2]) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!md) return -1;
+    if (!md) return PCRE2_ERROR_NOMEMORY;
     int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, opts, md, NULL);
     int out;
     if (rc >= 0) {
@@ -133,10 +134,20 @@ static int rx_match(const pcre2_code *re, const char *s, uint32_t opts, size_t c
             }
         }
     } else {
-        out = rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+        out = rc == PCRE2_ERROR_NOMATCH ? 0 : rc;
     }
     pcre2_match_data_free(md);
     return out;
+}
+
+/* Why the engine failed (rc < 0) on a name the caller names, into msg (may be NULL): PCRE2's own text (match limit
+ * exceeded, bad UTF-8, ...) and the pattern as the config spells it, which is what the user can
+ * change; "matching failed" alone says neither. */
+static void rx_why(char *msg, size_t msglen, int rc, const char *field, const char *pattern) {
+    if (!msg || !msglen) return;
+    PCRE2_UCHAR text[256];
+    if (pcre2_get_error_message(rc, text, sizeof text) < 0) snprintf((char *)text, sizeof text, "error %d", rc);
+    pc_errf(msg, msglen, "field \"%s\": pattern \"%s\": PCRE2 error: %s", field, pattern, (char *)text);
 }
 
 #define FULLMATCH (PCRE2_ANCHORED | PCRE2_ENDANCHORED) /* re.fullmatch */
@@ -145,6 +156,9 @@ static int rx_match(const pcre2_code *re, const char *s, uint32_t opts, size_t c
 /* ------------------------------------------------------------------------------------------------
  * the matcher
  * ---------------------------------------------------------------------------------------------- */
+
+/* PEFT's layer index of a name when layers_pattern is unset */
+#define LAYER_ANY ".*?\\.[^.]*\\.(?P<idx>\\d+)\\."
 
 struct pc_target_matcher {
     pc_adapter_config *cfg;   /* private copy */
@@ -255,7 +269,7 @@ pc_target_matcher *pc_target_matcher_new(const pc_adapter_config *cfg, char *err
     if (c->peft_type != PC_PEFT_IA3) {
         /* Python's \d is Unicode-aware like PCRE2_UCP's; only ASCII digits parse to an index below */
         if (!(m->layer_any_re =
-                  compile_field(src, "layers_pattern", NULL, ".*?\\.[^.]*\\.(?P<idx>\\d+)\\.", NULL, err, errlen)))
+                  compile_field(src, "layers_pattern", NULL, LAYER_ANY, NULL, err, errlen)))
             goto fail;
         const pc_spec *lp = &c->layers_pattern;
         size_t nlp = lp->kind == PC_SPEC_LIST ? lp->n : lp->kind == PC_SPEC_STRING ? 1 : 0;
@@ -321,26 +335,29 @@ static bool parse_index(const char *s, size_t a, size_t b, int64_t *out, bool *o
     return true;
 }
 
-pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *key) {
+pc_match_result pc_target_match_why(const pc_target_matcher *m, const char *key, char *msg, size_t msglen) {
     if (!m || !key) return PC_MATCH_ERROR;
     const pc_adapter_config *c = m->cfg;
     int r;
 
     /* 1. exclude_modules (only when truthy) */
     if (c->exclude_modules.kind == PC_SPEC_STRING && c->exclude_modules.str[0]) {
-        if ((r = rx_match(m->exclude_re, key, FULLMATCH, NULL)) < 0) return PC_MATCH_ERROR;
+        if ((r = rx_match(m->exclude_re, key, FULLMATCH, NULL)) < 0)
+            return rx_why(msg, msglen, r, "exclude_modules", c->exclude_modules.str), PC_MATCH_ERROR;
         if (r) return PC_MATCH_EXCLUDED;
     } else if (c->exclude_modules.kind == PC_SPEC_LIST && c->exclude_modules.n) {
         if (list_rule(&c->exclude_modules, key)) return PC_MATCH_EXCLUDED;
     }
     /* 2. modules_to_save */
     for (size_t i = 0; i < m->n_mts; i++) {
-        if ((r = rx_match(m->mts_re[i], key, MATCH, NULL)) < 0) return PC_MATCH_ERROR;
+        if ((r = rx_match(m->mts_re[i], key, MATCH, NULL)) < 0)
+            return rx_why(msg, msglen, r, "modules_to_save", c->modules_to_save.items[i]), PC_MATCH_ERROR;
         if (r) return PC_MATCH_MODULES_TO_SAVE;
     }
     /* 3. targets */
     if (c->target_modules.kind == PC_SPEC_STRING) {
-        if ((r = rx_match(m->target_re, key, FULLMATCH, NULL)) < 0) return PC_MATCH_ERROR;
+        if ((r = rx_match(m->target_re, key, FULLMATCH, NULL)) < 0)
+            return rx_why(msg, msglen, r, "target_modules", c->target_modules.str), PC_MATCH_ERROR;
         return r ? PC_MATCH_YES : PC_MATCH_NO;
     }
     const pc_spec *tg = &c->target_modules;
@@ -358,10 +375,14 @@ pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *key) 
     int got = 0;
     if (m->n_layer_re == 0 || (c->layers_pattern.kind == PC_SPEC_STRING && !c->layers_pattern.str[0])) {
         /* layers_pattern None, "" or []: any layer pattern */
-        if ((got = rx_match(m->layer_any_re, key, MATCH, cap)) < 0) return PC_MATCH_ERROR;
+        if ((got = rx_match(m->layer_any_re, key, MATCH, cap)) < 0)
+            return rx_why(msg, msglen, got, "layers_to_transform", LAYER_ANY), PC_MATCH_ERROR;
     } else {
         for (size_t i = 0; i < m->n_layer_re && !got; i++)
-            if ((got = rx_match(m->layer_re[i], key, MATCH, cap)) < 0) return PC_MATCH_ERROR;
+            if ((got = rx_match(m->layer_re[i], key, MATCH, cap)) < 0)
+                return rx_why(msg, msglen, got, "layers_pattern",
+                              c->layers_pattern.kind == PC_SPEC_LIST ? c->layers_pattern.items[i] : c->layers_pattern.str),
+                       PC_MATCH_ERROR;
     }
     if (!got) return PC_MATCH_LAYER_FILTERED;
     int64_t idx;
@@ -372,17 +393,22 @@ pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *key) 
     return PC_MATCH_LAYER_FILTERED;
 }
 
+pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *key) {
+    return pc_target_match_why(m, key, NULL, 0);
+}
+
 int pc_target_match(const pc_target_matcher *m, const char *module_name) {
     pc_match_result r = pc_target_match_ex(m, module_name);
     if (r == PC_MATCH_ERROR) return -1;
     return r == PC_MATCH_YES ? 1 : 0;
 }
 
-/* index of the first matching key (get_pattern_key), -1 none, -2 error */
-static long first_key(pcre2_code *const *res, size_t n, const char *name) {
+/* index of the first matching key of p (get_pattern_key), -1 none, -2 error (why in msg) */
+static long first_key(pcre2_code *const *res, size_t n, const char *name, const pc_pattern *p, const char *field,
+                      char *msg, size_t msglen) {
     for (size_t i = 0; i < n; i++) {
         int r = rx_match(res[i], name, MATCH, NULL);
-        if (r < 0) return -2;
+        if (r < 0) return rx_why(msg, msglen, r, field, p->items[i].key), -2;
         if (r) return (long)i;
     }
     return -1;
@@ -409,6 +435,11 @@ static const pc_pattern_entry *adalora_entry(const pc_adapter_config *c, const c
 }
 
 int pc_target_rank_alpha(const pc_target_matcher *m, const char *name, int *r, double *alpha) {
+    return pc_target_rank_alpha_why(m, name, r, alpha, NULL, 0);
+}
+
+int pc_target_rank_alpha_why(const pc_target_matcher *m, const char *name, int *r, double *alpha, char *msg,
+                             size_t msglen) {
     if (!m || !name) return -1;
     const pc_adapter_config *c = m->cfg;
     int rr;
@@ -433,10 +464,10 @@ int pc_target_rank_alpha(const pc_target_matcher *m, const char *name, int *r, d
     }
     default: return -1;
     }
-    long i = first_key(m->rank_re, m->n_rank, name);
+    long i = first_key(m->rank_re, m->n_rank, name, &c->rank_pattern, "rank_pattern", msg, msglen);
     if (i == -2) return -1;
     if (i >= 0) rr = (int)c->rank_pattern.items[i].value.v;
-    i = first_key(m->alpha_re, m->n_alpha, name);
+    i = first_key(m->alpha_re, m->n_alpha, name, &c->alpha_pattern, "alpha_pattern", msg, msglen);
     if (i == -2) return -1;
     if (i >= 0) aa = c->alpha_pattern.items[i].value.v;
     if (r) *r = rr;
@@ -450,20 +481,28 @@ const char *pc_target_rank_key(const pc_target_matcher *m, const char *name) {
         const pc_pattern_entry *e = m->cfg->rank_pattern.is_null ? NULL : adalora_entry(m->cfg, name);
         return e ? e->key : NULL;
     }
-    long i = first_key(m->rank_re, m->n_rank, name);
+    long i = first_key(m->rank_re, m->n_rank, name, &m->cfg->rank_pattern, "rank_pattern", NULL, 0);
     return i >= 0 ? m->cfg->rank_pattern.items[i].key : NULL;
 }
 
 const char *pc_target_alpha_key(const pc_target_matcher *m, const char *name) {
     if (!m || !name) return NULL;
-    long i = first_key(m->alpha_re, m->n_alpha, name);
+    long i = first_key(m->alpha_re, m->n_alpha, name, &m->cfg->alpha_pattern, "alpha_pattern", NULL, 0);
     return i >= 0 ? m->cfg->alpha_pattern.items[i].key : NULL;
 }
 
 int pc_target_is_feedforward(const pc_target_matcher *m, const char *name) {
+    return pc_target_is_feedforward_why(m, name, NULL, 0);
+}
+
+int pc_target_is_feedforward_why(const pc_target_matcher *m, const char *name, char *msg, size_t msglen) {
     if (!m || !name || m->cfg->peft_type != PC_PEFT_IA3) return -1;
     const pc_spec *ff = &m->cfg->ia3.feedforward_modules;
-    if (ff->kind == PC_SPEC_STRING) return rx_match(m->ff_re, name, FULLMATCH, NULL);
+    if (ff->kind == PC_SPEC_STRING) {
+        int r = rx_match(m->ff_re, name, FULLMATCH, NULL);
+        if (r < 0) return rx_why(msg, msglen, r, "feedforward_modules", ff->str), -1;
+        return r;
+    }
     /* IA3Model._check_target_module_feedforward: key.endswith(target_key), no "." boundary */
     size_t nlen = strlen(name);
     for (size_t i = 0; i < ff->n; i++) {

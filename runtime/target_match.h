@@ -53,17 +53,24 @@ void pc_target_matcher_free(pc_target_matcher *m);
 /* 1 targeted, 0 not targeted, -1 engine error */
 int pc_target_match(const pc_target_matcher *m, const char *module_name);
 pc_match_result pc_target_match_ex(const pc_target_matcher *m, const char *module_name);
+/* pc_target_match_ex that says why on PC_MATCH_ERROR: the field, its pattern, the name and
+ * PCRE2's message (e.g. "match limit exceeded") go to msg (msglen bytes; msg may be NULL).
+ * The *_why forms below do the same for their functions' engine errors. */
+pc_match_result pc_target_match_why(const pc_target_matcher *m, const char *module_name, char *msg, size_t msglen);
 
 /* per-module rank and alpha: rank_pattern/alpha_pattern (LoRA, LoHa, LoKr) or AdaLoRA's saved
  * rank masks ("<module>.lora_E" -> rank = number of kept entries, else init_r; alpha = lora_alpha).
  * 0, or -1 for methods without a rank (IA3, custom methods, prompt learning) or on an engine error. */
 int pc_target_rank_alpha(const pc_target_matcher *m, const char *module_name, int *r, double *alpha);
+int pc_target_rank_alpha_why(const pc_target_matcher *m, const char *module_name, int *r, double *alpha, char *msg,
+                             size_t msglen);
 /* the rank_pattern / alpha_pattern key that decided (NULL: none matched, the default applies) */
 const char *pc_target_rank_key(const pc_target_matcher *m, const char *module_name);
 const char *pc_target_alpha_key(const pc_target_matcher *m, const char *module_name);
 
 /* IA3: 1 if the module is a feedforward module (input-scaled), 0 if not, -1 on error */
 int pc_target_is_feedforward(const pc_target_matcher *m, const char *module_name);
+int pc_target_is_feedforward_why(const pc_target_matcher *m, const char *module_name, char *msg, size_t msglen);
 
 /* "all-linear" (any case): replaces target_modules by the list of names for which
  * is_linear(ctx, name) returns non-zero. The predicate must say "nn.Linear or HF Conv1D, and not

@@ -22,9 +22,11 @@ static int ia3_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
 
 /* 1 targeted (ff: feedforward), 0 not, -1 error */
 static int ia3_target(pc_adapt_ctx *cx, const pc_site *s, int *ff, char *err, size_t errlen) {
+    char why[512] = ""; /* the regex engine's reason, if feedforward_modules failed */
     int hit = pc_adapt_targets(cx, s->module);
-    if (hit > 0) *ff = pc_target_is_feedforward(pc_adapt_matcher(cx), s->module);
-    if (hit < 0 || (hit > 0 && *ff < 0)) return snprintf(err, errlen, "matching module '%s' failed", s->module), -1;
+    if (hit > 0) *ff = pc_target_is_feedforward_why(pc_adapt_matcher(cx), s->module, why, sizeof why);
+    if (hit < 0 || (hit > 0 && *ff < 0))
+        return snprintf(err, errlen, "matching module '%s' failed%s%s", s->module, why[0] ? ": " : "", why), -1;
     return hit;
 }
 

@@ -45,8 +45,9 @@ static int loha_module(pc_adapt_ctx *cx, const pc_site *s, double *scale, pc_val
     int r, hit = pc_adapt_targets(cx, s->module);
     double alpha;
     if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
-    if (pc_target_rank_alpha(pc_adapt_matcher(cx), s->module, &r, &alpha))
-        return snprintf(err, errlen, "no rank for module '%s'", s->module), -1;
+    char why[512] = ""; /* the regex engine's reason, if it failed */
+    if (pc_target_rank_alpha_why(pc_adapt_matcher(cx), s->module, &r, &alpha, why, sizeof why))
+        return snprintf(err, errlen, "no rank for module '%s'%s%s", s->module, why[0] ? ": " : "", why), -1;
     if (r <= 0) return snprintf(err, errlen, "field \"r\": rank %d for module '%s' must be positive", r, s->module), -1;
     *scale = alpha / (double)r;
     pc_init kaiming = {PC_INIT_KAIMING_UNIFORM, sqrt(5.0), 0}, zeros = {PC_INIT_ZEROS, 0, 0};

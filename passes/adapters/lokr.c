@@ -54,8 +54,9 @@ static int lokr_module(pc_adapt_ctx *cx, const pc_site *s, lokr_mod *m, char *er
     int hit = pc_adapt_targets(cx, s->module);
     if (hit <= 0) return hit < 0 ? (snprintf(err, errlen, "matching module '%s' failed", s->module), -1) : 0;
     double alpha;
-    if (pc_target_rank_alpha(pc_adapt_matcher(cx), s->module, &m->r, &alpha))
-        return snprintf(err, errlen, "no rank for module '%s'", s->module), -1;
+    char why[512] = ""; /* the regex engine's reason, if it failed */
+    if (pc_target_rank_alpha_why(pc_adapt_matcher(cx), s->module, &m->r, &alpha, why, sizeof why))
+        return snprintf(err, errlen, "no rank for module '%s'%s%s", s->module, why[0] ? ": " : "", why), -1;
     if (m->r <= 0)
         return snprintf(err, errlen, "field \"r\": rank %d for module '%s' must be positive", m->r, s->module), -1;
     m->scale = alpha / (double)m->r;

@@ -28,7 +28,9 @@ static int rank_scale(pc_adapt_ctx *cx, const pc_site *s, int *r, double *scale,
     const pc_adapter_config *cfg = pc_adapt_config(cx);
     double alpha;
     /* the context's matcher holds rank_pattern / alpha_pattern */
-    if (pc_target_rank_alpha(pc_adapt_matcher(cx), s->module, r, &alpha)) return snprintf(err, errlen, "no rank for module '%s'", s->module), -1;
+    char why[512] = ""; /* the regex engine's reason, if it failed */
+    if (pc_target_rank_alpha_why(pc_adapt_matcher(cx), s->module, r, &alpha, why, sizeof why))
+        return snprintf(err, errlen, "no rank for module '%s'%s%s", s->module, why[0] ? ": " : "", why), -1;
     if (*r <= 0) return snprintf(err, errlen, "rank %d for module '%s' must be positive", *r, s->module), -1;
     *scale = cfg->lora.use_rslora ? alpha / sqrt((double)*r) : alpha / (double)*r;
     return 0;

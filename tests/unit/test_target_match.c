@@ -372,6 +372,36 @@ static void test_default_targets_and_errors(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "at offset 1"));
 }
 
+/* the engine's own failures (a pattern that backtracks exponentially over a name) come with
+ * PCRE2's message and the pattern, for every field that matches by regex */
+static void test_engine_errors_say_why(void) {
+#define SLOW "(?:.|.)*(?:\\\\d\\\\d\\\\d\\\\d|\\\\d\\\\d\\\\d\\\\d\\\\d)"
+    const char *name = "model.layers.0.self_attn.q_proj";
+    char msg[512] = "";
+    pc_target_matcher *m = matcher_from_json("{\"peft_type\": \"LORA\", \"target_modules\": \"" SLOW "\"}");
+    CU_ASSERT_EQUAL(pc_target_match_why(m, name, msg, sizeof msg), PC_MATCH_ERROR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "field \"target_modules\": pattern \"(?:.|.)*"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "PCRE2 error: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "limit exceeded"));
+    CU_ASSERT_EQUAL(pc_target_match(m, name), -1);
+    CU_ASSERT_EQUAL(pc_target_match_why(m, name, NULL, 0), PC_MATCH_ERROR); /* no buffer is fine */
+    pc_target_matcher_free(m);
+    m = matcher_from_json("{\"peft_type\": \"LORA\", \"target_modules\": [\"q_proj\"], \"alpha_pattern\": {\"" SLOW "\": 4}}");
+    int r;
+    double alpha;
+    msg[0] = 0;
+    CU_ASSERT_EQUAL(pc_target_rank_alpha_why(m, name, &r, &alpha, msg, sizeof msg), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "field \"alpha_pattern\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "limit exceeded"));
+    pc_target_matcher_free(m);
+    m = matcher_from_json("{\"peft_type\": \"IA3\", \"target_modules\": [\"q_proj\"], \"feedforward_modules\": \"" SLOW "\"}");
+    msg[0] = 0;
+    CU_ASSERT_EQUAL(pc_target_is_feedforward_why(m, name, msg, sizeof msg), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "field \"feedforward_modules\""));
+    pc_target_matcher_free(m);
+#undef SLOW
+}
+
 static CU_TestInfo tests[] = {
     {"list_suffix_rule", test_list_suffix_rule},
     {"gpt2_and_bert_names", test_gpt2_and_bert_names},
@@ -385,6 +415,7 @@ static CU_TestInfo tests[] = {
     {"ia3_feedforward", test_ia3_feedforward},
     {"all_linear", test_all_linear},
     {"default_targets_and_errors", test_default_targets_and_errors},
+    {"engine_errors_say_why", test_engine_errors_say_why},
     CU_TEST_INFO_NULL,
 };
 
