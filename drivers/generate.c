@@ -12,7 +12,7 @@ int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out,
     if (pc_session_need_tokenizer(s, "generation", err, errlen)) return -1;
     if (s->adapter.cfg && q->merge && pc_session_merge(s, NULL, err, errlen)) return -1;
     if (s->adapter.cfg && !s->merged && !s->adapter.weights)
-        return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);
+        return pc_session_missing_weights(s, NULL, err, errlen);
     const int room = s->model.info.context - (s->merged ? 0 : pc_session_virtual_tokens(s));
     size_t np;
     int32_t *prompt;

@@ -22,7 +22,7 @@ static int fold_model(pc_session *s, bool unmerge, int *nmodules, char *err, siz
         return pc_errf(err, errlen, "%s: %s adapters cannot be %smerged: %s", s->adapter_source, s->method->name, unmerge ? "un" : "",
                        s->method->merge_linear ? "the method has no unmerge rule"
                        : s->method->not_mergeable ? s->method->not_mergeable : "the method has no merge rule");
-    if (!s->adapter.weights) return pc_errf(err, errlen, "the adapter has no %s", PC_ADAPTER_WEIGHTS_NAME);
+    if (!s->adapter.weights) return pc_session_missing_weights(s, NULL, err, errlen);
     pc_build_req req = {.task = PC_TASK_LM, .batch = 1, .seq = 1, .mode = PC_ADAPT_EVAL};
     pc_graph *model = pc_model_build(&s->model, &req, NULL, err, errlen), *fg = NULL;
     pc_adapt_ctx *cx = model ? pc_session_adapter(s, PC_ADAPT_EVAL, false, 0, err, errlen) : NULL;

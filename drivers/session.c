@@ -283,8 +283,35 @@ static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
 
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);
 
+int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen) {
+    const char *src = s->adapter_source ? s->adapter_source : "the adapter", *slash = strrchr(src, '/');
+    char dir[4096], weights[4200], need[700] = "";
+    if (key) snprintf(need, sizeof need, "\"%s\" is needed; ", key);
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == src ? 1 : (int)(slash - src), src);
+    snprintf(weights, sizeof weights, "%s/%s", dir, PC_ADAPTER_WEIGHTS_NAME);
+    struct stat st;
+    if (stat(weights, &st) == 0)
+        return pc_errf(err, errlen, "%s is a config file, which holds no trained tensors (%spass the adapter directory "
+                       "%s, which has %s)", src, need, dir, PC_ADAPTER_WEIGHTS_NAME);
+    return pc_errf(err, errlen, "%s is a config file, which holds no trained tensors: the weights file %s is missing "
+                   "in %s (%sa trained adapter is a directory with %s and %s)", src, PC_ADAPTER_WEIGHTS_NAME, dir,
+                   need, PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME);
+}
+
+/* --adapter CONFIG.json where trained tensors are needed (eval): say that the weights file is
+ * what is missing, and where, rather than that one tensor is */
+static int no_weights(const pc_session *s, const pc_graph *g, const pc_st_file *extra, char *err, size_t errlen) {
+    const char *key = s->adapter.weights || extra ? NULL : pc_store_file_key(g, pc_session_is_base, (void *)s);
+    struct stat st;
+    if (!key || !s->adapter_source || stat(s->adapter_source, &st) || S_ISDIR(st.st_mode)) return 0;
+    return pc_session_missing_weights(s, key, err, errlen);
+}
+
 int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
                      char *err, size_t errlen) {
+    *st = (pc_store){0};
+    if (no_weights(s, g, extra, err, errlen)) return -1;
     const pc_st_file *files[2] = {s->adapter.weights, extra};
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
     if (qk_rows(s, st, 0, 1, err, errlen)) return pc_store_free(st), -1;

@@ -62,6 +62,11 @@ pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool tr
 pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bool trainable, const char *dump_after,
                                 char *err, size_t errlen);
 
+/* the error for an adapter given as a config file where trained tensors are needed: which
+ * weights file is missing in which directory (or that the directory has it: pass that instead);
+ * key (may be NULL) names a tensor that was wanted. Returns -1. */
+int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen);
+
 /* virtual tokens of the adapter (prompt methods), 0 without */
 int pc_session_virtual_tokens(const pc_session *s);
 

@@ -64,6 +64,17 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
     return 0;
 }
 
+const char *pc_store_file_key(const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx) {
+    for (pc_val v = 0; v < g->nvals; v++) {
+        const pc_value *x = pc_v(g, v);
+        if ((x->op != PC_OP_param && x->op != PC_OP_state) || !x->key) continue;
+        if (is_base && is_base(ctx, x->key)) continue;
+        /* pc_store_init's rule: only trainable params and states with an init may start without */
+        if (x->init.kind == PC_INIT_NONE || (x->flags & PC_FROZEN)) return x->key;
+    }
+    return NULL;
+}
+
 void pc_store_free(pc_store *s) {
     for (int i = 0; i < s->n; i++) {
         free(s->e[i].data);

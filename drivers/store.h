@@ -34,6 +34,9 @@ typedef struct pc_store {
 int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
                   const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen);
 void pc_store_free(pc_store *s);
+/* the key of the first tensor pc_store_init would need from a file (a frozen adapter param, or
+ * one without an init), NULL when every one can start from its init */
+const char *pc_store_file_key(const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx);
 /* binds every entry to the interpreter (the store must outlive it) */
 int pc_store_bind(const pc_store *s, pc_exec *r);
 /* the entry with this key, or NULL */
