@@ -74,7 +74,13 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     x.work = malloc((size_t)V * sizeof *x.work);
     x.scratch = malloc((size_t)V * sizeof *x.scratch);
     x.outs = malloc(2 * (size_t)L * sizeof *x.outs);
-    if (!x.cache || !x.mask || !x.work || !x.scratch || !x.outs) { pc_errf(err, errlen, "generate: out of memory"); goto done; }
+    if (!x.cache || !x.mask || !x.work || !x.scratch || !x.outs) {
+        /* the KV cache is the big one: T positions of every layer */
+        pc_errf(err, errlen, "generate: out of memory allocating the KV cache (%zu bytes for %lld positions) and "
+                "sampling buffers (%zu bytes)", 2 * (size_t)L * cache_n * sizeof *x.cache, (long long)T,
+                2 * (size_t)V * sizeof *x.work);
+        goto done;
+    }
     if (!(x.r = pc_exec_new(x.g, o->exec, err, errlen))) goto done;
     if (pc_session_bind_inference(s, x.g, &x.store, &x.folded, x.r, err, errlen)) goto done;
     int32_t tok = 0, posv = 0;

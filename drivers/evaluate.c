@@ -39,7 +39,10 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     if (!(g = pc_session_inference_graph(s, &req, &store, &folded, err, errlen))) goto done;
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
-    if (!tokens || !targets) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (!tokens || !targets) {
+        pc_errf(err, errlen, "out of memory allocating %zu bytes of token windows", 2 * B * S * sizeof *tokens);
+        goto done;
+    }
     if (!(r = pc_exec_new(g, o_exec, err, errlen))) goto done;
     if (pc_session_bind_inference(s, g, &store, &folded, r, err, errlen) ||
         pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets)) {

@@ -125,7 +125,7 @@ int pc_fold_weights(pc_graph **gp, const pc_session *s, const pc_store *st, pc_f
         snprintf(key, sizeof key, "folded.%d", i);
         if (!(out->keys[i] = strdup(key)) || !(out->data[i] = malloc((n ? n : 1) * sizeof(float)))) {
             out->n = i + 1;
-            pc_errf(err, errlen, "out of memory");
+            pc_errf(err, errlen, "folding weights: out of memory allocating %s (%zu bytes)", key, (n ? n : 1) * sizeof(float));
             goto done;
         }
         out->n = i + 1;

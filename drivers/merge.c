@@ -44,7 +44,11 @@ static int fold_model(pc_session *s, bool unmerge, int *nmodules, char *err, siz
     for (int i = 0; i < fg->noutputs; i++) total += (size_t)pc_shape_numel(pc_v(fg, fg->outputs[i])->shape);
     rep = calloc(fg->noutputs > 0 ? (size_t)fg->noutputs : 1, sizeof *rep);
     buf = malloc((total ? total : 1) * sizeof *buf);
-    if (!rep || !buf) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (!rep || !buf) {
+        pc_errf(err, errlen, "merge: out of memory allocating the %d merged weights (%zu bytes)", fg->noutputs,
+                (total ? total : 1) * sizeof *buf);
+        goto done;
+    }
     size_t off = 0;
     for (int i = 0; i < fg->noutputs; i++) {
         const pc_value *v = pc_v(fg, fg->outputs[i]);

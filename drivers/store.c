@@ -32,7 +32,15 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
                               .shape = x->shape, .n = pc_shape_numel(x->shape)};
         e->data = calloc((size_t)(e->n ? e->n : 1), sizeof(float));
         s->n++;
-        if (!e->key || !e->data) { pc_store_free(s); return pc_errf(err, errlen, "out of memory"); }
+        if (!e->key || !e->data) {
+            /* the size says whether the shape (a rank, a vocabulary) or the machine is at fault */
+            char shape[96];
+            pc_shape_str(x->shape, shape, sizeof shape);
+            unsigned long long bytes = (unsigned long long)(e->n ? e->n : 1) * sizeof(float); /* e dies below */
+            pc_store_free(s);
+            return pc_errf(err, errlen, "out of memory allocating %llu bytes for %s \"%s\" (f32%s)", bytes,
+                           (x->flags & PC_STATE) ? "optimizer state" : "adapter tensor", x->key, shape);
+        }
         const pc_st_tensor *t = NULL;
         const pc_st_file *from = NULL;
         for (int fi = 0; fi < nfiles && !t; fi++)

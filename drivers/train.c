@@ -331,7 +331,9 @@ static int build_update_graph(run *x, int clip, char *err, size_t errlen) {
         pc_val in = pc_input_at(x->upd_g, p->loc, name, PC_F32, p->shape);
         pc_mark_output(x->upd_g, in);
         int64_t n = pc_shape_numel(p->shape);
-        if (!(x->gsum[x->ngrad] = malloc((size_t)(n ? n : 1) * sizeof(float)))) return pc_errf(err, errlen, "out of memory");
+        if (!(x->gsum[x->ngrad] = malloc((size_t)(n ? n : 1) * sizeof(float))))
+            return pc_errf(err, errlen, "out of memory allocating the accumulated gradient of %s (%zu bytes)", p->key ? p->key : p->name,
+                           (size_t)(n ? n : 1) * sizeof(float));
         x->gout[x->ngrad++] = gv;
     }
     if (x->upd_g->error) return pc_errf(err, errlen, "%s", x->upd_g->error);
@@ -520,7 +522,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     size_t BS = (size_t)o.batch * (size_t)o.seq;
     x.tokens = malloc(BS * sizeof *x.tokens);
     x.targets = malloc(BS * sizeof *x.targets);
-    if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory"); goto done; }
+    if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory allocating %zu bytes of batches", 2 * BS * sizeof *x.tokens); goto done; }
     if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
     if (pc_session_bind_base(&x.s, x.r, x.g, false, err, errlen) ||
         pc_session_bind_base(&x.s, x.eval_r, x.eval_g, false, err, errlen))

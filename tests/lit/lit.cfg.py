@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 import lit.formats
 
 config.name = "peftc"
@@ -15,3 +16,15 @@ config.substitutions.append(("%python", config.python))
 config.environment["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "")
 if shutil.which("strace"):
     config.available_features.add("strace")
+
+# "asan": the binary runs under AddressSanitizer, which reserves terabytes of address space, so
+# tests that cap it (prlimit --as) cannot run there
+try:
+    if "libasan" in subprocess.run(["ldd", config.peftc_bin], capture_output=True, text=True).stdout:
+        config.available_features.add("asan")
+except OSError:
+    pass
+# "userns": `unshare --user` works (a user namespace maps us to nobody: no root privileges, so
+# permission checks apply even when the tests run as root)
+if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0:
+    config.available_features.add("userns")
