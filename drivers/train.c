@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OPTIMIZER_FILE "optimizer.safetensors"
-#define STATE_FILE "trainer_state.json"
+#define OPTIMIZER_FILE PC_TRAIN_OPTIMIZER_FILE
+#define STATE_FILE PC_TRAIN_STATE_FILE
 
 pc_train_opts pc_train_defaults(void) {
     return (pc_train_opts){

@@ -33,6 +33,11 @@ typedef struct {
 
 pc_train_opts pc_train_defaults(void);
 
+/* what a checkpoint directory (OUT/checkpoint-N) holds besides the adapter's two files; a final
+ * adapter directory drops them */
+#define PC_TRAIN_OPTIMIZER_FILE "optimizer.safetensors"
+#define PC_TRAIN_STATE_FILE "trainer_state.json"
+
 /* per-eval record, also what the CLI prints */
 typedef struct {
     int step;

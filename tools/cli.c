@@ -1,9 +1,11 @@
 /* Option parsing and file helpers shared by the verbs. */
 #include "tools/cli.h"
+#include "runtime/adapter_io.h"
 #include "runtime/fileio.h"
 
 #include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +113,30 @@ int pc_cli_write(const char *verb, const char *path, const char *text, size_t le
         return 0;
     }
     char err[512];
-    if (pc_write_file_atomic(path, text, len, err, sizeof err)) {
+    if (pc_make_parents(path, err, sizeof err) || pc_write_file_atomic(path, text, len, err, sizeof err)) {
         fprintf(stderr, "peftc %s: %s\n", verb, err);
         return -1;
     }
     return 0;
+}
+
+int pc_cli_check_outputs(const char *prog, const pc_out *outs, int nouts, const pc_in *ins, int nins) {
+    char err[8192];
+    if (!pc_check_outputs(outs, nouts, ins, nins, err, sizeof err)) return 0;
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return -1;
+}
+
+int pc_cli_adapter_inputs(const char *flag, const char *path, pc_in *ins, pc_cli_adapter_paths *bufs) {
+    if (!path) return 0;
+    ins[0] = (pc_in){flag, path};
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return 1;
+    snprintf(bufs->config, sizeof bufs->config, "%s/%s", path, PC_ADAPTER_CONFIG_NAME);
+    snprintf(bufs->weights, sizeof bufs->weights, "%s/%s", path, PC_ADAPTER_WEIGHTS_NAME);
+    ins[1] = (pc_in){flag, bufs->config};
+    ins[2] = (pc_in){flag, bufs->weights};
+    return 3;
 }
 
 int pc_cli_dump_stage(const char *verb, const char *value) {

@@ -3,6 +3,7 @@
 #define PEFTC_TOOLS_CLI_H
 
 #include "peftc/adapter.h"
+#include "runtime/outpath.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,9 +36,24 @@ int pc_cli_double(const char *verb, const char *flag, const char *text, double l
  * "all" or NULL; prints the error itself */
 int pc_cli_dump_stage(const char *verb, const char *value);
 
+/* Every verb calls this with all its outputs and inputs after parsing its flags, before any work
+ * (runtime/outpath.h: an output that would replace an input, a file where a directory is
+ * written or the reverse, a directory that cannot be written). Prints "PROG: message" and
+ * returns -1 on a refusal. */
+int pc_cli_check_outputs(const char *prog, const pc_out *outs, int nouts, const pc_in *ins, int nins);
+
+/* An --adapter (or --resume) path as inputs: the path, and for a directory also the two files
+ * inside it that are read (an output must not replace them either). Fills ins[0..3) and returns
+ * how many it used; bufs holds the joined paths. */
+typedef struct {
+    char config[4200], weights[4200];
+} pc_cli_adapter_paths;
+int pc_cli_adapter_inputs(const char *flag, const char *path, pc_in *ins, pc_cli_adapter_paths *bufs);
+
 /* reads FILE ("-" = stdin) fully; prints the error itself */
 char *pc_cli_read(const char *verb, const char *path, size_t *len);
-/* writes text to path atomically ("-" or NULL = stdout); prints the error itself */
+/* writes text to path atomically ("-" or NULL = stdout), creating missing directories above it
+ * (outputs are created with their parents, once the work is done); prints the error itself */
 int pc_cli_write(const char *verb, const char *path, const char *text, size_t len);
 
 /* What a standalone executable built by `peftc compile` fixes (tools/aot_main.c): its train /

@@ -443,6 +443,18 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     char mbuf[4096], tbuf[4096];
     if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     if (!o.tokenizer) o.tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
+    {
+        /* OUT, and OUT.weights, which replaces the previous one as a whole */
+        char wdir[8192];
+        snprintf(wdir, sizeof wdir, "%s.weights", o.out);
+        pc_in ins[5] = {{"--model", o.model}, {"--tokenizer", o.tokenizer}};
+        pc_cli_adapter_paths ap;
+        int nin = 2 + pc_cli_adapter_inputs("--adapter", o.adapter, ins + 2, &ap);
+        pc_out outs[] = {{.flag = "-o", .path = o.out, .kind = PC_OUT_FILE},
+                         {.flag = "-o (its data directory)", .path = wdir, .kind = PC_OUT_DIR, .replaced = true},
+                         {.flag = "--emit-object", .path = o.object, .kind = PC_OUT_FILE}};
+        if (pc_cli_check_outputs("peftc compile", outs, 3, ins, nin)) return 1;
+    }
 
     char err[4096] = "", tmp[] = "/tmp/peftc-compile-XXXXXX", wstage[8192], wfinal[8192], wold[8192], xstage[8192],
          main_c[512], obj[512], about[16384], build_id[40];

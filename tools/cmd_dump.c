@@ -48,6 +48,11 @@ int pc_cmd_dump(const pc_registry *reg, int argc, char **argv) {
     if (seq && pc_cli_int("dump", "seq", seq, 1, 1 << 20, &S)) return 1;
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    pc_in ins[4] = {{"--model", model}};
+    pc_cli_adapter_paths ap;
+    int nin = 1 + pc_cli_adapter_inputs("--adapter", adapter, ins + 1, &ap);
+    pc_out outs[] = {{.flag = "--dot", .path = dot, .kind = PC_OUT_FILE}};
+    if (pc_cli_check_outputs("peftc dump", outs, 1, ins, nin)) return 1;
     pc_session s;
     if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc dump: %s\n", err); return 1; }
     pc_graph *g = NULL, *eval = NULL;

@@ -26,11 +26,17 @@ int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     if (!adapter || !out) { fprintf(stderr, "peftc merge: --adapter and --out are required\n"); return 1; }
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    pc_in ins[4] = {{"--model", model}};
+    pc_cli_adapter_paths ap;
+    int nin = 1 + pc_cli_adapter_inputs("--adapter", adapter, ins + 1, &ap);
+    pc_out outs[] = {{.flag = "--out", .path = out, .kind = PC_OUT_FILE}};
+    if (pc_cli_check_outputs("peftc merge", outs, 1, ins, nin)) return 1;
     pc_session s;
     if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
     s.hf_qk_rows = hf;
     int n = 0;
     rc = unmerge ? pc_session_unmerge(&s, &n, err, sizeof err) : pc_session_merge(&s, &n, err, sizeof err);
+    if (!rc) rc = pc_make_parents(out, err, sizeof err);
     if (!rc) rc = pc_session_write_model(&s, out, err, sizeof err);
     if (!rc) fprintf(stderr, "peftc merge: %d modules %smerged into %s\n", n, unmerge ? "un" : "", out);
     pc_session_close(&s);

@@ -56,6 +56,9 @@ int pc_cmd_opt(const pc_registry *reg, int argc, char **argv) {
     if (rc == 1) { opt_help(); return 0; }
     if (rc) return 1;
     if (npos != 1) { fprintf(stderr, "peftc opt: expected one input FILE (see peftc opt --help)\n"); return 1; }
+    pc_in ins[] = {{"FILE", pos[0]}};
+    pc_out outs[] = {{.flag = "-o", .path = out, .kind = PC_OUT_FILE}};
+    if (pc_cli_check_outputs("peftc opt", outs, 1, ins, 1)) return 1;
     long long elide_n = 16;
     if (elide && pc_cli_int("opt", "elide", elide, 0, 1ll << 40, &elide_n)) return 1;
     pc_graph *g = load_graph("opt", pos[0]);
@@ -92,6 +95,9 @@ int pc_cmd_dot(const pc_registry *reg, int argc, char **argv) {
     }
     if (rc) return 1;
     if (npos != 1) { fprintf(stderr, "peftc dot: expected one input FILE (see peftc dot --help)\n"); return 1; }
+    pc_in ins[] = {{"FILE", pos[0]}};
+    pc_out outs[] = {{.flag = "-o", .path = out, .kind = PC_OUT_FILE}};
+    if (pc_cli_check_outputs("peftc dot", outs, 1, ins, 1)) return 1;
     pc_graph *g = load_graph("dot", pos[0]);
     if (!g) return 1;
     char *text = pc_to_dot(g);

@@ -46,6 +46,9 @@ int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
     if (rc) return 1;
     if (npos != 1) { fprintf(stderr, "peftc run: expected one graph FILE (see peftc run --help)\n"); return 1; }
     if (!out) { fprintf(stderr, "peftc run: -o OUT.safetensors is required\n"); return 1; }
+    pc_in ins[] = {{"FILE", pos[0]}, {"--inputs", inputs}};
+    pc_out outs[] = {{.flag = "-o", .path = out, .kind = PC_OUT_FILE}};
+    if (pc_cli_check_outputs("peftc run", outs, 1, ins, 2)) return 1;
     long long seed = 0, steps = 1;
     if (seed_s && pc_cli_int("run", "seed", seed_s, 0, (1ll << 62), &seed)) return 1;
     if (steps_s && pc_cli_int("run", "steps", steps_s, 1, 1000000, &steps)) return 1;
@@ -154,7 +157,10 @@ int pc_cmd_run(const pc_registry *reg, int argc, char **argv) {
             goto done;
         }
     }
-    if (pc_st_write(w, out, err, sizeof err)) { fprintf(stderr, "peftc run: %s\n", err); goto done; }
+    if (pc_make_parents(out, err, sizeof err) || pc_st_write(w, out, err, sizeof err)) {
+        fprintf(stderr, "peftc run: %s\n", err);
+        goto done;
+    }
     rc = 0;
 done:
     pc_st_writer_free(w);

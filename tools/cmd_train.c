@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static void train_help(const pc_train_opts *d) {
@@ -46,6 +47,56 @@ static void train_help(const pc_train_opts *d) {
 }
 
 int pc_cmd_train(const pc_registry *reg, int argc, char **argv) { return pc_train_main(reg, argc, argv, NULL); }
+
+/* the checkpoint-N directories of --out this run writes (again): N a multiple of --save-every
+ * after the step it starts from. A resumed run starts from its checkpoint's step, read here
+ * from the directory's name (0, i.e. every multiple, when it is not named checkpoint-N). */
+typedef struct {
+    int save_every, steps, start;
+} saved_checkpoints;
+
+static bool checkpoint_n(const char *name, int *n) {
+    char *end;
+    if (strncmp(name, "checkpoint-", 11) || !name[11]) return false;
+    long v = strtol(name + 11, &end, 10);
+    if (*end || v < 0 || v > 1000000000) return false;
+    *n = (int)v;
+    return true;
+}
+
+static bool rewrites_checkpoint(const char *name, void *ctx) {
+    const saved_checkpoints *c = ctx;
+    int n;
+    return c->save_every > 0 && checkpoint_n(name, &n) && n % c->save_every == 0 && n > c->start && n <= c->steps;
+}
+
+/* the inputs a run reads and the directory it writes, checked before the work */
+static int check_paths(const char *prog, const pc_train_opts *o) {
+    static const char *const names[] = {PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME, PC_TRAIN_OPTIMIZER_FILE,
+                                        PC_TRAIN_STATE_FILE, NULL};
+    pc_in ins[12] = {{"--model", o->model}, {"--tokenizer", o->tokenizer}, {"--data", o->data}};
+    int nin = 3;
+    pc_cli_adapter_paths ap, rp;
+    char ropt[4200], rstate[4200];
+    saved_checkpoints sc = {o->save_every, o->steps, 0};
+    if (o->resume) {
+        char base[4096];
+        snprintf(base, sizeof base, "%s", o->resume);
+        for (size_t n = strlen(base); n > 1 && base[n - 1] == '/';) base[--n] = 0; /* "dir/" */
+        const char *name = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
+        if (!checkpoint_n(name, &sc.start)) sc.start = 0;
+        nin += pc_cli_adapter_inputs("--resume", o->resume, ins + nin, &rp);
+        snprintf(ropt, sizeof ropt, "%s/%s", o->resume, PC_TRAIN_OPTIMIZER_FILE);
+        snprintf(rstate, sizeof rstate, "%s/%s", o->resume, PC_TRAIN_STATE_FILE);
+        ins[nin++] = (pc_in){"--resume", ropt};
+        ins[nin++] = (pc_in){"--resume", rstate};
+    } else {
+        nin += pc_cli_adapter_inputs("--adapter", o->adapter, ins + nin, &ap);
+    }
+    pc_out out = {.flag = "--out", .path = o->out, .kind = PC_OUT_DIR, .names = names,
+                  .replaces_subdir = rewrites_checkpoint, .ctx = &sc};
+    return pc_cli_check_outputs(prog, &out, 1, ins, nin);
+}
 
 /* an AOT executable (fx): model, tokenizer, adapter, batch and seq were compiled in */
 static int fixed_check(const pc_cli_fixed *fx, const pc_train_opts *o, const char *batch, const char *seq,
@@ -146,6 +197,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     o.hf_qk_rows = hf;
     o.dump_after = dump_after;
     o.progress = !json && !quiet && isatty(2);
+    if (check_paths(fx ? fx->prog : "peftc train", &o)) return 1;
     pc_train_result res;
     char err[4096];
     if (pc_train(&o, &res, err, sizeof err)) {
