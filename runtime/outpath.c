@@ -195,7 +195,15 @@ static int check_one(const pc_out *o, const input *xs, int nx, char *err, size_t
         if (r.exists && !S_ISDIR(r.st.st_mode))
             return pc_errf(err, errlen, "%s %s: exists and is %s, but a directory is written there", o->flag, o->path,
                            pc_file_kind(r.st.st_mode));
-        return check_writable(o, r.exists ? r.real : r.anc, err, errlen);
+        if (!r.exists) return check_writable(o, r.anc, err, errlen);
+        /* a directory is written as a whole (runtime/atomic_dir.h, compile's OUT.weights): staged
+         * beside it and renamed into place, so its parent is written; one that is kept (a run's
+         * output) also receives subdirectories (checkpoint-N) staged inside it */
+        char real[PATH_MAX], dir[PATH_MAX];
+        if (!o->replaced && check_writable(o, r.real, err, errlen)) return -1;
+        if (!realpath(r.real, real)) return 0;
+        parent_of(real, dir, sizeof dir);
+        return check_writable(o, dir, err, errlen);
     }
     if (r.exists && S_ISDIR(r.st.st_mode))
         return pc_errf(err, errlen, "%s %s: is a directory, but a file is written there", o->flag, o->path);
