@@ -22,13 +22,10 @@ typedef struct {
     int n;
 } gguf_impl;
 
+/* pc_read_head: a FIFO given as the model must not block the probe (fopen would) */
 static int gguf_probe(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
     char magic[4] = {0};
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+    return pc_read_head(path, magic, 4) == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
 /* the Hugging Face key of a GGUF tensor name, or "" for one peftc's Llama does not use */

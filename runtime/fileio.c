@@ -55,6 +55,21 @@ static int open_regular(const char *path, struct stat *st, char *err, size_t err
     return fd;
 }
 
+long pc_read_head(const char *path, void *buf, size_t n) {
+    struct stat st;
+    int fd = open_regular(path, &st, NULL, 0);
+    if (fd < 0) return -1;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    return (long)got;
+}
+
 int pc_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen) {
     return pc_read_file_max(path, SIZE_MAX - 1, data, len, err, errlen);
 }

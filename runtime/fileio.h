@@ -20,6 +20,11 @@ int pc_read_file(const char *path, char **data, size_t *len, char *err, size_t e
 /* the same, refusing (before reading) a file of more than max bytes */
 int pc_read_file_max(const char *path, size_t max, char **data, size_t *len, char *err, size_t errlen);
 
+/* The first n bytes of a regular file (fewer if it is shorter) into buf, for probing a file's
+ * kind: bytes read, or -1 when it cannot be opened or is not a regular file (a FIFO would block
+ * a plain open). */
+long pc_read_head(const char *path, void *buf, size_t n);
+
 /* "a regular file", "a directory", "a FIFO", ... for messages */
 const char *pc_file_kind(mode_t mode);
 

@@ -111,8 +111,13 @@ static int add_file(pc_hf_checkpoint *c, const char *path, char *err, size_t err
 /* the shards the index names, each once, in the order of first appearance; every tensor the
  * index maps must be in its shard */
 static int open_shards(pc_hf_checkpoint *c, const char *index, char *err, size_t errlen) {
+    /* pc_read_file: regular files only (json_load_file would block on a FIFO) */
+    char *text = NULL;
+    size_t len = 0;
+    if (pc_read_file(index, &text, &len, err, errlen)) return -1;
     json_error_t je;
-    json_t *j = json_load_file(index, 0, &je);
+    json_t *j = json_loadb(text, len, 0, &je);
+    free(text);
     if (!j) return pc_errf(err, errlen, "%s:%d: %s", index, je.line, je.text);
     json_t *map = json_object_get(j, "weight_map");
     int rc = 0;
