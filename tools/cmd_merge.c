@@ -3,6 +3,7 @@
 #include "tools/cli.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *adapter = 0, *out = 0;
@@ -29,7 +30,11 @@ int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
     pc_in ins[4] = {{"--model", model}};
     pc_cli_adapter_paths ap;
     int nin = 1 + pc_cli_adapter_inputs("--adapter", adapter, ins + 1, &ap);
-    pc_out outs[] = {{.flag = "--out", .path = out, .kind = PC_OUT_FILE}};
+    /* a model read from a directory (Hugging Face) is merged into a directory written as a whole
+     * (runtime/hf_write.h): nothing inside it may be an input; a checkpoint file gives a file */
+    struct stat mst;
+    bool dir_model = stat(model, &mst) == 0 && S_ISDIR(mst.st_mode);
+    pc_out outs[] = {{.flag = "--out", .path = out, .kind = dir_model ? PC_OUT_DIR : PC_OUT_FILE, .replaced = dir_model}};
     if (pc_cli_check_outputs("peftc merge", outs, 1, ins, nin)) return 1;
     pc_session s;
     if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc merge: %s\n", err); return 1; }
