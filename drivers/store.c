@@ -3,6 +3,7 @@
 #include "ir/ir.h"
 #include "runtime/fileio.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,15 +47,24 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
         for (int fi = 0; fi < nfiles && !t; fi++)
             if (files[fi] && (t = pc_st_find(files[fi], x->key))) from = files[fi];
         if (t) {
-            if (t->dtype != PC_F32 || !pc_shape_eq(t->shape, x->shape)) {
-                char want[96], got[96];
+            /* PEFT saves an adapter in its model's dtype: f16, bf16 and f64 files convert to f32 */
+            bool floating = t->dtype == PC_F32 || t->dtype == PC_BF16 || strcmp(t->dtype_name, "F16") == 0 ||
+                            strcmp(t->dtype_name, "F64") == 0;
+            if (!floating || !pc_shape_eq(t->shape, x->shape)) {
+                char want[96], got[96], dt[16] = "";
                 pc_shape_str(x->shape, want, sizeof want);
                 pc_shape_str(t->shape, got, sizeof got);
+                for (size_t i = 0; t->dtype_name[i] && i + 1 < sizeof dt; i++)
+                    dt[i] = (char)(t->dtype_name[i] >= 'A' && t->dtype_name[i] <= 'Z' ? t->dtype_name[i] + 32 : t->dtype_name[i]), dt[i + 1] = 0;
                 pc_store_free(s);
-                return pc_errf(err, errlen, "%s: tensor \"%s\" is %s%s, expected f32%s", pc_st_path(from), x->key,
-                               pc_dtype_name(t->dtype), got, want);
+                return pc_errf(err, errlen, "%s: tensor \"%s\" is %s%s, expected f32%s", pc_st_path(from), x->key, dt,
+                               got, want);
             }
-            memcpy(e->data, t->data, t->nbytes);
+            char msg[256];
+            if (pc_st_to_f32(from, t, e->data, msg, sizeof msg)) {
+                pc_store_free(s);
+                return pc_errf(err, errlen, "%s", msg);
+            }
             e->loaded = true;
         } else if (x->init.kind != PC_INIT_NONE && !(x->flags & PC_FROZEN)) {
             /* trainable params and optimizer state may start from their init; a frozen adapter

@@ -5,9 +5,12 @@
 #include "cu_main.h"
 #include "drivers/merge.h"
 #include "peft_fixture.h"
+#include "runtime/adapter_io.h"
+#include "runtime/fileio.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HF_DIR(v) PEFTC_SOURCE_DIR "/tests/data/hf_llama/" v
@@ -83,7 +86,57 @@ static void test_merge_writes_hf_dir(void) {
     pf_close(&x);
 }
 
+/* PEFT saves an adapter in its model's dtype: a bf16 copy of the LoRA adapter loads (converted
+ * to f32) and gives the logits of its f32 values */
+static void test_bf16_adapter(void) {
+    char dir[512], path[600], err[1024];
+    snprintf(dir, sizeof dir, "%s/hf_llama_lora_bf16", PEFTC_BINARY_DIR);
+    CU_ASSERT_EQUAL_FATAL(pc_mkdirs(dir, err, sizeof err), 0);
+    pc_st_file *f = pc_st_open(HF_DIR("gqa_bf16/lora/adapter_model.safetensors"), err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    pc_st_writer *w = pc_st_writer_new();
+    int n = pc_st_count(f);
+    uint16_t *bufs[64] = {0};
+    CU_ASSERT_FATAL(n <= 64);
+    for (int i = 0; i < n; i++) {
+        const pc_st_tensor *t = pc_st_get(f, i);
+        int64_t k = pc_shape_numel(t->shape);
+        bufs[i] = malloc((size_t)k * 2 + 2);
+        const float *x = t->data;
+        for (int64_t j = 0; j < k; j++) {
+            uint32_t b;
+            memcpy(&b, &x[j], 4);
+            b += 0x7fff + ((b >> 16) & 1); /* round to nearest even */
+            bufs[i][j] = (uint16_t)(b >> 16);
+        }
+        CU_ASSERT_EQUAL(pc_st_writer_add(w, t->name, PC_BF16, t->shape, bufs[i], err, sizeof err), 0);
+    }
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    CU_ASSERT_EQUAL(pc_st_write(w, path, err, sizeof err), 0);
+    pc_st_writer_free(w);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    pc_st_close(f);
+    char *cfg = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL_FATAL(pc_read_file(HF_DIR("gqa_bf16/lora/adapter_config.json"), &cfg, &len, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    CU_ASSERT_EQUAL(pc_write_file_atomic(path, cfg, len, err, sizeof err), 0);
+    free(cfg);
+    pf_fixture x = {0};
+    CU_ASSERT_EQUAL_FATAL(pf_open_model(&x, HF_DIR("gqa_bf16"), dir, HF_DIR("gqa_bf16/expected.safetensors"),
+                                        PC_ADAPT_EVAL, false, true), 0);
+    pc_exec *r = pf_run(&x, PC_BACKEND_JIT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    const pc_st_tensor *want = pc_st_find(x.ex, "logits_lora");
+    double d = rel_diff(pc_exec_data(r, pf_output(x.g, false)), want->data, pc_shape_numel(want->shape));
+    printf("\n  bf16 adapter file: logits vs the f32 adapter's (PEFT) rel diff %.3g (bf16 rounding of the factors)", d);
+    CU_ASSERT(d <= 2e-2 && d > 0);
+    pc_exec_free(r);
+    pf_close(&x);
+}
+
 static CU_TestInfo tests[] = {
+    {"a bf16 adapter file loads, converted to f32", test_bf16_adapter},
     {"merge writes an HF directory that reloads to PEFT's logits", test_merge_writes_hf_dir},
     {"GQA, llama3 RoPE, bf16 shards = transformers", test_gqa_bf16},
     {"GQA bf16 with PEFT's LoRA = PEFT", test_gqa_bf16_lora},
