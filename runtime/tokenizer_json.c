@@ -156,6 +156,15 @@ int pc_hft_finish(const pc_hft_ctx *cx, pc_hftok *t) {
     return 0;
 }
 
+/* an id the model's vocabulary or an added token has */
+static bool has_token(const void *tv, int32_t id) {
+    const pc_hftok *t = tv;
+    if (pc_hft_model_id_to_token(t->model, id, NULL)) return true;
+    for (size_t i = 0; i < t->nadded; i++)
+        if (t->added[i].id == id) return true;
+    return false;
+}
+
 /* ---- truncation and padding ---- */
 
 static int parse_trunc_pad(const pc_hft_ctx *cx, json_t *root, pc_hftok *t) {
@@ -209,7 +218,10 @@ static int parse_trunc_pad(const pc_hft_ctx *cx, json_t *root, pc_hftok *t) {
                 return -1;
             t->pad_multiple = (size_t)x;
         }
-        if (pc_hft_get_int(cx, pd, "padding", "pad_id", 0, t->id_bound - 1, &x)) return -1;
+        if (pc_hft_get_int(cx, pd, "padding", "pad_id", 0, INT32_MAX, &x)) return -1;
+        if (x >= t->id_bound || !has_token(t, (int32_t)x))
+            return pc_hft_fail(cx, "padding.pad_id", "id %lld is not in the vocabulary (ids 0..%d)",
+                               (long long)x, t->id_bound - 1);
         t->pad_id = (int32_t)x;
     }
     return 0;
@@ -263,7 +275,7 @@ pc_hftok *pc_hftok_load_mem(const char *name, const char *json, size_t len, char
     for (size_t i = 0; i < t->nadded; i++)
         if (t->added[i].id >= t->id_bound) t->id_bound = t->added[i].id + 1;
     if ((j = json_object_get(root, "post_processor")) && !json_is_null(j) &&
-        pc_hft_post_parse(&cx, j, "post_processor", t->id_bound, &t->post))
+        pc_hft_post_parse(&cx, j, "post_processor", has_token, t, t->id_bound, &t->post))
         goto fail;
     if (parse_trunc_pad(&cx, root, t) || pc_hft_finish(&cx, t)) goto fail;
     json_decref(root);

@@ -150,10 +150,10 @@ void pc_hft_model_free(pc_hft_model *m);
 
 /* ---- post-processors ---- */
 typedef struct pc_hft_post pc_hft_post;
-/* lookup of token ids for the template's special tokens is by the caller: checked against
- * id_bound */
-int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, int32_t id_bound,
-                      pc_hft_post **out);
+/* ids must be tokens' ids: is_token(ctx, id) says which are */
+typedef bool (*pc_hft_is_token)(const void *ctx, int32_t id);
+int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, pc_hft_is_token is_token,
+                      const void *ctx, int32_t id_bound, pc_hft_post **out);
 /* [bos] $A [eos] (either may be -1) */
 pc_hft_post *pc_hft_post_bos_eos(int32_t bos, int32_t eos);
 int pc_hft_post_apply(const pc_hft_post *p, const int32_t *ids, size_t n, bool add_special,

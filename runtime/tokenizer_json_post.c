@@ -59,16 +59,23 @@ pc_hft_post *pc_hft_post_bos_eos(int32_t bos, int32_t eos) {
     return p;
 }
 
-static int check_id(const pc_hft_ctx *cx, const char *field, json_int_t id, int32_t bound) {
-    if (id < 0 || id >= bound)
+typedef struct {
+    pc_hft_is_token is_token;
+    const void *ctx;
+    int32_t bound;
+} vocab_ref;
+
+/* an id some token has (an id between tokens' ids is refused too) */
+static int check_id(const pc_hft_ctx *cx, const char *field, json_int_t id, const vocab_ref *v) {
+    if (id < 0 || id >= v->bound || !v->is_token(v->ctx, (int32_t)id))
         return pc_hft_fail(cx, field, "id %lld is not in the vocabulary (ids 0..%d)", (long long)id,
-                           bound - 1);
+                           v->bound - 1);
     return 0;
 }
 
 /* "cls": ["<s>", 0] */
 static int token_pair(const pc_hft_ctx *cx, json_t *j, const char *path, const char *key,
-                      int32_t bound, int32_t *id) {
+                      const vocab_ref *bound, int32_t *id) {
     char f[256];
     pc_hft_pathf(f, sizeof f, "%s.%s", path, key);
     json_t *v = pc_hft_get(cx, j, path, key, false);
@@ -82,8 +89,8 @@ static int token_pair(const pc_hft_ctx *cx, json_t *j, const char *path, const c
     return 0;
 }
 
-static int parse_template(const pc_hft_ctx *cx, json_t *j, const char *path, int32_t bound,
-                          pc_hft_post *p) {
+static int parse_template(const pc_hft_ctx *cx, json_t *j, const char *path,
+                          const vocab_ref *bound, pc_hft_post *p) {
     char f[256], g[300];
     json_t *single = pc_hft_get(cx, j, path, "single", false);
     json_t *specials = pc_hft_get(cx, j, path, "special_tokens", false);
@@ -141,8 +148,9 @@ static int parse_template(const pc_hft_ctx *cx, json_t *j, const char *path, int
     return 0;
 }
 
-int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, int32_t id_bound,
-                      pc_hft_post **out) {
+int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, pc_hft_is_token is_token,
+                      const void *ctx, int32_t id_bound, pc_hft_post **out) {
+    const vocab_ref vr = {is_token, ctx, id_bound}, *bound = &vr;
     const char *type;
     char f[256];
     *out = NULL;
@@ -151,12 +159,12 @@ int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, int32_t
     if (!p) return pc_hft_oom(cx, path);
     if (!strcmp(type, "TemplateProcessing")) {
         p->kind = PP_TEMPLATE;
-        if (parse_template(cx, j, path, id_bound, p)) goto fail;
+        if (parse_template(cx, j, path, bound, p)) goto fail;
     } else if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
         p->kind = type[0] == 'B' ? PP_BERT : PP_ROBERTA;
         int32_t cls, sep;
-        if (token_pair(cx, j, path, "cls", id_bound, &cls) ||
-            token_pair(cx, j, path, "sep", id_bound, &sep))
+        if (token_pair(cx, j, path, "cls", bound, &cls) ||
+            token_pair(cx, j, path, "sep", bound, &sep))
             goto fail;
         if (add_item(p, false, &cls, 1) || add_item(p, true, NULL, 0) ||
             add_item(p, false, &sep, 1)) {
@@ -181,7 +189,8 @@ int pc_hft_post_parse(const pc_hft_ctx *cx, json_t *j, const char *path, int32_t
         for (size_t i = 0; i < json_array_size(a); i++) {
             char g[300];
             pc_hft_pathf(g, sizeof g, "%s[%zu]", f, i);
-            if (pc_hft_post_parse(cx, json_array_get(a, i), g, id_bound, &p->seq[p->nseq]))
+            if (pc_hft_post_parse(cx, json_array_get(a, i), g, is_token, ctx, id_bound,
+                                  &p->seq[p->nseq]))
                 goto fail;
             p->nseq++;
         }

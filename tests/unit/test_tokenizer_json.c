@@ -576,6 +576,9 @@ static void test_hostile(void) {
         {"{\"post_processor\":{\"type\":\"BertProcessing\",\"cls\":[\"[CLS]\",1],\"sep\":[\"[SEP]"
          "\",999]}," WP_MODEL(WP_VOCAB) "}",
          "bad.json: post_processor.sep: id 999 is not in the vocabulary (ids 0..5)"},
+        {"{\"post_processor\":{\"type\":\"BertProcessing\",\"cls\":[\"[CLS]\",1],\"sep\":[\"[SEP]\",3]},"
+         WP_MODEL("{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":2,\"a\":5}") "}",
+         "bad.json: post_processor.sep: id 3 is not in the vocabulary (ids 0..5)"},
         {"{\"post_processor\":{\"type\":\"BertProcessing\",\"cls\":\"[CLS]\",\"sep\":[\"[SEP]\",2]}"
          "," WP_MODEL(WP_VOCAB) "}",
          "bad.json: post_processor.cls: expected [token, id]"},
@@ -612,7 +615,7 @@ static void test_hostile(void) {
         {"{\"padding\":{\"strategy\":\"BatchLongest\",\"direction\":\"Right\",\"pad_id\":77,\"pad_"
          "type_id\":0,"
          "\"pad_token\":\"[PAD]\"}," WP_MODEL(WP_VOCAB) "}",
-         "bad.json: padding.pad_id: 77 is out of range [0, 5]"},
+         "bad.json: padding.pad_id: id 77 is not in the vocabulary (ids 0..5)"},
     };
     char err[512];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
