@@ -5,6 +5,7 @@
 #include "frontend/llama.h"
 #include "runtime/fileio.h"
 #include "runtime/gguf.h"
+#include "runtime/gguf_tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,16 @@ static int gguf_rotary_rows(const pc_model *m, const char *module) {
     return 0; /* HF order after loading */
 }
 
+/* the vocabulary the file carries (tokenizer.ggml.*), read again from the file */
+static pc_text_tokenizer *gguf_tokenizer(const pc_model *m, char *err, size_t errlen) {
+    pc_gguf *g = pc_gguf_open(m->path, err, errlen);
+    if (!g) return NULL;
+    if (errlen) err[0] = 0;
+    pc_hftok *t = pc_gguf_tokenizer(g, err, errlen);
+    pc_gguf_close(g);
+    return t ? pc_text_tokenizer_from_hf(t, m->path, err, errlen) : NULL;
+}
+
 const pc_model_family pc_family_gguf_llama = {
     .name = "gguf-llama",
     .model_type = "llama",
@@ -199,4 +210,5 @@ const pc_model_family pc_family_gguf_llama = {
     .weight_key = gguf_weight_key,
     .write = gguf_write,
     .rotary_rows = gguf_rotary_rows,
+    .tokenizer = gguf_tokenizer,
 };

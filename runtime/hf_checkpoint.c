@@ -37,6 +37,11 @@ static bool regular_file(const char *path) {
 
 static void join(char *buf, size_t len, const char *dir, const char *name) { snprintf(buf, len, "%s/%s", dir, name); }
 
+int pc_hf_tokenizer_path(const char *dir, char *buf, size_t len) {
+    if ((size_t)snprintf(buf, len, "%s/tokenizer.json", dir) >= len) return -1;
+    return regular_file(buf) ? 0 : -1;
+}
+
 int pc_hf_is_model_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return 0;

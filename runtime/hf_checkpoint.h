@@ -19,6 +19,8 @@ int pc_hf_is_model_dir(const char *dir);
  * (families probe with it); -1 when dir is not a model directory or its config.json not a
  * JSON object */
 int pc_hf_model_type(const char *dir, char *buf, size_t len);
+/* dir/tokenizer.json into buf when that file exists (0), else -1 */
+int pc_hf_tokenizer_path(const char *dir, char *buf, size_t len);
 pc_hf_checkpoint *pc_hf_open(const char *dir, char *err, size_t errlen);
 void pc_hf_close(pc_hf_checkpoint *c); /* NULL is fine */
 const char *pc_hf_dir(const pc_hf_checkpoint *c);

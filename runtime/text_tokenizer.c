@@ -2,6 +2,7 @@
 #include "runtime/text_tokenizer.h"
 #include "runtime/fileio.h"
 #include "runtime/tokenizer.h"
+#include "runtime/tokenizer_json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,26 @@ static void l2c_free(void *impl) { pc_tok_free(impl); }
 
 static const pc_text_tokenizer_ops llama2c_ops = {"llama2.c tokenizer", l2c_encode, l2c_decode, l2c_vocab, l2c_free};
 
+/* ---- tokenizer.json (and a GGUF's vocabulary, made the same way) ---- */
+static int hf_encode(const void *impl, const char *text, size_t len, bool add_special, int32_t **ids, size_t *n,
+                     char *err, size_t errlen) {
+    return pc_hftok_encode(impl, text, len, add_special, ids, n, err, errlen);
+}
+
+static int hf_decode(const void *impl, const int32_t *ids, size_t n, char **text, size_t *len, char *err,
+                     size_t errlen) {
+    return pc_hftok_decode(impl, ids, n, true, text, len, err, errlen);
+}
+
+static int hf_vocab(const void *impl) { return (int)pc_hftok_id_bound(impl); }
+static void hf_free(void *impl) { pc_hftok_free(impl); }
+
+static const pc_text_tokenizer_ops hftok_ops = {"tokenizer.json", hf_encode, hf_decode, hf_vocab, hf_free};
+
+pc_text_tokenizer *pc_text_tokenizer_from_hf(void *hftok, const char *path, char *err, size_t errlen) {
+    return pc_text_tokenizer_wrap(&hftok_ops, hftok, path, err, errlen);
+}
+
 pc_text_tokenizer *pc_text_tokenizer_wrap(const pc_text_tokenizer_ops *ops, void *impl, const char *path, char *err,
                                           size_t errlen) {
     pc_text_tokenizer *t = calloc(1, sizeof *t);
@@ -42,7 +63,29 @@ pc_text_tokenizer *pc_text_tokenizer_wrap(const pc_text_tokenizer_ops *ops, void
     return t;
 }
 
+/* a tokenizer.json is a JSON object; a llama2.c tokenizer starts with a binary int32 */
+static bool looks_like_json(const char *path) {
+    char head[64];
+    long n = pc_read_head(path, head, sizeof head);
+    for (long i = 0; i < n; i++) {
+        if (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t') continue;
+        return head[i] == '{';
+    }
+    return false;
+}
+
 pc_text_tokenizer *pc_text_tokenizer_open(const char *path, int vocab_size, char *err, size_t errlen) {
+    if (looks_like_json(path)) {
+        pc_hftok *t = pc_hftok_load(path, err, errlen);
+        if (!t) return NULL;
+        if (vocab_size > 0 && pc_hftok_id_bound(t) > vocab_size) {
+            pc_errf(err, errlen, "%s: the tokenizer has ids up to %d but the model's vocabulary is %d", path,
+                    (int)pc_hftok_id_bound(t) - 1, vocab_size);
+            pc_hftok_free(t);
+            return NULL;
+        }
+        return pc_text_tokenizer_wrap(&hftok_ops, t, path, err, errlen);
+    }
     pc_tokenizer *l2c = pc_tok_load(path, vocab_size, err, errlen);
     return l2c ? pc_text_tokenizer_wrap(&llama2c_ops, l2c, path, err, errlen) : NULL;
 }

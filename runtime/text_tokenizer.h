@@ -38,6 +38,8 @@ pc_text_tokenizer *pc_text_tokenizer_open(const char *path, int vocab_size, char
 pc_text_tokenizer *pc_text_tokenizer_wrap(const pc_text_tokenizer_ops *ops, void *impl, const char *path, char *err,
                                           size_t errlen);
 void pc_text_tokenizer_free(pc_text_tokenizer *t); /* NULL is fine */
+/* wraps a pc_hftok (runtime/tokenizer_json.h; owned from now on) */
+pc_text_tokenizer *pc_text_tokenizer_from_hf(void *hftok, const char *path, char *err, size_t errlen);
 
 int pc_text_encode(const pc_text_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ids,
                    size_t *n, char *err, size_t errlen);
