@@ -28,3 +28,7 @@ except OSError:
 # permission checks apply even when the tests run as root)
 if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0:
     config.available_features.add("userns")
+# "smollm2": the real SmolLM2-135M GGUF is there (scripts/fetch_models.py; CI sets it)
+if os.environ.get("PEFTC_SMOLLM2_GGUF") and os.path.exists(os.environ["PEFTC_SMOLLM2_GGUF"]):
+    config.available_features.add("smollm2")
+    config.substitutions.append(("%smollm2", os.environ["PEFTC_SMOLLM2_GGUF"]))
