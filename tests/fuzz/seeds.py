@@ -112,5 +112,35 @@ put("tokenizer", "tiny.bin", tok_seed(b"ababab ba ab\xc3\xa9", tok_file(tiny)))
 put("tokenizer", "three.bin", tok_seed(b"aaaa", tok_file([(b"a", 0.0), (b"aa", 1.0), (b"aaa", 2.0)])))
 copy_tree_seeds("tokenizer")
 
+# ---- tokenizer_json: u16 text length, text, tokenizer.json (the test fixtures and small files)
+tj_text = "Hello, world! caf\u00e9 cafe\u0301 \u4e2d\u6587 \U0001F600 don't 2024 <mask> [CLS]".encode()
+for p in sorted(glob.glob(os.path.join(src, "tests/data/tokenizer_json/*.json"))):
+    if not p.endswith(".expected.json") and not p.endswith("cases.json"):
+        put("tokenizer_json", rel(p), tok_seed(tj_text, open(p, "rb").read()))
+wp = {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+      "max_input_chars_per_word": 8, "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "a": 3, "##b": 4, "ab": 5}}
+bpe = {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "<0x61>": 3, "<unk>": 4}, "merges": ["a b"],
+       "unk_token": "<unk>", "byte_fallback": True, "fuse_unk": True}
+small = [
+    {"version": "1.0", "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+     "strip_accents": None, "lowercase": True}, "pre_tokenizer": {"type": "BertPreTokenizer"},
+     "post_processor": {"type": "BertProcessing", "cls": ["[CLS]", 1], "sep": ["[SEP]", 2]}, "model": wp},
+    {"added_tokens": [{"id": 2, "content": "ab", "single_word": True, "lstrip": True, "rstrip": True,
+                       "normalized": True, "special": False}],
+     "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Replace", "pattern": {"Regex": "\\s+"},
+                    "content": " "}]},
+     "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{L}+|\\d"},
+                       "behavior": "MergedWithNext", "invert": True}, {"type": "Metaspace", "replacement": "\u2581",
+                       "prepend_scheme": "first", "split": True}]},
+     "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                 {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+     "truncation": {"max_length": 3, "strategy": "LongestFirst", "stride": 1, "direction": "Left"},
+     "padding": {"strategy": {"Fixed": 6}, "direction": "Left", "pad_to_multiple_of": 4, "pad_id": 0,
+                 "pad_type_id": 0, "pad_token": "a"}, "model": bpe},
+]
+for i, d in enumerate(small):
+    put("tokenizer_json", f"small{i}.json", tok_seed(b"ab aab \xc3\xa9 AB 12 ab", json.dumps(d).encode()))
+copy_tree_seeds("tokenizer_json")
+
 # ---- target_match: selector byte + pattern (committed seeds only)
 copy_tree_seeds("target_match")
