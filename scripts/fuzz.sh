@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [--smoke] [--time SECONDS] [harness ...]
 #
-# harness: ir safetensors adapter_config llama2c tokenizer tokenizer_json target_match (default: all), run one
+# harness: ir safetensors adapter_config llama2c tokenizer tokenizer_json gguf target_match (default: all), run one
 # after the other, one process each. --time is per harness (default 600; --smoke: 30). The corpus
 # lives in $FUZZ_WORK/corpus/<harness> (default build-fuzz/fuzz-work) and grows from run to run;
 # it starts from the seeds tests/fuzz/seeds.py builds out of the tree's test files plus
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-ALL=(ir safetensors adapter_config llama2c tokenizer tokenizer_json target_match)
+ALL=(ir safetensors adapter_config llama2c tokenizer tokenizer_json gguf target_match)
 smoke=0
 time_s=""
 harnesses=()
@@ -57,7 +57,7 @@ python3 tests/fuzz/seeds.py "$ROOT" "$seeds"
 
 # per-harness limits: the largest input worth mutating, and a dictionary where one helps
 max_len() { case "$1" in ir) echo 8192 ;; safetensors) echo 16384 ;; adapter_config) echo 4096 ;;
-  llama2c) echo 4096 ;; tokenizer) echo 8192 ;; tokenizer_json) echo 32768 ;; target_match) echo 256 ;; esac; }
+  llama2c) echo 4096 ;; tokenizer) echo 8192 ;; tokenizer_json) echo 32768 ;; gguf) echo 16384 ;; target_match) echo 256 ;; esac; }
 dict() { [ -f "tests/fuzz/$1.dict" ] && echo "-dict=tests/fuzz/$1.dict" || true; }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}

@@ -142,5 +142,10 @@ for i, d in enumerate(small):
     put("tokenizer_json", f"small{i}.json", tok_seed(b"ab aab \xc3\xa9 AB 12 ab", json.dumps(d).encode()))
 copy_tree_seeds("tokenizer_json")
 
+# ---- gguf: the committed tiny GGUF (every value type, every supported tensor type)
+for p in sorted(glob.glob(os.path.join(src, "tests/data/gguf/*.gguf"))):
+    put("gguf", rel(p), open(p, "rb").read())
+copy_tree_seeds("gguf")
+
 # ---- target_match: selector byte + pattern (committed seeds only)
 copy_tree_seeds("target_match")
