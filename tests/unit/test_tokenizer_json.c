@@ -409,11 +409,11 @@ static void test_smollm2_gguf(void) {
     pc_gguf *g = pc_gguf_open(path, err, sizeof err);
     if (!g) printf("\n    %s", err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
-    uint64_t ntok, nmerge, ntype;
+    uint64_t ntok = 0, nmerge = 0, ntype = 0;
     pc_gguf_vtype et;
-    const char *pre;
-    int64_t bos, eos;
-    int add_bos;
+    const char *pre = NULL;
+    int64_t bos = -1, eos = -1;
+    int add_bos = 0;
     CU_ASSERT_FATAL(
         !pc_gguf_get_array(g, "tokenizer.ggml.tokens", &et, &ntok, err, sizeof err) &&
         !pc_gguf_get_array(g, "tokenizer.ggml.merges", &et, &nmerge, err, sizeof err) &&
@@ -426,7 +426,7 @@ static void test_smollm2_gguf(void) {
     const char **tokens = calloc(ntok, sizeof *tokens), **merges = calloc(nmerge, sizeof *merges);
     int32_t *types = calloc(ntok, sizeof *types);
     for (uint64_t i = 0; i < ntok; i++) {
-        int64_t ty;
+        int64_t ty = 0;
         CU_ASSERT_FATAL(!pc_gguf_array_str(g, "tokenizer.ggml.tokens", i, &tokens[i], NULL, err,
                                            sizeof err) &&
                         !pc_gguf_array_int(g, "tokenizer.ggml.token_type", i, &ty, err, sizeof err));
