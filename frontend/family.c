@@ -31,6 +31,44 @@ pc_val pc_emit_site(const pc_site_hook *h, pc_site *s) {
     return s->value;
 }
 
+int pc_decode_begin(pc_graph *g, pc_decode_io *io, int64_t B, int64_t T, int n_layers, int64_t kv_heads,
+                    int64_t head_dim) {
+    *io = (pc_decode_io){.n_layers = n_layers};
+    pc_val *vals = calloc((size_t)(n_layers ? n_layers : 1) * 4, sizeof *vals);
+    if (!vals) return -1;
+    io->k_cache = vals, io->v_cache = vals + n_layers, io->k_new = vals + 2 * n_layers, io->v_new = vals + 3 * n_layers;
+    io->token = pc_input(g, "token", PC_I32, PC_SHAPE(B, 1));
+    io->pos = pc_input(g, "pos", PC_I32, PC_SHAPE(1));
+    io->mask = pc_input(g, "mask", PC_F32, PC_SHAPE(T + 1));
+    char name[64];
+    for (int i = 0; i < n_layers; i++) {
+        snprintf(name, sizeof name, "k_cache.%d", i);
+        io->k_cache[i] = pc_input(g, name, PC_F32, PC_SHAPE(B, T, kv_heads, head_dim));
+        snprintf(name, sizeof name, "v_cache.%d", i);
+        io->v_cache[i] = pc_input(g, name, PC_F32, PC_SHAPE(B, T, kv_heads, head_dim));
+        io->k_new[i] = io->v_new[i] = PC_NONE;
+    }
+    return 0;
+}
+
+void pc_decode_end(pc_graph *g, pc_decode_io *io, pc_val logits) {
+    if (!pc_graph_error(g)) {
+        pc_set_name(g, logits, "logits");
+        pc_mark_output(g, logits);
+        char name[64];
+        for (int i = 0; i < io->n_layers && !pc_graph_error(g); i++) {
+            snprintf(name, sizeof name, "k_new.%d", i);
+            if (pc_set_name(g, io->k_new[i], name)) pc_fail(g, PC_HERE, "cannot name %%%s", name);
+            snprintf(name, sizeof name, "v_new.%d", i);
+            if (pc_set_name(g, io->v_new[i], name)) pc_fail(g, PC_HERE, "cannot name %%%s", name);
+            pc_mark_output(g, io->k_new[i]);
+            pc_mark_output(g, io->v_new[i]);
+        }
+    }
+    free(io->k_cache);
+    *io = (pc_decode_io){0};
+}
+
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen) {
     *m = (pc_model){0};
     const pc_model_family *f = NULL;

@@ -122,6 +122,21 @@ struct pc_model {
     float *over_buf;
 };
 
+/* The decode contract's values (see the top of this file), for the builders: the inputs made by
+ * pc_decode_begin (k_new / v_new left PC_NONE for the builder to fill), named and marked as
+ * outputs by pc_decode_end (which frees the arrays). */
+typedef struct {
+    pc_val token, pos, mask;
+    pc_val *k_cache, *v_cache, *k_new, *v_new; /* [n_layers] each */
+    int n_layers;
+} pc_decode_io;
+
+/* inputs for batch B, cache length T, n_layers layers of [kv_heads, head_dim] entries; -1 when
+ * out of memory */
+int pc_decode_begin(pc_graph *g, pc_decode_io *io, int64_t B, int64_t T, int n_layers, int64_t kv_heads,
+                    int64_t head_dim);
+void pc_decode_end(pc_graph *g, pc_decode_io *io, pc_val logits);
+
 /* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
 void pc_model_close(pc_model *m);

@@ -296,37 +296,14 @@ static pc_graph *decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T, 
     }
     pc_graph *g = pc_graph_new("decode");
     if (!g) return finish(g, err, errlen);
-    const int L = cfg->n_layers;
-    const int64_t Hkv = cfg->n_kv_heads, Dh = cfg->dim / cfg->n_heads;
-    pc_val *vals = calloc((size_t)L * 4, sizeof *vals);
-    if (!vals) { pc_graph_free(g); pc_errf(err, errlen, "out of memory"); return NULL; }
-    pc_val *kc = vals, *vc = vals + L, *kn = vals + 2 * L, *vn = vals + 3 * L;
-    pc_val token = pc_input(g, "token", PC_I32, PC_SHAPE(B, 1));
-    pc_val pos = pc_input(g, "pos", PC_I32, PC_SHAPE(1));
-    pc_val mask = pc_input(g, "mask", PC_F32, PC_SHAPE(T + 1));
-    char name[64];
-    for (int i = 0; i < L; i++) {
-        snprintf(name, sizeof name, "k_cache.%d", i);
-        kc[i] = pc_input(g, name, PC_F32, PC_SHAPE(B, T, Hkv, Dh));
-        snprintf(name, sizeof name, "v_cache.%d", i);
-        vc[i] = pc_input(g, name, PC_F32, PC_SHAPE(B, T, Hkv, Dh));
-        kn[i] = vn[i] = PC_NONE;
+    pc_decode_io io;
+    if (pc_decode_begin(g, &io, B, T, cfg->n_layers, cfg->n_kv_heads, cfg->dim / cfg->n_heads)) {
+        pc_graph_free(g);
+        pc_errf(err, errlen, "out of memory");
+        return NULL;
     }
-    builder b = {.g = g, .c = cfg, .hook = hook, .B = B, .pos = pos, .decode = 1, .T = T, .mask = mask};
-    pc_val logits = build(&b, token, kc, vc, kn, vn);
-    if (!pc_graph_error(g)) {
-        pc_set_name(g, logits, "logits");
-        pc_mark_output(g, logits);
-        for (int i = 0; i < L && !pc_graph_error(g); i++) {
-            snprintf(name, sizeof name, "k_new.%d", i);
-            if (pc_set_name(g, kn[i], name)) pc_fail(g, PC_HERE, "cannot name %%%s", name);
-            snprintf(name, sizeof name, "v_new.%d", i);
-            if (pc_set_name(g, vn[i], name)) pc_fail(g, PC_HERE, "cannot name %%%s", name);
-            pc_mark_output(g, kn[i]);
-            pc_mark_output(g, vn[i]);
-        }
-    }
-    free(vals);
+    builder b = {.g = g, .c = cfg, .hook = hook, .B = B, .pos = io.pos, .decode = 1, .T = T, .mask = io.mask};
+    pc_decode_end(g, &io, build(&b, io.token, io.k_cache, io.v_cache, io.k_new, io.v_new));
     return finish(g, err, errlen);
 }
 
