@@ -152,10 +152,7 @@ static int gguf_open(pc_model *m, const char *path, char *err, size_t errlen) {
         gguf_close(m);
         return -1;
     }
-    m->info = (pc_model_info){.model_type = "llama", .dim = x->cfg.dim, .vocab = x->cfg.vocab_size,
-                              .context = x->cfg.seq_len, .n_layers = x->cfg.n_layers,
-                              .n_heads = x->cfg.n_heads, .n_kv_heads = x->cfg.n_kv_heads};
-    m->kv_row = x->cfg.n_kv_heads * (x->cfg.dim / x->cfg.n_heads);
+    pc_llama_describe(m, &x->cfg);
     return 0;
 }
 

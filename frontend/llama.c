@@ -59,6 +59,12 @@ int pc_llama_config_check(const pc_llama_config *c, char *err, size_t errlen) {
     return 0;
 }
 
+void pc_llama_describe(pc_model *m, const pc_llama_config *c) {
+    m->info = (pc_model_info){.model_type = "llama", .dim = c->dim, .vocab = c->vocab_size, .context = c->seq_len,
+                              .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads};
+    m->kv_row = c->n_kv_heads * (c->dim / c->n_heads);
+}
+
 /* ---- graph building ---- */
 typedef struct {
     pc_graph *g;

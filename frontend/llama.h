@@ -76,6 +76,9 @@ pc_graph *pc_llama_decode_graph(const pc_llama_config *cfg, int64_t B, int64_t T
 pc_graph *pc_llama_build(const pc_llama_config *cfg, const pc_build_req *req, const pc_site_hook *hook, char *err,
                          size_t errlen);
 
+/* what the Llama families tell drivers of an open model: m->info and m->kv_row from cfg */
+void pc_llama_describe(pc_model *m, const pc_llama_config *cfg);
+
 /* The llama2.c checkpoint family (frontend/llama2c_family.c): its config from an open model. */
 const pc_llama_config *pc_llama2c_config(const pc_model *m);
 extern const pc_model_family pc_family_llama2c;

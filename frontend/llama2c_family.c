@@ -35,10 +35,7 @@ static int l2c_open(pc_model *m, const char *path, char *err, size_t errlen) {
         return -1;
     }
     m->impl = x;
-    m->info = (pc_model_info){.model_type = "llama", .dim = x->cfg.dim, .vocab = x->cfg.vocab_size,
-                              .context = x->cfg.seq_len, .n_layers = x->cfg.n_layers,
-                              .n_heads = x->cfg.n_heads, .n_kv_heads = x->cfg.n_kv_heads};
-    m->kv_row = x->cfg.n_kv_heads * (x->cfg.dim / x->cfg.n_heads);
+    pc_llama_describe(m, &x->cfg);
     return 0;
 }
 
