@@ -120,7 +120,12 @@ int pc_pyregex_check(const char *prefix, const char *pattern, const char *suffix
 static int rx_match(const pcre2_code *re, const char *s, uint32_t opts, size_t cap[2]) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) return PCRE2_ERROR_NOMEMORY;
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, opts, md, NULL);
+    /* a module name is short: a pattern that backtracks this much is pathological, and the
+     * default limit (10 M steps per name, times every module) let a config stall for seconds */
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (mc) pcre2_set_match_limit(mc, 200000);
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, opts, md, mc);
+    pcre2_match_context_free(mc);
     int out;
     if (rc >= 0) {
         out = 1;
