@@ -2,6 +2,7 @@
 #include "frontend/family.h"
 #include "ir/ir.h"
 #include "runtime/fileio.h"
+#include "runtime/hf_checkpoint.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,13 @@ void pc_decode_end(pc_graph *g, pc_decode_io *io, pc_val logits) {
     }
     free(io->k_cache);
     *io = (pc_decode_io){0};
+}
+
+pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errlen) {
+    char path[4200];
+    if (errlen) err[0] = 0;
+    if (pc_hf_tokenizer_path(m->path, path, sizeof path)) return NULL;
+    return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
 }
 
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen) {

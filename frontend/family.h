@@ -137,6 +137,10 @@ int pc_decode_begin(pc_graph *g, pc_decode_io *io, int64_t B, int64_t T, int n_l
                     int64_t head_dim);
 void pc_decode_end(pc_graph *g, pc_decode_io *io, pc_val logits);
 
+/* the tokenizer of a Hugging Face model directory (its tokenizer.json), for the HF families'
+ * tokenizer callback: NULL with err "" when the directory has none */
+pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errlen);
+
 /* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
 void pc_model_close(pc_model *m);

@@ -307,14 +307,6 @@ const pc_bert_config *pc_hf_bert_config(const pc_model *m) {
     return m && m->family == &pc_family_hf_bert ? &((const bert_impl *)m->impl)->cfg : NULL;
 }
 
-/* the directory's tokenizer.json */
-static pc_text_tokenizer *hf_bert_tokenizer(const pc_model *m, char *err, size_t errlen) {
-    char path[4200];
-    if (errlen) err[0] = 0;
-    if (pc_hf_tokenizer_path(m->path, path, sizeof path)) return NULL;
-    return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
-}
-
 const pc_model_family pc_family_hf_bert = {
     .name = "hf-bert",
     .model_type = "bert",
@@ -328,5 +320,5 @@ const pc_model_family pc_family_hf_bert = {
     .weight_key = hf_bert_weight_key,
     .write = hf_bert_write,
     .rotary_rows = hf_bert_rotary_rows,
-    .tokenizer = hf_bert_tokenizer,
+    .tokenizer = pc_hf_dir_tokenizer,
 };

@@ -289,14 +289,6 @@ static int gpt2_rotary_rows(const pc_model *m, const char *module) {
     return 0;
 }
 
-/* the directory's tokenizer.json */
-static pc_text_tokenizer *gpt2_tokenizer(const pc_model *m, char *err, size_t errlen) {
-    char path[4200];
-    if (errlen) err[0] = 0;
-    if (pc_hf_tokenizer_path(m->path, path, sizeof path)) return NULL;
-    return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
-}
-
 const pc_model_family pc_family_hf_gpt2 = {
     .name = "hf-gpt2",
     .model_type = "gpt2",
@@ -310,5 +302,5 @@ const pc_model_family pc_family_hf_gpt2 = {
     .weight_key = gpt2_weight_key,
     .write = gpt2_write,
     .rotary_rows = gpt2_rotary_rows,
-    .tokenizer = gpt2_tokenizer,
+    .tokenizer = pc_hf_dir_tokenizer,
 };

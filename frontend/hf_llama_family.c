@@ -167,14 +167,6 @@ static int hf_rotary_rows(const pc_model *m, const char *module) {
     return 0;
 }
 
-/* the directory's tokenizer.json */
-static pc_text_tokenizer *hf_tokenizer(const pc_model *m, char *err, size_t errlen) {
-    char path[4200];
-    if (errlen) err[0] = 0;
-    if (pc_hf_tokenizer_path(m->path, path, sizeof path)) return NULL;
-    return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
-}
-
 const pc_model_family pc_family_hf_llama = {
     .name = "hf-llama",
     .model_type = "llama",
@@ -188,5 +180,5 @@ const pc_model_family pc_family_hf_llama = {
     .weight_key = hf_weight_key,
     .write = hf_write,
     .rotary_rows = hf_rotary_rows,
-    .tokenizer = hf_tokenizer,
+    .tokenizer = pc_hf_dir_tokenizer,
 };
