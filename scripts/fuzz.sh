@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (tests/fuzz/, clang, ASan+UBSan) and runs a campaign.
 #
-#   scripts/fuzz.sh [--smoke] [--time SECONDS] [harness ...]
+#   scripts/fuzz.sh [--smoke] [--time SECONDS] [--runs N] [harness ...]
 #
 # harness: ir safetensors adapter_config llama2c tokenizer tokenizer_json gguf target_match (default: all), run one
-# after the other, one process each. --time is per harness (default 600; --smoke: 30). The corpus
+# after the other, one process each. --time is per harness (default 600; --smoke: 30); --runs N stops a
+# harness after N executions instead (the time limit then defaults to a day). The corpus
 # lives in $FUZZ_WORK/corpus/<harness> (default build-fuzz/fuzz-work) and grows from run to run;
 # it starts from the seeds tests/fuzz/seeds.py builds out of the tree's test files plus
 # tests/fuzz/corpus/<harness>/. --smoke (CI) starts from the seeds alone in a scratch corpus.
@@ -18,13 +19,16 @@ ROOT=$PWD
 ALL=(ir safetensors adapter_config llama2c tokenizer tokenizer_json gguf target_match)
 smoke=0
 time_s=""
+runs=""
 harnesses=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
     --time) time_s="$2"; shift ;;
     --time=*) time_s="${1#--time=}" ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --runs) runs="$2"; shift ;;
+    --runs=*) runs="${1#--runs=}" ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) harnesses+=("$1") ;;
   esac
@@ -34,7 +38,8 @@ done
 for h in "${harnesses[@]}"; do
   [[ " ${ALL[*]} " == *" $h "* ]] || { echo "fuzz.sh: unknown harness '$h' (${ALL[*]})" >&2; exit 2; }
 done
-[ -n "$time_s" ] || time_s=$([ $smoke = 1 ] && echo 30 || echo 600)
+[ -z "$runs" ] || [[ "$runs" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --runs takes a count, not '$runs'" >&2; exit 2; }
+[ -n "$time_s" ] || time_s=$([ $smoke = 1 ] && echo 30 || { [ -n "$runs" ] && echo 86400 || echo 600; })
 
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 WORK=${FUZZ_WORK:-$BUILD_DIR/fuzz-work}
@@ -69,9 +74,9 @@ for h in "${harnesses[@]}"; do
   art="$WORK/artifacts/$h"
   mkdir -p "$corpus" "$art"
   log="$WORK/$h.log"
-  echo "== fuzz_$h: ${time_s}s (log $log)"
+  echo "== fuzz_$h: ${runs:+$runs runs or }${time_s}s (log $log)"
   set +e
-  "$BUILD_DIR/fuzz/fuzz_$h" -max_total_time="$time_s" -max_len="$(max_len "$h")" $(dict "$h") \
+  "$BUILD_DIR/fuzz/fuzz_$h" -max_total_time="$time_s" ${runs:+-runs=$runs} -max_len="$(max_len "$h")" $(dict "$h") \
     -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/" \
     "$corpus" "$seeds/$h" >"$log" 2>&1
   rc=$?
