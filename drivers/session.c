@@ -2,6 +2,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
+#include "passes/modules_to_save.h"
 #include "passes/pipeline.h"
 #include "runtime/fileio.h"
 #include "runtime/target_match.h"
@@ -86,6 +87,22 @@ const char *pc_default_path(const char *relative, char *buf, size_t len) {
     return buf;
 }
 
+int pc_session_seq_cls_heads(pc_adapter_config *c) {
+    static const char *const heads[] = {"classifier", "score"};
+    pc_spec *m = &c->modules_to_save;
+    const char *items[64];
+    size_t n = 0;
+    for (size_t i = 0; i < m->n && n < 62; i++) items[n++] = m->items[i];
+    size_t had = n;
+    for (size_t h = 0; h < 2; h++) {
+        bool found = false;
+        for (size_t i = 0; i < had; i++) found |= strcmp(items[i], heads[h]) == 0;
+        if (!found) items[n++] = heads[h];
+    }
+    if (n == m->n && m->kind == PC_SPEC_LIST) return 0;
+    return pc_spec_set_list(m, items, n); /* copies the strings before it frees m's */
+}
+
 /* the method of a config: by its peft_type (PEFT's, or a registered method's own) */
 static int find_method(pc_session *s, char *err, size_t errlen) {
     const pc_adapter_config *cfg = s->adapter.cfg;
@@ -120,6 +137,29 @@ static int find_method(pc_session *s, char *err, size_t errlen) {
                 conv1d ? "`Conv1D`" : "`torch.nn.Linear`", conv1d ? "true" : "false");
         s->adapter.cfg->fan_in_fan_out = conv1d;
     }
+    /* an encoder's graphs classify: a config made for it says SEQ_CLS (or FEATURE_EXTRACTION,
+     * whose graphs have no loss to train); null is taken as SEQ_CLS, whose head trains */
+    if (s->model.info.encoder) {
+        if (cfg->task_type == PC_TASK_NONE) {
+            fprintf(stderr, "warning: %s: task_type is null; %s is a %s encoder with a classification head: "
+                    "taking SEQ_CLS (its classifier trains as a modules_to_save copy)\n", s->adapter_source,
+                    s->model.path, s->model.info.model_type ? s->model.info.model_type : "");
+            s->adapter.cfg->task_type = PC_TASK_SEQ_CLS;
+        } else if (cfg->task_type != PC_TASK_SEQ_CLS && cfg->task_type != PC_TASK_FEATURE_EXTRACTION) {
+            return pc_errf(err, errlen, "%s: field \"task_type\": %s, but %s is a %s encoder: peftc runs SEQ_CLS "
+                           "(or FEATURE_EXTRACTION) adapters on it", s->adapter_source,
+                           pc_task_type_name(cfg->task_type), s->model.path,
+                           s->model.info.model_type ? s->model.info.model_type : "");
+        }
+    } else if (cfg->task_type == PC_TASK_SEQ_CLS) {
+        return pc_errf(err, errlen, "%s: field \"task_type\": SEQ_CLS, but %s is a causal LM (%s): peftc classifies "
+                       "with encoders (BERT, RoBERTa)", s->adapter_source, s->model.path,
+                       s->model.info.model_type ? s->model.info.model_type : s->model.family->name);
+    }
+    /* PEFT's sequence classifiers train their head as a modules_to_save copy (and save the
+     * extended list) */
+    if (cfg->task_type == PC_TASK_SEQ_CLS && pc_session_seq_cls_heads(s->adapter.cfg))
+        return pc_errf(err, errlen, "out of memory");
     if ((cfg->peft_type == PC_PEFT_LOHA || cfg->peft_type == PC_PEFT_LOKR) && conv1d)
         fprintf(stderr, "warning: %s: PEFT's %s supports no `Conv1D` module (it raises \"Target module ... not "
                 "supported\"): peftc applies it to this model's projections as to linears, but PEFT will not load "
@@ -129,9 +169,38 @@ static int find_method(pc_session *s, char *err, size_t errlen) {
 
 int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
                     const char *adapter, char *err, size_t errlen) {
+    return pc_session_open_labels(s, reg, model, tokenizer, adapter, 0, err, errlen);
+}
+
+/* the labels of the classifier copy an adapter holds (its modules_to_save head), 0 without */
+static int adapter_head_labels(const pc_session *s) {
+    const char *head = s->model.info.head_weight;
+    if (!head || !s->adapter.weights) return 0;
+    char key[600];
+    snprintf(key, sizeof key, "%s%s", PC_PEFT_KEY_PREFIX, head);
+    const pc_st_tensor *t = pc_st_find(s->adapter.weights, key);
+    return t && t->shape.rank == 2 && t->shape.dim[0] >= 2 && t->shape.dim[0] <= (1 << 24) ? (int)t->shape.dim[0] : 0;
+}
+
+int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
+                           const char *adapter, int num_labels, char *err, size_t errlen) {
     *s = (pc_session){.reg = reg, .adapter_source = adapter};
     if (!reg && !(s->reg = s->own_reg = pc_registry_new())) return pc_errf(err, errlen, "out of memory");
-    if (pc_model_open(&s->model, model, NULL, err, errlen)) goto fail;
+    if (pc_model_open_labels(&s->model, model, NULL, num_labels, err, errlen)) goto fail;
+    if (adapter) {
+        /* configs may name the registered methods that are not PEFT's */
+        const char *custom[64];
+        size_t nc = pc_registry_custom_types(s->reg, custom, 64);
+        if (pc_adapter_load_ex(adapter, &s->adapter, custom, nc, err, errlen)) goto fail;
+        for (size_t i = 0; i < s->adapter.cfg->n_warnings; i++)
+            fprintf(stderr, "warning: %s: %s\n", adapter, s->adapter.cfg->warnings[i]);
+        /* a trained classifier fixes the head's labels, as PEFT needs num_labels=N to load it */
+        int head = num_labels ? 0 : adapter_head_labels(s);
+        if (head && head != s->model.info.num_labels) {
+            pc_model_close(&s->model);
+            if (pc_model_open_labels(&s->model, model, NULL, head, err, errlen)) goto fail;
+        }
+    }
     if (tokenizer && !(s->tok = pc_text_tokenizer_open(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
     /* no --tokenizer: the model's own, where it has one, else the bundled one if its vocabulary
      * is the model's (a merged stories260K written elsewhere) */
@@ -145,15 +214,7 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
         if (s->model.info.vocab == 512 && access(bundled, R_OK) == 0)
             s->tok = pc_text_tokenizer_open(bundled, s->model.info.vocab, msg, sizeof msg);
     }
-    if (adapter) {
-        /* configs may name the registered methods that are not PEFT's */
-        const char *custom[64];
-        size_t nc = pc_registry_custom_types(s->reg, custom, 64);
-        if (pc_adapter_load_ex(adapter, &s->adapter, custom, nc, err, errlen)) goto fail;
-        for (size_t i = 0; i < s->adapter.cfg->n_warnings; i++)
-            fprintf(stderr, "warning: %s: %s\n", adapter, s->adapter.cfg->warnings[i]);
-        if (find_method(s, err, errlen)) goto fail;
-    }
+    if (adapter && find_method(s, err, errlen)) goto fail;
     return 0;
 fail:
     pc_session_close(s);
@@ -186,18 +247,21 @@ int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
     if (s->adapter.cfg) return 0;
     static const char *const llama[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     static const char *const gpt2[] = {"c_attn", "c_proj", "c_fc"}; /* c_proj: attention and MLP */
+    static const char *const encoder[] = {"query", "value"};         /* PEFT's default for BERT, RoBERTa */
     const bool is_gpt2 = s->model.info.model_type && strcmp(s->model.info.model_type, "gpt2") == 0;
+    const bool enc = s->model.info.encoder;
     pc_adapter_config *c = pc_adapter_config_new(PC_PEFT_LORA);
-    if (!c || pc_spec_set_list(&c->target_modules, is_gpt2 ? gpt2 : llama, is_gpt2 ? 3 : 7)) {
+    if (!c || pc_spec_set_list(&c->target_modules, enc ? encoder : is_gpt2 ? gpt2 : llama, enc ? 2 : is_gpt2 ? 3 : 7)) {
         pc_adapter_config_free(c);
         return pc_errf(err, errlen, "out of memory");
     }
     c->r = 8;
     c->lora.lora_alpha = (pc_num){.v = 16, .is_int = true};
     c->lora.lora_dropout = (pc_num){.v = 0.0, .is_int = false};
-    c->task_type = PC_TASK_CAUSAL_LM;
+    c->task_type = enc ? PC_TASK_SEQ_CLS : PC_TASK_CAUSAL_LM; /* SEQ_CLS: the head trains too */
     c->fan_in_fan_out = s->model.info.conv1d; /* what PEFT would set */
-    return pc_session_set_adapter(s, c, "the default adapter (LoRA r=8)", err, errlen);
+    return pc_session_set_adapter(s, c, enc ? "the default adapter (LoRA r=8 on query, value; the classifier trained)"
+                                            : "the default adapter (LoRA r=8)", err, errlen);
 }
 
 /* encode as PEFT's tokenizer(text) does (with the special tokens: BOS for a Llama) */
@@ -240,7 +304,10 @@ static pc_graph *build(const pc_session *s, const pc_build_req *req, bool traina
     pc_graph *g = pc_model_build(&s->model, req, &hook, err, errlen);
     /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input); products with a
      * Kronecker product (LoKr) never form it */
-    if (g && (pc_adapt_finish(cx, g, err, errlen) || pc_run_pipeline(&g, "fuse-kron,dce", NULL, err, errlen))) {
+    if (g && (pc_adapt_finish(cx, g, err, errlen) ||
+              pc_modules_to_save_apply(g, &s->adapter.cfg->modules_to_save, trainable, pc_session_is_base, (void *)s,
+                                       NULL, err, errlen) ||
+              pc_run_pipeline(&g, "fuse-kron,dce", NULL, err, errlen))) {
         pc_graph_free(g);
         g = NULL;
     }
@@ -316,6 +383,15 @@ int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
     if (qk_rows(s, st, 0, 1, err, errlen)) return pc_store_free(st), -1;
     pc_session_fix_qk_rows(s, st, 0); /* loaded rows are in the file's order */
+    /* a modules_to_save copy starts as the base module */
+    for (int i = 0; i < st->n; i++) {
+        pc_store_entry *e = &st->e[i];
+        size_t np = strlen(PC_PEFT_KEY_PREFIX);
+        pc_shape sh;
+        if (e->loaded || !(e->flags & PC_TRAINABLE) || strncmp(e->key, PC_PEFT_KEY_PREFIX, np)) continue;
+        const float *w = pc_model_weight(&s->model, e->key + np, &sh);
+        if (w && pc_shape_eq(sh, e->shape)) memcpy(e->data, w, (size_t)e->n * sizeof *w);
+    }
     if (!s->method || !s->method->init_from_base) return 0;
     pc_adapt_ctx *cx = pc_session_adapter(s, PC_ADAPT_TRAIN, true, seed, err, errlen);
     if (!cx) return -1;

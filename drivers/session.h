@@ -36,6 +36,10 @@ typedef struct {
 /* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */
 int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
                     const char *adapter, char *err, size_t errlen);
+/* the same with a classifier head of num_labels labels (the --labels of a classifier's data; 0 =
+ * the labels of the head the adapter trained, else the model config's) */
+int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
+                           const char *adapter, int num_labels, char *err, size_t errlen);
 void pc_session_close(pc_session *s);
 /* 0 when the session has a tokenizer; else -1 with a message saying `what` needs one */
 int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, size_t errlen);
@@ -49,13 +53,18 @@ int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *so
  * MLP) and c_fc (with fan_in_fan_out = true, as PEFT sets it on their Conv1D modules) */
 int pc_session_default_adapter(pc_session *s, char *err, size_t errlen);
 
+/* PEFT's SEQ_CLS rule: modules_to_save gets "classifier" and "score" (those missing); -1 when
+ * out of memory */
+int pc_session_seq_cls_heads(pc_adapter_config *c);
+
 /* The session's adapter applied to a graph in `mode` (params trainable or frozen); NULL with a
  * message when it cannot be (a bad config field names the file). seed: inits drawn by methods. */
 pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool trainable, uint64_t seed, char *err,
                                  size_t errlen);
 
-/* A graph of the model with the session's adapter (if any) at its sites, checked, loss terms
- * added, dead values removed: the "adapt" stage every verb starts from. */
+/* A graph of the model with the session's adapter (if any) at its sites, its modules_to_save
+ * params re-keyed as the adapter's (passes/modules_to_save.h), checked, loss terms added, dead
+ * values removed: the "adapt" stage every verb starts from. */
 pc_graph *pc_session_build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen);
 /* the same, printing the graph after the adapt stage when dump_after names it (or "all")
  * instead of s->dump_after */

@@ -78,7 +78,11 @@ pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errl
 }
 
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen) {
-    *m = (pc_model){0};
+    return pc_model_open_labels(m, path, family, 0, err, errlen);
+}
+
+int pc_model_open_labels(pc_model *m, const char *path, const char *family, int num_labels, char *err, size_t errlen) {
+    *m = (pc_model){.num_labels = num_labels};
     const pc_model_family *f = NULL;
     for (int i = 0; families[i] && !f; i++)
         if (family ? strcmp(families[i]->name, family) == 0 : families[i]->probe(path) == 1) f = families[i];
@@ -94,6 +98,12 @@ int pc_model_open(pc_model *m, const char *path, const char *family, char *err, 
         free(m->path);
         *m = (pc_model){0};
         return -1;
+    }
+    if (num_labels > 0 && m->info.num_labels != num_labels) {
+        int has = m->info.num_labels;
+        pc_model_close(m);
+        return pc_errf(err, errlen, "%s: %d labels were asked for, and the model %s", path, num_labels,
+                       has ? "has another head" : "has no classification head");
     }
     return 0;
 }

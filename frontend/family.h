@@ -113,6 +113,9 @@ typedef struct pc_model_family {
 struct pc_model {
     const pc_model_family *family;
     char *path;
+    /* asked of open: a classifier head of this many labels (transformers' from_pretrained(
+     * num_labels=N)), 0 = the config's; a head in the checkpoint must have as many */
+    int num_labels;
     pc_model_info info;
     int kv_row;         /* floats per KV-cache entry and layer (decode graphs) */
     void *impl;         /* the family's own state */
@@ -143,6 +146,8 @@ pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errl
 
 /* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
+/* the same, asking for a classification head of num_labels labels (0 = the config's) */
+int pc_model_open_labels(pc_model *m, const char *path, const char *family, int num_labels, char *err, size_t errlen);
 void pc_model_close(pc_model *m);
 /* a frozen weight: a replaced one first, then the checkpoint */
 const float *pc_model_weight(const pc_model *m, const char *key, pc_shape *shape);

@@ -35,6 +35,7 @@ typedef struct {
     pc_bert_config cfg;
     entry *e;
     int n;
+    bool labels_asked; /* cfg.num_labels is the caller's (pc_model.num_labels), not the config's */
 } bert_impl;
 
 static int hf_bert_probe(const char *path) {
@@ -194,7 +195,13 @@ static int index_weights(bert_impl *x, char *err, size_t errlen) {
                 char a[96], b[96];
                 pc_shape_str(s, a, sizeof a);
                 pc_shape_str(p->shape, b, sizeof b);
-                rc = pc_errf(err, errlen, "%s: tensor \"%s\" is %s; config.json's sizes want %s", dir, e->file_key, a, b);
+                if (x->labels_asked && pc_bert_head_init(c, p->key).kind != PC_INIT_NONE && s.rank >= 1 &&
+                    p->shape.rank >= 1 && s.dim[0] != p->shape.dim[0] && strstr(p->key, "classifier"))
+                    rc = pc_errf(err, errlen, "%s: tensor \"%s\" is %s: the checkpoint's classifier has %lld labels, "
+                                 "and %d were asked for (the names of --labels)", dir, e->file_key, a,
+                                 (long long)s.dim[0], c->num_labels);
+                else
+                    rc = pc_errf(err, errlen, "%s: tensor \"%s\" is %s; config.json's sizes want %s", dir, e->file_key, a, b);
             }
             e->shape = s;
             continue;
@@ -244,15 +251,22 @@ static int hf_bert_open(pc_model *m, const char *path, char *err, size_t errlen)
     bert_impl *x = calloc(1, sizeof *x);
     if (!x) return pc_errf(err, errlen, "out of memory");
     m->impl = x;
-    if (!(x->ckpt = pc_hf_open(path, err, errlen)) || read_config(x->ckpt, &x->cfg, err, errlen) ||
-        index_weights(x, err, errlen)) {
+    if (!(x->ckpt = pc_hf_open(path, err, errlen)) || read_config(x->ckpt, &x->cfg, err, errlen)) {
+        hf_bert_close(m);
+        return -1;
+    }
+    /* transformers' from_pretrained(num_labels=N): the head is made for N labels */
+    if (m->num_labels > 0) x->cfg.num_labels = m->num_labels, x->labels_asked = true;
+    if (index_weights(x, err, errlen)) {
         hf_bert_close(m);
         return -1;
     }
     const pc_bert_config *c = &x->cfg;
     m->info = (pc_model_info){.model_type = c->roberta ? "roberta" : "bert", .dim = c->dim, .vocab = c->vocab_size,
                               .context = pc_bert_context(c), .n_layers = c->n_layers, .n_heads = c->n_heads,
-                              .n_kv_heads = c->n_heads, .num_labels = c->num_labels};
+                              .n_kv_heads = c->n_heads, .num_labels = c->num_labels,
+                              .head_weight = c->roberta ? "classifier.out_proj.weight" : "classifier.weight",
+                              .encoder = true};
     m->kv_row = 0; /* no decode graphs */
     return 0;
 }
@@ -280,7 +294,9 @@ static const char *hf_bert_weight_key(const pc_model *m, int i) {
 static int hf_bert_write(const pc_model *m, const char *path, const pc_weight *rep, int n, char *err, size_t errlen) {
     const bert_impl *x = m->impl;
     pc_hf_tensor *t = calloc((size_t)(x->n ? x->n : 1), sizeof *t);
-    char *config = pc_hf_config_text_f32(x->ckpt);
+    /* a *ForSequenceClassification directory, its head's labels in the config */
+    char *config = pc_hf_config_text_classifier(x->ckpt, x->cfg.roberta ? "RobertaForSequenceClassification"
+                                                : "BertForSequenceClassification", x->cfg.num_labels);
     int rc = t && config ? 0 : pc_errf(err, errlen, "%s: out of memory", path), nt = 0;
     for (int i = 0; !rc && i < x->n; i++) {
         const entry *e = &x->e[i];

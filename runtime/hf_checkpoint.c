@@ -262,12 +262,45 @@ int pc_hf_size(const pc_hf_checkpoint *c, const char *field, long long *out, boo
     return 0;
 }
 
-char *pc_hf_config_text_f32(const pc_hf_checkpoint *c) {
+char *pc_hf_config_text_f32(const pc_hf_checkpoint *c) { return pc_hf_config_text_classifier(c, NULL, 0); }
+
+/* id2label / label2id of n labels LABEL_i (transformers' default names) */
+static int set_labels(json_t *j, int n) {
+    json_t *id2 = json_object(), *l2id = json_object();
+    int bad = !id2 || !l2id;
+    for (int i = 0; i < n && !bad; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "%d", i);
+        snprintf(v, sizeof v, "LABEL_%d", i);
+        bad = json_object_set_new(id2, k, json_string(v)) || json_object_set_new(l2id, v, json_integer(i));
+    }
+    if (bad) {
+        json_decref(id2);
+        json_decref(l2id);
+        return -1;
+    }
+    json_object_del(j, "num_labels");
+    return json_object_set_new(j, "id2label", id2) || json_object_set_new(j, "label2id", l2id);
+}
+
+char *pc_hf_config_text_classifier(const pc_hf_checkpoint *c, const char *architecture, int num_labels) {
     json_t *j = json_deep_copy(c->config);
     if (!j) return NULL;
     static const char *const fields[] = {"torch_dtype", "dtype"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (json_object_get(j, fields[i])) json_object_set_new(j, fields[i], json_string("float32"));
+    if (architecture) {
+        json_t *a = json_array();
+        if (!a || json_array_append_new(a, json_string(architecture)) || json_object_set_new(j, "architectures", a)) {
+            json_decref(j);
+            return NULL;
+        }
+    }
+    json_t *id2 = json_object_get(j, "id2label");
+    if (num_labels > 0 && (!json_is_object(id2) || json_object_size(id2) != (size_t)num_labels) && set_labels(j, num_labels)) {
+        json_decref(j);
+        return NULL;
+    }
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     return text;

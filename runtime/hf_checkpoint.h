@@ -42,6 +42,9 @@ const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err
 /* config.json as text with its dtype ("torch_dtype" / "dtype") set to float32: the config of
  * the model written back in f32 (malloc'd; NULL when out of memory) */
 char *pc_hf_config_text_f32(const pc_hf_checkpoint *c);
+/* the same for a sequence classifier: "architectures" = [architecture] (NULL: kept), and
+ * id2label / label2id of num_labels labels LABEL_i where the config's are not num_labels (0: kept) */
+char *pc_hf_config_text_classifier(const pc_hf_checkpoint *c, const char *architecture, int num_labels);
 
 /* every weight key in file order (shard by shard) */
 int pc_hf_nweights(const pc_hf_checkpoint *c);

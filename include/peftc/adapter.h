@@ -73,6 +73,10 @@ typedef struct {
     const char *model_type; /* transformers model_type: "llama" */
     int dim, vocab, context, n_layers, n_heads, n_kv_heads;
     int num_labels;         /* outputs of a sequence-classification head (0: the model has none) */
+    const char *head_weight; /* the key of that head's output weight [num_labels, ...], NULL without */
+    /* a bidirectional encoder (BERT, RoBERTa): its graphs are SEQ_CLASSIFY and FEATURE_EXTRACT,
+     * not the causal-LM ones */
+    bool encoder;
     /* the model's projections are transformers Conv1D modules (GPT-2), whose checkpoint stores
      * W as [in, out]: PEFT sets fan_in_fan_out = true for them. The family hands them to the
      * graph as [out, in] like any linear, so the adapter math is the same. */
