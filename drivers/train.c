@@ -3,6 +3,7 @@
 #include "backend/entry.h"
 #include "drivers/session.h"
 #include "drivers/store.h"
+#include "drivers/train_data.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"
@@ -27,17 +28,29 @@
 
 pc_train_opts pc_train_defaults(void) {
     return (pc_train_opts){
-        .steps = 200, .batch = 8, .seq = 64, .warmup = 20, .eval_every = 50, .eval_batches = 8,
+        .steps = 200, .batch = 8, .seq = 64, .warmup = 20, .eval_every = 50, .eval_batches = -1,
         .save_every = 0, .grad_accum = 1, .lr = 3e-3, .min_lr = 3e-4, .weight_decay = 0.0,
         .clip = 1.0, .val_fraction = 0.1, .seed = 1337, .exec = {.kind = PC_BACKEND_JIT, .threads = 1},
     };
 }
 
+const char *pc_schedule_name(pc_lr_schedule_kind k) {
+    return k == PC_SCHEDULE_LINEAR ? "linear" : k == PC_SCHEDULE_CONSTANT ? "constant" : "cosine";
+}
+
+int pc_schedule_parse(const char *name) {
+    for (int k = PC_SCHEDULE_COSINE; k <= PC_SCHEDULE_CONSTANT; k++)
+        if (name && strcmp(name, pc_schedule_name((pc_lr_schedule_kind)k)) == 0) return k;
+    return -1;
+}
+
 double pc_lr_schedule(const pc_train_opts *o, int t) {
     if (o->warmup > 0 && t <= o->warmup) return o->lr * t / o->warmup;
+    if (o->schedule == PC_SCHEDULE_CONSTANT) return o->lr;
     double span = o->steps - o->warmup;
     double progress = span > 0 ? (t - o->warmup) / span : 1.0;
     if (progress > 1) progress = 1;
+    if (o->schedule == PC_SCHEDULE_LINEAR) return o->lr + (o->min_lr - o->lr) * progress;
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * progress));
 }
 
@@ -61,8 +74,7 @@ typedef struct {
 /* everything one run holds, freed in one place */
 typedef struct {
     pc_session s;
-    pc_token_seq data;
-    pc_token_span train, val;
+    pc_train_data data;
     pc_graph *g, *eval_g, *upd_g; /* upd_g: the AdamW graph when gradients accumulate */
     pc_exec *r, *eval_r, *upd_r;
     float **gsum;                  /* per trainable param: accumulated gradient (upd_g's input) */
@@ -74,7 +86,6 @@ typedef struct {
     step_grad *sg;          /* with a step hook: each trainable param's gradient of the step */
     int nsg;
     double clip_coef;       /* the step's clip coefficient (1 without clipping) */
-    int32_t *tokens, *targets;
     int32_t seed_in;
     pc_adamw_hp hp;
     /* with pc_train_opts.entries: the step's and the evaluation's entry functions */
@@ -99,9 +110,7 @@ static void run_free(run *x) {
     free(x->gout);
     pc_store_free(&x->store);
     pc_st_close(x->resume_opt);
-    pc_data_free(&x->data);
-    free(x->tokens);
-    free(x->targets);
+    pc_train_data_free(&x->data);
     pc_adapt_free(x->cx);
     for (int i = 0; i < x->nsg; i++) free(x->sg[i].scaled);
     free(x->sg);
@@ -113,28 +122,30 @@ static int bind_input(pc_exec *r, const pc_graph *g, const char *name, void *dat
     return v == PC_NONE ? 0 : pc_exec_bind(r, v, data);
 }
 
-/* mean loss over the first eval_batches batches of held-out windows (0 = all) */
-static int evaluate(run *x, const pc_train_opts *o, double *loss, char *err, size_t errlen) {
-    size_t S = (size_t)o->seq, B = (size_t)o->batch;
-    size_t nw = pc_data_eval_windows(&x->val, S);
-    if (o->eval_batches > 0 && nw > (size_t)o->eval_batches * B) nw = (size_t)o->eval_batches * B;
-    double sum = 0;
-    size_t count = 0;
-    pc_val lv = x->eval_g->outputs[0];
+/* mean loss (and, for classification, accuracy) over the first eval_batches batches of the
+ * held-out part (0 = all) */
+static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accuracy, char *err, size_t errlen) {
+    pc_train_data *d = &x->data;
+    size_t nitems = pc_train_data_eval_items(d, o->eval_batches);
+    pc_cls_result acc = {0};
+    pc_val lv = x->eval_g->outputs[0], logits_v = pc_lookup(x->eval_g, "logits");
+    const int L = x->s.model.info.num_labels;
     /* the eval graph holds the adapter as frozen params, which a compiled backend may prepare
      * (reorder) once per binding: rebind so it sees the values the last steps wrote */
     if (pc_store_bind_shared(&x->store, x->eval_g, x->eval_r)) return pc_errf(err, errlen, "rebinding the adapter failed");
-    for (size_t first = 0; first < nw; first += B) {
-        size_t real = pc_data_eval_batch(&x->val, S, first, B < nw - first ? B : nw - first, -100, x->tokens, x->targets);
-        for (size_t b = real; b < B; b++)
-            for (size_t i = 0; i < S; i++) x->tokens[b * S + i] = 0, x->targets[b * S + i] = -100;
+    for (size_t first = 0; first < nitems; first += d->B) {
+        size_t real = pc_train_data_eval_fill(d, first, nitems);
         if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
             return -1;
         const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
-        sum += (double)*l * (double)(real * S);
-        count += real * S;
+        const float *logits = d->task == PC_TASK_LM || logits_v == PC_NONE ? NULL
+                              : x->eval_en ? pc_entry_args_output(&x->eval_args, logits_v)
+                                           : pc_exec_data(x->eval_r, logits_v);
+        pc_train_data_eval_tally(d, &acc, real, *l, logits, L);
     }
-    *loss = count ? sum / (double)count : NAN;
+    pc_cls_finish(&acc);
+    *loss = acc.loss;
+    *accuracy = d->task == PC_TASK_LM ? NAN : acc.accuracy;
     return 0;
 }
 
@@ -182,11 +193,12 @@ static int saved_config(run *x, pc_adapter_config **out, char *err, size_t errle
 
 /* trainer_state.json: what --resume needs to continue the same run */
 static int write_trainer_state(const char *dir, int step, const pc_train_opts *o, char *err, size_t errlen) {
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f}", "step", step, "steps", o->steps,
-                          "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr, "min_lr", o->min_lr,
-                          "weight_decay", o->weight_decay, "clip", o->clip, "seed", (json_int_t)o->seed,
-                          "data", o->data, "hf_qk_rows", o->hf_qk_rows, "grad_accum", o->grad_accum,
-                          "val_fraction", o->val_fraction);
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*}", "step", step,
+                          "steps", o->steps, "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr,
+                          "min_lr", o->min_lr, "weight_decay", o->weight_decay, "clip", o->clip,
+                          "seed", (json_int_t)o->seed, "data", o->data, "hf_qk_rows", o->hf_qk_rows,
+                          "grad_accum", o->grad_accum, "val_fraction", o->val_fraction,
+                          "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data);
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -290,6 +302,9 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     o->hf_qk_rows = hf && json_is_true(hf);
     /* what decides which tokens each step sees must match, or the run would not continue */
     json_t *ga = json_object_get(j, "grad_accum"), *vf = json_object_get(j, "val_fraction"), *dp = json_object_get(j, "data");
+    json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data");
+    int ck_sched = json_is_string(sc) ? pc_schedule_parse(json_string_value(sc)) : PC_SCHEDULE_COSINE;
+    const char *ck_val_data = json_is_string(vd) ? json_string_value(vd) : NULL;
     int ck_accum = json_is_integer(ga) ? (int)json_integer_value(ga) : 1;
     double ck_val = json_is_number(vf) ? json_number_value(vf) : o->val_fraction;
     const char *ck_data = json_is_string(dp) ? json_string_value(dp) : NULL;
@@ -300,12 +315,18 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
         bad = pc_errf(err, errlen, "%s: the checkpoint was made with --val-fraction %g, not %g", path, ck_val, o->val_fraction);
     else if (ck_data && o->data && strcmp(ck_data, o->data) != 0)
         bad = pc_errf(err, errlen, "%s: the checkpoint was trained on --data %s, not %s", path, ck_data, o->data);
+    else if (ck_sched < 0)
+        bad = pc_errf(err, errlen, "%s: field \"schedule\": not cosine, linear or constant", path);
+    else if ((ck_val_data == NULL) != (o->val_data == NULL) || (ck_val_data && strcmp(ck_val_data, o->val_data)))
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --val-data %s, not %s", path,
+                      ck_val_data ? ck_val_data : "(none)", o->val_data ? o->val_data : "(none)");
     if (bad) { json_decref(j); return -1; }
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
     if (o->steps != steps) return pc_errf(err, errlen, "%s: the checkpoint was made for --steps %d (the schedule depends on it), not %d", path, steps, o->steps);
     o->batch = batch, o->seq = seq, o->warmup = warmup, o->lr = lr, o->min_lr = min_lr;
     o->weight_decay = wd, o->clip = clip, o->seed = (uint64_t)seed;
+    o->schedule = (pc_lr_schedule_kind)ck_sched;
     *step = st;
     return 0;
 }
@@ -355,10 +376,9 @@ static int32_t step_seed(uint64_t seed, int t, int k) {
 
 /* one optimizer step over grad_accum micro-batches; *loss = their mean loss */
 static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v, double *loss, char *err, size_t errlen) {
-    size_t B = (size_t)o->batch, S = (size_t)o->seq;
     *loss = 0;
     for (int k = 0; k < o->grad_accum; k++) {
-        pc_data_sample(&x->train, B, S, o->seed, (uint64_t)t, (uint64_t)k * B, x->tokens, x->targets);
+        pc_train_data_sample(&x->data, o->seed, t, k, o->grad_accum);
         x->seed_in = step_seed(o->seed, t, k);
         if (pc_exec_run(x->r, err, errlen)) return run_failed(err, errlen, "step", t);
         *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
@@ -446,26 +466,36 @@ static const char *jnum(char *buf, size_t len, double x) {
 }
 
 static void report(const pc_train_opts *o, const pc_train_point *p, double eta) {
+    const bool cls = !isnan(p->eval_accuracy);
     if (o->json) {
-        char a[64], b[64];
-        printf("{\"step\":%d,\"train_loss\":%s,\"eval_loss\":%s,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
-               jnum(a, sizeof a, p->train_loss), jnum(b, sizeof b, p->eval_loss), p->lr, p->tokens_per_s);
+        char a[64], b[64], c[64];
+        if (cls)
+            printf("{\"step\":%d,\"train_loss\":%s,\"eval_loss\":%s,\"eval_accuracy\":%s,\"lr\":%.6g,"
+                   "\"examples_per_s\":%.1f}\n", p->step, jnum(a, sizeof a, p->train_loss),
+                   jnum(b, sizeof b, p->eval_loss), jnum(c, sizeof c, p->eval_accuracy), p->lr, p->tokens_per_s);
+        else
+            printf("{\"step\":%d,\"train_loss\":%s,\"eval_loss\":%s,\"lr\":%.6g,\"tokens_per_s\":%.1f}\n", p->step,
+                   jnum(a, sizeof a, p->train_loss), jnum(b, sizeof b, p->eval_loss), p->lr, p->tokens_per_s);
         fflush(stdout);
     } else if (!o->quiet && !o->progress) {
-        fprintf(stderr, "step %5d/%d  train loss %.4f  eval loss %.4f  lr %.3g  %.0f tok/s\n", p->step, o->steps,
-                p->train_loss, p->eval_loss, p->lr, p->tokens_per_s);
+        if (cls)
+            fprintf(stderr, "step %5d/%d  train loss %.4f  eval loss %.4f  accuracy %.2f%%  lr %.3g  %.1f ex/s\n",
+                    p->step, o->steps, p->train_loss, p->eval_loss, 100 * p->eval_accuracy, p->lr, p->tokens_per_s);
+        else
+            fprintf(stderr, "step %5d/%d  train loss %.4f  eval loss %.4f  lr %.3g  %.0f tok/s\n", p->step, o->steps,
+                    p->train_loss, p->eval_loss, p->lr, p->tokens_per_s);
     }
     (void)eta;
 }
 
-static void progress_bar(const pc_train_opts *o, int t, double loss, double eval_loss, double tps, double eta) {
+static void progress_bar(const pc_train_opts *o, int t, double loss, double eval_loss, double tps, bool cls, double eta) {
     if (!o->progress || o->quiet) return;
     int width = 24, done = (int)((double)t / o->steps * width);
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
     bar[width] = 0;
-    fprintf(stderr, "\r[%s] step %d/%d  loss %.4f  eval %.4f  %.0f tok/s  ETA %d:%02d ", bar, t, o->steps, loss,
-            eval_loss, tps, (int)eta / 60, (int)eta % 60);
+    fprintf(stderr, "\r[%s] step %d/%d  loss %.4f  eval %.4f  %.0f %s  ETA %d:%02d ", bar, t, o->steps, loss,
+            eval_loss, tps, cls ? "ex/s" : "tok/s", (int)eta / 60, (int)eta % 60);
     if (t == o->steps) fputc('\n', stderr);
 }
 
@@ -475,7 +505,8 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     pc_pipeline_opts po = {.dump_after = o->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1},
                            .reg = s->reg};
     /* the step graph: the adapted forward, then backward (+ AdamW) */
-    pc_build_req req = {.task = PC_TASK_LM, .batch = o->batch, .seq = o->seq, .mode = PC_ADAPT_TRAIN};
+    pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .batch = o->batch,
+                        .seq = o->seq, .mode = PC_ADAPT_TRAIN};
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
@@ -494,9 +525,17 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (o.out && pc_dir_recover(o.out, err, errlen)) return -1;
     if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
     const char *adapter = o.resume ? o.resume : o.adapter;
-    if (pc_session_open(&x.s, o.registry, o.model, o.tokenizer, adapter, err, errlen)) return -1;
+    int nlabels = 0; /* --labels sizes a classifier's head */
+    if (o.labels) {
+        pc_cls_labels lb;
+        if (pc_cls_labels_load(&lb, o.labels, err, errlen)) return -1;
+        nlabels = lb.n;
+        pc_cls_labels_free(&lb);
+    }
+    if (pc_session_open_labels(&x.s, o.registry, o.model, o.tokenizer, adapter, nlabels, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
+    if (o.seq <= 0) o.seq = x.s.model.info.encoder ? 128 : 64; /* the task's default */
     int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);
     if (o.seq > room) {
         pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens%s", o.seq, room,
@@ -504,10 +543,20 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         goto done;
     }
     if (!(x.cx = pc_session_adapter(&x.s, PC_ADAPT_TRAIN, true, o.seed, err, errlen))) goto done;
-    if (pc_session_need_tokenizer(&x.s, "training on text", err, errlen) ||
-        pc_data_load(&x.data, o.data, x.s.tok, err, errlen))
-        goto done;
-    if (pc_data_split(&x.data, o.val_fraction, (size_t)o.seq, &x.train, &x.val, o.data, err, errlen)) goto done;
+    if (pc_train_data_open(&x.data, &x.s, &o, err, errlen)) goto done;
+    const bool cls = x.data.task == PC_TASK_SEQ_CLASSIFY;
+    o.seq = (int)x.data.S; /* a classifier's graphs are as long as its longest example */
+    if (o.eval_batches < 0) o.eval_batches = cls ? 0 : 8;
+    if (oin->epochs > 0) {
+        int steps = pc_train_data_epoch_steps(&x.data, oin->epochs, o.grad_accum);
+        if (o.resume && steps != o.steps) {
+            pc_errf(err, errlen, "--resume %s: the checkpoint was made for %d steps, and --epochs %g is %d steps "
+                    "of this data", o.resume, o.steps, oin->epochs, steps);
+            goto done;
+        }
+        o.steps = steps;
+    }
+    res->steps = o.steps;
 
     if (pc_train_graphs(&x.s, &o, o.grad_accum <= 1, &x.g, &x.eval_g, err, errlen)) goto done;
     if (o.grad_accum > 1 && build_update_graph(&x, o.clip > 0, err, errlen)) goto done;
@@ -519,10 +568,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (pc_session_store(&x.s, x.upd_g ? x.upd_g : x.g, &x.store, x.resume_opt, o.seed, err, errlen)) goto done;
 
-    size_t BS = (size_t)o.batch * (size_t)o.seq;
-    x.tokens = malloc(BS * sizeof *x.tokens);
-    x.targets = malloc(BS * sizeof *x.targets);
-    if (!x.tokens || !x.targets) { pc_errf(err, errlen, "out of memory allocating %zu bytes of batches", 2 * BS * sizeof *x.tokens); goto done; }
+    /* what one micro-batch holds: tokens of text, or examples */
+    size_t BS = (size_t)o.batch * pc_train_data_per_row(&x.data);
     if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
     if (pc_session_bind_base(&x.s, x.r, x.g, false, err, errlen) ||
         pc_session_bind_base(&x.s, x.eval_r, x.eval_g, false, err, errlen))
@@ -538,34 +585,45 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         }
     } else if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "binding failed"); goto done; }
     if (pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
-    if (bind_input(x.r, x.g, "tokens", x.tokens) || bind_input(x.r, x.g, "targets", x.targets) ||
-        bind_input(x.r, x.g, "hp", &x.hp) || bind_input(x.r, x.g, "seed", &x.seed_in) ||
-        bind_input(x.eval_r, x.eval_g, "tokens", x.tokens) || bind_input(x.eval_r, x.eval_g, "targets", x.targets)) {
-        pc_errf(err, errlen, "binding inputs failed");
-        goto done;
-    }
+    const char *names[6];
+    void *ptrs[6];
+    int nin = pc_train_data_inputs(&x.data, names, ptrs);
+    names[nin] = "hp", ptrs[nin++] = &x.hp;
+    names[nin] = "seed", ptrs[nin++] = &x.seed_in;
+    for (int i = 0; i < nin; i++)
+        if (bind_input(x.r, x.g, names[i], ptrs[i]) || bind_input(x.eval_r, x.eval_g, names[i], ptrs[i])) {
+            pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
+            goto done;
+        }
     if (o.entries && !x.upd_g && o.exec.kind == PC_BACKEND_JIT) {
         /* the step and the evaluation through their entry functions, inputs by name */
-        const char *names[4] = {"tokens", "targets", "hp", "seed"};
-        void *const ptrs[4] = {x.tokens, x.targets, &x.hp, &x.seed_in};
         x.ep = o.entries;
-        if (pc_entry_args_init(&x.step_args, x.g, names, ptrs, 4, err, errlen) ||
-            pc_entry_args_init(&x.eval_args, x.eval_g, names, ptrs, 4, err, errlen) ||
+        if (pc_entry_args_init(&x.step_args, x.g, names, (void *const *)ptrs, nin, err, errlen) ||
+            pc_entry_args_init(&x.eval_args, x.eval_g, names, (void *const *)ptrs, nin, err, errlen) ||
             !(x.step_en = x.ep->open(x.ep, x.r, x.g, err, errlen)) ||
             !(x.eval_en = x.ep->open(x.ep, x.eval_r, x.eval_g, err, errlen)))
             goto done;
     }
 
-    if (evaluate(&x, &o, &res->base_eval_loss, err, errlen)) { run_failed(err, errlen, "held-out evaluation at step", start); goto done; }
-    if (!o.quiet && !o.json)
-        fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
-                x.train.n, x.val.n, res->base_eval_loss);
+    if (evaluate(&x, &o, &res->base_eval_loss, &res->base_eval_accuracy, err, errlen)) {
+        run_failed(err, errlen, "held-out evaluation at step", start);
+        goto done;
+    }
+    if (!o.quiet && !o.json) {
+        if (cls)
+            fprintf(stderr, "peftc train: %zu training examples, %zu held-out, %d steps of %d (%d tokens a row); "
+                    "held-out loss before training %.4f, accuracy %.2f%%\n", x.data.ntrain, x.data.nval, o.steps,
+                    o.batch * o.grad_accum, o.seq, res->base_eval_loss, 100 * res->base_eval_accuracy);
+        else
+            fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
+                    x.data.train.n, x.data.val.n, res->base_eval_loss);
+    }
     pc_val loss_v = PC_NONE;
     for (int i = 0; i < x.g->noutputs; i++)
         if (pc_v(x.g, x.g->outputs[i])->flags & PC_LOSS) loss_v = x.g->outputs[i];
     int cap = o.steps / (o.eval_every > 0 ? o.eval_every : o.steps) + 2;
     if (!(res->curve = calloc((size_t)cap, sizeof *res->curve))) { pc_errf(err, errlen, "out of memory"); goto done; }
-    double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss;
+    double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss, last_acc = res->base_eval_accuracy;
     int loss_n = 0, t_first = start + 1;
     for (int t = start + 1; t <= o.steps; t++) {
         x.hp = (pc_adamw_hp){.lr = (float)pc_lr_schedule(&o, t), .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
@@ -574,7 +632,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         if (x.upd_g) {
             if (accumulated_step(&x, &o, t, loss_v, &loss, err, errlen)) goto done;
         } else {
-            pc_data_sample(&x.train, (size_t)o.batch, (size_t)o.seq, o.seed, (uint64_t)t, 0, x.tokens, x.targets);
+            pc_train_data_sample(&x.data, o.seed, t, 0, o.grad_accum);
             x.seed_in = step_seed(o.seed, t, 0);
             if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
                 run_failed(err, errlen, "step", t);
@@ -591,19 +649,20 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         double eta = el / (t - t_first + 1) * (o.steps - t);
         bool do_eval = (o.eval_every > 0 && t % o.eval_every == 0) || t == o.steps;
         if (do_eval) {
-            if (evaluate(&x, &o, &last_eval, err, errlen)) { run_failed(err, errlen, "held-out evaluation at step", t); goto done; }
-            pc_train_point p = {t, loss_acc / loss_n, last_eval, x.hp.lr, tps};
+            if (evaluate(&x, &o, &last_eval, &last_acc, err, errlen)) { run_failed(err, errlen, "held-out evaluation at step", t); goto done; }
+            pc_train_point p = {t, loss_acc / loss_n, last_eval, x.hp.lr, tps, last_acc};
             if (res->ncurve < cap) res->curve[res->ncurve++] = p;
             report(&o, &p, eta);
             loss_acc = 0, loss_n = 0;
         }
-        progress_bar(&o, t, loss, last_eval, tps, eta);
+        progress_bar(&o, t, loss, last_eval, tps, cls, eta);
         if (o.save_every > 0 && t % o.save_every == 0 && o.out) {
             snprintf(msg, sizeof msg, "%s/checkpoint-%d", o.out, t);
             if (save_checkpoint(&x, msg, t, &o, true, err, errlen)) goto done;
         }
     }
     res->final_eval_loss = last_eval;
+    res->final_eval_accuracy = last_acc;
     if (o.out && save_checkpoint(&x, o.out, o.steps, &o, false, err, errlen)) goto done;
     rc = 0;
 done:

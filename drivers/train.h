@@ -1,9 +1,10 @@
-/* Fine-tuning a frozen Llama with an adapter: the loop behind `peftc train`.
+/* Fine-tuning a frozen model with an adapter: the loop behind `peftc train`.
  *
  * One compiled step = forward + backward + AdamW update (a single graph); the hyper-parameters
  * (learning rate of the schedule, betas, weight decay, step, clip norm) are a small input
- * tensor, so the same graph serves every step. Batches are seeded random windows; evaluation
- * follows the `peftc eval` protocol on a held-out split. */
+ * tensor, so the same graph serves every step. Batches come from drivers/train_data.h (seeded
+ * random windows of a text, or shuffled epochs of labelled examples); evaluation follows the
+ * `peftc eval` protocol on a held-out split. */
 #ifndef PEFTC_DRIVERS_TRAIN_H
 #define PEFTC_DRIVERS_TRAIN_H
 
@@ -14,9 +15,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the learning rate after warmup: cosine or linear decay from lr to min_lr at the last step, or
+ * constant lr */
+typedef enum { PC_SCHEDULE_COSINE = 0, PC_SCHEDULE_LINEAR, PC_SCHEDULE_CONSTANT } pc_lr_schedule_kind;
+/* "cosine", "linear", "constant"; parsing gives -1 for anything else */
+const char *pc_schedule_name(pc_lr_schedule_kind k);
+int pc_schedule_parse(const char *name);
+
 typedef struct {
     const char *model, *tokenizer, *adapter, *data, *out, *resume;
+    /* classification data (an encoder model): the held-out file (else --val-fraction of the
+     * examples is held out) and the label names (a JSON list) for data that names categories */
+    const char *val_data, *labels;
+    /* eval_batches < 0: the task's default (text: 8 batches; classification: all examples);
+     * seq <= 0: the task's default (text: 64; classification: 128, the longest example's length
+     * when shorter) */
     int steps, batch, seq, warmup, eval_every, eval_batches, save_every, grad_accum;
+    double epochs; /* > 0: steps = the optimizer steps of this many passes over the training part */
+    pc_lr_schedule_kind schedule;
     double lr, min_lr, weight_decay, clip, val_fraction;
     uint64_t seed;
     bool json;     /* JSON lines on stdout */
@@ -41,12 +57,15 @@ pc_train_opts pc_train_defaults(void);
 /* per-eval record, also what the CLI prints */
 typedef struct {
     int step;
-    double train_loss, eval_loss, lr, tokens_per_s;
+    double train_loss, eval_loss, lr, tokens_per_s; /* classification: examples per second */
+    double eval_accuracy; /* classification; NaN for text */
 } pc_train_point;
 
 typedef struct {
     double base_eval_loss;  /* before training */
     double final_eval_loss;
+    double base_eval_accuracy, final_eval_accuracy; /* classification; NaN for text */
+    int steps;              /* the steps run to (--epochs fixes them from the data) */
     pc_train_point *curve;  /* owned; one per eval */
     int ncurve;
 } pc_train_result;
@@ -56,13 +75,14 @@ void pc_train_result_free(pc_train_result *r);
 
 /* The graphs pc_train runs, for a session whose adapter config is set: the step (the adapted
  * forward, then the pipeline autograd[,adamw{clip}]: AdamW if `adamw`, clipping when
- * o->clip > 0) and the held-out evaluation (the adapted forward), for o->batch x o->seq tokens.
+ * o->clip > 0) and the held-out evaluation (the adapted forward), for o->batch x o->seq tokens;
+ * SEQ_CLASSIFY graphs for an encoder, LM graphs otherwise.
  * On error the graphs built so far are left in *step / *eval for the caller to free. (`peftc
  * compile`, `peftc dump` and the bench build them too.) */
 int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
                     char *err, size_t errlen);
 
-/* the learning rate of step t (1-based): linear warmup, then cosine decay to min_lr */
+/* the learning rate of step t (1-based): linear warmup, then o->schedule */
 double pc_lr_schedule(const pc_train_opts *o, int t);
 
 #endif

@@ -76,6 +76,7 @@ int pc_cmd_dot(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_run(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_train(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_predict(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_generate(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_merge(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_dump(const pc_registry *reg, int argc, char **argv);

@@ -1,4 +1,6 @@
-/* peftc eval: held-out loss of a text under the model (and adapter). */
+/* peftc eval: held-out loss of a text under the model (and adapter), or loss and accuracy of a
+ * classifier on labelled examples. */
+#include "drivers/classify.h"
 #include "drivers/evaluate.h"
 #include "tools/cli.h"
 
@@ -6,22 +8,28 @@
 #include <stdio.h>
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
-    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0;
+    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0,
+               *labels = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
+        {"labels", true, &labels, 0},
     };
     const char *pos[1];
     int npos;
     int rc = pc_cli_parse("eval", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
-               "                  [--batch B] [--backend ref|jit] [--json] [--dump-after=adapt] [--check-finite]\n\n"
-               "Mean next-token cross-entropy of the text: tokens = [BOS] + encode(text); window i =\n"
-               "tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
+               "                  [--batch B] [--labels F] [--backend ref|jit] [--json] [--dump-after=adapt]\n"
+               "                  [--check-finite]\n\n"
+               "A causal LM: the mean next-token cross-entropy of the text: tokens = [BOS] + encode(text);\n"
+               "window i = tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
+               "A classifier (BERT, RoBERTa): mean cross-entropy and accuracy over the labelled examples of\n"
+               "--data (JSONL or CSV, as peftc train reads them; --labels F names the labels), each cut to\n"
+               "--seq tokens (default 128); --json prints {\"loss\":..., \"accuracy\":..., \"n_examples\":...}.\n"
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
                "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
                "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}. --dump-after=adapt (or all)\n"
@@ -30,9 +38,9 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     }
     if (rc) return 1;
     if (pc_cli_dump_stage("eval", dump)) return 1;
-    if (!data || !seq) { fprintf(stderr, "peftc eval: --data and --seq are required\n"); return 1; }
-    long long S, B = 8;
-    if (pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
+    if (!data) { fprintf(stderr, "peftc eval: --data is required\n"); return 1; }
+    long long S = 0, B = 8;
+    if (seq && pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
     if (batch && pc_cli_int("eval", "batch", batch, 1, 65536, &B)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc eval: --merge needs --adapter\n"); return 1; }
     pc_exec_opts eo = {.threads = 1, .check_finite = check_finite};
@@ -42,10 +50,35 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     }
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    int nlabels = 0; /* --labels sizes a classifier's head */
+    if (labels) {
+        pc_cls_labels lb;
+        if (pc_cls_labels_load(&lb, labels, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+        nlabels = lb.n;
+        pc_cls_labels_free(&lb);
+    }
     pc_session s;
-    if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+    if (pc_session_open_labels(&s, reg, model, tokenizer, adapter, nlabels, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        return 1;
+    }
     s.dump_after = dump;
     s.hf_qk_rows = hf;
+    if (s.model.info.encoder) {
+        pc_cls_result c;
+        rc = pc_eval_cls(&s, data, labels, S ? (int)S : 128, (int)B, merge, &eo, &c, err, sizeof err);
+        pc_session_close(&s);
+        if (rc) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+        if (json) printf("{\"loss\":%.6f,\"accuracy\":%.6f,\"n_examples\":%zu}\n", c.loss, c.accuracy, c.n);
+        else printf("loss %.6f  accuracy %.4f  (%zu examples)\n", c.loss, c.accuracy, c.n);
+        return 0;
+    }
+    if (!seq || labels) {
+        fprintf(stderr, "peftc eval: %s\n", labels ? "--labels is for a classifier's data; this model is a causal LM"
+                                                    : "--seq is required (tokens per window of the text)");
+        pc_session_close(&s);
+        return 1;
+    }
     pc_eval_result r;
     rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);
     pc_session_close(&s);

@@ -3,6 +3,7 @@
 #include "drivers/train.h"
 #include "tools/cli.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,40 +11,52 @@
 
 static void train_help(const pc_train_opts *d) {
     printf("usage: peftc train [options]\n\n"
-           "Fine-tunes a frozen Llama checkpoint with an adapter and writes the adapter as a PEFT\n"
-           "directory (adapter_config.json + adapter_model.safetensors).\n\n"
-           "  --model F          llama2.c checkpoint (default: bundled stories260K)\n"
+           "Fine-tunes a frozen model with an adapter and writes the adapter as a PEFT directory\n"
+           "(adapter_config.json + adapter_model.safetensors). A causal LM (Llama, GPT-2) trains on\n"
+           "text; an encoder with a classification head (BERT, RoBERTa) on labelled examples.\n\n"
+           "  --model F          llama2.c checkpoint, Hugging Face model directory or GGUF file\n"
+           "                     (default: bundled stories260K)\n"
            "  --tokenizer F      tokenizer (default: the model's own: tok<vocab>.bin beside a llama2.c\n"
            "                     checkpoint, an HF directory's tokenizer.json, a GGUF's vocabulary)\n"
            "  --adapter CONFIG   PEFT adapter_config.json, or an adapter directory to continue from;\n"
            "                     its peft_type picks the method: LORA (DoRA with use_dora), IA3,\n"
            "                     PROMPT_TUNING or a registered method's own (default: LoRA r=8\n"
            "                     alpha=16 on q,k,v,o,gate,up,down)\n"
-           "  --data F           training text (default: bundled tinyshakespeare)\n"
+           "  --data F           training text (default: bundled tinyshakespeare); for a classifier,\n"
+           "                     labelled examples: JSONL {\"text\": ..., \"label\": k} or CSV with a\n"
+           "                     text column and a label (ids or names) or category (names) column\n"
+           "  --labels F         the label names, a JSON list (id = index), for data that names them\n"
+           "  --val-data F       held-out examples of a classifier (default: --val-fraction of --data)\n"
            "  --out DIR          where the adapter is written (default: out/adapter)\n"
            "  --steps N          optimizer steps (default %d)\n"
-           "  --batch B --seq S  windows per micro-batch and tokens per window (default %d, %d)\n"
+           "  --epochs X         instead of --steps: X passes over the training part (a classifier's\n"
+           "                     examples are shuffled each epoch)\n"
+           "  --batch B --seq S  rows per micro-batch and tokens per row (default %d, %d for text;\n"
+           "                     a classifier's examples are cut to S tokens, default 128)\n"
            "  --grad-accum K     average the gradients of K micro-batches per step (default 1)\n"
            "  --lr X --min-lr X  peak and final learning rate (default %g, %g)\n"
-           "  --warmup N         linear warmup steps, then cosine decay (default %d)\n"
+           "  --warmup N         linear warmup steps (default %d)\n"
+           "  --schedule K       after warmup: cosine (default) or linear decay to --min-lr, or constant\n"
            "  --weight-decay X   AdamW weight decay (default %g)\n"
            "  --clip X           clip the global gradient norm to X, 0 = off (default %g)\n"
            "  --eval-every N     evaluate on the held-out split every N steps (default %d)\n"
-           "  --eval-batches N   held-out batches per evaluation, 0 = all (default %d)\n"
-           "  --val-fraction X   fraction of the text held out (default %g)\n"
+           "  --eval-batches N   held-out batches per evaluation, 0 = all (default 8 for text, all\n"
+           "                     for a classifier)\n"
+           "  --val-fraction X   fraction of the text (or examples) held out (default %g)\n"
            "  --save-every N     write DIR/checkpoint-STEP every N steps (resumable)\n"
            "  --resume DIR       continue from a checkpoint directory, bit-identically\n"
            "  --seed N           data sampling, init and dropout seed (default %llu)\n"
            "  --backend ref|jit  reference interpreter or compiled backend (default jit)\n"
            "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
            PC_CLI_CHECK_FINITE_HELP
-           "  --json             one JSON object per evaluation on stdout\n"
+           "  --json             one JSON object per evaluation on stdout (with eval_accuracy for a\n"
+           "                     classifier)\n"
            "  --quiet            no progress output\n"
            "  --dump-after=PASS  print the step's IR to stderr after adapt, autograd, adamw or all\n"
            "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
            "                     PEFT for an HF-converted Llama); they are written back that way\n",
            d->steps, d->batch, d->seq, d->lr, d->min_lr, d->warmup, d->weight_decay, d->clip, d->eval_every,
-           d->eval_batches, d->val_fraction, (unsigned long long)d->seed);
+           d->val_fraction, (unsigned long long)d->seed);
 }
 
 int pc_cmd_train(const pc_registry *reg, int argc, char **argv) { return pc_train_main(reg, argc, argv, NULL); }
@@ -74,8 +87,9 @@ static bool rewrites_checkpoint(const char *name, void *ctx) {
 static int check_paths(const char *prog, const pc_train_opts *o) {
     static const char *const names[] = {PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME, PC_TRAIN_OPTIMIZER_FILE,
                                         PC_TRAIN_STATE_FILE, NULL};
-    pc_in ins[12] = {{"--model", o->model}, {"--tokenizer", o->tokenizer}, {"--data", o->data}};
-    int nin = 3;
+    pc_in ins[14] = {{"--model", o->model}, {"--tokenizer", o->tokenizer}, {"--data", o->data},
+                     {"--val-data", o->val_data}, {"--labels", o->labels}};
+    int nin = 5;
     pc_cli_adapter_paths ap, rp;
     char ropt[4200], rstate[4200];
     saved_checkpoints sc = {o->save_every, o->steps, 0};
@@ -130,7 +144,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     if (fx) o.batch = fx->batch, o.seq = fx->seq;
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
-               *accum = 0, *dump_after = 0;
+               *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0;
     bool json = false, quiet = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -142,7 +156,8 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         {"seed", true, &seed, 0},              {"threads", true, &threads, 0},       {"json", false, 0, &json},
         {"quiet", false, 0, &quiet},           {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},   {"dump-after", true, &dump_after, 0},
-        {"check-finite", false, 0, &check_finite},
+        {"check-finite", false, 0, &check_finite}, {"epochs", true, &epochs, 0}, {"schedule", true, &schedule, 0},
+        {"labels", true, &o.labels, 0},        {"val-data", true, &o.val_data, 0},
     };
     const char *pos[1];
     int npos;
@@ -173,6 +188,20 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     DBL_OPT(wd, "weight-decay", 0, 10, o.weight_decay);
     DBL_OPT(clip, "clip", 0, 1e9, o.clip);
     DBL_OPT(val, "val-fraction", 0, 0.9, o.val_fraction);
+    DBL_OPT(epochs, "epochs", 1e-6, 1e6, o.epochs);
+    if (epochs && steps) {
+        fprintf(stderr, "peftc train: --epochs and --steps both fix the length of the run: give one\n");
+        return 1;
+    }
+    if (schedule) {
+        int k = pc_schedule_parse(schedule);
+        if (k < 0) {
+            fprintf(stderr, "peftc train: --schedule: expected cosine, linear or constant, got '%s'\n", schedule);
+            return 1;
+        }
+        o.schedule = (pc_lr_schedule_kind)k;
+    }
+    if (!seq && !fx) o.seq = 0; /* the task's default */
     INT_OPT(threads, "threads", 1, 1024, o.exec.threads);
     if (backend && pc_backend_parse(backend, &o.exec.kind)) {
         fprintf(stderr, "peftc train: --backend: expected ref or jit, got '%s'\n", backend);
@@ -205,8 +234,15 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         return 1;
     }
     if (!json && !quiet)
-        fprintf(stderr, "%s: held-out loss %.4f -> %.4f; adapter written to %s\n", fx ? fx->prog : "peftc train", res.base_eval_loss,
-                res.final_eval_loss, o.out);
+    {
+        if (!isnan(res.final_eval_accuracy))
+            fprintf(stderr, "%s: held-out loss %.4f -> %.4f, accuracy %.2f%% -> %.2f%%; adapter written to %s\n",
+                    fx ? fx->prog : "peftc train", res.base_eval_loss, res.final_eval_loss,
+                    100 * res.base_eval_accuracy, 100 * res.final_eval_accuracy, o.out);
+        else
+            fprintf(stderr, "%s: held-out loss %.4f -> %.4f; adapter written to %s\n", fx ? fx->prog : "peftc train",
+                    res.base_eval_loss, res.final_eval_loss, o.out);
+    }
     pc_train_result_free(&res);
     return 0;
 }
