@@ -56,6 +56,7 @@ struct pc_compiled {
     void **base;          /* per buffer */
     uint64_t seed;
     bool dirty, ran, prof;
+    pc_arena *shared; /* the arena is this one's, not owned (pc_exec_opts.arena) */
     uint8_t *bufkinds;    /* --check-finite: per buffer, the PC_FIN_* kinds of this run (else NULL) */
     cinsn *ins;
     int nins;
@@ -89,14 +90,9 @@ static size_t value_bytes(const pc_value *x) { return (size_t)pc_shape_numel(x->
 
 /* ---- pointers ---- */
 
-static int add_patch(pc_compiled *c, void **slot, const pc_lref *r) {
-    int b = r->view.buf;
-    int64_t off = r->view.off * (int64_t)pc_dtype_size(r->dt);
-    const pc_lbuf *B = &c->l->buf[b];
-    if (B->kind == PC_BUF_ARENA) {
-        *slot = c->arena + B->offset + off;
-        return 0;
-    }
+/* a pointer resolve() fills: buffer b at byte offset off (arena buffers too: a shared arena may
+ * move when it grows) */
+static int patch_at(pc_compiled *c, void **slot, int b, int64_t off) {
     if (c->npatches == c->cappatches) {
         int cap = c->cappatches ? 2 * c->cappatches : 256;
         patch *p = realloc(c->patches, (size_t)cap * sizeof *p);
@@ -107,6 +103,10 @@ static int add_patch(pc_compiled *c, void **slot, const pc_lref *r) {
     c->patches[c->npatches++] = (patch){slot, b, off};
     *slot = NULL;
     return 0;
+}
+
+static int add_patch(pc_compiled *c, void **slot, const pc_lref *r) {
+    return patch_at(c, slot, r->view.buf, r->view.off * (int64_t)pc_dtype_size(r->dt));
 }
 
 static uint64_t init_stream(const pc_graph *g, pc_val v) { /* as backend/ref.c */
@@ -333,7 +333,7 @@ static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, 
     for (int k = 0; k < I->nin; k++)
         if (add_patch(c, &ci->inp[k], &I->in[k])) return -1;
     if (add_patch(c, &ci->ck.k.out, &I->out[0])) return -1;
-    if (I->scratch_buf >= 0) ci->ck.scratch = c->arena + c->l->buf[I->scratch_buf].offset;
+    if (I->scratch_buf >= 0 && patch_at(c, (void **)&ci->ck.scratch, I->scratch_buf, 0)) return -1;
     if (I->aux != PC_NONE) ci->ck.mask = &g->vals[I->aux];
     ci->ck.alpha = I->alpha;
     ci->ck.table = table;
@@ -425,7 +425,22 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     }
     /* the arena is allocated and touched once: first-touch page faults are slow here */
     size_t abytes = (size_t)(l->arena_bytes + 64 + 63) / 64 * 64;
-    c->arena = aligned_alloc(64, abytes);
+    if (o && o->arena) { /* shared: grown to this graph's size (the others re-resolve on their next run) */
+        c->shared = o->arena;
+        if (o->arena->size < abytes) {
+            void *grown = aligned_alloc(64, abytes);
+            if (grown) {
+                memset(grown, 0, abytes);
+                free(o->arena->base);
+                o->arena->base = grown;
+                o->arena->size = abytes;
+            }
+        }
+        c->arena = o->arena->size >= abytes ? o->arena->base : NULL;
+    } else {
+        c->arena = aligned_alloc(64, abytes);
+        if (c->arena) memset(c->arena, 0, abytes);
+    }
     size_t nv = (size_t)g->nvals + 1;
     c->bound = calloc(nv, sizeof *c->bound);
     c->init = calloc(nv, sizeof *c->init);
@@ -435,7 +450,6 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     c->ins = calloc((size_t)c->nins + 1, sizeof *c->ins);
     if (o && o->check_finite > 0) c->bufkinds = calloc((size_t)l->nbufs + 1, 1);
     if (!c->arena || !c->bound || !c->init || !c->base || !c->upd_tmp || !c->ins || (o && o->check_finite > 0 && !c->bufkinds)) { free(cfns); free(cnames); free(tabs); goto oom; }
-    memset(c->arena, 0, abytes);
     int threads = o && o->threads > 0 ? o->threads : 1;
     int k = 0, rc = 0;
     for (int i = 0; i < l->ninsns && !rc; i++) {
@@ -497,7 +511,7 @@ void pc_compiled_free(pc_compiled *c) {
     free(c->base);
     free(c->bufkinds);
     free(c->patches);
-    free(c->arena);
+    if (!c->shared) free(c->arena);
     pc_lowered_free(c->l);
     free(c);
 }
@@ -577,6 +591,7 @@ static int exec_one(const pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
 int pc_compiled_run(pc_compiled *c, char *err, size_t errlen) {
     if (!c) { set_err(err, errlen, "no compiled graph"); return -1; }
     c->ran = false;
+    if (c->shared && c->arena != c->shared->base) c->arena = c->shared->base, c->dirty = true; /* it grew */
     if (c->dirty && resolve(c, err, errlen)) return -1;
     if (c->bufkinds) {
         memset(c->bufkinds, 0, (size_t)c->l->nbufs);

@@ -83,3 +83,9 @@ int pc_exec_apply_updates(pc_exec *e) {
     if (!e) return -1;
     return e->jit ? pc_compiled_apply_updates(e->jit) : pc_ref_apply_updates(e->ref);
 }
+
+void pc_arena_free(pc_arena *a) {
+    if (!a) return;
+    free(a->base);
+    *a = (pc_arena){0};
+}

@@ -37,7 +37,19 @@ typedef struct {
      * 0 the backend's default: on in the reference interpreter, off in the compiled backend
      * (there it scans every instruction's result: --check-finite) */
     int check_finite;
+    /* jit: executors given the same arena share its memory for their intermediate values (it
+     * grows to the largest one's size); they must run one at a time, each one's outputs read
+     * before another runs. NULL = an arena of its own. */
+    struct pc_arena *arena;
 } pc_exec_opts;
+
+/* an arena executors share (pc_exec_opts.arena): start it zeroed ({0}); free it after every
+ * executor that uses it */
+typedef struct pc_arena {
+    void *base;
+    size_t size;
+} pc_arena;
+void pc_arena_free(pc_arena *a);
 
 typedef struct pc_exec pc_exec;
 

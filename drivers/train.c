@@ -71,15 +71,32 @@ typedef struct {
     int64_t n;
 } step_grad;
 
+/* the graphs of one data bucket (drivers/train_data.h): the step and the evaluation for its
+ * row length, compiled when a batch first needs them; all share the store and one arena */
+typedef struct {
+    pc_graph *g, *eval_g;
+    pc_exec *r, *eval_r;
+    pc_val *gout;      /* with upd_g: per trainable param (upd_g's order), its grad output in g */
+    pc_val loss_v;
+    bool eval_rebound; /* the adapter rebound to eval_r in this evaluation */
+} variant;
+
 /* everything one run holds, freed in one place */
 typedef struct {
     pc_session s;
     pc_train_data data;
+    variant var[PC_TRAIN_MAX_BUCKETS];
+    int cur;                       /* the bucket whose graphs g, r, eval_g, eval_r, gout are */
+    pc_arena arena;                /* the compiled graphs' shared intermediate memory */
     pc_graph *g, *eval_g, *upd_g; /* upd_g: the AdamW graph when gradients accumulate */
     pc_exec *r, *eval_r, *upd_r;
     float **gsum;                  /* per trainable param: accumulated gradient (upd_g's input) */
     pc_val *gout;                  /* per trainable param: its grad output in g */
     int ngrad;
+    int sg_var;                    /* the bucket sg's gradient values were found in */
+    pc_exec_opts exec;             /* the run's, with the shared arena */
+    bool store_made;
+    const pc_graph *store_g;       /* the graph the store was made for (its entries' values) */
     pc_store store;
     pc_st_file *resume_opt; /* optimizer state of the checkpoint resumed from */
     pc_adapt_ctx *cx;       /* the adapter in training (its per-step hook) */
@@ -99,15 +116,19 @@ static void run_free(run *x) {
     if (x->eval_en) x->ep->close(x->eval_en);
     pc_entry_args_free(&x->step_args);
     pc_entry_args_free(&x->eval_args);
-    pc_exec_free(x->r);
-    pc_exec_free(x->eval_r);
+    for (int b = 0; b < PC_TRAIN_MAX_BUCKETS; b++) {
+        variant *v = &x->var[b];
+        pc_exec_free(v->r);
+        pc_exec_free(v->eval_r);
+        pc_graph_free(v->g);
+        pc_graph_free(v->eval_g);
+        free(v->gout);
+    }
     pc_exec_free(x->upd_r);
-    pc_graph_free(x->g);
-    pc_graph_free(x->eval_g);
     pc_graph_free(x->upd_g);
+    pc_arena_free(&x->arena);
     for (int i = 0; i < x->ngrad; i++) free(x->gsum[i]);
     free(x->gsum);
-    free(x->gout);
     pc_store_free(&x->store);
     pc_st_close(x->resume_opt);
     pc_train_data_free(&x->data);
@@ -122,26 +143,33 @@ static int bind_input(pc_exec *r, const pc_graph *g, const char *name, void *dat
     return v == PC_NONE ? 0 : pc_exec_bind(r, v, data);
 }
 
+static int use_variant(run *x, const pc_train_opts *o, int b, char *err, size_t errlen);
+
 /* mean loss (and, for classification, accuracy) over the first eval_batches batches of the
  * held-out part (0 = all) */
 static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accuracy, char *err, size_t errlen) {
     pc_train_data *d = &x->data;
     size_t nitems = pc_train_data_eval_items(d, o->eval_batches);
     pc_cls_result acc = {0};
-    pc_val lv = x->eval_g->outputs[0], logits_v = pc_lookup(x->eval_g, "logits");
     const int L = x->s.model.info.num_labels;
-    /* the eval graph holds the adapter as frozen params, which a compiled backend may prepare
-     * (reorder) once per binding: rebind so it sees the values the last steps wrote */
-    if (pc_store_bind_shared(&x->store, x->eval_g, x->eval_r)) return pc_errf(err, errlen, "rebinding the adapter failed");
+    for (int b = 0; b < d->nbuckets; b++) x->var[b].eval_rebound = false;
     for (size_t first = 0; first < nitems; first += d->B) {
-        size_t real = pc_train_data_eval_fill(d, first, nitems);
+        int b;
+        size_t real = pc_train_data_eval_fill(d, first, nitems, &b);
+        if (use_variant(x, o, b, err, errlen)) return -1;
+        /* the eval graph holds the adapter as frozen params, which a compiled backend may
+         * prepare (reorder) once per binding: rebind so it sees the values the last steps wrote */
+        if (!x->var[b].eval_rebound && pc_store_bind_shared(&x->store, x->eval_g, x->eval_r))
+            return pc_errf(err, errlen, "rebinding the adapter failed");
+        x->var[b].eval_rebound = true;
+        pc_val lv = x->eval_g->outputs[0], logits_v = pc_lookup(x->eval_g, "logits");
         if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
             return -1;
         const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
         const float *logits = d->task == PC_TASK_LM || logits_v == PC_NONE ? NULL
                               : x->eval_en ? pc_entry_args_output(&x->eval_args, logits_v)
                                            : pc_exec_data(x->eval_r, logits_v);
-        pc_train_data_eval_tally(d, &acc, real, *l, logits, L);
+        pc_train_data_eval_tally(d, b, &acc, real, *l, logits, L);
     }
     pc_cls_finish(&acc);
     *loss = acc.loss;
@@ -338,7 +366,7 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
 static int build_update_graph(run *x, int clip, char *err, size_t errlen) {
     const pc_graph *g = x->g;
     if (!(x->upd_g = pc_graph_new("update"))) return pc_errf(err, errlen, "out of memory");
-    if (!(x->gout = malloc((size_t)g->nvals * sizeof *x->gout)) ||
+    if (!(x->gout = x->var[x->cur].gout = malloc((size_t)g->nvals * sizeof *x->gout)) ||
         !(x->gsum = calloc((size_t)g->nvals, sizeof *x->gsum)))
         return pc_errf(err, errlen, "out of memory");
     for (pc_val v = 0; v < g->nvals; v++) {
@@ -375,10 +403,12 @@ static int32_t step_seed(uint64_t seed, int t, int k) {
 }
 
 /* one optimizer step over grad_accum micro-batches; *loss = their mean loss */
-static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v, double *loss, char *err, size_t errlen) {
+static int accumulated_step(run *x, const pc_train_opts *o, int t, double *loss, char *err, size_t errlen) {
     *loss = 0;
     for (int k = 0; k < o->grad_accum; k++) {
-        pc_train_data_sample(&x->data, o->seed, t, k, o->grad_accum);
+        int b = pc_train_data_sample(&x->data, o->seed, t, k, o->grad_accum);
+        if (use_variant(x, o, b, err, errlen)) return run_failed(err, errlen, "step", t);
+        pc_val loss_v = x->var[b].loss_v;
         x->seed_in = step_seed(o->seed, t, k);
         if (pc_exec_run(x->r, err, errlen)) return run_failed(err, errlen, "step", t);
         *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
@@ -398,7 +428,7 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, pc_val loss_v
 
 /* the step hook's gradients: one entry per trainable param of the store, by its key */
 static int step_grads_init(run *x, char *err, size_t errlen) {
-    const pc_graph *sg = x->upd_g ? x->upd_g : x->g; /* the graph the store was made for */
+    const pc_graph *sg = x->store_g; /* the graph the store was made for */
     if (!(x->sg = calloc((size_t)x->store.n + 1, sizeof *x->sg))) return pc_errf(err, errlen, "out of memory");
     for (int i = 0; i < x->store.n; i++) {
         const pc_store_entry *e = &x->store.e[i];
@@ -450,7 +480,13 @@ static const float *step_grad_get(void *ctx, const char *key, pc_shape *shape) {
 static int step_hook(run *x, const pc_train_opts *o, int t, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
     if (!m->step_hook) return 0;
+    if (x->sg && x->sg_var != x->cur) { /* another bucket's graph: its gradient values */
+        for (int i = 0; i < x->nsg; i++) free(x->sg[i].scaled);
+        free(x->sg);
+        x->sg = NULL, x->nsg = 0;
+    }
     if (!x->sg && step_grads_init(x, err, errlen)) return -1;
+    x->sg_var = x->cur;
     step_grads_update(x, o);
     pc_tensor_io io = {pc_store_tensor, NULL, &x->store, NULL, pc_store_param_key, step_grad_get, x};
     char msg[1024] = "";
@@ -515,6 +551,81 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     return (*eval = pc_session_build_dump(s, &req, false, NULL, err, errlen)) ? 0 : -1;
 }
 
+/* compiles bucket b's step and evaluation graphs and binds them to the run's store, base model
+ * and data buffers; the first one opened also makes the store (and the update graph) */
+static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t errlen) {
+    variant *v = &x->var[b];
+    pc_train_opts ob = *o;
+    ob.seq = (int)x->data.bucket_S[b];
+    const bool first = !x->store_made;
+    const int fb = x->cur; /* with !first: a bucket already open (its gout names the gradients) */
+    if (pc_train_graphs(&x->s, &ob, o->grad_accum <= 1, &v->g, &v->eval_g, err, errlen)) return -1;
+    x->cur = b, x->g = v->g, x->eval_g = v->eval_g;
+    if (first) {
+        if (o->grad_accum > 1 && build_update_graph(x, o->clip > 0, err, errlen)) return -1;
+        x->store_g = x->upd_g ? x->upd_g : x->g;
+        if (pc_session_store(&x->s, x->store_g, &x->store, x->resume_opt, o->seed, err, errlen)) return -1;
+        x->store_made = true;
+    } else if (x->upd_g) {
+        /* the same gradients in this bucket's graph, by name */
+        if (!(v->gout = malloc((size_t)(x->ngrad ? x->ngrad : 1) * sizeof *v->gout))) return pc_errf(err, errlen, "out of memory");
+        for (int i = 0; i < x->ngrad; i++)
+            if ((v->gout[i] = pc_lookup(v->g, pc_val_name(x->var[fb].g, x->var[fb].gout[i]))) == PC_NONE)
+                return pc_errf(err, errlen, "bucket %d: no %s", b, pc_val_name(x->var[fb].g, x->var[fb].gout[i]));
+    }
+    x->gout = v->gout;
+    if (!(v->r = pc_exec_new(v->g, &x->exec, err, errlen)) || !(v->eval_r = pc_exec_new(v->eval_g, &x->exec, err, errlen)))
+        return -1;
+    x->r = v->r, x->eval_r = v->eval_r;
+    if (pc_session_bind_base(&x->s, v->r, v->g, false, err, errlen) ||
+        pc_session_bind_base(&x->s, v->eval_r, v->eval_g, false, err, errlen))
+        return -1;
+    if (x->upd_g) {
+        if (first) {
+            if (!(x->upd_r = pc_exec_new(x->upd_g, &x->exec, err, errlen))) return -1;
+            if (pc_store_bind(&x->store, x->upd_r) || bind_input(x->upd_r, x->upd_g, "hp", &x->hp))
+                return pc_errf(err, errlen, "binding failed");
+            for (int i = 0; i < x->ngrad; i++) {
+                char name[600];
+                snprintf(name, sizeof name, "%s", pc_val_name(v->g, v->gout[i]));
+                if (bind_input(x->upd_r, x->upd_g, name, x->gsum[i])) return pc_errf(err, errlen, "binding %s failed", name);
+            }
+        }
+        if (pc_store_bind_shared(&x->store, v->g, v->r)) return pc_errf(err, errlen, "binding failed");
+    } else if (first ? pc_store_bind(&x->store, v->r) : pc_store_bind_shared(&x->store, v->g, v->r)) {
+        return pc_errf(err, errlen, "binding failed");
+    }
+    if (pc_store_bind_shared(&x->store, v->eval_g, v->eval_r)) return pc_errf(err, errlen, "binding failed");
+    const char *names[6];
+    void *ptrs[6];
+    int nin = pc_train_data_inputs(&x->data, b, names, ptrs);
+    names[nin] = "hp", ptrs[nin++] = &x->hp;
+    names[nin] = "seed", ptrs[nin++] = &x->seed_in;
+    for (int i = 0; i < nin; i++)
+        if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
+            return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
+    v->loss_v = PC_NONE;
+    for (int i = 0; i < v->g->noutputs; i++)
+        if (pc_v(v->g, v->g->outputs[i])->flags & PC_LOSS) v->loss_v = v->g->outputs[i];
+    if (o->entries && !x->upd_g && x->exec.kind == PC_BACKEND_JIT && x->data.nbuckets == 1) {
+        /* the step and the evaluation through their entry functions, inputs by name */
+        x->ep = o->entries;
+        if (pc_entry_args_init(&x->step_args, v->g, names, (void *const *)ptrs, nin, err, errlen) ||
+            pc_entry_args_init(&x->eval_args, v->eval_g, names, (void *const *)ptrs, nin, err, errlen) ||
+            !(x->step_en = x->ep->open(x->ep, v->r, v->g, err, errlen)) ||
+            !(x->eval_en = x->ep->open(x->ep, v->eval_r, v->eval_g, err, errlen)))
+            return -1;
+    }
+    return 0;
+}
+
+static int use_variant(run *x, const pc_train_opts *o, int b, char *err, size_t errlen) {
+    variant *v = &x->var[b];
+    if (!v->g && variant_open(x, o, b, err, errlen)) return -1;
+    x->cur = b, x->g = v->g, x->r = v->r, x->eval_g = v->eval_g, x->eval_r = v->eval_r, x->gout = v->gout;
+    return 0;
+}
+
 int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t errlen) {
     pc_train_opts o = *oin;
     run x = {0};
@@ -558,52 +669,18 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     res->steps = o.steps;
 
-    if (pc_train_graphs(&x.s, &o, o.grad_accum <= 1, &x.g, &x.eval_g, err, errlen)) goto done;
-    if (o.grad_accum > 1 && build_update_graph(&x, o.clip > 0, err, errlen)) goto done;
-
     if (o.resume) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", o.resume, OPTIMIZER_FILE);
         if (!(x.resume_opt = pc_st_open(path, err, errlen))) goto done;
     }
-    if (pc_session_store(&x.s, x.upd_g ? x.upd_g : x.g, &x.store, x.resume_opt, o.seed, err, errlen)) goto done;
-
+    if (o.entries) pc_train_data_one_bucket(&x.data); /* an AOT trainer's graphs have one shape */
+    x.exec = o.exec;
+    if (x.exec.kind == PC_BACKEND_JIT) x.exec.arena = &x.arena;
+    /* the longest bucket first: the store is made for its graphs, the shared arena sized once */
+    if (use_variant(&x, &o, x.data.nbuckets - 1, err, errlen)) goto done;
     /* what one micro-batch holds: tokens of text, or examples */
     size_t BS = (size_t)o.batch * pc_train_data_per_row(&x.data);
-    if (!(x.r = pc_exec_new(x.g, &o.exec, err, errlen)) || !(x.eval_r = pc_exec_new(x.eval_g, &o.exec, err, errlen))) goto done;
-    if (pc_session_bind_base(&x.s, x.r, x.g, false, err, errlen) ||
-        pc_session_bind_base(&x.s, x.eval_r, x.eval_g, false, err, errlen))
-        goto done;
-    if (x.upd_g) {
-        if (!(x.upd_r = pc_exec_new(x.upd_g, &o.exec, err, errlen))) goto done;
-        if (pc_store_bind(&x.store, x.upd_r) || pc_store_bind_shared(&x.store, x.g, x.r) ||
-            bind_input(x.upd_r, x.upd_g, "hp", &x.hp)) { pc_errf(err, errlen, "binding failed"); goto done; }
-        for (int i = 0; i < x.ngrad; i++) {
-            char name[600];
-            snprintf(name, sizeof name, "%s", pc_val_name(x.g, x.gout[i]));
-            if (bind_input(x.upd_r, x.upd_g, name, x.gsum[i])) { pc_errf(err, errlen, "binding %s failed", name); goto done; }
-        }
-    } else if (pc_store_bind(&x.store, x.r)) { pc_errf(err, errlen, "binding failed"); goto done; }
-    if (pc_store_bind_shared(&x.store, x.eval_g, x.eval_r)) { pc_errf(err, errlen, "binding failed"); goto done; }
-    const char *names[6];
-    void *ptrs[6];
-    int nin = pc_train_data_inputs(&x.data, names, ptrs);
-    names[nin] = "hp", ptrs[nin++] = &x.hp;
-    names[nin] = "seed", ptrs[nin++] = &x.seed_in;
-    for (int i = 0; i < nin; i++)
-        if (bind_input(x.r, x.g, names[i], ptrs[i]) || bind_input(x.eval_r, x.eval_g, names[i], ptrs[i])) {
-            pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
-            goto done;
-        }
-    if (o.entries && !x.upd_g && o.exec.kind == PC_BACKEND_JIT) {
-        /* the step and the evaluation through their entry functions, inputs by name */
-        x.ep = o.entries;
-        if (pc_entry_args_init(&x.step_args, x.g, names, (void *const *)ptrs, nin, err, errlen) ||
-            pc_entry_args_init(&x.eval_args, x.eval_g, names, (void *const *)ptrs, nin, err, errlen) ||
-            !(x.step_en = x.ep->open(x.ep, x.r, x.g, err, errlen)) ||
-            !(x.eval_en = x.ep->open(x.ep, x.eval_r, x.eval_g, err, errlen)))
-            goto done;
-    }
 
     if (evaluate(&x, &o, &res->base_eval_loss, &res->base_eval_accuracy, err, errlen)) {
         run_failed(err, errlen, "held-out evaluation at step", start);
@@ -618,9 +695,6 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
                     x.data.train.n, x.data.val.n, res->base_eval_loss);
     }
-    pc_val loss_v = PC_NONE;
-    for (int i = 0; i < x.g->noutputs; i++)
-        if (pc_v(x.g, x.g->outputs[i])->flags & PC_LOSS) loss_v = x.g->outputs[i];
     int cap = o.steps / (o.eval_every > 0 ? o.eval_every : o.steps) + 2;
     if (!(res->curve = calloc((size_t)cap, sizeof *res->curve))) { pc_errf(err, errlen, "out of memory"); goto done; }
     double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss, last_acc = res->base_eval_accuracy;
@@ -630,9 +704,11 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
                              .weight_decay = (float)o.weight_decay, .step = (float)t, .max_grad_norm = (float)o.clip};
         double loss;
         if (x.upd_g) {
-            if (accumulated_step(&x, &o, t, loss_v, &loss, err, errlen)) goto done;
+            if (accumulated_step(&x, &o, t, &loss, err, errlen)) goto done;
         } else {
-            pc_train_data_sample(&x.data, o.seed, t, 0, o.grad_accum);
+            int b = pc_train_data_sample(&x.data, o.seed, t, 0, o.grad_accum);
+            if (use_variant(&x, &o, b, err, errlen)) { run_failed(err, errlen, "step", t); goto done; }
+            pc_val loss_v = x.var[b].loss_v;
             x.seed_in = step_seed(o.seed, t, 0);
             if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
                 run_failed(err, errlen, "step", t);

@@ -32,6 +32,8 @@ static int open_text(pc_train_data *d, const pc_session *s, const pc_train_opts 
         pc_data_load(&d->text, o->data, s->tok, err, errlen) ||
         pc_data_split(&d->text, o->val_fraction, d->S, &d->train, &d->val, o->data, err, errlen))
         return -1;
+    d->nbuckets = 1;
+    d->bucket_S[0] = d->S;
     d->tokens = malloc(d->B * d->S * sizeof *d->tokens);
     d->targets = malloc(d->B * d->S * sizeof *d->targets);
     if (!d->tokens || !d->targets)
@@ -81,7 +83,31 @@ static int open_cls(pc_train_data *d, const pc_session *s, const pc_train_opts *
     d->B = (size_t)o->batch;
     d->S = (size_t)pc_cls_graph_seq(max_len, o->seq);
     d->perm_epoch = -1;
-    return pc_cls_batch_init(&d->batch, d->B, d->S, err, errlen);
+    /* buckets 16, 24, 32, 48, 64, 96, ... below S, then S: a batch pads at most 1.5x its
+     * longest example (past 16 tokens) */
+    for (size_t b = 16; b < d->S && d->nbuckets < PC_TRAIN_MAX_BUCKETS - 1; b = b % 3 ? b * 3 / 2 : b * 4 / 3)
+        d->bucket_S[d->nbuckets++] = b;
+    d->bucket_S[d->nbuckets++] = d->S;
+    for (int b = 0; b < d->nbuckets; b++)
+        if (pc_cls_batch_init(&d->batch[b], d->B, d->bucket_S[b], err, errlen)) return -1;
+    return 0;
+}
+
+void pc_train_data_one_bucket(pc_train_data *d) {
+    if (d->task != PC_TASK_SEQ_CLASSIFY || d->nbuckets <= 1) return;
+    pc_cls_batch last = d->batch[d->nbuckets - 1];
+    for (int b = 0; b < d->nbuckets - 1; b++) pc_cls_batch_free(&d->batch[b]);
+    d->batch[0] = last;
+    d->batch[d->nbuckets - 1] = (pc_cls_batch){0};
+    d->bucket_S[0] = d->S;
+    d->nbuckets = 1;
+}
+
+/* the shortest bucket that holds examples of n ids */
+static int bucket_of(const pc_train_data *d, int n) {
+    for (int b = 0; b < d->nbuckets; b++)
+        if ((size_t)n <= d->bucket_S[b]) return b;
+    return d->nbuckets - 1;
 }
 
 int pc_train_data_open(pc_train_data *d, const pc_session *s, const pc_train_opts *o, char *err, size_t errlen) {
@@ -102,19 +128,19 @@ void pc_train_data_free(pc_train_data *d) {
     free(d->val_idx);
     free(d->perm);
     free(d->rows);
-    pc_cls_batch_free(&d->batch);
+    for (int b = 0; b < PC_TRAIN_MAX_BUCKETS; b++) pc_cls_batch_free(&d->batch[b]);
     *d = (pc_train_data){0};
 }
 
-int pc_train_data_inputs(const pc_train_data *d, const char **names, void **ptrs) {
+int pc_train_data_inputs(const pc_train_data *d, int b, const char **names, void **ptrs) {
     if (d->task == PC_TASK_LM) {
         names[0] = "tokens", ptrs[0] = d->tokens;
         names[1] = "targets", ptrs[1] = d->targets;
         return 2;
     }
-    names[0] = "tokens", ptrs[0] = d->batch.tokens;
-    names[1] = "attention_mask", ptrs[1] = d->batch.mask;
-    names[2] = "labels", ptrs[2] = d->batch.labels;
+    names[0] = "tokens", ptrs[0] = d->batch[b].tokens;
+    names[1] = "attention_mask", ptrs[1] = d->batch[b].mask;
+    names[2] = "labels", ptrs[2] = d->batch[b].labels;
     return 3;
 }
 
@@ -127,10 +153,10 @@ int pc_train_data_epoch_steps(const pc_train_data *d, double epochs, int grad_ac
     return steps < 1 ? 1 : steps > 1e9 ? 1000000000 : (int)steps;
 }
 
-void pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int grad_accum) {
+int pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int grad_accum) {
     if (d->task == PC_TASK_LM) {
         pc_data_sample(&d->train, d->B, d->S, seed, (uint64_t)t, (uint64_t)k * d->B, d->tokens, d->targets);
-        return;
+        return 0;
     }
     const size_t per_step = d->B * (size_t)grad_accum, n = d->ntrain;
     const size_t steps_per_epoch = (n + per_step - 1) / per_step;
@@ -141,8 +167,14 @@ void pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int gra
         d->perm_epoch = epoch;
     }
     size_t pos = ((size_t)(t - 1) % steps_per_epoch) * per_step + (size_t)k * d->B;
-    for (size_t r = 0; r < d->B; r++) d->rows[r] = d->perm[(pos + r) % n];
-    pc_cls_batch_fill(&d->batch, &d->cls, d->rows, 0, d->B);
+    int longest = 0;
+    for (size_t r = 0; r < d->B; r++) {
+        d->rows[r] = d->perm[(pos + r) % n];
+        if (d->cls.ex[d->rows[r]].n > longest) longest = d->cls.ex[d->rows[r]].n;
+    }
+    int b = bucket_of(d, longest);
+    pc_cls_batch_fill(&d->batch[b], &d->cls, d->rows, 0, d->B);
+    return b;
 }
 
 size_t pc_train_data_eval_items(const pc_train_data *d, int eval_batches) {
@@ -151,8 +183,38 @@ size_t pc_train_data_eval_items(const pc_train_data *d, int eval_batches) {
     return n;
 }
 
-size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems) {
+/* (length, index) pairs: the evaluated held-out examples sorted shortest first */
+typedef struct {
+    int n;
+    size_t i;
+} len_idx;
+
+static int cmp_len_idx(const void *a, const void *b) {
+    const len_idx *x = a, *y = b;
+    if (x->n != y->n) return (x->n > y->n) - (x->n < y->n);
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* the first nitems held-out examples (the evaluated ones, in file order) shortest first, so
+ * their batches fall into the short buckets; once per count (the loss and accuracy are sums,
+ * the order changes neither beyond rounding) */
+static void sort_eval(pc_train_data *d, size_t nitems) {
+    if (d->eval_sorted == nitems) return;
+    const pc_cls_data *src = d->cls_val.n ? &d->cls_val : &d->cls;
+    len_idx *p = malloc((nitems ? nitems : 1) * sizeof *p);
+    if (!p) return; /* unsorted still evaluates, in the longer buckets */
+    qsort(d->val_idx, d->nval, sizeof *d->val_idx, cmp_size); /* file order, then the first nitems */
+    for (size_t k = 0; k < nitems; k++) p[k] = (len_idx){src->ex[d->val_idx[k]].n, d->val_idx[k]};
+    qsort(p, nitems, sizeof *p, cmp_len_idx);
+    for (size_t k = 0; k < nitems; k++) d->val_idx[k] = p[k].i;
+    free(p);
+    d->eval_sorted = nitems;
+}
+
+size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems, int *b) {
     size_t B = d->B, S = d->S, take = nitems - first < B ? nitems - first : B;
+    *b = 0;
+    if (d->task == PC_TASK_SEQ_CLASSIFY) sort_eval(d, nitems);
     if (d->task == PC_TASK_LM) {
         size_t real = pc_data_eval_batch(&d->val, S, first, take, -100, d->tokens, d->targets);
         for (size_t b = real; b < B; b++)
@@ -160,16 +222,20 @@ size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems) {
         return real;
     }
     const pc_cls_data *src = d->cls_val.n ? &d->cls_val : &d->cls;
-    pc_cls_batch_fill(&d->batch, src, d->val_idx + first, 0, take);
+    int longest = 0;
+    for (size_t i = 0; i < take; i++)
+        if (src->ex[d->val_idx[first + i]].n > longest) longest = src->ex[d->val_idx[first + i]].n;
+    *b = bucket_of(d, longest);
+    pc_cls_batch_fill(&d->batch[*b], src, d->val_idx + first, 0, take);
     return take;
 }
 
-void pc_train_data_eval_tally(const pc_train_data *d, pc_cls_result *acc, size_t real, float loss,
+void pc_train_data_eval_tally(const pc_train_data *d, int b, pc_cls_result *acc, size_t real, float loss,
                               const float *logits, int num_labels) {
     if (d->task == PC_TASK_LM) {
         acc->sum_loss += (double)loss * (double)(real * d->S);
         acc->n += real * d->S;
         return;
     }
-    pc_cls_tally(acc, &d->batch, real, loss, logits, num_labels);
+    pc_cls_tally(acc, &d->batch[b], real, loss, logits, num_labels);
 }
