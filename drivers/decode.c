@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BOS 1
-
 /* everything one generation holds, freed in one place */
 typedef struct {
     pc_graph *g;
@@ -54,8 +52,10 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     const int P = s->merged ? 0 : pc_session_virtual_tokens(s), L = mi->n_layers, V = mi->vocab;
     const int room = mi->context - P;
     int steps = o->steps <= 0 || o->steps > room ? room : o->steps;
-    const int32_t bos = BOS;
-    const int32_t *prompt = o->prompt && o->n_prompt > 0 ? o->prompt : &bos;
+    const int32_t start = mi->start_id; /* an empty prompt starts from the model's BOS */
+    if ((!o->prompt || o->n_prompt <= 0) && start < 0)
+        return pc_errf(err, errlen, "generate: %s has no BOS token to start from: give a prompt", s->model.path);
+    const int32_t *prompt = o->prompt && o->n_prompt > 0 ? o->prompt : &start;
     int np = o->prompt && o->n_prompt > 0 ? o->n_prompt : 1;
     if (np > steps) return pc_errf(err, errlen, "generate: the prompt (%d tokens) is longer than steps (%d)", np, steps);
     for (int i = 0; i < np; i++)
@@ -148,7 +148,7 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
         memcpy(x.work, lg, (size_t)V * sizeof *x.work);
         int next = pc_sample(x.work, V, o->temperature, o->topp, &state, x.scratch);
         if (next < 0) { pc_errf(err, errlen, "generate: sampling failed"); goto done; }
-        if (next == BOS) break;
+        if (next == mi->stop_id) break;
         tokens[n++] = next;
     }
     *ntokens = n;

@@ -13,7 +13,7 @@ typedef struct {
     float temperature;    /* 0 = greedy (argmax) */
     float topp;           /* nucleus mass in (0,1); <= 0 or >= 1 samples the full distribution */
     uint64_t seed;        /* sampling RNG seed (run.c's xorshift; 0 is replaced by a constant) */
-    const int32_t *prompt; /* prompt ids (BOS included if wanted); NULL/0 = just BOS */
+    const int32_t *prompt; /* prompt ids (BOS included if wanted); NULL/0 = the model's start_id */
     int n_prompt;
     const pc_exec_opts *exec; /* backend (NULL = the default) */
     int cache_len;        /* KV-cache entries of the decode graph (>= virtual + steps; 0 = that):
@@ -26,7 +26,7 @@ typedef struct {
 /* Runs the session's model (with its adapter, unmerged, unless merged into the model): the
  * adapter's virtual tokens first (ids V..V+P-1 at positions 0..P-1), then position p feeds
  * seq[p] and yields logits[p]; seq[p+1] is the next prompt id or, after the prompt, the sampled
- * token. Stops after `steps` positions or when BOS (1) is sampled (it is not appended). tokens
+ * token. Stops after `steps` positions or when the model's stop_id is sampled (not appended). tokens
  * (capacity steps+1) receives the prompt followed by the sampled ids; *ntokens their count.
  * logits (optional) receives one row of V floats per real position run; *npos (optional) the
  * number of real positions run. */

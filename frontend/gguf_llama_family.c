@@ -147,12 +147,22 @@ static int gguf_open(pc_model *m, const char *path, char *err, size_t errlen) {
     x->cfg = pc_llama_config_default();
     pc_gguf *g = pc_gguf_open(path, err, errlen);
     int rc = !g || read_config(g, &x->cfg, err, errlen) || load_weights(g, x, err, errlen) ? -1 : 0;
+    /* the vocabulary's BOS and EOS (-1 without) */
+    int64_t ids[2] = {-1, -1};
+    static const char *const keys[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (int i = 0; i < 2 && !rc; i++) {
+        char msg[256];
+        if (pc_gguf_kv_type(g, keys[i]) >= 0 && pc_gguf_get_int(g, keys[i], &ids[i], msg, sizeof msg)) ids[i] = -1;
+        if (ids[i] >= x->cfg.vocab_size) ids[i] = -1;
+    }
     pc_gguf_close(g);
     if (rc) {
         gguf_close(m);
         return -1;
     }
     pc_llama_describe(m, &x->cfg);
+    m->info.start_id = (int)ids[0];
+    m->info.stop_id = (int)ids[1];
     return 0;
 }
 

@@ -266,7 +266,7 @@ static int hf_bert_open(pc_model *m, const char *path, char *err, size_t errlen)
                               .context = pc_bert_context(c), .n_layers = c->n_layers, .n_heads = c->n_heads,
                               .n_kv_heads = c->n_heads, .num_labels = c->num_labels,
                               .head_weight = c->roberta ? "classifier.out_proj.weight" : "classifier.weight",
-                              .encoder = true};
+                              .encoder = true, .start_id = -1, .stop_id = -1};
     m->kv_row = 0; /* no decode graphs */
     return 0;
 }

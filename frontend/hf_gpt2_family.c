@@ -204,7 +204,9 @@ static int gpt2_open(pc_model *m, const char *path, char *err, size_t errlen) {
     m->impl = x;
     m->info = (pc_model_info){.model_type = "gpt2", .dim = x->cfg.dim, .vocab = x->cfg.vocab_size,
                               .context = x->cfg.n_positions, .n_layers = x->cfg.n_layers, .n_heads = x->cfg.n_heads,
-                              .n_kv_heads = x->cfg.n_heads, .conv1d = true};
+                              .n_kv_heads = x->cfg.n_heads, .conv1d = true,
+                              .start_id = pc_hf_token_id(x->ckpt, "bos_token_id", x->cfg.vocab_size),
+                              .stop_id = pc_hf_token_id(x->ckpt, "eos_token_id", x->cfg.vocab_size)};
     m->kv_row = x->cfg.dim;
     return 0;
 fail:

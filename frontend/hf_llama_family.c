@@ -115,6 +115,8 @@ static int hf_open(pc_model *m, const char *path, char *err, size_t errlen) {
     }
     m->impl = x;
     pc_llama_describe(m, &x->cfg);
+    m->info.start_id = pc_hf_token_id(x->ckpt, "bos_token_id", x->cfg.vocab_size);
+    m->info.stop_id = pc_hf_token_id(x->ckpt, "eos_token_id", x->cfg.vocab_size);
     return 0;
 }
 

@@ -61,7 +61,8 @@ int pc_llama_config_check(const pc_llama_config *c, char *err, size_t errlen) {
 
 void pc_llama_describe(pc_model *m, const pc_llama_config *c) {
     m->info = (pc_model_info){.model_type = "llama", .dim = c->dim, .vocab = c->vocab_size, .context = c->seq_len,
-                              .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads};
+                              .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+                              .start_id = 1, .stop_id = 1}; /* llama2.c's; other files say theirs */
     m->kv_row = c->n_kv_heads * (c->dim / c->n_heads);
 }
 

@@ -262,6 +262,14 @@ int pc_hf_size(const pc_hf_checkpoint *c, const char *field, long long *out, boo
     return 0;
 }
 
+int pc_hf_token_id(const pc_hf_checkpoint *c, const char *field, int vocab) {
+    json_t *v = json_object_get(c->config, field);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    if (!json_is_integer(v)) return -1;
+    json_int_t id = json_integer_value(v);
+    return id >= 0 && id < vocab ? (int)id : -1;
+}
+
 char *pc_hf_config_text_f32(const pc_hf_checkpoint *c) { return pc_hf_config_text_classifier(c, NULL, 0); }
 
 /* id2label / label2id of n labels LABEL_i (transformers' default names) */

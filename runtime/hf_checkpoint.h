@@ -36,6 +36,9 @@ int pc_hf_bool(const pc_hf_checkpoint *c, const char *field, bool dflt, bool *ou
 /* the number of members of an object field or entries of a list field (id2label); absent gives
  * 0 with *found false; another type is an error */
 int pc_hf_size(const pc_hf_checkpoint *c, const char *field, long long *out, bool *found, char *err, size_t errlen);
+/* a token id field of config.json (bos_token_id, eos_token_id): an integer in [0, vocab), or
+ * the first of a list of them; -1 when absent, null or none of those */
+int pc_hf_token_id(const pc_hf_checkpoint *c, const char *field, int vocab);
 /* NULL when absent (or null); the string lives as long as c */
 const char *pc_hf_string(const pc_hf_checkpoint *c, const char *field, char *err, size_t errlen, int *rc);
 

@@ -74,6 +74,10 @@ typedef struct {
     int dim, vocab, context, n_layers, n_heads, n_kv_heads;
     int num_labels;         /* outputs of a sequence-classification head (0: the model has none) */
     const char *head_weight; /* the key of that head's output weight [num_labels, ...], NULL without */
+    /* generation: the token an empty prompt starts from, and the one that ends the text (-1:
+     * none). llama2.c: 1 and 1 (run.c stops at BOS); Hugging Face and GGUF: the checkpoint's BOS
+     * and EOS ids */
+    int start_id, stop_id;
     /* a bidirectional encoder (BERT, RoBERTa): its graphs are SEQ_CLASSIFY and FEATURE_EXTRACT,
      * not the causal-LM ones */
     bool encoder;
