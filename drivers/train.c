@@ -686,6 +686,15 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         run_failed(err, errlen, "held-out evaluation at step", start);
         goto done;
     }
+    if (o.json) { /* the curve's start: the held-out numbers before training */
+        char a[64], b[64];
+        if (cls)
+            printf("{\"step\":%d,\"eval_loss\":%s,\"eval_accuracy\":%s}\n", start,
+                   jnum(a, sizeof a, res->base_eval_loss), jnum(b, sizeof b, res->base_eval_accuracy));
+        else
+            printf("{\"step\":%d,\"eval_loss\":%s}\n", start, jnum(a, sizeof a, res->base_eval_loss));
+        fflush(stdout);
+    }
     if (!o.quiet && !o.json) {
         if (cls)
             fprintf(stderr, "peftc train: %zu training examples, %zu held-out, %d steps of %d (%d tokens a row); "

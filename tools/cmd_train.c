@@ -49,8 +49,8 @@ static void train_help(const pc_train_opts *d) {
            "  --backend ref|jit  reference interpreter or compiled backend (default jit)\n"
            "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
            PC_CLI_CHECK_FINITE_HELP
-           "  --json             one JSON object per evaluation on stdout (with eval_accuracy for a\n"
-           "                     classifier)\n"
+           "  --json             one JSON object per evaluation on stdout, the first before training\n"
+           "                     (with eval_accuracy for a classifier)\n"
            "  --quiet            no progress output\n"
            "  --dump-after=PASS  print the step's IR to stderr after adapt, autograd, adamw or all\n"
            "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
