@@ -77,6 +77,12 @@ pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errl
     return pc_text_tokenizer_open(path, m->info.vocab, err, errlen);
 }
 
+const pc_model_family *pc_model_family_of(const char *path) {
+    for (int i = 0; families[i]; i++)
+        if (families[i]->probe(path) == 1) return families[i];
+    return NULL;
+}
+
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen) {
     return pc_model_open_labels(m, path, family, 0, err, errlen);
 }

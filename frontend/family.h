@@ -144,6 +144,8 @@ void pc_decode_end(pc_graph *g, pc_decode_io *io, pc_val logits);
  * tokenizer callback: NULL with err "" when the directory has none */
 pc_text_tokenizer *pc_hf_dir_tokenizer(const pc_model *m, char *err, size_t errlen);
 
+/* the family that reads `path` (by content, as pc_model_open picks it), NULL when none does */
+const pc_model_family *pc_model_family_of(const char *path);
 /* Opens `path` with the family that probes it (or the one named, e.g. "llama2c"). */
 int pc_model_open(pc_model *m, const char *path, const char *family, char *err, size_t errlen);
 /* the same, asking for a classification head of num_labels labels (0 = the config's) */

@@ -442,6 +442,13 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     o.hf = hf;
     char mbuf[4096], tbuf[4096];
     if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
+    const pc_model_family *fam = pc_model_family_of(o.model);
+    if (fam && strcmp(fam->name, "llama2c") != 0) {
+        /* the executable reads its model and tokenizer as single llama2.c files */
+        fprintf(stderr, "peftc compile: --model %s: a %s; standalone executables are built for llama2.c "
+                "checkpoints so far (train, eval, merge and generate run on this model)\n", o.model, fam->format);
+        return 1;
+    }
     if (!o.tokenizer) o.tokenizer = pc_default_path("stories260K/tok512.bin", tbuf, sizeof tbuf);
     {
         /* OUT, and OUT.weights, which replaces the previous one as a whole */
