@@ -21,8 +21,8 @@
 #   R [2]                rounds; a round runs every system on every model (the order of the
 #                        systems alternates between rounds)
 #   MODELS ["smollm2 minilm"]   SYSTEMS ["peftc eager compile"]
-#   B_smollm2 [4] S_smollm2 [128] STEPS_smollm2 [5] WARMUP_smollm2 [2]
-#   B_minilm [32] S_minilm [64]   STEPS_minilm [8]  WARMUP_minilm [2]
+#   B_smollm2 [4] S_smollm2 [128] STEPS_smollm2 [8] WARMUP_smollm2 [2]
+#   B_minilm [32] S_minilm [64]   STEPS_minilm [12] WARMUP_minilm [2]
 #                        every system runs WARMUP steps (torch.compile compiles in the first),
 #                        then STEPS timed ones; tokens/s = B*S*STEPS / their time
 #   PYTHON [/work/venv-golden/bin/python]  torch + transformers + peft + gguf
@@ -55,8 +55,8 @@ PYTHON=${PYTHON:-/work/venv-golden/bin/python}
 R=${R:-2}
 MODELS=${MODELS:-"smollm2 minilm"}
 SYSTEMS=${SYSTEMS:-"peftc eager compile"}
-B_smollm2=${B_smollm2:-4};  S_smollm2=${S_smollm2:-128}; STEPS_smollm2=${STEPS_smollm2:-5}; WARMUP_smollm2=${WARMUP_smollm2:-2}
-B_minilm=${B_minilm:-32};   S_minilm=${S_minilm:-64};    STEPS_minilm=${STEPS_minilm:-8};   WARMUP_minilm=${WARMUP_minilm:-2}
+B_smollm2=${B_smollm2:-4};  S_smollm2=${S_smollm2:-128}; STEPS_smollm2=${STEPS_smollm2:-8}; WARMUP_smollm2=${WARMUP_smollm2:-2}
+B_minilm=${B_minilm:-32};   S_minilm=${S_minilm:-64};    STEPS_minilm=${STEPS_minilm:-12};   WARMUP_minilm=${WARMUP_minilm:-2}
 OUT=${OUT:-$ROOT/$BUILD/bench}
 TEXT=$ROOT/data/tinyshakespeare/input.txt
 PY=$ROOT/bench/torch_real_models.py
