@@ -319,8 +319,17 @@ def run_peftc(args):
         os.execvp(cmd[0], cmd)
     os.close(w_out)
     os.close(slave)
-    fds, out, err, arrivals = [r_out, master], b"", b"", {}
+    fds, out, err, arrivals, cpu_at = [r_out, master], b"", b"", {}, {}
     step_re = re.compile(rb"step (\d+)/(\d+)")
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s():  # the child's user + system CPU time so far (/proc/PID/stat fields 14, 15)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return None
     while fds:
         ready, _, _ = select.select(fds, [], [])
         now = time.perf_counter()
@@ -337,7 +346,9 @@ def run_peftc(args):
             else:
                 err += chunk
                 for m in step_re.finditer(chunk):
-                    arrivals.setdefault(int(m.group(1)), now)
+                    if int(m.group(1)) not in arrivals:
+                        arrivals[int(m.group(1))] = now
+                        cpu_at[int(m.group(1))] = cpu_s()
     _, status, ru = os.wait4(pid, 0)
     d = json.loads(args.tag)
     d.update(system="peftc", rc=os.waitstatus_to_exitcode(status), wall_s=round(time.perf_counter() - t0, 2),
@@ -351,6 +362,9 @@ def run_peftc(args):
     w = args.warmup
     gaps = [arrivals[t] - arrivals[t - 1] for t in range(w + 1, n) if t in arrivals and t - 1 in arrivals]
     per = d["tokens_per_step"]
+    if w in arrivals and n - 1 in arrivals and n - 1 > w and cpu_at.get(w) is not None and cpu_at.get(n - 1) is not None:
+        # CPU / wall over the timed steps: well below 1 = the core was shared (contention)
+        d["cpu_util"] = round((cpu_at[n - 1] - cpu_at[w]) / (arrivals[n - 1] - arrivals[w]), 3)
     if gaps:
         d.update(tokens_per_s=round(per * len(gaps) / sum(gaps), 2),
                  ms_per_step_median=round(1e3 * statistics.median(gaps), 2), timed_steps=len(gaps),
@@ -368,12 +382,14 @@ def run_peftc(args):
 
 
 CONTENDED = 0.9  # a run whose calibration is below this fraction of the best one shared its core
+MIN_UTIL = 0.95  # ... or whose CPU / wall time over its timed steps is below this (bench/report.py)
 
 
 def report(args):
     """Medians over rounds per (model, system). Every run is tagged with the FMA calibration taken
-    right before it (fma_gflops); runs below CONTENDED x the best calibration are left out of the
-    medians (as bench/report.py does) unless a system has no other run. "% FMA peak" is against
+    right before it (fma_gflops) and carries its CPU / wall time over the timed steps (cpu_util);
+    runs below CONTENDED x the best calibration or below MIN_UTIL are left out of the medians (as
+    bench/report.py does) unless a system has no other run. "% FMA peak" is against
     the median of the calibrations at or above that line."""
     rows = [json.loads(ln) for ln in open(args.results) if ln.strip().startswith("{")]
     machine = next((r for r in rows if r.get("bench") == "machine"), {})
@@ -383,7 +399,8 @@ def report(args):
     runs = [r for r in rows if r.get("bench") == "real"]
     fails = [r for r in runs if r.get("error")]
     runs = [r for r in runs if not r.get("error") and r.get("tokens_per_s")]
-    contended = lambda r: top is not None and (r.get("fma_gflops") or top) < CONTENDED * top  # noqa: E731
+    contended = lambda r: ((top is not None and (r.get("fma_gflops") or top) < CONTENDED * top)  # noqa: E731
+                           or (r.get("cpu_util") or 1) < MIN_UTIL)
     models = [m for m in ("smollm2", "minilm") if any(r["model"] == m for r in runs + fails)]
     systems = ["peftc", "torch-eager", "torch-compile"]
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
