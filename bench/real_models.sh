@@ -142,10 +142,11 @@ print("    %-13s %-7s %8.1f tok/s  %8.0f ms/step  peak RSS %5.0f MiB  launch to 
     d.get("step1_done_s", 0), d.get("loss_first", float("nan")), d["fma_gflops"]))' >&2
     else
         local msg
-        msg=$( (echo "$line" | sed -n 's/.*"error": *"\([^"]*\)".*/\1/p'; tail -n 3 "$tmp.err") | tr '\n"\\\r' '    ' | cut -c1-300)
+        msg=$( (echo "$line" | sed -n 's/.*"error": *"\([^"]*\)".*/\1/p'; grep -v '^[[:space:]]*$' "$tmp.err" | tail -n 1) | tr '\n"\\\r' '    ' | cut -c1-300)
         log "FAILED ($m $s, round $r): $msg"
         local sys=$s; [[ $s != peftc ]] && sys=torch-$s
-        echo "${tag%\}},\"system\":\"$sys\",\"error\":\"rc $rc: $msg\"}" >> "$RES"
+        [[ $rc != 0 ]] && msg="exit status $rc: $msg"
+        echo "${tag%\}},\"system\":\"$sys\",\"error\":\"$msg\"}" >> "$RES"
         cp "$tmp.err" "$WORK/failed-$m-$s-$r.err"
     fi
     rm -f "$tmp" "$tmp.err"
