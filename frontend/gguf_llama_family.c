@@ -1,11 +1,14 @@
 /* The GGUF Llama family: a llama.cpp GGUF file of the "llama" architecture (SmolLM2, Llama 2/3,
  * ...), its tensors dequantized to f32 at load and named by their Hugging Face keys, q/k rows
  * turned back from llama.cpp's permuted order into Hugging Face's (as transformers' GGUF loader
- * does), so an adapter PEFT made on the HF model applies unchanged. */
+ * does), so an adapter PEFT made on the HF model applies unchanged. A merge writes a GGUF file
+ * again: the same metadata, every tensor in F32 under its GGUF name, q/k permuted back. */
 #include "frontend/llama.h"
+#include "ir/ir.h"
 #include "runtime/fileio.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_tokenizer.h"
+#include "runtime/gguf_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,9 +187,107 @@ static const float *gguf_weight_of(const pc_model *m, const char *key, pc_shape 
 static int gguf_nweights(const pc_model *m) { return ((const gguf_impl *)m->impl)->n; }
 static const char *gguf_weight_key(const pc_model *m, int i) { return ((const gguf_impl *)m->impl)->w[i].key; }
 
+static const gguf_weight *impl_weight(const gguf_impl *x, const char *key) {
+    for (int i = 0; i < x->n; i++)
+        if (strcmp(x->w[i].key, key) == 0) return &x->w[i];
+    return NULL;
+}
+
+static bool is_q_or_k(const char *key) { return strstr(key, "q_proj") || strstr(key, "k_proj"); }
+
+static bool dequantizable(uint32_t type) {
+    return type == PC_GGML_F32 || type == PC_GGML_F16 || type == PC_GGML_BF16 || type == PC_GGML_Q8_0 ||
+           type == PC_GGML_Q4_0 || type == PC_GGML_Q4_1;
+}
+
+/* Tensor t of the source into the writer, in F32: a replacement (by HF key, shape checked), else
+ * the dequantized copy the model runs on; q/k rows back in llama.cpp's order (into *own, which
+ * the caller frees after writing). A tensor the Llama does not use is dequantized from the file,
+ * or copied as it is when its type cannot be. */
+static int put_tensor(const gguf_impl *x, const pc_gguf *g, const pc_gguf_tensor *t, const pc_weight *rep, int n,
+                      bool *used, float **own, pc_gguf_writer *w, const char *path, char *err, size_t errlen) {
+    char key[96];
+    hf_key(t->name, key, sizeof key);
+    const float *data = NULL;
+    size_t numel = (size_t)t->numel;
+    if (!key[0] && !dequantizable(t->type))
+        return pc_gguf_writer_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, err, errlen);
+    if (key[0]) {
+        pc_shape shape = pc_gguf_tensor_shape(t);
+        const gguf_weight *loaded = impl_weight(x, key);
+        if (!loaded || !pc_shape_eq(loaded->shape, shape)) /* the file was replaced since it was opened */
+            return pc_errf(err, errlen, "%s: tensor '%s' of %s is not the one loaded (the file changed); nothing written",
+                           path, t->name, pc_gguf_path(g));
+        for (int j = 0; j < n && !data; j++) {
+            if (strcmp(rep[j].key, key) != 0) continue;
+            if (!pc_shape_eq(rep[j].shape, shape)) {
+                char a[96], b[96];
+                pc_shape_str(rep[j].shape, a, sizeof a);
+                pc_shape_str(shape, b, sizeof b);
+                return pc_errf(err, errlen, "%s: tensor '%s' (%s): the merged tensor is %s, the model's is %s; nothing written",
+                               path, t->name, key, a, b);
+            }
+            data = rep[j].data;
+            used[j] = true;
+        }
+        if (!data) data = loaded->data;
+    }
+    if (!key[0] || is_q_or_k(key)) {
+        if (!(*own = malloc((numel ? numel : 1) * sizeof(float))))
+            return pc_errf(err, errlen, "%s: out of memory writing tensor '%s' (%zu floats)", path, t->name, numel);
+        if (!key[0] && pc_gguf_tensor_to_f32(g, t->name, *own, numel, err, errlen)) return -1;
+        if (key[0]) {
+            memcpy(*own, data, numel * sizeof(float));
+            pc_shape shape = pc_gguf_tensor_shape(t);
+            int heads = strstr(key, "q_proj") ? x->cfg.n_heads : x->cfg.n_kv_heads;
+            if (pc_gguf_permute_qk(*own, shape.dim[0], shape.dim[1], heads, err, errlen)) return -1;
+        }
+        data = *own;
+    }
+    return pc_gguf_writer_tensor(w, t->name, PC_GGML_F32, t->n_dims, t->ne, data, err, errlen);
+}
+
+static bool is_int_vtype(int t) {
+    return (t >= PC_GGUF_UINT8 && t <= PC_GGUF_INT32) || t == PC_GGUF_UINT64 || t == PC_GGUF_INT64;
+}
+
+/* The source file again with the given tensors replaced: its metadata copied entry by entry in
+ * order (general.file_type set to 0, ALL_F32), every tensor in its order under its GGUF name and
+ * dims, in F32 (put_tensor). A replacement whose key or shape the file does not have is an
+ * error, and nothing is written. */
 static int gguf_write(const pc_model *m, const char *path, const pc_weight *rep, int n, char *err, size_t errlen) {
-    (void)rep, (void)n;
-    return pc_errf(err, errlen, "%s: writing a merged model from a GGUF file (%s) is not implemented yet", path, m->path);
+    const gguf_impl *x = m->impl;
+    pc_gguf *g = pc_gguf_open(m->path, err, errlen);
+    if (!g) return -1;
+    int nt = pc_gguf_tensor_count(g);
+    pc_gguf_writer *w = pc_gguf_writer_new(path);
+    float **own = calloc((size_t)(nt ? nt : 1), sizeof *own);
+    bool *used = calloc((size_t)(n > 0 ? n : 1), sizeof *used);
+    int rc = w && own && used ? 0 : pc_errf(err, errlen, "%s: out of memory", path);
+    for (int i = 0; !rc && i < pc_gguf_kv_count(g); i++) {
+        const char *key = pc_gguf_kv_key(g, i);
+        int type = pc_gguf_kv_type(g, key);
+        if (strcmp(key, "general.file_type") == 0)
+            rc = pc_gguf_writer_kv_int(w, key, is_int_vtype(type) ? (pc_gguf_vtype)type : PC_GGUF_UINT32, 0, err, errlen);
+        else
+            rc = pc_gguf_writer_copy_kv(w, g, i, err, errlen);
+    }
+    for (int i = 0; !rc && i < nt; i++) rc = put_tensor(x, g, pc_gguf_tensor_at(g, i), rep, n, used, &own[i], w, path, err, errlen);
+    for (int j = 0; !rc && j < n; j++) {
+        if (used[j]) continue;
+        bool twice = false;
+        for (int k = 0; k < j && !twice; k++) twice = strcmp(rep[k].key, rep[j].key) == 0;
+        rc = twice ? pc_errf(err, errlen, "%s: tensor '%s' is replaced twice; nothing written", path, rep[j].key)
+                   : pc_errf(err, errlen, "%s: %s has no tensor '%s' to replace; nothing written", path, m->path,
+                             rep[j].key);
+    }
+    if (!rc) rc = pc_gguf_writer_write(w, path, err, errlen);
+    for (int i = 0; own && i < nt; i++) free(own[i]);
+    free(own);
+    free(used);
+    pc_gguf_writer_free(w);
+    pc_gguf_close(g);
+    return rc;
 }
 
 static int gguf_rotary_rows(const pc_model *m, const char *module) {
@@ -207,7 +308,7 @@ static pc_text_tokenizer *gguf_tokenizer(const pc_model *m, char *err, size_t er
 const pc_model_family pc_family_gguf_llama = {
     .name = "gguf-llama",
     .model_type = "llama",
-    .format = "GGUF file",
+    .format = "GGUF file (every tensor F32)",
     .probe = gguf_probe,
     .open = gguf_open,
     .close = gguf_close,

@@ -38,6 +38,7 @@ typedef struct {
     num v;             /* numeric scalars and bools */
     strref s;          /* STRING */
     size_t at;         /* numeric ARRAY: file offset of element 0; string ARRAY: first ref */
+    size_t raw, raw_len; /* the whole entry (key, type, value) in the file */
 } gguf_kv;
 
 typedef struct {
@@ -232,9 +233,8 @@ static int rd_array(rd *r, gguf_kv *kv) {
     return 0;
 }
 
-static int rd_kv(rd *r, uint64_t i) {
+static int rd_kv_body(rd *r, gguf_kv *kv, uint64_t i) {
     pc_gguf *g = r->g;
-    gguf_kv *kv = &g->kv[i];
     snprintf(r->ctx, sizeof r->ctx, "metadata entry #%llu", (unsigned long long)i);
     if (rd_str(r, &kv->key, "key") || check_name(r, kv->key, "metadata key", i)) return -1;
     snprintf(r->ctx, sizeof r->ctx, "metadata key '%.200s'", g->strs + kv->key.off);
@@ -248,6 +248,14 @@ static int rd_kv(rd *r, uint64_t i) {
     if (!avail(r, sz)) return past_end(r, "value", sz);
     kv->v = decode_num(kv->type, g->p + r->pos);
     r->pos += sz;
+    return 0;
+}
+
+static int rd_kv(rd *r, uint64_t i) {
+    gguf_kv *kv = &r->g->kv[i];
+    kv->raw = r->pos;
+    if (rd_kv_body(r, kv, i)) return -1;
+    kv->raw_len = r->pos - kv->raw;
     return 0;
 }
 
@@ -508,6 +516,13 @@ uint32_t pc_gguf_alignment(const pc_gguf *g) { return g->alignment; }
 /* ---- metadata getters ---- */
 
 int pc_gguf_kv_count(const pc_gguf *g) { return g->n_kv; }
+
+int pc_gguf_kv_raw(const pc_gguf *g, int i, const void **data, size_t *len) {
+    if (i < 0 || i >= g->n_kv) return -1;
+    *data = g->p + g->kv[i].raw;
+    *len = g->kv[i].raw_len;
+    return 0;
+}
 
 const char *pc_gguf_kv_key(const pc_gguf *g, int i) {
     return i >= 0 && i < g->n_kv ? g->strs + g->kv[i].key.off : NULL;

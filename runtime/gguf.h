@@ -17,7 +17,8 @@
  * row-major [out, in] matrix of PyTorch / safetensors (numpy shape = ne reversed; see
  * pc_gguf_tensor_shape). pc_gguf_tensor_to_f32 dequantizes F32, F16, BF16, Q8_0, Q4_0, Q4_1
  * exactly as ggml and gguf-py do (bit for bit); other GGML types open fine (their size is
- * known) but converting them is an "unsupported GGUF tensor type" error. */
+ * known) but converting them is an "unsupported GGUF tensor type" error.
+ * The writer is runtime/gguf_write.h. */
 #ifndef PEFTC_RUNTIME_GGUF_H
 #define PEFTC_RUNTIME_GGUF_H
 
@@ -132,5 +133,10 @@ int pc_gguf_tensor_to_f32(const pc_gguf *g, const char *name, float *out, size_t
  * [n_head, R/2, 2, cols], swap the middle axes. rows must be a multiple of 2·n_head. */
 int pc_gguf_unpermute_qk(float *w, int64_t rows, int64_t cols, int n_head, char *err,
                          size_t errlen);
+/* Its inverse, llama.cpp's convert-time permutation (convert_hf_to_gguf.py LlamaModel.permute:
+ * reshape [n_head, 2, R/2, cols], swap the middle axes): Hugging Face row h·R + j·R/2 + i
+ * becomes GGUF row h·R + 2i + j. What a writer applies to q and k before storing them. */
+int pc_gguf_permute_qk(float *w, int64_t rows, int64_t cols, int n_head, char *err,
+                       size_t errlen);
 
 #endif

@@ -125,23 +125,36 @@ int pc_gguf_tensor_to_f32(const pc_gguf *g, const char *name, float *out, size_t
                    pc_gguf_path(g), pc_gguf_ttype_name(t->type), name);
 }
 
-int pc_gguf_unpermute_qk(float *w, int64_t rows, int64_t cols, int n_head, char *err,
-                         size_t errlen) {
+/* moves rows within each head: to_gguf 0 takes GGUF row 2i + j to j·R/2 + i, 1 the reverse */
+static int permute_qk(float *w, int64_t rows, int64_t cols, int n_head, int to_gguf, char *err,
+                      size_t errlen) {
     if (n_head <= 0 || rows < 0 || cols < 0 || rows % (2 * (int64_t)n_head))
-        return pc_errf(err, errlen,
-                       "q/k un-permutation: %lld rows are not a multiple of 2 x %d heads",
-                       (long long)rows, n_head);
+        return pc_errf(err, errlen, "q/k %spermutation: %lld rows are not a multiple of 2 x %d heads",
+                       to_gguf ? "" : "un-", (long long)rows, n_head);
     int64_t per_head = rows / n_head, half = per_head / 2;
     size_t row_bytes = (size_t)cols * sizeof(float);
     float *tmp = malloc(per_head && cols ? (size_t)per_head * row_bytes : 1);
-    if (!tmp) return pc_errf(err, errlen, "q/k un-permutation: out of memory");
+    if (!tmp) return pc_errf(err, errlen, "q/k %spermutation: out of memory", to_gguf ? "" : "un-");
     for (int64_t h = 0; h < n_head; h++) {
         float *head = w + h * per_head * cols;
         memcpy(tmp, head, (size_t)per_head * row_bytes);
         for (int64_t i = 0; i < half; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(head + (j * half + i) * cols, tmp + (2 * i + j) * cols, row_bytes);
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t gguf_row = 2 * i + j, hf_row = j * half + i;
+                if (to_gguf) memcpy(head + gguf_row * cols, tmp + hf_row * cols, row_bytes);
+                else memcpy(head + hf_row * cols, tmp + gguf_row * cols, row_bytes);
+            }
     }
     free(tmp);
     return 0;
+}
+
+int pc_gguf_unpermute_qk(float *w, int64_t rows, int64_t cols, int n_head, char *err,
+                         size_t errlen) {
+    return permute_qk(w, rows, cols, n_head, 0, err, errlen);
+}
+
+int pc_gguf_permute_qk(float *w, int64_t rows, int64_t cols, int n_head, char *err,
+                       size_t errlen) {
+    return permute_qk(w, rows, cols, n_head, 1, err, errlen);
 }

