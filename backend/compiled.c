@@ -306,6 +306,13 @@ static int build_matmul(pc_compiled *c, cinsn *ci, char *err, size_t errlen) {
     pc_matmul_desc d = I->mm;
     if (d.b_constant && !keep_blocked(&d)) d.b_constant = 0; /* plain weights: no reordered copy */
     if (!(ci->mm = pc_dnnl_matmul_new(c->dnnl, &d, err, errlen))) return -1;
+    if (d.b_constant && c->shared) { /* one reordered copy per weight for all the run's executors */
+        if (!c->shared->weights && !(c->shared->weights = pc_dnnl_wcache_new())) {
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        if (pc_dnnl_matmul_share_b(ci->mm, c->shared->weights, err, errlen)) return -1;
+    }
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "backend/exec.h"
 
 #include "backend/compiled.h"
+#include "backend/onednn.h"
 #include "backend/ref.h"
 
 #include <stdio.h>
@@ -86,6 +87,7 @@ int pc_exec_apply_updates(pc_exec *e) {
 
 void pc_arena_free(pc_arena *a) {
     if (!a) return;
+    pc_dnnl_wcache_free(a->weights);
     free(a->base);
     *a = (pc_arena){0};
 }

@@ -43,11 +43,13 @@ typedef struct {
     struct pc_arena *arena;
 } pc_exec_opts;
 
-/* an arena executors share (pc_exec_opts.arena): start it zeroed ({0}); free it after every
- * executor that uses it */
+/* memory executors share (pc_exec_opts.arena): the intermediate values' arena, and the frozen
+ * weights oneDNN reorders into its blocked layout (one copy per weight and layout, not one per
+ * executor). Start it zeroed ({0}); free it after every executor that uses it. */
 typedef struct pc_arena {
     void *base;
     size_t size;
+    struct pc_dnnl_wcache *weights; /* made by the first executor that reorders a weight */
 } pc_arena;
 void pc_arena_free(pc_arena *a);
 

@@ -82,7 +82,54 @@ struct pc_dnnl_matmul {
     dnnl_memory_t r_scratch_mem;
     dnnl_exec_arg_t rargs[3];
     int nrargs;
+    struct pc_dnnl_wcache *wcache; /* b_int_mem's buffer lives there (pc_dnnl_matmul_share_b) */
+    dnnl_memory_desc_t w_md;       /* the reordered layout */
 };
+
+typedef struct {
+    const float *src;
+    dnnl_memory_desc_t md;
+    void *buf;
+    size_t bytes;
+} wc_entry;
+
+struct pc_dnnl_wcache {
+    wc_entry *e;
+    int n, cap;
+};
+
+pc_dnnl_wcache *pc_dnnl_wcache_new(void) { return calloc(1, sizeof(pc_dnnl_wcache)); }
+
+void pc_dnnl_wcache_free(pc_dnnl_wcache *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) free(c->e[i].buf);
+    free(c->e);
+    free(c);
+}
+
+size_t pc_dnnl_wcache_bytes(const pc_dnnl_wcache *c) {
+    size_t b = 0;
+    for (int i = 0; c && i < c->n; i++) b += c->e[i].bytes;
+    return b;
+}
+
+/* the buffer for (src, md), made on first use (zeroed: first touch now) */
+static void *wcache_buf(pc_dnnl_wcache *c, const float *src, const dnnl_memory_desc_t *md) {
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].src == src && dnnl_memory_desc_equal(&c->e[i].md, md)) return c->e[i].buf;
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        wc_entry *e = realloc(c->e, (size_t)cap * sizeof *e);
+        if (!e) return NULL;
+        c->e = e, c->cap = cap;
+    }
+    size_t bytes = dnnl_memory_desc_get_size(md), alloc = (bytes + 63) / 64 * 64;
+    void *buf = aligned_alloc(64, alloc ? alloc : 64);
+    if (!buf) return NULL;
+    memset(buf, 0, alloc ? alloc : 64);
+    c->e[c->n++] = (wc_entry){src, *md, buf, bytes};
+    return buf;
+}
 
 static void pc_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void pc_err(char *err, size_t errlen, const char *fmt, ...) {
@@ -376,6 +423,7 @@ pc_dnnl_matmul *pc_dnnl_matmul_new(pc_dnnl *d, const pc_matmul_desc *m, char *er
     CHECK(dnnl_memory_create(&p->a_mem, &a_md, d->eng, DNNL_MEMORY_NONE), "dnnl_memory_create(a)");
     CHECK(dnnl_memory_create(&p->c_mem, &c_md, d->eng, DNNL_MEMORY_NONE), "dnnl_memory_create(c)");
     if (p->b_reorder) {
+        p->w_md = *w_md;
         CHECK(dnnl_memory_create(&p->b_int_mem, w_md, d->eng, DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(b internal)");
         CHECK(dnnl_memory_create(&p->b_user_mem, &b_plain_md, d->eng, DNNL_MEMORY_NONE), "dnnl_memory_create(b)");
         CHECK(dnnl_primitive_attr_create(&rattr), "dnnl_primitive_attr_create(reorder)");
@@ -463,6 +511,23 @@ static int reorder_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen
     return 0;
 }
 
+int pc_dnnl_matmul_share_b(pc_dnnl_matmul *p, pc_dnnl_wcache *c, char *err, size_t errlen) {
+    if (!p || !c || !p->b_reorder || p->wcache) return 0;
+    /* the buffer oneDNN allocated (never touched) goes; the cache's comes at prepare */
+    dnnl_memory_t m = NULL;
+    dnnl_status_t st = dnnl_memory_create(&m, &p->w_md, p->d->eng, DNNL_MEMORY_NONE);
+    if (st != dnnl_success) {
+        pc_err(err, errlen, "oneDNN matmul %s: dnnl_memory_create(b shared): %s", p->shape, st_str(st));
+        return -1;
+    }
+    dnnl_memory_destroy(p->b_int_mem);
+    p->b_int_mem = p->b_mem = m;
+    p->args[1].memory = m;
+    p->rargs[1].memory = m;
+    p->wcache = c;
+    return 0;
+}
+
 int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen) {
     if (!p) {
         pc_err(err, errlen, "oneDNN matmul: prepare_b on NULL");
@@ -474,6 +539,14 @@ int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_
         return -1;
     }
     if (p->b_reorder) {
+        if (p->wcache) {
+            void *buf = wcache_buf(p->wcache, b, &p->w_md);
+            if (!buf) {
+                pc_err(err, errlen, "oneDNN matmul %s: out of memory for the reordered weights", p->shape);
+                return -1;
+            }
+            RUN_CHECK(dnnl_memory_set_data_handle(p->b_int_mem, buf), "dnnl_memory_set_data_handle(b shared)");
+        }
         if (reorder_b(p, b, err, errlen)) return -1;
     } else {
         p->b_kept = b;
@@ -510,7 +583,7 @@ int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float 
                 run_fail(p, err, errlen, "run", "b is NULL and pc_dnnl_matmul_prepare_b was not called");
                 return -1;
             }
-            if (reorder_b(p, b, err, errlen)) return -1;
+            if (p->wcache ? pc_dnnl_matmul_prepare_b(p, b, err, errlen) : reorder_b(p, b, err, errlen)) return -1;
         }
     } else {
         const float *bb = p->b_prepared ? p->b_kept : b;

@@ -35,6 +35,19 @@ pc_dnnl_matmul *pc_dnnl_matmul_new(pc_dnnl *d, const pc_matmul_desc *m, char *er
 void pc_dnnl_matmul_free(pc_dnnl_matmul *p);
 /* for b_constant: converts b once into the primitive's layout, kept inside p (NULL if not needed) */
 int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen);
+
+/* Reordered constant weights shared by matmuls, also of different executors: one buffer per
+ * (source pointer, layout). A matmul given a cache (before its first prepare) reorders into
+ * the cache's buffer instead of one of its own; every prepare reorders again from the source,
+ * so a changed source (an adapter rebound after training steps) reaches every sharer. The
+ * sharers must not run concurrently, and the cache must outlive them. */
+typedef struct pc_dnnl_wcache pc_dnnl_wcache;
+pc_dnnl_wcache *pc_dnnl_wcache_new(void);
+void pc_dnnl_wcache_free(pc_dnnl_wcache *c);
+/* bytes the cache holds */
+size_t pc_dnnl_wcache_bytes(const pc_dnnl_wcache *c);
+/* 0, or -1 when out of memory */
+int pc_dnnl_matmul_share_b(pc_dnnl_matmul *p, pc_dnnl_wcache *c, char *err, size_t errlen);
 /* runs with plain pointers (b ignored when prepared); 0 or -1 */
 int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float *c);
 /* the oneDNN implementation name, for reports ("brg:avx512_core") */
