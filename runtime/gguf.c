@@ -305,7 +305,9 @@ static int rd_tensor_info(rd *r, uint64_t i) {
                                g->path, r->ctx, d, (unsigned long long)x);
         }
         t->ne[d] = (int64_t)x;
-        overflow |= __builtin_mul_overflow(numel, x, &numel);
+        /* every partial product too (ggml multiplies the dims in int64, left to right): dims
+         * such as [64, 2^57, 0] are refused though their product is 0, as the writer does */
+        overflow |= __builtin_mul_overflow(numel, x, &numel) || numel > (uint64_t)INT64_MAX;
     }
     if (rd_u32(r, &t->type, "type") || rd_u64(r, &t->offset, "offset")) return -1;
     const pc_gguf_ttype_info *ti = pc_gguf_ttype(t->type);
