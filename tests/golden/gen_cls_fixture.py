@@ -6,6 +6,9 @@ classification (peftc train / eval / predict / merge on an encoder; tests/lit/mo
                               tests/data/tokenizer_json/wordpiece_bert.json (a WordPiece tokenizer
                               trained on banking77 and tinyshakespeare), so the directory has its
                               own tokenizer
+  tests/data/cls/roberta/     RobertaForSequenceClassification (random, seeded): the same sizes, with
+                              tests/data/tokenizer_json/bpe_roberta.json (a byte-level BPE trained on
+                              the same texts: <s> ... </s>, pad 1, positions from 2) as its tokenizer
   tests/data/cls/labels.json  the 4 banking77 categories used, in label order
   tests/data/cls/train.jsonl  {"text", "label": id} lines: the first 40 banking77 train examples of
                               each category
@@ -21,7 +24,7 @@ import os
 import shutil
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -54,6 +57,20 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out, safe_serialization=True)
     shutil.copy(tok_path, os.path.join(out, "tokenizer.json"))
+    # RoBERTa: its own byte-level BPE, ids up to <mask> = 800
+    rtok = os.path.join(REPO, "tests", "data", "tokenizer_json", "bpe_roberta.json")
+    rj = json.load(open(rtok))
+    rvocab = max(max(rj["model"]["vocab"].values()), max(t["id"] for t in rj["added_tokens"])) + 1
+    torch.manual_seed(8)
+    rcfg = RobertaConfig(vocab_size=rvocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1,
+                         bos_token_id=0, eos_token_id=2, initializer_range=0.2, num_labels=len(CATS),
+                         id2label={i: c for i, c in enumerate(CATS)}, label2id={c: i for i, c in enumerate(CATS)})
+    rmodel = RobertaForSequenceClassification(rcfg).eval()
+    rout = os.path.join(a.out_dir, "roberta")
+    shutil.rmtree(rout, ignore_errors=True)
+    rmodel.save_pretrained(rout, safe_serialization=True)
+    shutil.copy(rtok, os.path.join(rout, "tokenizer.json"))
     with open(os.path.join(a.out_dir, "labels.json"), "w") as f:
         json.dump(CATS, f, indent=2)
         f.write("\n")
