@@ -2,6 +2,7 @@
 #include "backend/exec.h"
 
 #include "backend/compiled.h"
+#include "backend/compiled_internal.h"
 #include "backend/onednn.h"
 #include "backend/ref.h"
 
@@ -13,6 +14,7 @@ struct pc_exec {
     pc_backend_kind kind;
     pc_ref *ref;
     pc_compiled *jit;
+    char *profile; /* PEFTC_PROFILE: the graph's name, whose profile goes to stderr at free */
 };
 
 /* the backend used when none is named */
@@ -46,11 +48,24 @@ pc_exec *pc_exec_new(const pc_graph *g, const pc_exec_opts *o, char *err, size_t
         free(e);
         return NULL;
     }
+    /* PEFTC_PROFILE=1: every compiled executor times its instructions and prints where the
+     * time went when it is freed (a user's view of backend/compiled.c's profile) */
+    const char *p = getenv("PEFTC_PROFILE");
+    if (e->jit && p && *p && strcmp(p, "0") != 0) {
+        const char *name = g->name ? g->name : "graph";
+        if ((e->profile = malloc(strlen(name) + 1))) strcpy(e->profile, name);
+        pc_compiled_set_profile(e->jit, 1);
+    }
     return e;
 }
 
 void pc_exec_free(pc_exec *e) {
     if (!e) return;
+    if (e->profile) {
+        fprintf(stderr, "peftc profile: graph %s\n", e->profile);
+        pc_compiled_profile_report(e->jit, stderr);
+        free(e->profile);
+    }
     pc_ref_free(e->ref);
     pc_compiled_free(e->jit);
     free(e);
