@@ -1,6 +1,7 @@
 /* Reading adapter_config.json with PEFT's semantics (see the reading rules in adapter_config.h):
  * JSON text -> pc_adapter_config, field by field through the field table, then validation. */
 #include "runtime/adapter_config_internal.h"
+#include "runtime/json_kind.h"
 #include "runtime/fileio.h"
 #include "runtime/strutil.h"
 
@@ -51,20 +52,6 @@ int ac_ferr(pctx *c, const char *field, const char *fmt, ...) {
 static int oom(pctx *c) {
     pc_errf(c->err, c->errlen, "%s: out of memory", c->src);
     return -1;
-}
-
-static const char *type_word(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a float";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
 }
 
 static int get_bool(pctx *c, const char *k, const json_t *v, bool *out) {
@@ -491,7 +478,7 @@ pc_adapter_config *pc_adapter_config_parse_ex(const char *text, size_t len, cons
         return NULL;
     }
     if (!json_is_object(root)) {
-        pc_errf(err, errlen, "%s: expected a JSON object, got %s", src, type_word(root));
+        pc_errf(err, errlen, "%s: expected a JSON object, got %s", src, pc_json_kind(root));
         json_decref(root);
         return NULL;
     }

@@ -1,5 +1,6 @@
 /* Classification datasets: JSONL and CSV files into tokenized, labelled examples. */
 #include "runtime/cls_data.h"
+#include "runtime/json_kind.h"
 #include "runtime/csv.h"
 #include "runtime/fileio.h"
 
@@ -21,20 +22,6 @@ struct pc_cls_name_id {
 
 /* ---- labels ---- */
 
-static const char *type_word(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a float";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 static int cmp_name(const void *a, const void *b) {
     return strcmp(((const struct pc_cls_name_id *)a)->name, ((const struct pc_cls_name_id *)b)->name);
 }
@@ -51,7 +38,7 @@ int pc_cls_labels_load(pc_cls_labels *l, const char *path, char *err, size_t err
     int rc = -1;
     size_t n = json_is_array(j) ? json_array_size(j) : 0;
     if (!json_is_array(j)) {
-        pc_errf(err, errlen, "%s: not a JSON list of label names (got %s)", path, type_word(j));
+        pc_errf(err, errlen, "%s: not a JSON list of label names (got %s)", path, pc_json_kind(j));
         goto done;
     }
     if (n == 0 || n > 1u << 24) {
@@ -66,7 +53,7 @@ int pc_cls_labels_load(pc_cls_labels *l, const char *path, char *err, size_t err
         json_t *v = json_array_get(j, i);
         if (!json_is_string(v) || json_string_length(v) == 0) {
             pc_errf(err, errlen, "%s: label id %zu: must be a non-empty string, got %s", path, i,
-                    json_is_string(v) ? "\"\"" : type_word(v));
+                    json_is_string(v) ? "\"\"" : pc_json_kind(v));
             goto done;
         }
         if (!(l->names[i] = strdup(json_string_value(v)))) goto oom;
@@ -227,10 +214,10 @@ static int no_label(ctx *c, int line, const char *where, const char *key) {
 /* ---- JSONL ---- */
 
 static int jsonl_example(ctx *c, int line, json_t *o) {
-    if (!json_is_object(o)) return lerr(c, line, "not a JSON object: got %s", type_word(o));
+    if (!json_is_object(o)) return lerr(c, line, "not a JSON object: got %s", pc_json_kind(o));
     json_t *t = json_object_get(o, "text"), *lab = json_object_get(o, "label");
     if (!t) return lerr(c, line, "field \"text\": missing");
-    if (!json_is_string(t)) return lerr(c, line, "field \"text\": must be a string, got %s", type_word(t));
+    if (!json_is_string(t)) return lerr(c, line, "field \"text\": must be a string, got %s", pc_json_kind(t));
     int label = -1;
     if (!lab || json_is_null(lab)) {
         if (no_label(c, line, "field", "label")) return -1;
@@ -242,7 +229,7 @@ static int jsonl_example(ctx *c, int line, json_t *o) {
         if (name_label(c, line, "field", "label", json_string_value(lab), json_string_length(lab), &label)) return -1;
     } else {
         char *s = json_is_real(lab) ? json_dumps(lab, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
-        lerr(c, line, "field \"label\": must be an integer label id or a label name, got %s%s%s", type_word(lab),
+        lerr(c, line, "field \"label\": must be an integer label id or a label name, got %s%s%s", pc_json_kind(lab),
              s ? " " : "", s ? s : "");
         free(s);
         return -1;
