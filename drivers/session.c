@@ -201,6 +201,9 @@ int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *mo
             if (pc_model_open_labels(&s->model, model, NULL, head, err, errlen)) goto fail;
         }
     }
+    /* a head the checkpoint lacks was made at open: say so, unless the adapter brings its own */
+    if (s->model.head_note && !(adapter && adapter_head_labels(s)))
+        fprintf(stderr, "warning: %s\n", s->model.head_note);
     if (tokenizer && !(s->tok = pc_text_tokenizer_open(tokenizer, s->model.info.vocab, err, errlen))) goto fail;
     /* no --tokenizer: the model's own, where it has one, else the bundled one if its vocabulary
      * is the model's (a merged stories260K written elsewhere) */

@@ -116,6 +116,7 @@ int pc_model_open_labels(pc_model *m, const char *path, const char *family, int 
 
 void pc_model_close(pc_model *m) {
     if (m->family && m->family->close) m->family->close(m);
+    free(m->head_note);
     free(m->over);
     free(m->over_buf);
     free(m->path);

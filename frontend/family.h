@@ -119,6 +119,9 @@ struct pc_model {
     pc_model_info info;
     int kv_row;         /* floats per KV-cache entry and layer (decode graphs) */
     void *impl;         /* the family's own state */
+    /* what open wants the user told when the model is used as it is (a head the checkpoint
+     * lacks, made at open); the session prints it unless the adapter brings that head. Owned. */
+    char *head_note;
     /* replaced weights (a merged adapter), looked up before the checkpoint; owned */
     pc_weight *over;
     int nover;

@@ -164,7 +164,7 @@ static int add_entry(bert_impl *x, const char *key, const char *file_key, pc_sha
 
 /* the checkpoint's keys under the graph's names, then every tensor of the SEQ_CLASSIFY graph
  * checked (a missing head made here) */
-static int index_weights(bert_impl *x, char *err, size_t errlen) {
+static int index_weights(bert_impl *x, char **out_note, char *err, size_t errlen) {
     const pc_bert_config *c = &x->cfg;
     const char *dir = pc_hf_dir(x->ckpt);
     pc_build_req req = {.task = PC_TASK_SEQ_CLASSIFY, .batch = 1, .seq = 1, .mode = PC_ADAPT_EVAL};
@@ -228,9 +228,12 @@ static int index_weights(bert_impl *x, char *err, size_t errlen) {
         snprintf(made + ml, sizeof made - ml, "%s%s", ml ? ", " : "", p->key);
     }
     pc_graph_free(g);
-    if (!rc && made[0])
-        fprintf(stderr, "warning: %s: no %s in the checkpoint: initialized as transformers does (normal(0, %g) "
-                "weights, zero biases; the same values on every run)\n", dir, made, c->initializer_range);
+    if (!rc && made[0] && out_note) {
+        char note[1600];
+        snprintf(note, sizeof note, "%s: no %s in the checkpoint: initialized as transformers does (normal(0, %g) "
+                 "weights, zero biases; the same values on every run)", dir, made, c->initializer_range);
+        *out_note = strdup(note); /* told by the session, unless an adapter brings the head */
+    }
     return rc;
 }
 
@@ -257,7 +260,7 @@ static int hf_bert_open(pc_model *m, const char *path, char *err, size_t errlen)
     }
     /* transformers' from_pretrained(num_labels=N): the head is made for N labels */
     if (m->num_labels > 0) x->cfg.num_labels = m->num_labels, x->labels_asked = true;
-    if (index_weights(x, err, errlen)) {
+    if (index_weights(x, &m->head_note, err, errlen)) {
         hf_bert_close(m);
         return -1;
     }
