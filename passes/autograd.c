@@ -119,9 +119,10 @@ int pc_pass_autograd(pc_graph *g, char *err, size_t errlen) {
         pc_shape s = p->shape;
         pc_val d = adj[i];
         if (d == PC_NONE) {
-            if (nunused++ < 4)
-                wlen += (size_t)snprintf(warn + wlen, wlen < sizeof warn ? sizeof warn - wlen : 0, "%s%%%s",
-                                         nunused > 1 ? ", " : "", p->name);
+            if (nunused++ < 4 && wlen < sizeof warn - 1) { /* long names: the list is cut, never overrun */
+                int k = snprintf(warn + wlen, sizeof warn - wlen, "%s%%%s", nunused > 1 ? ", " : "", p->name);
+                wlen = k < 0 ? wlen : wlen + (size_t)k < sizeof warn ? wlen + (size_t)k : sizeof warn - 1;
+            }
             d = pc_scalar_at(g, at, 0.0f);
             if (s.rank > 0) d = pc_broadcast_at(g, at, d, s);
         } else if (d < n || strncmp(pc_v(g, d)->name, "grad.", 5) == 0) {
