@@ -217,8 +217,8 @@ size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems, in
     if (d->task == PC_TASK_SEQ_CLASSIFY) sort_eval(d, nitems);
     if (d->task == PC_TASK_LM) {
         size_t real = pc_data_eval_batch(&d->val, S, first, take, -100, d->tokens, d->targets);
-        for (size_t b = real; b < B; b++)
-            for (size_t i = 0; i < S; i++) d->tokens[b * S + i] = 0, d->targets[b * S + i] = -100;
+        for (size_t row = real; row < B; row++)
+            for (size_t i = 0; i < S; i++) d->tokens[row * S + i] = 0, d->targets[row * S + i] = -100;
         return real;
     }
     const pc_cls_data *src = d->cls_val.n ? &d->cls_val : &d->cls;
