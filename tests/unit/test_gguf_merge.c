@@ -6,6 +6,7 @@
  * source; reopened, the family gives the replaced model's weights and logits. Tensors the Llama
  * does not use are carried over; bad replacements are refused by name and nothing is written. */
 #include "cu_main.h"
+#include "temp_dir.h"
 #include "drivers/session.h"
 #include "ir/ir.h"
 #include "runtime/gguf.h"
@@ -23,20 +24,6 @@
 #define TINY DATA "tiny_llama.gguf"
 #define QKEY "model.layers.0.self_attn.q_proj.weight"
 #define DKEY "model.layers.1.mlp.down_proj.weight"
-
-static char *temp_dir(void) {
-    char *d = strdup("/tmp/peftc_gguf_merge_XXXXXX");
-    CU_ASSERT_FATAL(d && mkdtemp(d));
-    return d;
-}
-
-static int dir_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
-}
 
 static void remove_dir(char *dir) {
     DIR *d = opendir(dir);
@@ -132,7 +119,7 @@ static void check_file(const char *path, const replacement *rep, int nheads) {
 }
 
 static void test_write_replaced(void) {
-    char err[2048] = "", *dir = temp_dir(), path[256];
+    char err[2048] = "", *dir = pc_test_temp_dir("gguf_merge"), path[256];
     snprintf(path, sizeof path, "%s/merged.gguf", dir);
     pc_session s0, s1;
     CU_ASSERT_EQUAL_FATAL(pc_session_open(&s0, NULL, TINY, NULL, NULL, err, sizeof err), 0);
@@ -142,7 +129,7 @@ static void test_write_replaced(void) {
     int rc = s0.model.family->write(&s0.model, path, rep.w, 2, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_EQUAL(dir_entries(dir), 1);
+    CU_ASSERT_EQUAL(pc_test_dir_entries(dir), 1);
     check_file(path, &rep, s0.model.info.n_heads);
     /* reopened: the replaced model's weights, keys in the same order, and its logits */
     CU_ASSERT_EQUAL_FATAL(pc_session_open(&s1, NULL, path, NULL, NULL, err, sizeof err), 0);
@@ -191,11 +178,11 @@ static void expect_refused(pc_model *m, const char *dir, const pc_weight *w, int
     int ok = rc == -1 && strstr(err, n1) && (!n2 || strstr(err, n2)) && strstr(err, "out.gguf");
     if (!ok) fprintf(stderr, "unexpected (rc %d): '%s' (want '%s', '%s')\n", rc, err, n1, n2 ? n2 : "");
     CU_ASSERT(ok);
-    CU_ASSERT_EQUAL(dir_entries(dir), 0); /* nothing written, no temporary left */
+    CU_ASSERT_EQUAL(pc_test_dir_entries(dir), 0); /* nothing written, no temporary left */
 }
 
 static void test_refused(void) {
-    char err[1024] = "", *dir = temp_dir();
+    char err[1024] = "", *dir = pc_test_temp_dir("gguf_merge");
     pc_model m = {0};
     CU_ASSERT_EQUAL_FATAL(pc_model_open(&m, TINY, NULL, err, sizeof err), 0);
     replacement rep;
@@ -215,7 +202,7 @@ static void test_refused(void) {
 
 /* tensors the Llama does not read: dequantized to F32, or kept as they are (Q4_K) */
 static void test_unused_tensors(void) {
-    char err[1024] = "", *dir = temp_dir(), src[256], out[256];
+    char err[1024] = "", *dir = pc_test_temp_dir("gguf_merge"), src[256], out[256];
     snprintf(src, sizeof src, "%s/extra.gguf", dir);
     snprintf(out, sizeof out, "%s/out.gguf", dir);
     pc_gguf *llama = pc_gguf_open(TINY, err, sizeof err), *tiny = pc_gguf_open(DATA "tiny.gguf", err, sizeof err);

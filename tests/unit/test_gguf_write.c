@@ -4,6 +4,7 @@
  * reader; bad entries are refused by name before anything is written, and a failed write leaves
  * no file; the q/k permutation is the inverse of the un-permutation and is llama.cpp's. */
 #include "cu_main.h"
+#include "temp_dir.h"
 #include "runtime/fileio.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_internal.h"
@@ -22,21 +23,6 @@ static void expect_err(int rc, const char *err, const char *n1, const char *n2) 
     int ok = rc == -1 && strstr(err, n1) && (!n2 || strstr(err, n2));
     if (!ok) fprintf(stderr, "unexpected (rc %d): '%s' (want '%s'%s%s)\n", rc, err, n1, n2 ? ", " : "", n2 ? n2 : "");
     CU_ASSERT(ok);
-}
-
-static char *temp_dir(void) {
-    char *d = strdup("/tmp/peftc_gguf_write_XXXXXX");
-    CU_ASSERT_FATAL(d && mkdtemp(d));
-    return d;
-}
-
-/* entries of a directory (temporaries included) */
-static int dir_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
 }
 
 /* a writer holding every entry and tensor of g as it is */
@@ -96,13 +82,13 @@ static void test_roundtrip_tiny(void) {
     CU_ASSERT_EQUAL(pc_gguf_version(h), 3);
     check_same(g, h);
     /* the file path writes the same bytes */
-    char *dir = temp_dir(), path[256], *file = NULL;
+    char *dir = pc_test_temp_dir("gguf_write"), path[256], *file = NULL;
     size_t flen = 0;
     snprintf(path, sizeof path, "%s/sub.gguf", dir);
     CU_ASSERT_EQUAL(pc_gguf_writer_write(w, path, err, sizeof err), 0);
     CU_ASSERT_EQUAL_FATAL(pc_read_file(path, &file, &flen, err, sizeof err), 0);
     CU_ASSERT(flen == len && memcmp(file, mem, len) == 0);
-    CU_ASSERT_EQUAL(dir_entries(dir), 1);
+    CU_ASSERT_EQUAL(pc_test_dir_entries(dir), 1);
     unlink(path);
     rmdir(dir);
     free(dir);
@@ -180,7 +166,7 @@ static void test_refused(void) {
                "no data");
     CU_ASSERT(pc_gguf_writer_count_kv(w) == 0 && pc_gguf_writer_count_tensors(w) == 0);
     /* duplicates are found when writing: no file, no temporary */
-    char *dir = temp_dir(), path[256];
+    char *dir = pc_test_temp_dir("gguf_write"), path[256];
     snprintf(path, sizeof path, "%s/out.gguf", dir);
     CU_ASSERT_EQUAL(pc_gguf_writer_tensor(w, "t", PC_GGML_F32, 1, (int64_t[]){4}, v, err, sizeof err), 0);
     CU_ASSERT_EQUAL(pc_gguf_writer_tensor(w, "t", PC_GGML_F32, 1, (int64_t[]){2}, v, err, sizeof err), 0);
@@ -193,13 +179,13 @@ static void test_refused(void) {
     void *mem = NULL;
     size_t len = 0;
     expect_err(pc_gguf_writer_write_mem(w, &mem, &len, err, sizeof err), err, "duplicate metadata key 'k'", NULL);
-    CU_ASSERT_EQUAL(dir_entries(dir), 0);
+    CU_ASSERT_EQUAL(pc_test_dir_entries(dir), 0);
     /* a directory that does not exist: nothing anywhere */
     snprintf(path, sizeof path, "%s/missing/out.gguf", dir);
     pc_gguf_writer_free(w);
     w = pc_gguf_writer_new("bad.gguf");
     expect_err(pc_gguf_writer_write(w, path, err, sizeof err), err, "missing/out.gguf", NULL);
-    CU_ASSERT_EQUAL(dir_entries(dir), 0);
+    CU_ASSERT_EQUAL(pc_test_dir_entries(dir), 0);
     pc_gguf_writer_free(w);
     rmdir(dir);
     free(dir);

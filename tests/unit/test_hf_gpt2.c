@@ -9,6 +9,7 @@
  * harness checks [2,16,512] logits). */
 #include "compare.h"
 #include "cu_main.h"
+#include "temp_dir.h"
 #include "drivers/decode.h"
 #include "drivers/merge.h"
 #include "frontend/gpt2.h"
@@ -135,12 +136,6 @@ static double session_logits(pf_fixture *x, const char *key, pc_backend_kind kin
     return d;
 }
 
-static char *temp_dir(void) {
-    char *d = strdup("/tmp/peftc_gpt2_XXXXXX");
-    CU_ASSERT_FATAL(d && mkdtemp(d));
-    return d;
-}
-
 /* merge = merge_and_unload (weights and biases, Conv1D layout), merged logits, the merged model
  * written as a Hugging Face directory (its tensors = PEFT's merged state dict) and read back,
  * then unmerged to the base */
@@ -182,7 +177,7 @@ static void check_merge(const char *adapter, const char *tag, int nmodules, int 
     CU_ASSERT(du <= 1e-4);
 
     /* written: a Hugging Face directory with PEFT's merged tensors under the file's keys */
-    char *dir = temp_dir(), out[600], file[800];
+    char *dir = pc_test_temp_dir("gpt2"), out[600], file[800];
     snprintf(out, sizeof out, "%s/merged", dir);
     rc = pc_session_write_model(&m.s, out, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
@@ -305,7 +300,7 @@ static void config_with(const char *src, const char *dir, bool v, char *out, siz
  * (and IA3 with fan_in_fan_out = true builds) */
 static void test_fan_in_fan_out(void) {
     char err[2048], cfg[700];
-    char *dir = temp_dir();
+    char *dir = pc_test_temp_dir("gpt2");
     struct { const char *model, *src; bool given, want; } cases[] = {
         {GPT2_DIR, LORA_DIR "/adapter_config.json", false, true},
         {GPT2_DIR, LORA_DIR "/adapter_config.json", true, true},
@@ -353,7 +348,7 @@ static void test_saved_adapter(void) {
     char err[2048];
     pf_fixture x;
     if (pf_open_model(&x, GPT2_DIR, LORA_DIR, EXPECTED, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); pf_close(&x); return; }
-    char *dir = temp_dir();
+    char *dir = pc_test_temp_dir("gpt2");
     pc_st_writer *w = pc_st_writer_new();
     CU_ASSERT_FATAL(w != NULL);
     CU_ASSERT_EQUAL_FATAL(pc_store_write(&x.store, PC_TRAINABLE, w, err, sizeof err), 0);
@@ -381,7 +376,7 @@ static void test_saved_adapter(void) {
  * causal-mask buffers h.{i}.attn.bias; read under the prefixed keys, written back bare */
 static void test_bare_keys(void) {
     char err[2048], path[900];
-    char *dir = temp_dir();
+    char *dir = pc_test_temp_dir("gpt2");
     pc_st_file *src = pc_st_open(GPT2_DIR "/model.safetensors", err, sizeof err);
     CU_ASSERT_FATAL(src != NULL);
     pc_st_writer *w = pc_st_writer_new();
@@ -449,7 +444,7 @@ static void test_config_errors(void) {
     CU_ASSERT_FALSE(pc_gpt2_is_conv1d_key("transformer.wte.weight"));
     CU_ASSERT_FALSE(pc_gpt2_is_conv1d_key("lm_head.weight"));
     /* a directory whose config asks for cross-attention */
-    char *dir = temp_dir(), path[900], *text = NULL;
+    char *dir = pc_test_temp_dir("gpt2"), path[900], *text = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL_FATAL(pc_read_file(GPT2_DIR "/config.json", &text, &n, err, sizeof err), 0);
     char *p = strstr(text, "\"add_cross_attention\": false");
