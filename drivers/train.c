@@ -78,6 +78,7 @@ typedef struct {
     pc_exec *r, *eval_r;
     pc_val *gout;      /* with upd_g: per trainable param (upd_g's order), its grad output in g */
     pc_val loss_v;
+    pc_val eval_logits; /* a classifier's %logits in eval_g (PC_NONE for text) */
     bool eval_rebound; /* the adapter rebound to eval_r in this evaluation */
 } variant;
 
@@ -162,7 +163,7 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accura
         if (!x->var[b].eval_rebound && pc_store_bind_shared(&x->store, x->eval_g, x->eval_r))
             return pc_errf(err, errlen, "rebinding the adapter failed");
         x->var[b].eval_rebound = true;
-        pc_val lv = x->eval_g->outputs[0], logits_v = pc_lookup(x->eval_g, "logits");
+        pc_val lv = x->eval_g->outputs[0], logits_v = x->var[b].eval_logits;
         if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
             return -1;
         const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
@@ -604,6 +605,7 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
+    v->eval_logits = x->data.task == PC_TASK_LM ? PC_NONE : pc_lookup(v->eval_g, "logits");
     v->loss_v = PC_NONE;
     for (int i = 0; i < v->g->noutputs; i++)
         if (pc_v(v->g, v->g->outputs[i])->flags & PC_LOSS) v->loss_v = v->g->outputs[i];
