@@ -47,8 +47,9 @@ import statistics
 import sys
 import time
 
-TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
-REEXEC_MARK = "PEFTC_BENCH_TORCH_ENV"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the environment, the re-exec mark and the RSS readers of the Llama bench (no torch at import)
+from torch_llama_lora import REEXEC_MARK, TUNABLES, peak_rss_mib, rss_now_mib  # noqa: E402
 T_START = time.perf_counter()  # this process's start (after the re-exec): "launch to the end of step 1"
 LR, BETAS, EPS, WD, CLIP = 1e-3, (0.9, 0.999), 1e-8, 0.0, 1.0
 
@@ -76,16 +77,6 @@ def maybe_reexec():
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
-def rss_now_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ---- FLOPs --------------------------------------------------------------------------------
