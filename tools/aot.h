@@ -43,8 +43,11 @@ typedef struct {
 } pc_aot_image;
 
 /* the files of the data directory */
-#define PC_AOT_MODEL "model.bin"
-#define PC_AOT_TOKENIZER "tokenizer.bin"
+/* the model in its own format (a llama2.c or GGUF file, a Hugging Face directory), found by
+ * content like every --model; a tokenizer file only when the model holds none (llama2.c) or one
+ * was given to compile */
+#define PC_AOT_MODEL "model"
+#define PC_AOT_TOKENIZER "tokenizer"
 #define PC_AOT_ADAPTER_DIR "adapter"                 /* a trained adapter (train mode) */
 #define PC_AOT_ADAPTER_CONFIG "adapter_config.json" /* or a config to train from */
 #define PC_AOT_BUILD_ID "build-id"
