@@ -178,7 +178,7 @@ static void put_cstr(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static int write_main(const char *path, const collector *c, pc_aot_mode mode, int batch, int seq, int cache_len,
+static int write_main(const char *path, const collector *c, pc_aot_mode mode, int batch, int seq, const int *cache_sizes, int ncache,
                       const char *about, const char *build_id, char *err, size_t errlen) {
     FILE *f = fopen(path, "w");
     if (!f) return pc_errf(err, errlen, "%s: %s", path, strerror(errno));
@@ -199,8 +199,12 @@ static int write_main(const char *path, const collector *c, pc_aot_mode mode, in
     fprintf(f, "\nstatic const pc_aot_kernel kernels[] = {\n");
     for (int i = 0; i < c->n; i++) fprintf(f, "    {\"%s\", %s},\n", c->names[i], c->names[i]);
     if (!c->n) fprintf(f, "    {0, 0},\n");
-    fprintf(f, "};\n\nstatic const pc_aot_image image = {\n    .mode = %s, .batch = %d, .seq = %d, .cache_len = %d,\n",
-            mode == PC_AOT_TRAIN ? "PC_AOT_TRAIN" : "PC_AOT_INFER", batch, seq, cache_len);
+    fprintf(f, "};\n\nstatic const int cache_sizes[] = {");
+    for (int i = 0; i < ncache; i++) fprintf(f, "%s%d", i ? ", " : "", cache_sizes[i]);
+    fprintf(f, "%s};\n", ncache ? "" : "0");
+    fprintf(f, "\nstatic const pc_aot_image image = {\n    .mode = %s, .batch = %d, .seq = %d,\n"
+            "    .cache_sizes = cache_sizes, .ncache_sizes = %d,\n",
+            mode == PC_AOT_TRAIN ? "PC_AOT_TRAIN" : "PC_AOT_INFER", batch, seq, ncache);
     fprintf(f, "    .about = ");
     put_cstr(f, about);
     fprintf(f, ",\n    .build_id = \"%s\",\n    .kernels = kernels, .nkernels = %d,\n    .entries = entries, .nentries = %d,\n};\n\n",
@@ -328,7 +332,8 @@ static const char *builtin_names(char *buf, size_t len) {
 }
 
 /* writes the data directory `wdir` and records the graphs' kernels */
-static int prepare(const copts *o, const pc_registry *reg, const char *wdir, collector *c, int *cache_len, char *about,
+static int prepare(const copts *o, const pc_registry *reg, const char *wdir, collector *c, int *cache_sizes, int *ncache,
+                   char *about,
                    size_t aboutlen, char *err, size_t errlen) {
     pc_session s;
     if (pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
@@ -399,17 +404,26 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
         } else if (copy_model(o->model, path, err, errlen)) {
             goto done;
         }
-        *cache_len = s.model.info.context;
-        pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = *cache_len, .mode = PC_ADAPT_DECODE};
-        /* the graph the generator will run: the same build, store and weight folding as pc_decode */
-        pc_store st = {0};
-        pc_folded f = {0};
-        pc_graph *dg = pc_session_inference_graph(&s, &req, &st, &f, err, errlen);
-        pc_store_free(&st);
-        pc_folded_free(&f);
-        if (collect_graph(c, dg, err, errlen)) goto done;
-        snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s", base(o->model), tok_name,
+        /* the graphs the generator will run (the same build, store and weight folding as
+         * pc_decode), one per KV capacity: 128, 512, 2048, ... and the whole context; a request
+         * runs on the smallest that holds it, since attention spans the whole capacity */
+        *ncache = 0;
+        for (int64_t cap = 128; cap < s.model.info.context && *ncache < PC_AOT_MAX_CACHES - 1; cap *= 4)
+            cache_sizes[(*ncache)++] = (int)cap;
+        cache_sizes[(*ncache)++] = s.model.info.context;
+        for (int k = 0; k < *ncache; k++) {
+            pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = cache_sizes[k], .mode = PC_ADAPT_DECODE};
+            pc_store st = {0};
+            pc_folded f = {0};
+            pc_graph *dg = pc_session_inference_graph(&s, &req, &st, &f, err, errlen);
+            pc_store_free(&st);
+            pc_folded_free(&f);
+            if (collect_graph(c, dg, err, errlen)) goto done;
+        }
+        snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s, KV capacities", base(o->model), tok_name,
                  s.adapter.cfg ? base(o->adapter) : "none", !s.adapter.cfg ? "" : unmerged ? " (unmerged)" : " (merged)");
+        for (int k = 0; k < *ncache; k++)
+            snprintf(about + strlen(about), aboutlen - strlen(about), "%s%d", k ? "/" : " ", cache_sizes[k]);
     }
     rc = 0;
 done:
@@ -509,11 +523,11 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     snprintf(obj, sizeof obj, "%s/kernels.o", tmp);
     collector c = {.self = {collect_provide, collect_release, NULL}};
     c.self.ctx = &c;
-    int cache_len = 0;
+    int cache_sizes[PC_AOT_MAX_CACHES], ncache = 0;
     rc = -1;
     char idpath[8300];
     snprintf(idpath, sizeof idpath, "%s/%s", wstage, PC_AOT_BUILD_ID);
-    if (prepare(&o, reg, wstage, &c, &cache_len, about, sizeof about, err, sizeof err)) goto done;
+    if (prepare(&o, reg, wstage, &c, cache_sizes, &ncache, about, sizeof about, err, sizeof err)) goto done;
     if (pc_write_file_atomic(idpath, build_id, strlen(build_id), err, sizeof err)) goto done;
     {
         const char **names = calloc((size_t)c.n + 1, sizeof *names), **enames = calloc((size_t)c.ne + 1, sizeof *enames);
@@ -533,7 +547,7 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         if (r) goto done;
         if (o.object && copy_file(obj, o.object, err, sizeof err)) goto done;
     }
-    if (write_main(main_c, &c, o.mode, o.batch, o.seq, cache_len, about, build_id, err, sizeof err)) goto done;
+    if (write_main(main_c, &c, o.mode, o.batch, o.seq, cache_sizes, ncache, about, build_id, err, sizeof err)) goto done;
     if (run_cc(&ap, main_c, obj, xstage, err, sizeof err)) goto done;
     /* into place: the data directory first, then the executable */
     struct stat st;

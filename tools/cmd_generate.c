@@ -86,7 +86,8 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     s.dump_after = dump;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
                         .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,
-                        .cache_len = fx ? fx->cache_len : 0, .entries = fx ? fx->entries : NULL};
+                        .cache_sizes = fx ? fx->cache_sizes : NULL,
+                        .ncache_sizes = fx ? fx->ncache_sizes : 0, .entries = fx ? fx->entries : NULL};
     pc_gen_output out;
     rc = pc_generate_text(&s, &q, &out, err, sizeof err);
     pc_session_close(&s);
