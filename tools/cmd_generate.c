@@ -42,7 +42,8 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         if (fx)
             printf("%s: a standalone text generator compiled by peftc compile --mode infer (%s).\n"
                    "The model, tokenizer and adapter (merged into the weights) are compiled in; --prompt,\n"
-                   "--tokens, --temperature, --top-p, --seed and --json are those of peftc generate:\n\n",
+                   "--tokens, --temperature, --top-p, --seed, --json and --task-id are those of peftc\n"
+                   "generate:\n\n",
                    fx->prog, fx->about);
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
