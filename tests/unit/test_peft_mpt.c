@@ -49,6 +49,18 @@ static void test_mpt_per_task(void) {
     }
 }
 
+/* the store of a fresh TRAIN graph for cfg (owned by x afterwards); -1 with a message */
+static int open_config(pf_fixture *x, pc_adapter_config *cfg) {
+    char err[2048] = "";
+    memset(x, 0, sizeof *x);
+    int rc = pc_session_open(&x->s, NULL, PF_MODEL, NULL, NULL, err, sizeof err);
+    if (!rc) rc = pc_session_set_adapter(&x->s, cfg, "config", err, sizeof err);
+    else pc_adapter_config_free(cfg);
+    if (!rc) rc = pf_graph(x, PC_ADAPT_TRAIN, true);
+    if (rc) fprintf(stderr, "%s\n", err);
+    return rc;
+}
+
 /* 2. target-task inits from a source run's file (the fixture's own adapter file) vs PEFT's */
 static void check_init(const char *mode, pc_prompt_init how, int num_tasks) {
     char err[2048] = "", src[1024], key[128];
@@ -60,13 +72,7 @@ static void check_init(const char *mode, pc_prompt_init how, int num_tasks) {
     cfg->prompt.prompt_tuning_init = how, cfg->prompt.prompt_tuning_init_task = 2;
     cfg->prompt.prompt_tuning_init_state_dict_path = strdup(src);
     pf_fixture x;
-    memset(&x, 0, sizeof x);
-    int rc = pc_session_open(&x.s, NULL, PF_MODEL, NULL, NULL, err, sizeof err);
-    if (!rc) rc = pc_session_set_adapter(&x.s, cfg, "mpt-init config", err, sizeof err);
-    else pc_adapter_config_free(cfg);
-    if (!rc) rc = pf_graph(&x, PC_ADAPT_TRAIN, true);
-    if (rc) fprintf(stderr, "%s: %s\n", mode, err);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(open_config(&x, cfg), 0);
     pc_st_file *want = pc_st_open(PF_DATA("peft_mpt_stories260k/inits.safetensors"), err, sizeof err);
     CU_ASSERT_FATAL(want != NULL);
     static const char *const keys[3] = {"prompt_embeddings", "prefix_task_cols", "prefix_task_rows"};
@@ -95,6 +101,37 @@ static void test_mpt_source_inits(void) {
     check_init("AVERAGE_SOURCE_TASKS", PC_PROMPT_INIT_AVERAGE_SOURCE_TASKS, 1);
     check_init("EXACT_SOURCE_TASK", PC_PROMPT_INIT_EXACT_SOURCE_TASK, 1);
     check_init("ONLY_SOURCE_SHARED", PC_PROMPT_INIT_ONLY_SOURCE_SHARED, NT);
+}
+
+/* TEXT: the shared prompt's rows are the tokenized text's embedding rows, as prompt tuning's
+ * TEXT init makes them (BOS first, repeated to T) */
+static void test_mpt_text_init(void) {
+    static const char text[] = "ROMEO: JULIET:";
+    pc_adapter_config *m = pc_adapter_config_new(PC_PEFT_MULTITASK_PROMPT_TUNING),
+                      *p = pc_adapter_config_new(PC_PEFT_PROMPT_TUNING);
+    CU_ASSERT_FATAL(m && p);
+    pc_adapter_config *both[2] = {m, p};
+    for (int i = 0; i < 2; i++) {
+        both[i]->task_type = PC_TASK_CAUSAL_LM;
+        both[i]->prompt.num_virtual_tokens = 12;
+        both[i]->prompt.prompt_tuning_init = PC_PROMPT_INIT_TEXT;
+        both[i]->prompt.prompt_tuning_init_text = strdup(text);
+    }
+    m->prompt.num_tasks = NT, m->prompt.num_ranks = K;
+    pf_fixture a, b;
+    int ra = open_config(&a, m), rb = open_config(&b, p);
+    CU_ASSERT_EQUAL_FATAL(ra, 0);
+    CU_ASSERT_EQUAL_FATAL(rb, 0);
+    const pc_store_entry *ea = pc_store_find(&a.store, "prompt_embeddings"), *eb = pc_store_find(&b.store, "prompt_embeddings");
+    CU_ASSERT_FATAL(ea && eb && ea->n == eb->n && ea->n == 12 * D);
+    pc_shape es;
+    const float *emb = pc_model_weight(&a.s.model, "model.embed_tokens.weight", &es);
+    CU_ASSERT_FATAL(emb != NULL);
+    double d = max_abs_diff(ea->data, eb->data, ea->n), first = max_abs_diff(ea->data, emb + 1 * D, D); /* row 0: BOS */
+    printf("\n    TEXT: max |diff| vs prompt tuning's TEXT rows %.1e, row 0 vs BOS's embedding %.1e\n", d, first);
+    CU_ASSERT(d == 0 && first == 0);
+    pf_close(&a);
+    pf_close(&b);
 }
 
 /* 3. greedy generation per task = PEFT's generate(task_ids=[t], use_cache=False), which is greedy
@@ -170,6 +207,7 @@ static CU_TestInfo tests[] = {
     {"mpt_mixed_batch", test_mpt_mixed_batch},
     {"mpt_per_task", test_mpt_per_task},
     {"mpt_source_inits", test_mpt_source_inits},
+    {"mpt_text_init", test_mpt_text_init},
     {"mpt_generate", test_mpt_generate},
     {"mpt_not_mergeable", test_mpt_not_mergeable},
     CU_TEST_INFO_NULL,
