@@ -49,6 +49,30 @@ static void test_mpt_per_task(void) {
     }
 }
 
+/* a row whose task the adapter lacks (a per-example id from data): an execution error naming
+ * %task_ids on both backends, not a read past the factors */
+static void test_mpt_row_task_out_of_range(void) {
+    pf_fixture x;
+    if (pf_open(&x, MPT_DIR, NULL, PC_ADAPT_EVAL, false, true)) { CU_FAIL("setup"); pf_close(&x); return; }
+    x.task_ids[1] = NT;
+    static const pc_backend_kind kinds[2] = {PC_BACKEND_REF, PC_BACKEND_JIT};
+    printf("\n");
+    for (int k = 0; k < 2; k++) {
+        char err[2048] = "";
+        pc_exec *r = pc_exec_new(x.g, &(pc_exec_opts){.kind = kinds[k]}, err, sizeof err);
+        CU_ASSERT_FATAL(r != NULL);
+        CU_ASSERT_EQUAL_FATAL(pc_session_bind_base(&x.s, r, x.g, false, err, sizeof err), 0);
+        CU_ASSERT_EQUAL_FATAL(pc_store_bind(&x.store, r), 0);
+        CU_ASSERT(!pc_exec_bind(r, pc_lookup(x.g, "tokens"), x.tokens) && !pc_exec_bind(r, pc_lookup(x.g, "targets"), x.targets) &&
+                  !pc_exec_bind(r, pc_lookup(x.g, "task_ids"), x.task_ids));
+        CU_ASSERT_EQUAL(pc_exec_run(r, err, sizeof err), -1);
+        printf("    [%s] task_ids [%d,%d]: \"%s\"\n", pc_backend_name(kinds[k]), (int)x.task_ids[0], (int)x.task_ids[1], err);
+        CU_ASSERT(strstr(err, "task_ids") && strstr(err, "out of range"));
+        pc_exec_free(r);
+    }
+    pf_close(&x);
+}
+
 /* the store of a fresh TRAIN graph for cfg (owned by x afterwards); -1 with a message */
 static int open_config(pf_fixture *x, pc_adapter_config *cfg) {
     char err[2048] = "";
@@ -206,6 +230,7 @@ static void test_mpt_not_mergeable(void) {
 static CU_TestInfo tests[] = {
     {"mpt_mixed_batch", test_mpt_mixed_batch},
     {"mpt_per_task", test_mpt_per_task},
+    {"mpt_row_task_out_of_range", test_mpt_row_task_out_of_range},
     {"mpt_source_inits", test_mpt_source_inits},
     {"mpt_text_init", test_mpt_text_init},
     {"mpt_generate", test_mpt_generate},
