@@ -117,6 +117,7 @@ static void check_init(const char *mode, pc_prompt_init how, int num_tasks) {
             CU_ASSERT(m > 1e-3 && m < 0.2);
         }
     }
+    printf("\n");
     pc_st_close(want);
     pf_close(&x);
 }
