@@ -105,6 +105,7 @@ typedef struct {
     int nsg;
     double clip_coef;       /* the step's clip coefficient (1 without clipping) */
     int32_t seed_in;
+    int32_t *task_rows; /* MPT: %task_ids [B], every row opts.task_id (when the data has no tasks) */
     pc_adamw_hp hp;
     /* with pc_train_opts.entries: the step's and the evaluation's entry functions */
     const pc_entry_provider *ep;
@@ -128,6 +129,7 @@ static void run_free(run *x) {
     pc_exec_free(x->upd_r);
     pc_graph_free(x->upd_g);
     pc_arena_free(&x->arena);
+    free(x->task_rows);
     for (int i = 0; i < x->ngrad; i++) free(x->gsum[i]);
     free(x->gsum);
     pc_store_free(&x->store);
@@ -597,11 +599,20 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
         return pc_errf(err, errlen, "binding failed");
     }
     if (pc_store_bind_shared(&x->store, v->eval_g, v->eval_r)) return pc_errf(err, errlen, "binding failed");
-    const char *names[6];
-    void *ptrs[6];
+    const char *names[8];
+    void *ptrs[8];
     int nin = pc_train_data_inputs(&x->data, b, names, ptrs);
     names[nin] = "hp", ptrs[nin++] = &x->hp;
     names[nin] = "seed", ptrs[nin++] = &x->seed_in;
+    /* MPT's %task_ids: every row is task --task-id unless the data inputs hold per-row tasks */
+    bool tasks_bound = false;
+    for (int i = 0; i < nin; i++) tasks_bound |= strcmp(names[i], "task_ids") == 0;
+    if (!tasks_bound && pc_lookup(v->g, "task_ids") != PC_NONE) {
+        if (!x->task_rows && !(x->task_rows = malloc(x->data.B * sizeof *x->task_rows)))
+            return pc_errf(err, errlen, "out of memory");
+        for (size_t i = 0; i < x->data.B; i++) x->task_rows[i] = x->s.task_id;
+        names[nin] = "task_ids", ptrs[nin++] = x->task_rows;
+    }
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
@@ -647,6 +658,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (pc_session_open_labels(&x.s, o.registry, o.model, o.tokenizer, adapter, nlabels, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
+    x.s.task_id = o.task_id; /* MPT: the graphs' task (checked against num_tasks when built) */
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
     if (o.seq <= 0) o.seq = x.s.model.info.encoder ? 128 : 64; /* the task's default */
     int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);

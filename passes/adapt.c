@@ -24,6 +24,7 @@ struct pc_adapt_ctx {
     int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap);
     void *tokenize_ctx;
     uint64_t seed;
+    int task; /* pc_adapt_task */
 };
 
 pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
@@ -72,6 +73,9 @@ int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap)
 }
 
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx) { return cx->seed; }
+
+void pc_adapt_set_task(pc_adapt_ctx *cx, int task) { cx->task = task; }
+int pc_adapt_task(const pc_adapt_ctx *cx) { return cx->task; }
 
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
     pc_adapt_ctx *cx = ctx;

@@ -27,6 +27,9 @@ void pc_adapt_free(pc_adapt_ctx *cx);
 void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
                       void *tokenize_ctx, uint64_t seed);
 
+/* the task of pc_adapt_task (the session's --task-id) */
+void pc_adapt_set_task(pc_adapt_ctx *cx, int task);
+
 /* the site hook: calls the method's rewrite for the kinds it declared (ctx is the pc_adapt_ctx) */
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen);
 

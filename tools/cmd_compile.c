@@ -444,7 +444,7 @@ static void help(void) {
            "  --mode infer   OUT generates text with the adapter merged into the weights (a prompt\n"
            "                 method runs unmerged, its prompt compiled in); it takes\n"
            "                 the flags of peftc generate (--prompt --tokens --temperature --top-p\n"
-           "                 --seed --json)\n"
+           "                 --seed --json; --task-id picks a multitask prompt's task at run time)\n"
            "  --hf-qk-rows   (infer) the adapter's q/k rows are in Hugging Face order\n"
            "  -o OUT         the executable to write\n"
            "  --dump-after=PASS  print the compiled graphs' IR to stderr after adapt, autograd,\n"

@@ -193,6 +193,12 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
 int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap);
 /* the run's seed (--seed), for inits drawn by a method */
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx);
+/* The task a multitask method (MPT's per-task prompts) serves where the graph cannot take the
+ * task per row: DECODE graphs bake it in (peftc generate --task-id N); train and eval graphs
+ * instead read a per-row i32 input %task_ids [B] the method creates and the drivers fill, and a
+ * method may still check this one (the driver's --task-id) against its task count. 0 unless the
+ * driver set another. */
+int pc_adapt_task(const pc_adapt_ctx *cx);
 /* a 0/1 f32 mask of `shape`, each entry 1 with probability 1 - p, drawn like dropout from the
  * graph's %seed, distinct per site and `tag` (rank and module dropout of LoHa/LoKr) */
 pc_val pc_adapt_keep_mask(pc_adapt_ctx *cx, const pc_site *s, pc_shape shape, double p, const char *tag);
