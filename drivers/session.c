@@ -287,6 +287,7 @@ pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool t
     pc_adapt_ctx *cx = pc_adapt_new(s->method, s->adapter.cfg, s->adapter_source, mode, trainable, &s->model.info,
                                     err, errlen);
     if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed);
+    if (cx) pc_adapt_set_training_run(cx, s->training_run);
     return cx;
 }
 

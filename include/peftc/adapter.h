@@ -176,6 +176,11 @@ typedef struct pc_adapter_method {
 /* ---- what a method's callbacks may ask of the context ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx);
 bool pc_adapt_trainable(const pc_adapt_ctx *cx); /* params trainable (else frozen: a trained adapter) */
+/* the graph belongs to a training run: true for its step graph and for the evaluation graph that
+ * shares the run's params (frozen there), false where a trained adapter is applied (eval,
+ * generate, compile, merge). A method whose trained params differ from what it saves (P-tuning
+ * trains an encoder, saves its output) builds the training form whenever this is true. */
+bool pc_adapt_training_run(const pc_adapt_ctx *cx);
 const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx);
 /* PEFT's target matching of the config (target_modules, exclude_modules, layers_to_transform,
  * modules_to_save): 1 targeted, 0 not, -1 error */
