@@ -553,9 +553,12 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
-    /* the eval graph: the adapted forward, no dropout */
+    /* the eval graph: the adapted forward, no dropout, the run's params frozen (a view of the
+     * session marked as training, for every caller: the trainer, compile --mode train, dump) */
     req.mode = PC_ADAPT_EVAL;
-    return (*eval = pc_session_build_dump(s, &req, false, NULL, err, errlen)) ? 0 : -1;
+    pc_session run = *s;
+    run.training_run = true;
+    return (*eval = pc_session_build_dump(&run, &req, false, NULL, err, errlen)) ? 0 : -1;
 }
 
 /* compiles bucket b's step and evaluation graphs and binds them to the run's store, base model
