@@ -337,7 +337,8 @@ int pc_session_is_base(void *session, const char *key) {
 }
 
 /* init_from_base's lookup: a frozen model tensor, else one of the run's tensors as the store
- * filled it (DoRA's magnitude reads the module's W, A and B) */
+ * filled it (DoRA's magnitude reads the module's W, A and B), else an f32 tensor of the adapter
+ * file the run started from (P-tuning tells a saved encoder output from a checkpoint) */
 typedef struct {
     const pc_session *s;
     const pc_store *st;
@@ -349,7 +350,11 @@ static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
     if (w) return w;
     const pc_store_entry *e = pc_store_find(b->st, key);
     if (e && shape) *shape = e->shape;
-    return e ? e->data : NULL;
+    if (e) return e->data;
+    const pc_st_tensor *t = b->s->adapter.weights ? pc_st_find(b->s->adapter.weights, key) : NULL;
+    if (!t || t->dtype != PC_F32) return NULL;
+    if (shape) *shape = t->shape;
+    return t->data;
 }
 
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);

@@ -89,8 +89,9 @@ typedef struct {
 
 /* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,
  * prompt tuning's TEXT init), else a tensor of the run by its key as the store filled it (from
- * the adapter file or its declared init: DoRA reads lora_A and lora_B). NULL when there is no
- * such tensor. */
+ * the adapter file or its declared init: DoRA reads lora_A and lora_B), else an f32 tensor of
+ * the adapter file the run started from that is not one of the run's params (P-tuning finds a
+ * saved prompt_embeddings there). NULL when there is no such tensor. */
 typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *shape);
 
 /* The tensors of a run by key, for the callbacks that run between steps: `get` returns a param's

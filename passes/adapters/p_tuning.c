@@ -312,6 +312,18 @@ static int pt_save(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *
     return rc ? -1 : 1;
 }
 
+/* a training run's encoder params start from their init or a checkpoint; an adapter that holds
+ * only the saved output (prompt_embeddings) cannot continue: the encoder that made it is gone
+ * (PEFT refuses is_trainable=True for a saved prompt-learning adapter too) */
+static int pt_init(pc_adapt_ctx *cx, void *state, const char *key, float *data, pc_shape shape, pc_base_lookup base,
+                   void *base_ctx, char *err, size_t errlen) {
+    (void)cx, (void)state, (void)data, (void)shape;
+    if (strcmp(key, ENC "embedding.weight") || !base(base_ctx, "prompt_embeddings", NULL)) return 0;
+    return snprintf(err, errlen, "this P-tuning adapter holds only its encoder's output (prompt_embeddings), not the "
+                    "prompt encoder, so training cannot continue from it (PEFT refuses too): train from its "
+                    "adapter_config.json, or --resume a checkpoint-N directory written by --save-every"), -1;
+}
+
 const pc_adapter_method pc_method_p_tuning = {
     .name = "p_tuning",
     .peft_type = "P_TUNING",
@@ -322,5 +334,6 @@ const pc_adapter_method pc_method_p_tuning = {
     .not_mergeable = "P-tuning prepends virtual tokens; there is no weight to fold them into "
                      "(run it unmerged: peftc eval/generate without --merge)",
     .virtual_tokens = pt_virtual_tokens,
+    .init_from_base = pt_init,
     .save_tensors = pt_save,
 };
