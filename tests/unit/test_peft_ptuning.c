@@ -6,7 +6,8 @@
  * gradients. Checked: the training graph (the encoder as graph ops) vs PEFT on the reference
  * interpreter and the JIT; the table the method saves vs PEFT's; the saved adapter applied without
  * the encoder (logits, greedy ids vs PEFT's generate); no merge; and finite differences of the
- * MLP and LSTM encoders (sigmoid, tanh, mul, slice, concat of the unrolled cells) on a tiny graph. */
+ * MLP and LSTM encoders (sigmoid, tanh, mul, slice, concat of the unrolled cells) on a tiny graph,
+ * and the LSTM's inter-layer dropout (training only, gradient through the mask). */
 #include "cu_main.h"
 #include "compare.h"
 #include "fd_check.h"
@@ -150,7 +151,9 @@ static void test_lstm_saved_adapter(void) { check_saved_adapter(LSTM_DIR); }
 /* ---- finite differences of the encoders on a tiny graph: width 4, 3 virtual tokens ---- */
 enum { FD_D = 4, FD_V = 8, FD_S = 2, FD_P = 3, MAXP = 32 };
 
-static double fd_encoder(const char *json, int want_params) {
+/* the worst relative |autograd - fd| over every encoder param; *loss0 the loss at the drawn
+ * values. `masked`: the graph has dropout masks (their %seed is bound). */
+static double fd_encoder(const char *json, pc_adapt_mode mode, int want_params, bool masked, double *loss0) {
     char err[1024] = "";
     pc_adapter_config *cfg = pc_adapter_config_parse(json, strlen(json), "fd.json", err, sizeof err);
     CU_ASSERT_FATAL(cfg != NULL);
@@ -158,7 +161,7 @@ static double fd_encoder(const char *json, int want_params) {
     const pc_adapter_method *m = pc_registry_find(reg, "p_tuning");
     CU_ASSERT_FATAL(m != NULL);
     pc_model_info info = {.model_type = "llama", .dim = FD_D, .vocab = FD_V, .context = 16};
-    pc_adapt_ctx *cx = pc_adapt_new(m, cfg, "fd.json", PC_ADAPT_EVAL, true, &info, err, sizeof err);
+    pc_adapt_ctx *cx = pc_adapt_new(m, cfg, "fd.json", mode, true, &info, err, sizeof err);
     CU_ASSERT_FATAL(cx != NULL);
     pc_graph *g = pc_graph_new("fd");
     int rc;
@@ -195,8 +198,13 @@ static double fd_encoder(const char *json, int want_params) {
         ntrain += (p->flags & PC_TRAINABLE) != 0;
     }
     CU_ASSERT_EQUAL(ntrain, want_params);
+    int32_t seed = 5;
+    pc_val sv = pc_lookup(g, "seed");
+    CU_ASSERT_EQUAL(sv != PC_NONE, masked);
+    if (sv != PC_NONE) pc_ref_bind(ref, sv, &seed);
     int bad = 0;
     double worst = 0;
+    *loss0 = fd_run_loss(ref, loss, &bad);
     for (int k = 0; k < np && !bad; k++) {
         const pc_value *p = pc_v(g, pv[k]);
         if (!(p->flags & PC_TRAINABLE)) continue;
@@ -225,16 +233,35 @@ static double fd_encoder(const char *json, int want_params) {
 }
 
 static void test_fd_mlp(void) {
-    double w = fd_encoder("{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 3, \"encoder_hidden_size\": 3}", 7);
+    double l;
+    double w = fd_encoder("{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 3, \"encoder_hidden_size\": 3}",
+                          PC_ADAPT_EVAL, 7, false, &l);
     printf("\n    MLP encoder: autograd vs finite differences, worst rel %.2e\n", w);
     CU_ASSERT(w <= 2e-3);
 }
 
+#define FD_LSTM "{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 3, \"encoder_hidden_size\": 2, " \
+                "\"encoder_reparameterization_type\": \"LSTM\", \"encoder_num_layers\": 2"
+
 static void test_fd_lstm(void) {
-    double w = fd_encoder("{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 3, \"encoder_hidden_size\": 2, "
-                          "\"encoder_reparameterization_type\": \"LSTM\", \"encoder_num_layers\": 2}", 1 + 16 + 4);
+    double l;
+    double w = fd_encoder(FD_LSTM "}", PC_ADAPT_EVAL, 1 + 16 + 4, false, &l);
     printf("\n    LSTM encoder (2 layers, both directions): autograd vs finite differences, worst rel %.2e\n", w);
     CU_ASSERT(w <= 2e-3);
+}
+
+/* nn.LSTM's dropout: between the layers, training only; the gradient flows through the mask */
+static void test_lstm_dropout(void) {
+    double le, lt, lt0, l1;
+    double we = fd_encoder(FD_LSTM ", \"encoder_dropout\": 0.5}", PC_ADAPT_EVAL, 21, false, &le);
+    double wt = fd_encoder(FD_LSTM ", \"encoder_dropout\": 0.5}", PC_ADAPT_TRAIN, 21, true, &lt);
+    double w0 = fd_encoder(FD_LSTM ", \"encoder_dropout\": 0}", PC_ADAPT_TRAIN, 21, false, &lt0);
+    double w1 = fd_encoder(FD_LSTM ", \"encoder_num_layers\": 1, \"encoder_dropout\": 0.5}", PC_ADAPT_TRAIN, 13, false, &l1); /* one layer: nothing between */
+    printf("\n    LSTM dropout 0.5: loss eval %.6f, train %.6f (dropout 0: %.6f); fd worst rel eval %.2e, train %.2e, "
+           "p 0 %.2e, 1 layer %.2e\n", le, lt, lt0, we, wt, w0, w1);
+    CU_ASSERT(fabs(lt - le) > 1e-3); /* masked in training */
+    CU_ASSERT(fabs(lt0 - le) < 1e-6); /* p = 0: no mask */
+    CU_ASSERT(we <= 2e-3 && wt <= 2e-3 && w0 <= 2e-3 && w1 <= 2e-3);
 }
 
 static CU_TestInfo tests[] = {
@@ -246,6 +273,7 @@ static CU_TestInfo tests[] = {
     {"lstm_saved_adapter", test_lstm_saved_adapter},
     {"fd_mlp", test_fd_mlp},
     {"fd_lstm", test_fd_lstm},
+    {"lstm_dropout", test_lstm_dropout},
     CU_TEST_INFO_NULL,
 };
 PC_TEST_MAIN("peft_ptuning", tests)
