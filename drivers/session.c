@@ -286,7 +286,11 @@ pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool t
     if (!s->adapter.cfg || !s->method) { pc_errf(err, errlen, "no adapter"); return NULL; }
     pc_adapt_ctx *cx = pc_adapt_new(s->method, s->adapter.cfg, s->adapter_source, mode, trainable, &s->model.info,
                                     err, errlen);
-    if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed), pc_adapt_set_task(cx, s->task_id);
+    if (cx) {
+        pc_adapt_set_env(cx, tokenize, (void *)s, seed);
+        pc_adapt_set_task(cx, s->task_id);
+        pc_adapt_set_training_run(cx, s->training_run);
+    }
     return cx;
 }
 
@@ -351,7 +355,8 @@ int pc_session_is_base(void *session, const char *key) {
 }
 
 /* init_from_base's lookup: a frozen model tensor, else one of the run's tensors as the store
- * filled it (DoRA's magnitude reads the module's W, A and B) */
+ * filled it (DoRA's magnitude reads the module's W, A and B), else an f32 tensor of the adapter
+ * file the run started from (P-tuning tells a saved encoder output from a checkpoint) */
 typedef struct {
     const pc_session *s;
     const pc_store *st;
@@ -363,7 +368,11 @@ static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
     if (w) return w;
     const pc_store_entry *e = pc_store_find(b->st, key);
     if (e && shape) *shape = e->shape;
-    return e ? e->data : NULL;
+    if (e) return e->data;
+    const pc_st_tensor *t = b->s->adapter.weights ? pc_st_find(b->s->adapter.weights, key) : NULL;
+    if (!t || t->dtype != PC_F32) return NULL;
+    if (shape) *shape = t->shape;
+    return t->data;
 }
 
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);

@@ -29,6 +29,9 @@ typedef struct {
     /* the adapter is folded into the model's weights (pc_session_merge): graphs are built
      * without it */
     bool merged;
+    /* the session trains its adapter (set by the trainer): every graph built here, also the
+     * frozen evaluation graph, is told so (pc_adapt_training_run) */
+    bool training_run;
     /* print graphs built here after the "adapt" stage (a stage name or "all"; NULL: none) */
     const char *dump_after;
     /* a multitask adapter's task (MPT, --task-id; default 0): decode graphs are built for it

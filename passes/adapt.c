@@ -14,6 +14,7 @@ struct pc_adapt_ctx {
     const char *source;
     pc_adapt_mode mode;
     bool trainable;
+    bool training_run;
     pc_model_info info;
     pc_target_matcher *tm; /* NULL for methods that target no modules */
     void *state;
@@ -132,6 +133,8 @@ int pc_adapt_virtual_tokens(pc_adapt_ctx *cx) {
 /* ---- what callbacks ask ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx) { return cx->mode; }
 bool pc_adapt_trainable(const pc_adapt_ctx *cx) { return cx->trainable; }
+bool pc_adapt_training_run(const pc_adapt_ctx *cx) { return cx->trainable || cx->training_run; }
+void pc_adapt_set_training_run(pc_adapt_ctx *cx, bool on) { cx->training_run = on; }
 const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx) { return &cx->info; }
 const struct pc_adapter_config *pc_adapt_config(const pc_adapt_ctx *cx) { return cx->cfg; }
 

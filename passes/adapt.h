@@ -26,6 +26,9 @@ void pc_adapt_free(pc_adapt_ctx *cx);
  * the run's seed */
 void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
                       void *tokenize_ctx, uint64_t seed);
+/* marks the application as part of a training run (pc_adapt_training_run), also for graphs
+ * whose params are frozen: the trainer's evaluation graph */
+void pc_adapt_set_training_run(pc_adapt_ctx *cx, bool on);
 
 /* the task of pc_adapt_task (the session's --task-id) */
 void pc_adapt_set_task(pc_adapt_ctx *cx, int task);

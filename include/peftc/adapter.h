@@ -89,8 +89,9 @@ typedef struct {
 
 /* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,
  * prompt tuning's TEXT init), else a tensor of the run by its key as the store filled it (from
- * the adapter file or its declared init: DoRA reads lora_A and lora_B). NULL when there is no
- * such tensor. */
+ * the adapter file or its declared init: DoRA reads lora_A and lora_B), else an f32 tensor of
+ * the adapter file the run started from that is not one of the run's params (P-tuning finds a
+ * saved prompt_embeddings there). NULL when there is no such tensor. */
 typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *shape);
 
 /* The tensors of a run by key, for the callbacks that run between steps: `get` returns a param's
@@ -176,6 +177,11 @@ typedef struct pc_adapter_method {
 /* ---- what a method's callbacks may ask of the context ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx);
 bool pc_adapt_trainable(const pc_adapt_ctx *cx); /* params trainable (else frozen: a trained adapter) */
+/* the graph belongs to a training run: true for its step graph and for the evaluation graph that
+ * shares the run's params (frozen there), false where a trained adapter is applied (eval,
+ * generate, compile, merge). A method whose trained params differ from what it saves (P-tuning
+ * trains an encoder, saves its output) builds the training form whenever this is true. */
+bool pc_adapt_training_run(const pc_adapt_ctx *cx);
 const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx);
 /* PEFT's target matching of the config (target_modules, exclude_modules, layers_to_transform,
  * modules_to_save): 1 targeted, 0 not, -1 error */
