@@ -4,6 +4,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "drivers/train_data.h"
+#include "drivers/train_tasks.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"
@@ -167,14 +168,14 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accura
         if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
             return -1;
         const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
-        const float *logits = d->task == PC_TASK_LM || logits_v == PC_NONE ? NULL
+        const float *logits = logits_v == PC_NONE ? NULL
                               : x->eval_en ? pc_entry_args_output(&x->eval_args, logits_v)
                                            : pc_exec_data(x->eval_r, logits_v);
         pc_train_data_eval_tally(d, b, &acc, real, *l, logits, L);
     }
     pc_cls_finish(&acc);
     *loss = acc.loss;
-    *accuracy = d->task == PC_TASK_LM ? NAN : acc.accuracy;
+    *accuracy = pc_train_data_by_example(d) ? acc.accuracy : NAN;
     return 0;
 }
 
@@ -542,13 +543,14 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     pc_pipeline_opts po = {.dump_after = o->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1},
                            .reg = s->reg};
     /* the step graph: the adapted forward, then backward (+ AdamW) */
-    pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .batch = o->batch,
-                        .seq = o->seq, .mode = PC_ADAPT_TRAIN};
+    pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .seq = o->seq,
+                        .batch = (int64_t)o->batch * (o->choices > 0 ? o->choices : 1), .mode = PC_ADAPT_TRAIN,
+                        .choices = o->choices, .objective = o->objective};
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
     /* the eval graph: the adapted forward, no dropout */
-    req.mode = PC_ADAPT_EVAL;
+    req.mode = PC_ADAPT_EVAL, req.output_nll = o->choices > 0; /* per-example scores (drivers/task_batch.h) */
     return (*eval = pc_session_build_dump(s, &req, false, NULL, err, errlen)) ? 0 : -1;
 }
 
@@ -605,7 +607,8 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
-    v->eval_logits = x->data.task == PC_TASK_LM ? PC_NONE : pc_lookup(v->eval_g, "logits");
+    const char *eval_out = pc_train_data_eval_output(&x->data);
+    v->eval_logits = eval_out ? pc_lookup(v->eval_g, eval_out) : PC_NONE;
     v->loss_v = PC_NONE;
     for (int i = 0; i < v->g->noutputs; i++)
         if (pc_v(v->g, v->g->outputs[i])->flags & PC_LOSS) v->loss_v = v->g->outputs[i];
@@ -648,7 +651,6 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (pc_session_open_labels(&x.s, o.registry, o.model, o.tokenizer, adapter, nlabels, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
-    if (o.seq <= 0) o.seq = x.s.model.info.encoder ? 128 : 64; /* the task's default */
     int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);
     if (o.seq > room) {
         pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens%s", o.seq, room,
@@ -657,8 +659,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (!(x.cx = pc_session_adapter(&x.s, PC_ADAPT_TRAIN, true, o.seed, err, errlen))) goto done;
     if (pc_train_data_open(&x.data, &x.s, &o, err, errlen)) goto done;
-    const bool cls = x.data.task == PC_TASK_SEQ_CLASSIFY;
-    o.seq = (int)x.data.S; /* a classifier's graphs are as long as its longest example */
+    const bool cls = pc_train_data_by_example(&x.data);
+    o.seq = (int)x.data.S, o.choices = pc_train_tasks_choices(&x.data); /* graphs as long as the longest example */
     if (o.eval_batches < 0) o.eval_batches = cls ? 0 : 8;
     if (oin->epochs > 0) {
         int steps = pc_train_data_epoch_steps(&x.data, oin->epochs, o.grad_accum);
@@ -697,15 +699,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             printf("{\"step\":%d,\"eval_loss\":%s}\n", start, jnum(a, sizeof a, res->base_eval_loss));
         fflush(stdout);
     }
-    if (!o.quiet && !o.json) {
-        if (cls)
-            fprintf(stderr, "peftc train: %zu training examples, %zu held-out, %d steps of %d (%d tokens a row); "
-                    "held-out loss before training %.4f, accuracy %.2f%%\n", x.data.ntrain, x.data.nval, o.steps,
-                    o.batch * o.grad_accum, o.seq, res->base_eval_loss, 100 * res->base_eval_accuracy);
-        else
-            fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
-                    x.data.train.n, x.data.val.n, res->base_eval_loss);
-    }
+    if (!o.quiet && !o.json) pc_train_data_describe(&x.data, &o, res->base_eval_loss, res->base_eval_accuracy);
     int cap = o.steps / (o.eval_every > 0 ? o.eval_every : o.steps) + 2;
     if (!(res->curve = calloc((size_t)cap, sizeof *res->curve))) { pc_errf(err, errlen, "out of memory"); goto done; }
     double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss, last_acc = res->base_eval_accuracy;
