@@ -48,7 +48,8 @@ int pc_task_batch_init(pc_task_batch *b, size_t E, size_t C, size_t S, int max_r
                        size_t errlen);
 void pc_task_batch_free(pc_task_batch *b); /* safe on a zeroed or freed one */
 
-/* items[0..n) (n <= E) into the batch, the rest padding; returns the target tokens it holds */
+/* items[0..n) (n <= E, each len - 1 <= S) into the batch, the rest padding; returns the target
+ * tokens it holds */
 size_t pc_task_batch_fill(pc_task_batch *b, const pc_task_data *d, const pc_td_item *items, size_t n);
 
 /* the graph inputs the batch feeds: names and buffers (tokens, targets, task_ids, and labels for
