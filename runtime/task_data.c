@@ -124,8 +124,8 @@ static int example(void *cv, int line, json_t *o) {
         if (!ok) {
             bool known = !strcmp(key, "text") || !strcmp(key, "input") || !strcmp(key, "target");
             if (known)
-                return lerr(c, line, "field \"%s\": not a field of a %s example (one of the shapes " SHAPES ")", key,
-                            pc_td_shape_name(sh));
+                return lerr(c, line, "field \"%s\": not a field of a%s %s example (one of the shapes " SHAPES ")", key,
+                            sh == PC_TD_TARGET ? "n" : "", pc_td_shape_name(sh));
             return lerr(c, line, "field \"%s\": unknown (task data is " SHAPES ")", key);
         }
     }
@@ -133,8 +133,11 @@ static int example(void *cv, int line, json_t *o) {
         d->shape = sh;
         c->first_line = line;
     } else if (sh != d->shape) {
-        return lerr(c, line, "a %s example, but line %d is %s: every line of a file has one shape", pc_td_shape_name(sh),
-                    c->first_line, pc_td_shape_name(d->shape));
+        /* the field that made this line's shape */
+        const char *f = sh == PC_TD_TEXT ? "text" : sh == PC_TD_TARGET ? (json_object_get(o, "target") ? "target" : "input")
+                      : json_object_get(o, "answer_choices") ? "answer_choices" : "label";
+        return lerr(c, line, "field \"%s\": a%s %s example, but line %d is %s: every line of a file has one shape", f,
+                    sh == PC_TD_TARGET ? "n" : "", pc_td_shape_name(sh), c->first_line, pc_td_shape_name(d->shape));
     }
     pc_td_example e = {.label = -1, .task = -1, .line = line};
     json_t *task = json_object_get(o, "task");
@@ -150,7 +153,8 @@ static int example(void *cv, int line, json_t *o) {
     } else {
         json_t *in = json_object_get(o, "input");
         if (!in) {
-            lerr(c, line, "field \"input\": missing (a %s example has one)", pc_td_shape_name(sh));
+            lerr(c, line, "field \"input\": missing (a%s %s example has one)", sh == PC_TD_TARGET ? "n" : "",
+                 pc_td_shape_name(sh));
             goto fail;
         }
         if (encode_append(c, line, "input", in, true, &e.ids, &e.n, &cap)) goto fail;
