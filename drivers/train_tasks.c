@@ -73,6 +73,9 @@ int pc_train_tasks_open(pc_train_data *d, const pc_session *s, const pc_train_op
     if (!t) return pc_errf(err, errlen, "out of memory");
     d->task = PC_TASK_LM;
     t->objective = o->objective;
+    if (o->entries) /* its graphs have one shape, compiled in; task data needs buckets (and choices) */
+        return pc_errf(err, errlen, "%s: task data (JSONL) trains with peftc train; this standalone trainer reads "
+                       "plain text", o->data);
     int room = s->model.info.context - pc_session_virtual_tokens(s);
     size_t cap = (size_t)(o->seq > 0 ? o->seq : room);
     if (pc_session_need_tokenizer(s, "training on task data", err, errlen) ||
