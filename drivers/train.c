@@ -223,12 +223,13 @@ static int saved_config(run *x, pc_adapter_config **out, char *err, size_t errle
 
 /* trainer_state.json: what --resume needs to continue the same run */
 static int write_trainer_state(const char *dir, int step, const pc_train_opts *o, char *err, size_t errlen) {
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*}", "step", step,
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*, s:s}", "step", step,
                           "steps", o->steps, "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr,
                           "min_lr", o->min_lr, "weight_decay", o->weight_decay, "clip", o->clip,
                           "seed", (json_int_t)o->seed, "data", o->data, "hf_qk_rows", o->hf_qk_rows,
                           "grad_accum", o->grad_accum, "val_fraction", o->val_fraction,
-                          "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data);
+                          "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data,
+                          "objective", pc_objective_name(o->objective));
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -332,7 +333,7 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     o->hf_qk_rows = hf && json_is_true(hf);
     /* what decides which tokens each step sees must match, or the run would not continue */
     json_t *ga = json_object_get(j, "grad_accum"), *vf = json_object_get(j, "val_fraction"), *dp = json_object_get(j, "data");
-    json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data");
+    json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data"), *ob = json_object_get(j, "objective");
     int ck_sched = json_is_string(sc) ? pc_schedule_parse(json_string_value(sc)) : PC_SCHEDULE_COSINE;
     const char *ck_val_data = json_is_string(vd) ? json_string_value(vd) : NULL;
     int ck_accum = json_is_integer(ga) ? (int)json_integer_value(ga) : 1;
@@ -350,6 +351,9 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     else if ((ck_val_data == NULL) != (o->val_data == NULL) || (ck_val_data && strcmp(ck_val_data, o->val_data)))
         bad = pc_errf(err, errlen, "%s: the checkpoint was made with --val-data %s, not %s", path,
                       ck_val_data ? ck_val_data : "(none)", o->val_data ? o->val_data : "(none)");
+    else if (json_is_string(ob) && pc_objective_parse(json_string_value(ob)) != (int)o->objective)
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --objective %s, not %s", path, json_string_value(ob),
+                      pc_objective_name(o->objective));
     if (bad) { json_decref(j); return -1; }
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
