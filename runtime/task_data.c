@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_DATA_BYTES ((size_t)1 << 30)
 #define MAX_CHOICES 4096
@@ -22,14 +23,25 @@ int pc_task_data_detect(const char *path, bool *jsonl, char *err, size_t errlen)
     size_t n = strlen(path);
     *jsonl = n >= 6 && strcmp(path + n - 6, ".jsonl") == 0;
     if (*jsonl) return 0;
+    struct stat st;
+    if (stat(path, &st)) return pc_errf(err, errlen, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return 0; /* the text loader says what it is (and never blocks on a FIFO) */
     FILE *f = fopen(path, "rb");
     if (!f) return pc_errf(err, errlen, "%s: %s", path, strerror(errno));
-    char buf[4096];
-    size_t got = fread(buf, 1, sizeof buf, f);
+    enum { PREFIX = 1 << 20 };
+    char *buf = malloc(PREFIX);
+    size_t got = buf ? fread(buf, 1, PREFIX, f) : 0;
     fclose(f);
+    /* the first non-blank line: a JSON object with a field of task data */
     size_t i = got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     while (i < got && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
-    *jsonl = i < got && buf[i] == '{';
+    const char *nl = i < got ? memchr(buf + i, '\n', got - i) : NULL;
+    size_t e = nl ? (size_t)(nl - buf) : got;
+    json_t *o = i < got && buf[i] == '{' ? json_loadb(buf + i, e - i, 0, NULL) : NULL;
+    static const char *const keys[] = {"text", "input", "target", "answer_choices", "label", "task"};
+    for (size_t k = 0; json_is_object(o) && k < sizeof keys / sizeof keys[0]; k++) *jsonl |= json_object_get(o, keys[k]) != NULL;
+    json_decref(o);
+    free(buf);
     return 0;
 }
 

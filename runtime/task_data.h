@@ -52,7 +52,9 @@ typedef struct {
 const char *pc_td_shape_name(pc_td_shape s);
 
 /* Whether `path` is task data: its name ends in ".jsonl" (then it must be JSONL), or its first
- * non-blank byte is '{'. A plain text file (runtime/data.h) otherwise. -1 with a message when it
+ * non-blank line is a JSON object with a field of task data ("text", "input", "target",
+ * "answer_choices", "label", "task"). A plain text file (runtime/data.h) otherwise, and so is
+ * anything that is not a regular file (its loader says what is wrong). -1 with a message when it
  * cannot be read. */
 int pc_task_data_detect(const char *path, bool *jsonl, char *err, size_t errlen);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cu_main.h"
 #include "drivers/task_batch.h"
@@ -209,6 +210,15 @@ static void test_detect(void) {
     write_file(&e, "a.txt", "\n  {\"text\": \"x\"}\n", path, sizeof path);
     CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && jsonl);
     write_file(&e, "b.txt", "Once upon a time {\n", path, sizeof path);
+    CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && !jsonl);
+    /* a pretty-printed JSON file, or a JSON object of other fields, is not task data */
+    write_file(&e, "d.json", "{\n  \"text\": \"x\"\n}\n", path, sizeof path);
+    CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && !jsonl);
+    write_file(&e, "e.json", "{\"peft_type\": \"LORA\"}\n", path, sizeof path);
+    CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && !jsonl);
+    /* not a regular file: left to the text loader (detection must not block on a FIFO) */
+    snprintf(path, sizeof path, "%s/fifo", e.dir);
+    CU_ASSERT_FATAL(mkfifo(path, 0600) == 0);
     CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && !jsonl);
     write_file(&e, "c.jsonl", "not json\n", path, sizeof path);
     CU_ASSERT(pc_task_data_detect(path, &jsonl, err, sizeof err) == 0 && jsonl);
