@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool merge,
-                 const pc_exec_opts *o_exec, pc_eval_result *res, char *err, size_t errlen) {
+int pc_eval_text(pc_session *s, const char *data_path, const pc_eval_opts *o, pc_eval_result *res, char *err,
+                 size_t errlen) {
+    const int seq = o->seq, batch = o->batch;
+    const bool merge = o->merge;
     *res = (pc_eval_result){0};
     if (errlen) err[0] = 0;
     int room = s->model.info.context - (merge ? 0 : pc_session_virtual_tokens(s));
@@ -25,8 +27,7 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     pc_exec *r = NULL;
     pc_store store = {0};
     pc_folded folded = {0};
-    int32_t *tokens = NULL, *targets = NULL;
-    int32_t *task_rows = NULL; /* MPT: every window's task is --task-id (s->task_id) */
+    int32_t *tokens = NULL, *targets = NULL, *task_ids = NULL;
     int rc = -1;
     if (pc_session_need_tokenizer(s, "evaluating on text", err, errlen) ||
         pc_data_load(&data, data_path, s->tok, err, errlen))
@@ -40,17 +41,19 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     if (!(g = pc_session_inference_graph(s, &req, &store, &folded, err, errlen))) goto done;
     tokens = malloc(B * S * sizeof *tokens);
     targets = malloc(B * S * sizeof *targets);
-    if (!tokens || !targets) {
+    task_ids = malloc(B * sizeof *task_ids);
+    for (size_t i = 0; task_ids && i < B; i++) task_ids[i] = o->task_id;
+    if (!tokens || !targets || !task_ids) {
         pc_errf(err, errlen, "out of memory allocating %zu bytes of token windows", 2 * B * S * sizeof *tokens);
         goto done;
     }
-    if (!(r = pc_exec_new(g, o_exec, err, errlen))) goto done;
+    if (!(r = pc_exec_new(g, &o->exec, err, errlen))) goto done;
     if (pc_session_bind_inference(s, g, &store, &folded, r, err, errlen) ||
-        pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets)) {
+        pc_exec_bind(r, pc_lookup(g, "tokens"), tokens) || pc_exec_bind(r, pc_lookup(g, "targets"), targets) ||
+        (pc_lookup(g, "task_ids") != PC_NONE && pc_exec_bind(r, pc_lookup(g, "task_ids"), task_ids))) {
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;
     }
-    if (pc_session_bind_task_ids(s, g, r, &task_rows, err, errlen)) goto done;
     double sum = 0;
     for (size_t first = 0; first < nw; first += B) {
         size_t real = pc_data_eval_batch(&span, S, first, B, -100, tokens, targets);
@@ -75,6 +78,6 @@ done:
     pc_data_free(&data);
     free(tokens);
     free(targets);
-    free(task_rows);
+    free(task_ids);
     return rc;
 }

@@ -12,9 +12,15 @@ typedef struct {
     size_t tokens, windows;
 } pc_eval_result;
 
-/* merge: fold the adapter into the weights first (else the adapter runs unmerged; see
- * pc_session_merge) */
-int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool merge,
-                 const pc_exec_opts *exec, pc_eval_result *res, char *err, size_t errlen);
+typedef struct {
+    int seq;     /* tokens per row (text: required; task data: 0 = the model's room) */
+    int batch;   /* items per batch (a multiple-choice item: one example, all its choices) */
+    bool merge;  /* fold the adapter into the weights first (else it runs unmerged; pc_session_merge) */
+    pc_exec_opts exec;
+    int task_id; /* the task id of rows whose example names none (%task_ids, when a graph has it) */
+} pc_eval_opts;
+
+int pc_eval_text(pc_session *s, const char *data_path, const pc_eval_opts *o, pc_eval_result *res, char *err,
+                 size_t errlen);
 
 #endif

@@ -294,21 +294,6 @@ pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool t
     return cx;
 }
 
-int pc_session_bind_task_ids(const pc_session *s, const pc_graph *g, pc_exec *r, int32_t **rows, char *err,
-                             size_t errlen) {
-    *rows = NULL;
-    pc_val v = pc_lookup(g, "task_ids");
-    if (v == PC_NONE) return 0;
-    const pc_value *x = pc_v(g, v);
-    if (x->op != PC_OP_input || x->dtype != PC_I32 || x->shape.rank != 1)
-        return pc_errf(err, errlen, "%%task_ids is not an i32 [B] input");
-    int64_t B = x->shape.dim[0];
-    if (!(*rows = malloc((size_t)(B > 0 ? B : 1) * sizeof **rows))) return pc_errf(err, errlen, "out of memory");
-    for (int64_t i = 0; i < B; i++) (*rows)[i] = s->task_id;
-    if (pc_exec_bind(r, v, *rows)) return pc_errf(err, errlen, "binding %%task_ids failed");
-    return 0;
-}
-
 int pc_session_virtual_tokens(const pc_session *s) {
     if (!s->method || !s->method->virtual_tokens) return 0;
     char msg[256];

@@ -35,7 +35,7 @@ typedef struct {
     /* print graphs built here after the "adapt" stage (a stage name or "all"; NULL: none) */
     const char *dump_after;
     /* a multitask adapter's task (MPT, --task-id; default 0): decode graphs are built for it
-     * and pc_session_bind_task_ids fills the per-row %task_ids of train/eval graphs with it */
+     * (train and eval graphs read each row's task from %task_ids, which their drivers fill) */
     int task_id;
 } pc_session;
 
@@ -81,12 +81,6 @@ pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bo
  * weights file is missing in which directory (or that the directory has it: pass that instead);
  * key (may be NULL) names a tensor that was wanted. Returns -1. */
 int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen);
-
-/* A graph with the per-row input %task_ids [B] (multitask prompt tuning): *rows (malloc'd, the
- * caller frees it after r) gets B copies of s->task_id, bound to r. No such input: nothing.
- * (A data loader with per-example tasks binds its own buffer instead.) */
-int pc_session_bind_task_ids(const pc_session *s, const pc_graph *g, pc_exec *r, int32_t **rows, char *err,
-                             size_t errlen);
 
 /* virtual tokens of the adapter (prompt methods), 0 without */
 int pc_session_virtual_tokens(const pc_session *s);

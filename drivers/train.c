@@ -4,6 +4,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "drivers/train_data.h"
+#include "drivers/train_tasks.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"
@@ -169,14 +170,14 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accura
         if (x->eval_en ? x->ep->call(x->eval_en, x->eval_args.args, err, errlen) : pc_exec_run(x->eval_r, err, errlen))
             return -1;
         const float *l = x->eval_en ? pc_entry_args_output(&x->eval_args, lv) : pc_exec_data(x->eval_r, lv);
-        const float *logits = d->task == PC_TASK_LM || logits_v == PC_NONE ? NULL
+        const float *logits = logits_v == PC_NONE ? NULL
                               : x->eval_en ? pc_entry_args_output(&x->eval_args, logits_v)
                                            : pc_exec_data(x->eval_r, logits_v);
         pc_train_data_eval_tally(d, b, &acc, real, *l, logits, L);
     }
     pc_cls_finish(&acc);
     *loss = acc.loss;
-    *accuracy = d->task == PC_TASK_LM ? NAN : acc.accuracy;
+    *accuracy = pc_train_data_by_example(d) ? acc.accuracy : NAN;
     return 0;
 }
 
@@ -226,12 +227,13 @@ static int saved_config(run *x, pc_adapter_config **out, char *err, size_t errle
 
 /* trainer_state.json: what --resume needs to continue the same run */
 static int write_trainer_state(const char *dir, int step, const pc_train_opts *o, char *err, size_t errlen) {
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*}", "step", step,
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*, s:s}", "step", step,
                           "steps", o->steps, "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr,
                           "min_lr", o->min_lr, "weight_decay", o->weight_decay, "clip", o->clip,
                           "seed", (json_int_t)o->seed, "data", o->data, "hf_qk_rows", o->hf_qk_rows,
                           "grad_accum", o->grad_accum, "val_fraction", o->val_fraction,
-                          "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data);
+                          "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data,
+                          "objective", pc_objective_name(o->objective));
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -339,7 +341,7 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     o->hf_qk_rows = hf && json_is_true(hf);
     /* what decides which tokens each step sees must match, or the run would not continue */
     json_t *ga = json_object_get(j, "grad_accum"), *vf = json_object_get(j, "val_fraction"), *dp = json_object_get(j, "data");
-    json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data");
+    json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data"), *ob = json_object_get(j, "objective");
     int ck_sched = json_is_string(sc) ? pc_schedule_parse(json_string_value(sc)) : PC_SCHEDULE_COSINE;
     const char *ck_val_data = json_is_string(vd) ? json_string_value(vd) : NULL;
     int ck_accum = json_is_integer(ga) ? (int)json_integer_value(ga) : 1;
@@ -357,6 +359,9 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     else if ((ck_val_data == NULL) != (o->val_data == NULL) || (ck_val_data && strcmp(ck_val_data, o->val_data)))
         bad = pc_errf(err, errlen, "%s: the checkpoint was made with --val-data %s, not %s", path,
                       ck_val_data ? ck_val_data : "(none)", o->val_data ? o->val_data : "(none)");
+    else if (json_is_string(ob) && pc_objective_parse(json_string_value(ob)) != (int)o->objective)
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --objective %s, not %s", path, json_string_value(ob),
+                      pc_objective_name(o->objective));
     if (bad) { json_decref(j); return -1; }
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
@@ -550,14 +555,15 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     pc_pipeline_opts po = {.dump_after = o->dump_after, .print = {.elide_consts_over = 16, .show_locations = 1},
                            .reg = s->reg};
     /* the step graph: the adapted forward, then backward (+ AdamW) */
-    pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .batch = o->batch,
-                        .seq = o->seq, .mode = PC_ADAPT_TRAIN};
+    pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .seq = o->seq,
+                        .batch = (int64_t)o->batch * (o->choices > 0 ? o->choices : 1), .mode = PC_ADAPT_TRAIN,
+                        .choices = o->choices, .objective = o->objective};
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
     /* the eval graph: the adapted forward, no dropout, the run's params frozen (a view of the
      * session marked as training, for every caller: the trainer, compile --mode train, dump) */
-    req.mode = PC_ADAPT_EVAL;
+    req.mode = PC_ADAPT_EVAL, req.output_nll = o->choices > 0; /* per-example scores (drivers/task_batch.h) */
     pc_session run = *s;
     run.training_run = true;
     return (*eval = pc_session_build_dump(&run, &req, false, NULL, err, errlen)) ? 0 : -1;
@@ -625,7 +631,8 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
-    v->eval_logits = x->data.task == PC_TASK_LM ? PC_NONE : pc_lookup(v->eval_g, "logits");
+    const char *eval_out = pc_train_data_eval_output(&x->data);
+    v->eval_logits = eval_out ? pc_lookup(v->eval_g, eval_out) : PC_NONE;
     v->loss_v = PC_NONE;
     for (int i = 0; i < v->g->noutputs; i++)
         if (pc_v(v->g, v->g->outputs[i])->flags & PC_LOSS) v->loss_v = v->g->outputs[i];
@@ -670,7 +677,6 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     x.s.task_id = o.task_id; /* MPT: the graphs' task (checked against num_tasks when built) */
     x.s.training_run = true;
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
-    if (o.seq <= 0) o.seq = x.s.model.info.encoder ? 128 : 64; /* the task's default */
     int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);
     if (o.seq > room) {
         pc_errf(err, errlen, "--seq %d exceeds the model's context of %d tokens%s", o.seq, room,
@@ -679,8 +685,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (!(x.cx = pc_session_adapter(&x.s, PC_ADAPT_TRAIN, true, o.seed, err, errlen))) goto done;
     if (pc_train_data_open(&x.data, &x.s, &o, err, errlen)) goto done;
-    const bool cls = x.data.task == PC_TASK_SEQ_CLASSIFY;
-    o.seq = (int)x.data.S; /* a classifier's graphs are as long as its longest example */
+    const bool cls = pc_train_data_by_example(&x.data);
+    o.seq = (int)x.data.S, o.choices = pc_train_tasks_choices(&x.data); /* graphs as long as the longest example */
     if (o.eval_batches < 0) o.eval_batches = cls ? 0 : 8;
     if (oin->epochs > 0) {
         int steps = pc_train_data_epoch_steps(&x.data, oin->epochs, o.grad_accum);
@@ -719,15 +725,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             printf("{\"step\":%d,\"eval_loss\":%s}\n", start, jnum(a, sizeof a, res->base_eval_loss));
         fflush(stdout);
     }
-    if (!o.quiet && !o.json) {
-        if (cls)
-            fprintf(stderr, "peftc train: %zu training examples, %zu held-out, %d steps of %d (%d tokens a row); "
-                    "held-out loss before training %.4f, accuracy %.2f%%\n", x.data.ntrain, x.data.nval, o.steps,
-                    o.batch * o.grad_accum, o.seq, res->base_eval_loss, 100 * res->base_eval_accuracy);
-        else
-            fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
-                    x.data.train.n, x.data.val.n, res->base_eval_loss);
-    }
+    if (!o.quiet && !o.json) pc_train_data_describe(&x.data, &o, res->base_eval_loss, res->base_eval_accuracy);
     int cap = o.steps / (o.eval_every > 0 ? o.eval_every : o.steps) + 2;
     if (!(res->curve = calloc((size_t)cap, sizeof *res->curve))) { pc_errf(err, errlen, "out of memory"); goto done; }
     double t0 = now_s(), loss_acc = 0, last_eval = res->base_eval_loss, last_acc = res->base_eval_accuracy;

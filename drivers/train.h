@@ -45,9 +45,13 @@ typedef struct {
     const struct pc_entry_provider *entries;
     const pc_registry *registry; /* adapter methods (NULL = the built-ins) */
     const char *dump_after;      /* print the step's IR after this stage (adapt, autograd, adamw, all) */
-    /* multitask prompt tuning: the task of every row when the data gives none (--task-id;
-     * default 0); fills %task_ids unless the data inputs bind it */
-    int task_id;
+    /* the loss on multiple-choice task data (frontend/lm_objective.h; LM: the correct choice's
+     * cross-entropy); tfew needs such data */
+    pc_objective objective;
+    int task_id; /* the task id of rows whose example names none (%task_ids, when a graph has it) */
+    /* set by pc_train from the data: multiple-choice rows per example (0: none); the graphs of
+     * pc_train_graphs then hold batch * choices rows */
+    int choices;
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);
@@ -84,6 +88,10 @@ void pc_train_result_free(pc_train_result *r);
  * compile`, `peftc dump` and the bench build them too.) */
 int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_graph **step, pc_graph **eval,
                     char *err, size_t errlen);
+
+/* "lm", "tfew"; parsing gives -1 for anything else */
+const char *pc_objective_name(pc_objective k);
+int pc_objective_parse(const char *name);
 
 /* the learning rate of step t (1-based): linear warmup, then o->schedule */
 double pc_lr_schedule(const pc_train_opts *o, int t);

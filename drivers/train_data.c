@@ -1,14 +1,16 @@
 /* Training data by task (see train_data.h). */
 #include "drivers/train_data.h"
+#include "drivers/train_tasks.h"
+#include "runtime/task_data.h"
 #include "runtime/fileio.h"
 #include "runtime/rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* the seeded Fisher-Yates shuffle of idx[0..n) */
-static void shuffle(size_t *idx, size_t n, uint64_t seed) {
+void pc_train_shuffle(size_t *idx, size_t n, uint64_t seed) {
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(pc_mix64(seed ^ pc_mix64(i)) % i);
         size_t t = idx[i - 1];
@@ -36,7 +38,9 @@ static int open_text(pc_train_data *d, const pc_session *s, const pc_train_opts 
     d->bucket_S[0] = d->S;
     d->tokens = malloc(d->B * d->S * sizeof *d->tokens);
     d->targets = malloc(d->B * d->S * sizeof *d->targets);
-    if (!d->tokens || !d->targets)
+    d->task_ids = malloc(d->B * sizeof *d->task_ids);
+    for (size_t r = 0; d->task_ids && r < d->B; r++) d->task_ids[r] = o->task_id;
+    if (!d->tokens || !d->targets || !d->task_ids)
         return pc_errf(err, errlen, "out of memory allocating %zu bytes of batches", 2 * d->B * d->S * sizeof *d->tokens);
     return 0;
 }
@@ -68,7 +72,7 @@ static int open_cls(pc_train_data *d, const pc_session *s, const pc_train_opts *
         for (size_t i = 0; i < d->nval; i++) d->val_idx[i] = i;
     } else {
         /* the held-out part: the last val_fraction of a seeded shuffle, in file order */
-        shuffle(d->train_idx, n, pc_mix64(o->seed ^ 0x5eedc1a55ULL));
+        pc_train_shuffle(d->train_idx, n, pc_mix64(o->seed ^ 0x5eedc1a55ULL));
         d->nval = o->val_fraction > 0 ? (size_t)((double)n * o->val_fraction) : 0;
         d->ntrain = n - d->nval;
         if (o->val_fraction > 0 && d->nval == 0)
@@ -110,14 +114,25 @@ static int bucket_of(const pc_train_data *d, int n) {
     return d->nbuckets - 1;
 }
 
-int pc_train_data_open(pc_train_data *d, const pc_session *s, const pc_train_opts *o, char *err, size_t errlen) {
+int pc_train_data_open(pc_train_data *d, const pc_session *s, const pc_train_opts *oin, char *err, size_t errlen) {
     *d = (pc_train_data){0};
-    int rc = s->model.info.encoder ? open_cls(d, s, o, err, errlen) : open_text(d, s, o, err, errlen);
+    pc_train_opts o = *oin;
+    bool jsonl = false;
+    if (!s->model.info.encoder && pc_task_data_detect(o.data, &jsonl, err, errlen)) return -1;
+    if (o.seq <= 0) o.seq = s->model.info.encoder ? 128 : jsonl ? 0 : 64; /* the task's default (0: the room) */
+    if (o.objective != PC_OBJECTIVE_LM && !jsonl)
+        return pc_errf(err, errlen, "--objective tfew: %s is not multiple-choice task data (a .jsonl file of "
+                       "{\"input\", \"answer_choices\", \"label\"} lines)", o.data);
+    int rc = s->model.info.encoder ? open_cls(d, s, &o, err, errlen)
+             : jsonl               ? pc_train_tasks_open(d, s, &o, err, errlen)
+                                   : open_text(d, s, &o, err, errlen);
     if (rc) pc_train_data_free(d);
     return rc;
 }
 
 void pc_train_data_free(pc_train_data *d) {
+    pc_train_tasks_free(d->tasks);
+    free(d->task_ids);
     pc_data_free(&d->text);
     free(d->tokens);
     free(d->targets);
@@ -133,10 +148,12 @@ void pc_train_data_free(pc_train_data *d) {
 }
 
 int pc_train_data_inputs(const pc_train_data *d, int b, const char **names, void **ptrs) {
+    if (d->tasks) return pc_train_tasks_inputs(d, b, names, ptrs);
     if (d->task == PC_TASK_LM) {
         names[0] = "tokens", ptrs[0] = d->tokens;
         names[1] = "targets", ptrs[1] = d->targets;
-        return 2;
+        names[2] = "task_ids", ptrs[2] = d->task_ids;
+        return 3;
     }
     names[0] = "tokens", ptrs[0] = d->batch[b].tokens;
     names[1] = "attention_mask", ptrs[1] = d->batch[b].mask;
@@ -144,8 +161,16 @@ int pc_train_data_inputs(const pc_train_data *d, int b, const char **names, void
     return 3;
 }
 
-size_t pc_train_data_size(const pc_train_data *d) { return d->task == PC_TASK_LM ? d->train.n : d->ntrain; }
-size_t pc_train_data_per_row(const pc_train_data *d) { return d->task == PC_TASK_LM ? d->S : 1; }
+size_t pc_train_data_size(const pc_train_data *d) {
+    return d->tasks ? pc_train_tasks_size(d) : d->task == PC_TASK_LM ? d->train.n : d->ntrain;
+}
+size_t pc_train_data_per_row(const pc_train_data *d) { return d->task == PC_TASK_LM && !d->tasks ? d->S : 1; }
+bool pc_train_data_by_example(const pc_train_data *d) {
+    return d->task == PC_TASK_SEQ_CLASSIFY || pc_train_tasks_choices(d) > 0;
+}
+const char *pc_train_data_eval_output(const pc_train_data *d) {
+    return d->task == PC_TASK_SEQ_CLASSIFY ? "logits" : pc_train_tasks_choices(d) > 0 ? "nll" : NULL;
+}
 
 int pc_train_data_epoch_steps(const pc_train_data *d, double epochs, int grad_accum) {
     double per_step = (double)d->B * (double)pc_train_data_per_row(d) * (grad_accum > 0 ? grad_accum : 1);
@@ -154,6 +179,7 @@ int pc_train_data_epoch_steps(const pc_train_data *d, double epochs, int grad_ac
 }
 
 int pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int grad_accum) {
+    if (d->tasks) return pc_train_tasks_sample(d, seed, t, k, grad_accum);
     if (d->task == PC_TASK_LM) {
         pc_data_sample(&d->train, d->B, d->S, seed, (uint64_t)t, (uint64_t)k * d->B, d->tokens, d->targets);
         return 0;
@@ -163,7 +189,7 @@ int pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int grad
     const int64_t epoch = (int64_t)((size_t)(t - 1) / steps_per_epoch);
     if (epoch != d->perm_epoch) {
         memcpy(d->perm, d->train_idx, n * sizeof *d->perm);
-        shuffle(d->perm, n, pc_mix64(pc_mix64(seed) ^ (uint64_t)epoch));
+        pc_train_shuffle(d->perm, n, pc_mix64(pc_mix64(seed) ^ (uint64_t)epoch));
         d->perm_epoch = epoch;
     }
     size_t pos = ((size_t)(t - 1) % steps_per_epoch) * per_step + (size_t)k * d->B;
@@ -178,6 +204,7 @@ int pc_train_data_sample(pc_train_data *d, uint64_t seed, int t, int k, int grad
 }
 
 size_t pc_train_data_eval_items(const pc_train_data *d, int eval_batches) {
+    if (d->tasks) return pc_train_tasks_eval_items(d, eval_batches);
     size_t n = d->task == PC_TASK_LM ? pc_data_eval_windows(&d->val, d->S) : d->nval;
     if (eval_batches > 0 && n > (size_t)eval_batches * d->B) n = (size_t)eval_batches * d->B;
     return n;
@@ -212,6 +239,7 @@ static void sort_eval(pc_train_data *d, size_t nitems) {
 }
 
 size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems, int *b) {
+    if (d->tasks) return pc_train_tasks_eval_fill(d, first, nitems, b);
     size_t B = d->B, S = d->S, take = nitems - first < B ? nitems - first : B;
     *b = 0;
     if (d->task == PC_TASK_SEQ_CLASSIFY) sort_eval(d, nitems);
@@ -232,10 +260,28 @@ size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems, in
 
 void pc_train_data_eval_tally(const pc_train_data *d, int b, pc_cls_result *acc, size_t real, float loss,
                               const float *logits, int num_labels) {
+    if (d->tasks) {
+        pc_train_tasks_eval_tally(d, b, acc, real, loss, logits);
+        return;
+    }
     if (d->task == PC_TASK_LM) {
         acc->sum_loss += (double)loss * (double)(real * d->S);
         acc->n += real * d->S;
         return;
     }
     pc_cls_tally(acc, &d->batch[b], real, loss, logits, num_labels);
+}
+
+void pc_train_data_describe(const pc_train_data *d, const pc_train_opts *o, double loss, double accuracy) {
+    if (pc_train_data_by_example(d))
+        fprintf(stderr, "peftc train: %zu training examples, %zu held-out, %d steps of %d (%d tokens a row); "
+                "held-out loss before training %.4f, accuracy %.2f%%\n", d->ntrain, d->nval, o->steps,
+                o->batch * o->grad_accum, o->seq, loss, 100 * accuracy);
+    else if (d->tasks)
+        fprintf(stderr, "peftc train: %zu training rows, %zu held-out, %d steps of %d (%d tokens a row); "
+                "held-out loss before training %.4f\n", d->ntrain, d->nval, o->steps, o->batch * o->grad_accum,
+                o->seq, loss);
+    else
+        fprintf(stderr, "peftc train: %zu training tokens, %zu held-out; held-out loss before training %.4f\n",
+                d->train.n, d->val.n, loss);
 }

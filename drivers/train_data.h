@@ -38,11 +38,16 @@ typedef struct {
     int64_t perm_epoch;
     size_t eval_sorted; /* how many held-out examples val_idx holds sorted by length */
     pc_cls_batch batch[PC_TRAIN_MAX_BUCKETS]; /* one per bucket */
+    /* JSONL task data (drivers/train_tasks.h) of a causal LM, else NULL (plain text) */
+    struct pc_train_tasks *tasks;
+    int32_t *task_ids; /* plain text: the rows' task ids (%task_ids, all o->task_id) */
 } pc_train_data;
 
 /* Reads and splits the data of o (o->data, o->val_data, o->labels) for the session's model:
- * classification when the model is an encoder, else text. Fixes B and S (S: o->seq for text;
- * the longest example rounded up to 8, at most o->seq, for classification). */
+ * classification when the model is an encoder, else task data (a .jsonl file, or one whose
+ * content starts with '{': drivers/train_tasks.h) or text. Fixes B and S (S: o->seq for text,
+ * default 64; the longest example rounded up to 8, at most o->seq (default: 128 for
+ * classification, the model's room for task data)). */
 int pc_train_data_open(pc_train_data *d, const pc_session *s, const pc_train_opts *o, char *err, size_t errlen);
 /* a classifier with one bucket (every batch padded to S: an AOT trainer's fixed graphs) */
 void pc_train_data_one_bucket(pc_train_data *d);
@@ -72,5 +77,15 @@ size_t pc_train_data_eval_fill(pc_train_data *d, size_t first, size_t nitems, in
  * classification, logits) */
 void pc_train_data_eval_tally(const pc_train_data *d, int b, pc_cls_result *acc, size_t real, float loss,
                               const float *logits, int num_labels);
+
+/* the evaluation graph's output the tally reads besides the loss: "logits" (classification),
+ * "nll" (multiple choice), or NULL */
+const char *pc_train_data_eval_output(const pc_train_data *d);
+/* evaluations report an accuracy (classification, multiple choice); counts are of examples */
+bool pc_train_data_by_example(const pc_train_data *d);
+/* the run's first line on stderr: the data, the steps, the held-out numbers before training */
+void pc_train_data_describe(const pc_train_data *d, const pc_train_opts *o, double loss, double accuracy);
+/* the seeded Fisher-Yates shuffle of idx[0..n) */
+void pc_train_shuffle(size_t *idx, size_t n, uint64_t seed);
 
 #endif

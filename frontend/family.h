@@ -12,8 +12,9 @@
  *           cache entry, for i < info.n_layers
  *   outputs %logits f32[B,1,V], %k_new.{i}, %v_new.{i} f32[B,1,...] (what to store at pos)
  * LM graphs: inputs %tokens, %targets i32[B,S]; output %loss (mean cross-entropy over targets
- * != -100) flagged PC_LOSS, and %logits f32[B,S,V] when asked. FORWARD graphs: input %tokens,
- * output %logits.
+ * != -100) flagged PC_LOSS, and %logits f32[B,S,V] when asked; with req.choices > 0 the loss is
+ * the multiple-choice objective of frontend/lm_objective.h (input %labels). FORWARD graphs:
+ * input %tokens, output %logits.
  * Encoder graphs (BERT, RoBERTa: frontend/bert.h), S = req.seq tokens per row:
  *   SEQ_CLASSIFY (PEFT's SEQ_CLS)
  *     inputs  %tokens i32[B,S]; %attention_mask [B,S] of req.mask_dtype (f32 or i32; nonzero =
@@ -65,6 +66,10 @@ typedef enum {
     PC_TASK_FEATURE_EXTRACT,
 } pc_graph_task;
 
+/* what an LM graph's loss is on multiple-choice rows (req.choices > 0): the cross-entropy of the
+ * correct choice's tokens (LM), or T-Few's L_LM + L_UL + L_LN (frontend/lm_objective.h) */
+typedef enum { PC_OBJECTIVE_LM = 0, PC_OBJECTIVE_TFEW } pc_objective;
+
 typedef struct {
     pc_graph_task task;
     int64_t batch;
@@ -73,6 +78,12 @@ typedef struct {
     pc_adapt_mode mode; /* what the sites are told */
     bool token_type_ids; /* SEQ_CLASSIFY, FEATURE_EXTRACT: also input %token_type_ids (else all type 0) */
     pc_dtype mask_dtype; /* SEQ_CLASSIFY, FEATURE_EXTRACT: %attention_mask's dtype, PC_F32 (0) or PC_I32 */
+    /* LM: multiple-choice rows, `choices` per example (batch a multiple of it; 0 = none) and the
+     * objective on them; output_nll: also output %nll f32[batch,seq], the per-position
+     * cross-entropy (0 at ignored targets) */
+    int64_t choices;
+    pc_objective objective;
+    bool output_nll;
 } pc_build_req;
 
 /* A frozen tensor replaced by the caller (merged weights), by key; data borrowed. */

@@ -1,5 +1,6 @@
 /* GPT-2 frontend: the config and the graph builders (see gpt2.h). */
 #include "frontend/gpt2.h"
+#include "frontend/lm_objective.h"
 #include "frontend/linear.h"
 #include "ir/ir.h"
 #include "runtime/fileio.h"
@@ -204,8 +205,8 @@ static pc_graph *finish(pc_graph *g, char *err, size_t errlen) {
 }
 
 /* with_loss: %targets and %loss (an LM graph); else only %logits (a forward graph) */
-static pc_graph *lm_graph(const pc_gpt2_config *cfg, int64_t B, int64_t S, int output_logits, int with_loss,
-                          const pc_site_hook *hook, char *err, size_t errlen) {
+static pc_graph *lm_graph(const pc_gpt2_config *cfg, const pc_build_req *req, int64_t B, int64_t S, int output_logits,
+                          int with_loss, const pc_site_hook *hook, char *err, size_t errlen) {
     if (pc_gpt2_config_check(cfg, err, errlen)) return NULL;
     if (B <= 0 || S <= 0) {
         pc_errf(err, errlen, "gpt2 graph: B (%lld) and S (%lld) must be positive", (long long)B, (long long)S);
@@ -231,13 +232,8 @@ static pc_graph *lm_graph(const pc_gpt2_config *cfg, int64_t B, int64_t S, int o
         if (!pc_graph_error(g)) pc_set_name(g, logits, "logits"), pc_mark_output(g, logits);
         return finish(g, err, errlen);
     }
-    pc_val loss = pc_cross_entropy(g, logits, targets, PC_GPT2_IGNORE, 0);
-    if (!pc_graph_error(g)) {
-        pc_set_name(g, logits, "logits");
-        pc_set_name(g, loss, "loss");
-        pc_mark_loss(g, loss);
-        if (output_logits) pc_mark_output(g, logits);
-    }
+    pc_val loss = pc_lm_objective(g, req, logits, targets, PC_GPT2_IGNORE);
+    pc_lm_objective_outputs(g, req, logits, loss, output_logits);
     return finish(g, err, errlen);
 }
 
@@ -264,5 +260,5 @@ static pc_graph *decode_graph(const pc_gpt2_config *cfg, int64_t B, int64_t T, c
 pc_graph *pc_gpt2_build(const pc_gpt2_config *cfg, const pc_build_req *req, const pc_site_hook *hook, char *err,
                         size_t errlen) {
     if (req->task == PC_TASK_DECODE) return decode_graph(cfg, req->batch, req->seq, hook, err, errlen);
-    return lm_graph(cfg, req->batch, req->seq, req->output_logits, req->task == PC_TASK_LM, hook, err, errlen);
+    return lm_graph(cfg, req, req->batch, req->seq, req->output_logits, req->task == PC_TASK_LM, hook, err, errlen);
 }

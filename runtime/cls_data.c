@@ -3,6 +3,7 @@
 #include "runtime/json_kind.h"
 #include "runtime/csv.h"
 #include "runtime/fileio.h"
+#include "runtime/jsonl.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -116,15 +117,14 @@ typedef struct {
     size_t errlen;
 } ctx;
 
-/* "PATH:LINE: reason" */
+/* "PATH:LINE: reason" (runtime/jsonl.h) */
 static int lerr(ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int lerr(ctx *c, int line, const char *fmt, ...) {
-    char reason[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof reason, fmt, ap);
+    pc_line_verrf(c->err, c->errlen, c->path, line, fmt, ap);
     va_end(ap);
-    return pc_errf(c->err, c->errlen, "%s:%d: %s", c->path, line, reason);
+    return -1;
 }
 
 /* HF's truncation: the text's own ids cut to max_len minus the special tokens, which stay. The
@@ -237,23 +237,10 @@ static int jsonl_example(ctx *c, int line, json_t *o) {
     return add_example(c, line, json_string_value(t), json_string_length(t), label);
 }
 
+static int jsonl_line(void *cv, int line, json_t *o) { return jsonl_example(cv, line, o); }
+
 static int load_jsonl(ctx *c, const char *text, size_t len) {
-    const char *p = text, *end = text + len;
-    for (int line = 1; p < end; line++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-        const char *q = p;
-        while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        if (q < e) {
-            json_error_t je;
-            json_t *o = json_loadb(p, (size_t)(e - p), 0, &je);
-            if (!o) return lerr(c, line, "not a JSON object: %s", je.text);
-            int rc = jsonl_example(c, line, o);
-            json_decref(o);
-            if (rc) return -1;
-        }
-        p = nl ? nl + 1 : end;
-    }
-    return 0;
+    return pc_jsonl_each(c->path, text, len, jsonl_line, c, c->err, c->errlen) ? -1 : 0;
 }
 
 /* ---- CSV ---- */

@@ -2,6 +2,8 @@
  * classifier on labelled examples. */
 #include "drivers/classify.h"
 #include "drivers/evaluate.h"
+#include "drivers/evaluate_tasks.h"
+#include "runtime/task_data.h"
 #include "tools/cli.h"
 
 #include <math.h>
@@ -9,15 +11,14 @@
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0,
-               *labels = 0, *task = 0;
+               *labels = 0, *task_id = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
-        {"labels", true, &labels, 0},
-        {"task-id", true, &task, 0}, /* MPT: the task of every window */
+        {"labels", true, &labels, 0}, {"task-id", true, &task_id, 0},
     };
     const char *pos[1];
     int npos;
@@ -34,18 +35,23 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
                "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
                "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}. --dump-after=adapt (or all)\n"
-               "prints the evaluated graph, adapter applied, to stderr. --task-id N (multitask prompt\n"
-               "tuning): the task every window is evaluated as (default 0).\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "prints the evaluated graph, adapter applied, to stderr.\n"
+               "Task data (a .jsonl file of {\"text\"}, {\"input\",\"target\"} or {\"input\",\"answer_choices\",\n"
+               "\"label\"} lines, each with an optional \"task\": N): the mean cross-entropy over the target tokens\n"
+               "({\"loss\":..., \"tokens\":..., \"rows\":...}); multiple choice: rank-classification accuracy (the\n"
+               "choice of the highest mean log-likelihood per token) and the T-Few losses averaged over the\n"
+               "examples ({\"accuracy\":..., \"loss_lm\":..., \"loss_ul\":..., \"loss_ln\":..., \"n_examples\":...}).\n"
+               "--seq caps a row (default: the model's context). --task-id N: the task id of examples that\n"
+               "name none (default 0), for an adapter with per-task parameters.\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
     if (pc_cli_dump_stage("eval", dump)) return 1;
     if (!data) { fprintf(stderr, "peftc eval: --data is required\n"); return 1; }
-    long long S = 0, B = 8;
+    long long S = 0, B = 8, T = 0;
+    if (task_id && pc_cli_int("eval", "task-id", task_id, 0, 1 << 30, &T)) return 1;
     if (seq && pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
     if (batch && pc_cli_int("eval", "batch", batch, 1, 65536, &B)) return 1;
-    long long task_id = 0;
-    if (task && pc_cli_int("eval", "task-id", task, 0, 1 << 30, &task_id)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc eval: --merge needs --adapter\n"); return 1; }
     pc_exec_opts eo = {.threads = 1, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
@@ -68,7 +74,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     }
     s.dump_after = dump;
     s.hf_qk_rows = hf;
-    s.task_id = (int)task_id;
+    s.task_id = (int)T; /* MPT: checked against its task count when graphs are built */
     if (s.model.info.encoder) {
         pc_cls_result c;
         rc = pc_eval_cls(&s, data, labels, S ? (int)S : 128, (int)B, merge, &eo, &c, err, sizeof err);
@@ -78,6 +84,28 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         else printf("loss %.6f  accuracy %.4f  (%zu examples)\n", c.loss, c.accuracy, c.n);
         return 0;
     }
+    bool jsonl = false;
+    pc_eval_opts o = {.seq = (int)S, .batch = (int)B, .merge = merge, .exec = eo, .task_id = (int)T};
+    if (!labels && pc_task_data_detect(data, &jsonl, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        pc_session_close(&s);
+        return 1;
+    }
+    if (jsonl && !labels) {
+        pc_task_eval_result t;
+        rc = pc_eval_tasks(&s, data, &o, &t, err, sizeof err);
+        pc_session_close(&s);
+        if (rc) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
+        if (t.choice && json)
+            printf("{\"accuracy\":%.6f,\"loss_lm\":%.6f,\"loss_ul\":%.6f,\"loss_ln\":%.6f,\"n_examples\":%zu}\n",
+                   t.accuracy, t.loss_lm, t.loss_ul, t.loss_ln, t.n_examples);
+        else if (t.choice)
+            printf("accuracy %.4f  loss_lm %.6f  loss_ul %.6f  loss_ln %.6f  (%zu examples)\n", t.accuracy, t.loss_lm,
+                   t.loss_ul, t.loss_ln, t.n_examples);
+        else if (json) printf("{\"loss\":%.6f,\"tokens\":%zu,\"rows\":%zu}\n", t.loss, t.tokens, t.rows);
+        else printf("loss %.6f  (%zu target tokens in %zu rows)\n", t.loss, t.tokens, t.rows);
+        return 0;
+    }
     if (!seq || labels) {
         fprintf(stderr, "peftc eval: %s\n", labels ? "--labels is for a classifier's data; this model is a causal LM"
                                                     : "--seq is required (tokens per window of the text)");
@@ -85,7 +113,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         return 1;
     }
     pc_eval_result r;
-    rc = pc_eval_text(&s, data, (int)S, (int)B, merge, &eo, &r, err, sizeof err);
+    rc = pc_eval_text(&s, data, &o, &r, err, sizeof err);
     pc_session_close(&s);
     if (rc) { fprintf(stderr, "peftc eval: %s\n", err); return 1; }
     if (json) {

@@ -8,6 +8,8 @@
   peft_tool.py decreased FILE [KEY]       FILE holds JSON lines (peftc train --json); prints
                                           "decreased" if the last KEY (default eval_loss) is below
                                           the first, else "not decreased: FIRST -> LAST"
+  peft_tool.py increased FILE KEY         the same for a number that should rise (an accuracy):
+                                          "increased: FIRST -> LAST" or "not increased: ..."
   peft_tool.py same FILE1 FILE2 KEY TOL   the number KEY of two JSON objects agrees within TOL:
                                           prints "same KEY" or "differ KEY: A vs B"
   peft_tool.py adalora DIR                an AdaLoRA adapter directory: for every rank_pattern
@@ -54,6 +56,11 @@ def main(argv):
             print("decreased")
         else:
             print("not decreased: %s" % " -> ".join(str(v) for v in vals))
+        return 0
+    if len(argv) == 4 and argv[1] == "increased":
+        vals = [o[argv[3]] for o in lines(argv[2]) if o.get(argv[3]) is not None]
+        up = len(vals) >= 2 and vals[-1] > vals[0]
+        print("%sincreased: %s" % ("" if up else "not ", " -> ".join(str(v) for v in (vals[:1] + vals[-1:]))))
         return 0
     if len(argv) == 6 and argv[1] == "same":
         a, b = lines(argv[2])[-1][argv[4]], lines(argv[3])[-1][argv[4]]
