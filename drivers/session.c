@@ -289,12 +289,18 @@ static int tokenize(void *ctx, const char *text, int32_t *ids, int cap) {
     return (int)n;
 }
 
+/* the adapter file's keys, for pc_adapt_file_has */
+static int file_has(void *ctx, const char *key) {
+    const pc_session *s = ctx;
+    return s->adapter.weights && pc_st_find(s->adapter.weights, key) ? 1 : 0;
+}
+
 pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool trainable, uint64_t seed, char *err,
                                  size_t errlen) {
     if (!s->adapter.cfg || !s->method) { pc_errf(err, errlen, "no adapter"); return NULL; }
     pc_adapt_ctx *cx = pc_adapt_new(s->method, s->adapter.cfg, s->adapter_source, mode, trainable, &s->model.info,
                                     err, errlen);
-    if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed);
+    if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed), pc_adapt_set_file(cx, file_has, (void *)s);
     return cx;
 }
 

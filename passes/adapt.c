@@ -24,6 +24,8 @@ struct pc_adapt_ctx {
     int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap);
     void *tokenize_ctx;
     uint64_t seed;
+    int (*file_has)(void *ctx, const char *key);
+    void *file_ctx;
 };
 
 pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
@@ -72,6 +74,14 @@ int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap)
 }
 
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx) { return cx->seed; }
+
+void pc_adapt_set_file(pc_adapt_ctx *cx, int (*has)(void *ctx, const char *key), void *ctx) {
+    cx->file_has = has, cx->file_ctx = ctx;
+}
+
+int pc_adapt_file_has(const pc_adapt_ctx *cx, const char *key) {
+    return cx->file_has ? cx->file_has(cx->file_ctx, key) : 0;
+}
 
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
     pc_adapt_ctx *cx = ctx;

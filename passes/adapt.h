@@ -27,6 +27,9 @@ void pc_adapt_free(pc_adapt_ctx *cx);
 void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
                       void *tokenize_ctx, uint64_t seed);
 
+/* the adapter file the run loaded (pc_adapt_file_has asks has(ctx, key); unset: no file) */
+void pc_adapt_set_file(pc_adapt_ctx *cx, int (*has)(void *ctx, const char *key), void *ctx);
+
 /* the site hook: calls the method's rewrite for the kinds it declared (ctx is the pc_adapt_ctx) */
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen);
 

@@ -199,6 +199,9 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
 /* ids of `text` by the model's tokenizer with BOS first (as PEFT's tokenizer(text) for a Llama):
  * how many (at most cap), or -1 when the run has no tokenizer */
 int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap);
+/* 1 when the adapter was loaded from a file that holds tensor `key` (a trained adapter: what
+ * PEFT saved), 0 when the file lacks it or there is no file (training from a config) */
+int pc_adapt_file_has(const pc_adapt_ctx *cx, const char *key);
 /* the run's seed (--seed), for inits drawn by a method */
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx);
 /* a 0/1 f32 mask of `shape`, each entry 1 with probability 1 - p, drawn like dropout from the

@@ -6,11 +6,12 @@
  * The prefix keys are used as stored (no RoPE); the real tokens take positions P..P+S-1 and see
  * every prefix row (the causal mask offsets by Sk - Sq). The head and the labels are untouched.
  *
- * prefix_projection = true while training: an embedding [P, W] -> Linear(W, H) -> Tanh ->
+ * prefix_projection = true when training from a config: an embedding [P, W] -> Linear(W, H) -> Tanh ->
  * Linear(H, 2·L·W) (H = encoder_hidden_size, default W) computes the table; the params are keyed
  * as PEFT's prompt encoder ("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
  * ...) and the adapter file holds only the projected table as `prompt_embeddings` (PEFT's save),
- * which a trained adapter (frozen) then runs without the projection.
+ * which a trained adapter (a file holding prompt_embeddings only) then runs without the projection;
+ * continuing it trains that table directly (PEFT cannot invert the projection either).
  * Init: nn.Embedding's N(0, 1) (and nn.Linear's defaults); init_weights "zero" zeroes the table
  * (with the projection: the last Linear's weight and bias).
  *
@@ -28,7 +29,6 @@
 
 typedef struct {
     int64_t P, L, W, Hkv, Dh, H; /* virtual tokens, layers, kv width, kv heads, head dim, encoder hidden */
-    bool project;                /* the MLP computes the table (training with prefix_projection) */
     bool zero;
     pc_graph *g; /* the graph `table` belongs to */
     pc_val table;
@@ -65,10 +65,15 @@ static int pf_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
                             fixed[i].what, (long long)fixed[i].want), -1;
     st->H = cfg->prompt.encoder_hidden_size == PC_INT_NULL ? st->W : cfg->prompt.encoder_hidden_size;
     if (st->H <= 0) return snprintf(err, errlen, "field \"encoder_hidden_size\": must be positive"), -1;
-    /* a trained adapter holds the projected table only (PEFT's inference mode) */
-    st->project = cfg->prompt.prefix_projection && pc_adapt_trainable(cx);
     st->zero = cfg->prompt.init_weights_zero;
     return 0;
+}
+
+/* the MLP computes the table: prefix_projection, unless the adapter file is a trained one, which
+ * holds the projected table only (PEFT's save; PEFT loads it as a plain table, inference mode) */
+static bool projecting(const pc_adapt_ctx *cx) {
+    return pc_adapt_config(cx)->prompt.prefix_projection &&
+           !(pc_adapt_file_has(cx, "prompt_embeddings") && !pc_adapt_file_has(cx, "prompt_encoder.embedding.weight"));
 }
 
 /* nn.Linear(in, out): weight and bias keyed like PEFT's transform.<i>, torch's default init
@@ -92,7 +97,7 @@ static pc_val table(pc_adapt_ctx *cx, prefix_state *st, const pc_site *s) {
     top.module = NULL; /* PEFT keys prompt learning tensors without a module */
     int64_t out = 2 * st->L * st->W;
     pc_val t;
-    if (st->project) {
+    if (projecting(cx)) {
         pc_val e = pc_adapt_param(cx, &top, "prompt_encoder.embedding.weight", PC_SHAPE(st->P, st->W),
                                   (pc_init){PC_INIT_NORMAL, 1.0, 0});
         pc_val h = pc_tanh_at(s->g, s->loc, linear(cx, &top, e, 0, st->W, st->H, false));
@@ -171,9 +176,8 @@ static int pf_prefix_positions(pc_adapt_ctx *cx, void *state) {
 
 /* with the projection, PEFT saves its output: prompt_embeddings = transform(embedding) */
 static int pf_save(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen) {
-    (void)cx;
     prefix_state *st = state;
-    if (!st->project) return 0;
+    if (!projecting(cx)) return 0;
     static const char *const keys[5] = {"prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
                                         "prompt_encoder.transform.0.bias", "prompt_encoder.transform.2.weight",
                                         "prompt_encoder.transform.2.bias"};
