@@ -12,6 +12,9 @@ tokens) and writes, with its own save_pretrained:
                                             last layer scaled by 5 (a visible prefix); the file
                                             holds the MLP's output (PEFT saves only that), and
                                             prefix_encoder.safetensors (ours) the encoder params
+  tests/data/peft_prefix_gpt2/              the tiny GPT-2 of tests/data/hf_gpt2 (no GQA:
+                                            token_dim 32 = n_embd), prompt_embeddings [4, 2*2*32]
+                                            0.3 N(0,1), the batch's ids mod 256
 
 The key columns of every layer (and the projection's key output rows) are stored in llama2.c
 order: peftc runs stories260K.bin with adjacent-pair RoPE, where each head's key entries are the
@@ -41,9 +44,9 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 import gen_llama_lora as G  # noqa: E402
-from peft import PrefixTuningConfig, get_peft_model  # noqa: E402
+from peft import PeftModel, PrefixTuningConfig, get_peft_model  # noqa: E402
 
-PLAIN_DIR, PROJ_DIR = "peft_prefix_stories260k", "peft_prefix_proj_stories260k"
+PLAIN_DIR, PROJ_DIR, GPT2_DIR = "peft_prefix_stories260k", "peft_prefix_proj_stories260k", "peft_prefix_gpt2"
 P, HIDDEN = 4, 24
 SEED, STD, PROJ_SEED, PROJ_GAIN = 2027, 0.3, 2028, 5.0
 GEN_PROMPT, GEN_NEW = [1, 403, 411], 24
@@ -98,24 +101,24 @@ def hand_logits(cfg, w, table_l2c, tokens):
     return G.rmsnorm(x, ref.rms_final) @ ref.tok.t()
 
 
-def generate(pm):
+def generate(pm, prompt=GEN_PROMPT, stop=1):
     """PEFT's generate(do_sample=False). With peft 0.21.2 and transformers 5.24 its prefill runs
     without the prefix (its logits equal the base model's to 1e-5), so it is recorded, not the
     reference."""
     with torch.no_grad():
-        ids = pm.generate(input_ids=torch.tensor([GEN_PROMPT]), max_new_tokens=GEN_NEW, do_sample=False,
-                          eos_token_id=1, pad_token_id=0)
+        ids = pm.generate(input_ids=torch.tensor([prompt]), max_new_tokens=GEN_NEW, do_sample=False,
+                          eos_token_id=stop, pad_token_id=0)
     return ids[0].to(torch.int32)
 
 
-def greedy(next_logits):
-    """greedy decoding from GEN_PROMPT, GEN_NEW tokens, stopping at 1 (llama2.c's rule)"""
-    seq = list(GEN_PROMPT)
+def greedy(next_logits, prompt=GEN_PROMPT, stop=1):
+    """greedy decoding from prompt, GEN_NEW tokens, stopping at `stop` (llama2.c's 1)"""
+    seq = list(prompt)
     with torch.no_grad():
         for _ in range(GEN_NEW):
             nxt = int(next_logits(torch.tensor([seq])).argmax())
             seq.append(nxt)
-            if nxt == 1:
+            if nxt == stop:
                 break
     return seq
 
@@ -228,6 +231,58 @@ def make(cfg, w, tokens, targets, out_dir, meta_common, projection):
     return {"loss": loss.item(), "diffs": {"hand": d_logits, "load": d_load}, "gen": gen}
 
 
+def make_gpt2(tokens, targets, out_dir, meta_common):
+    """the tiny GPT-2 of tests/data/hf_gpt2 (2 layers, 4 heads of 8, vocab 256, 64 positions):
+    no GQA, so token_dim = n_embd; the prefix shifts the learned positions (wpe) by P"""
+    from transformers import GPT2LMHeadModel
+    src = os.path.join(C.REPO, "tests", "data", "hf_gpt2")
+
+    def load():
+        m = GPT2LMHeadModel.from_pretrained(src, dtype=torch.float32).eval()
+        m.name_or_path = "hf_gpt2"
+        return m
+    tokens, targets = tokens % 256, targets.clone()
+    targets[targets >= 0] %= 256
+    pm = get_peft_model(load(), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
+    pm.eval()
+    pc = pm.peft_config["default"]
+    assert (pc.token_dim, pc.num_attention_heads, pc.num_layers) == (32, 4, 2)
+    emb = pm.prompt_encoder["default"].embedding.weight
+    with torch.no_grad():
+        emb.copy_(STD * torch.randn(emb.shape, generator=torch.Generator().manual_seed(SEED)))
+    C.save_pretrained_as(pm, out_dir, [], {}, {})
+    out, logits, loss = C.peft_forward_backward(pm, tokens, targets)
+    out["grad.prompt_embeddings"] = emb.grad.detach().clone()
+    C.check_nonzero_grads(out)
+    with torch.no_grad():
+        moved = (load()(input_ids=tokens.long()).logits - logits).abs().max().item()
+    print(f"prefix on GPT-2: loss {loss.item():.7f} (the prefix moves the logits by up to {moved:.3f})")
+    assert moved > 1e-2
+    prompt, stop = [t % 256 for t in GEN_PROMPT], 255  # GPT-2's eos (the checkpoint's)
+    gen = greedy(lambda ids: pm(input_ids=ids).logits[0, -1], prompt, stop)
+    base = load()
+    base_gen = greedy(lambda ids: base(input_ids=ids).logits[0, -1], prompt, stop)
+    peft_gen = generate(pm, prompt, stop).tolist()
+    print(f"  greedy over PEFT's forward: {gen}; PEFT generate: {peft_gen} (= base greedy {peft_gen == base_gen})")
+    assert gen != base_gen
+    out["gen_prompt"] = torch.tensor(prompt, dtype=torch.int32)
+    out["gen_ids"] = torch.tensor(gen, dtype=torch.int32)
+    out["peft_generate_ids"] = torch.tensor(peft_gen, dtype=torch.int32)
+    meta = {**meta_common, "model": "tests/data/hf_gpt2", "peft_type": "PREFIX_TUNING", "num_virtual_tokens": str(P),
+            "init": f"{STD} * randn, Generator().manual_seed({SEED})",
+            "batch": "the stories260K batch, ids and targets mod 256",
+            "positions": f"prefix rows 0..{P - 1}, real tokens {P}..{P + SEQ - 1} (wpe rows)"}
+    C.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
+    c = C.check_saved(out_dir, {"prompt_embeddings": emb.detach().clone()})
+    assert c["token_dim"] == 32 and c["num_attention_heads"] == 4
+    pm2 = PeftModel.from_pretrained(load(), out_dir).eval()
+    with torch.no_grad():
+        d_load = (pm2(input_ids=tokens.long()).logits - out["logits"]).abs().max().item()
+    assert d_load < 1e-5
+    C.list_dir(out_dir, SIZE_LIMIT)
+    return {"loss": loss.item(), "gen": gen, "diffs": {"load": d_load}}
+
+
 def main():
     args, ckpt, cfg, w, ck_sha = C.start(__doc__)
     _, tokens, targets = C.make_batch()
@@ -235,6 +290,7 @@ def main():
     r = {}
     for proj, d in ((False, PLAIN_DIR), (True, PROJ_DIR)):
         r[d] = make(cfg, w, tokens, targets, os.path.join(args.out_dir, d), meta_common, proj)
+    r[GPT2_DIR] = make_gpt2(tokens, targets, os.path.join(args.out_dir, GPT2_DIR), meta_common)
     for k, v in r.items():
         print(f"summary {k}: " + json.dumps(v, sort_keys=True))
 

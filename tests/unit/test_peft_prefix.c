@@ -3,6 +3,7 @@
  *   tests/data/peft_prefix_stories260k/       prompt_embeddings [4, 2*5*32]
  *   tests/data/peft_prefix_proj_stories260k/  prefix_projection: the saved table, and the
  *                                             encoder's params (prefix_encoder.safetensors)
+ *   tests/data/peft_prefix_gpt2/              the tiny GPT-2 of tests/data/hf_gpt2
  * Loss, logits and gradients vs PEFT on the reference interpreter and the JIT; the projection's
  * saved table (save_tensors) vs PEFT's save; a trained projection adapter runs from its table
  * alone; greedy generation (the prefix in KV-cache rows 0..3, tokens from position 4) equals
@@ -182,7 +183,63 @@ static void check_generate(const char *dir) {
 static void test_generate_plain(void) { check_generate(PLAIN_DIR); }
 static void test_generate_projection(void) { check_generate(PROJ_DIR); }
 
-/* 5. nothing to merge into */
+/* 5. GPT-2 (no GQA: token_dim = n_embd; learned positions shifted by P): loss, logits and the
+ * table's gradient vs PEFT on both backends, and greedy generation */
+#define GPT2_MODEL PEFTC_SOURCE_DIR "/tests/data/hf_gpt2"
+#define GPT2_DIR PF_DATA("peft_prefix_gpt2")
+enum { GV = 256 };
+
+static void test_gpt2(void) {
+    pf_fixture x;
+    if (pf_open_model(&x, GPT2_MODEL, GPT2_DIR, NULL, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); pf_close(&x); return; }
+    CU_ASSERT_EQUAL(pc_session_prefix_positions(&x.s), P);
+    const pc_store_entry *e = pc_store_find(&x.store, "prompt_embeddings");
+    CU_ASSERT_FATAL(e != NULL);
+    CU_ASSERT(e->loaded && pc_shape_eq(e->shape, PC_SHAPE(P, 2 * 2 * 32)));
+    const pc_st_tensor *wl = pc_st_find(x.ex, "loss"), *wlog = pc_st_find(x.ex, "logits"),
+                       *wg = pc_st_find(x.ex, "grad.prompt_embeddings");
+    CU_ASSERT_FATAL(wl && wlog && wg && pc_shape_numel(wlog->shape) == (int64_t)PF_N * GV);
+    static const pc_backend_kind kinds[2] = {PC_BACKEND_REF, PC_BACKEND_JIT};
+    printf("\n");
+    for (int k = 0; k < 2; k++) {
+        pc_exec *r = pf_run(&x, kinds[k]);
+        CU_ASSERT_FATAL(r != NULL);
+        pc_val lv = pf_output(x.g, true), gv = pc_lookup(x.g, "grad.prompt_embeddings");
+        pc_val logv = pf_output(x.g, false);
+        CU_ASSERT_FATAL(lv != PC_NONE && gv != PC_NONE && logv != PC_NONE);
+        CU_ASSERT_FATAL(pc_shape_numel(pc_val_shape(x.g, logv)) == (int64_t)PF_N * GV);
+        float loss = *(const float *)pc_exec_data(r, lv), want = *(const float *)wl->data;
+        double dl = max_abs_diff(pc_exec_data(r, logv), wlog->data, (int64_t)PF_N * GV);
+        double dg = max_abs_diff(pc_exec_data(r, gv), wg->data, e->n), gmax = max_abs(wg->data, e->n);
+        printf("    [%s] GPT-2: loss %.7f (PEFT %.7f, rel %.2e), logits max |diff| %.2e, grad max |diff| %.2e (max |g| %.2e)\n",
+               pc_backend_name(kinds[k]), loss, want, fabs(loss - want) / fabs(want), dl, dg, gmax);
+        CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want));
+        CU_ASSERT(dl <= 1e-4);
+        CU_ASSERT(dg <= 1e-4 * (gmax > 1 ? gmax : 1));
+        pc_exec_free(r);
+    }
+    const pc_st_tensor *gp = pc_st_find(x.ex, "gen_prompt"), *gi = pc_st_find(x.ex, "gen_ids");
+    CU_ASSERT_FATAL(gp && gi);
+    int np = (int)pc_shape_numel(gp->shape), nwant = (int)pc_shape_numel(gi->shape);
+    CU_ASSERT_FATAL(nwant < 64);
+    for (int k = 0; k < 2; k++) {
+        char err[2048] = "";
+        pc_exec_opts eo = {.kind = kinds[k]};
+        int32_t out[64];
+        int ntok = 0;
+        pc_decode_opts o = {.steps = nwant - 1, .prompt = gp->data, .n_prompt = np, .temperature = 0, .exec = &eo};
+        int rc = pc_decode(&x.s, &o, out, &ntok, NULL, NULL, err, sizeof err);
+        if (rc) fprintf(stderr, "decode: %s\n", err);
+        CU_ASSERT_EQUAL_FATAL(rc, 0);
+        int same = ntok == nwant && !memcmp(out, gi->data, sizeof(int32_t) * (size_t)nwant);
+        printf("    [%s] GPT-2 greedy: %d ids, %s PEFT's forward greedy\n", pc_backend_name(kinds[k]), ntok,
+               same ? "equal to" : "NOT equal to");
+        CU_ASSERT(same);
+    }
+    pf_close(&x);
+}
+
+/* 6. nothing to merge into */
 static void test_not_mergeable(void) {
     char err[2048] = "";
     pc_session s;
@@ -223,7 +280,7 @@ static void remove_adapter(char *d) {
     free(d);
 }
 
-/* 6. a table of the wrong width names the file and the key; P >= context and a config for
+/* 7. a table of the wrong width names the file and the key; P >= context and a config for
  * another model are refused naming the adapter and the field */
 static void test_bad_inputs(void) {
     static const char cfg4[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 4}";
@@ -262,6 +319,7 @@ static CU_TestInfo tests[] = {
     {"projection_trained_runs_from_table", test_projection_trained_runs_from_table},
     {"generate_plain", test_generate_plain},
     {"generate_projection", test_generate_projection},
+    {"gpt2", test_gpt2},
     {"not_mergeable", test_not_mergeable},
     {"bad_inputs", test_bad_inputs},
     CU_TEST_INFO_NULL,
