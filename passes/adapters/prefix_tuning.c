@@ -17,8 +17,19 @@
  *
  * Generation: a DECODE graph puts the prefix into cache rows 0..P-1 itself (it replaces what the
  * cache holds there), so the generation loop runs nothing for them and starts the first token at
- * position P (prefix_positions). Not mergeable. Encoders are refused (PEFT applies the prefix to
- * causal and encoder-decoder models only in peftc's families). */
+ * position P (prefix_positions). Not mergeable. Bidirectional encoders are refused.
+ *
+ * peftc's own fields (kept in the config as written; PEFT drops them) select Li & Liang's two
+ * ablations, with the same params, projection and init:
+ *   "peftc_prefix_placement": "attention" (default, PEFT's), "embedding" or "infix"
+ *   "embedding": embedding-only: the table is [P, hidden], P trainable embeddings put before the
+ *     input only (positions 0..P-1, the text at P..; every layer computes their activations):
+ *     prompt tuning's mechanics; generation feeds them as ids V..V+P-1 (virtual_tokens)
+ *   "infix" with "peftc_infix_position": K (>= 1): the key/value rows sit after the first K tokens
+ *     of every sequence at every layer: tokens 0..K-1 keep positions 0..K-1 and do not see them,
+ *     the rows take positions K..K+P-1 (their keys unrotated, as the prefix's), the rest of the
+ *     text K+P.. sees them all. Built as P placeholder rows in the sequence whose keys/values are
+ *     replaced and whose logits are dropped. Sequences must be longer than K; no generation. */
 #include "passes/adapt.h"
 #include "ir/ir.h"
 
@@ -27,8 +38,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* where the P trainable rows go (peftc_prefix_placement) */
+typedef enum {
+    PLACE_ATTENTION = 0, /* PEFT: key/value rows before the sequence at every layer */
+    PLACE_EMBEDDING,     /* ablation: P embeddings before the input only (activations computed) */
+    PLACE_INFIX,         /* ablation: key/value rows at every layer after the first K tokens */
+} placement;
+
 typedef struct {
     int64_t P, L, W, Hkv, Dh, H; /* virtual tokens, layers, kv width, kv heads, head dim, encoder hidden */
+    int64_t D, K;                /* the model's hidden size; infix: tokens before the rows */
+    placement place;
     bool zero;
     pc_graph *g; /* the graph `table` belongs to */
     pc_val table;
@@ -66,8 +86,31 @@ static int pf_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     st->H = cfg->prompt.encoder_hidden_size == PC_INT_NULL ? st->W : cfg->prompt.encoder_hidden_size;
     if (st->H <= 0) return snprintf(err, errlen, "field \"encoder_hidden_size\": must be positive"), -1;
     st->zero = cfg->prompt.init_weights_zero;
+    st->D = mi->dim;
+    const char *pl = pc_adapter_config_custom_string(cfg, "peftc_prefix_placement");
+    double k = 0;
+    if (pc_adapt_config_number(cx, "peftc_prefix_placement", 0, &k) < 0 && !pl)
+        return snprintf(err, errlen, "field \"peftc_prefix_placement\": must be \"attention\", \"embedding\" or \"infix\""), -1;
+    if (!pl || !strcmp(pl, "attention")) st->place = PLACE_ATTENTION;
+    else if (!strcmp(pl, "embedding")) st->place = PLACE_EMBEDDING;
+    else if (!strcmp(pl, "infix")) st->place = PLACE_INFIX;
+    else
+        return snprintf(err, errlen, "field \"peftc_prefix_placement\": must be \"attention\", \"embedding\" or \"infix\", got \"%s\"", pl), -1;
+    int r = pc_adapt_config_number(cx, "peftc_infix_position", 0, &k);
+    if (r < 0 || (r == 0 && (k != floor(k) || k < 1 || k >= mi->context)))
+        return snprintf(err, errlen, "field \"peftc_infix_position\": must be an integer in [1, %d)", mi->context), -1;
+    if ((r == 0) != (st->place == PLACE_INFIX))
+        return snprintf(err, errlen, r == 0 ? "field \"peftc_infix_position\": only peftc_prefix_placement \"infix\" uses it"
+                                            : "field \"peftc_infix_position\": peftc_prefix_placement \"infix\" needs it"), -1;
+    st->K = (int64_t)k;
+    if (st->place == PLACE_INFIX && pc_adapt_get_mode(cx) == PC_ADAPT_DECODE)
+        return snprintf(err, errlen, "field \"peftc_prefix_placement\": \"infix\" adapters cannot generate (their rows sit "
+                                     "after the first %lld tokens of every text; peftc train and eval run them)", (long long)st->K), -1;
     return 0;
 }
+
+/* the table's width: every layer's keys and values, or (embedding placement) one embedding */
+static int64_t width(const prefix_state *st) { return st->place == PLACE_EMBEDDING ? st->D : 2 * st->L * st->W; }
 
 /* the MLP computes the table: prefix_projection, unless the adapter file is a trained one, which
  * holds the projected table only (PEFT's save; PEFT loads it as a plain table, inference mode) */
@@ -95,7 +138,7 @@ static pc_val table(pc_adapt_ctx *cx, prefix_state *st, const pc_site *s) {
     if (st->g == s->g && st->table != PC_NONE) return st->table;
     pc_site top = *s;
     top.module = NULL; /* PEFT keys prompt learning tensors without a module */
-    int64_t out = 2 * st->L * st->W;
+    int64_t out = width(st);
     pc_val t;
     if (projecting(cx)) {
         pc_val e = pc_adapt_param(cx, &top, "prompt_encoder.embedding.weight", PC_SHAPE(st->P, st->W),
@@ -119,10 +162,82 @@ static pc_val slot(pc_adapt_ctx *cx, prefix_state *st, const pc_site *s, int64_t
     return pc_broadcast_at(g, s->loc, x, PC_SHAPE(B, st->P, st->Hkv, st->Dh));
 }
 
+/* the constant positions i32[S] with P rows after the first `at`: those kept, then (rows) the
+ * rows' own positions, then the rest shifted by n */
+static pc_val insert_positions(pc_val v, const pc_site *s, int64_t at, int64_t n, bool rows, char *err, size_t errlen) {
+    pc_graph *g = s->g;
+    const pc_value *p = pc_v(g, v);
+    if (p->op != PC_OP_const || p->dtype != PC_I32 || p->shape.rank != 1)
+        return snprintf(err, errlen, "prefix tuning needs the model's positions as a constant"), PC_NONE;
+    int64_t S = p->shape.dim[0];
+    const int32_t *old = p->data;
+    int64_t m = rows ? n : 0, len = S + m;
+    int32_t *pos = malloc((size_t)(len ? len : 1) * sizeof *pos);
+    if (!pos) return snprintf(err, errlen, "out of memory"), PC_NONE;
+    for (int64_t i = 0; i < len; i++)
+        pos[i] = i < at ? old[i] : i < at + m ? (int32_t)i : old[i - m] + (int32_t)n;
+    pc_val out = pc_const_at(g, s->loc, PC_I32, PC_SHAPE(len), pos);
+    free(pos);
+    return out;
+}
+
+/* x with its rows [from, to) along axis 1 replaced by r (to = from: inserted) */
+static pc_val splice(const pc_site *s, pc_val x, int64_t from, int64_t to, pc_val r) {
+    pc_graph *g = s->g;
+    int64_t n = pc_val_shape(g, x).dim[1];
+    pc_val parts[3];
+    int k = 0;
+    if (from > 0) parts[k++] = pc_slice_at(g, s->loc, x, 1, 0, from);
+    if (r != PC_NONE) parts[k++] = r;
+    if (to < n) parts[k++] = pc_slice_at(g, s->loc, x, 1, to, n);
+    return k == 1 ? parts[0] : pc_concat_at(g, s->loc, k, parts, 1);
+}
+
+/* the embedding placement: prompt tuning's mechanics with the prefix's params */
+static int rewrite_embedding(pc_adapt_ctx *cx, prefix_state *st, pc_site *s, bool decode, char *err, size_t errlen) {
+    pc_graph *g = s->g;
+    if (s->kind == PC_SITE_EMBED) {
+        pc_val t = table(cx, st, s); /* [P, D] */
+        if (decode) { /* ids V..V+P-1 are the rows (virtual_tokens) */
+            s->value = pc_embedding_at(g, s->loc, pc_concat_at(g, s->loc, 2, (pc_val[]){s->weight, t}, 0), s->ids);
+            return 1;
+        }
+        int64_t B = pc_val_shape(g, s->value).dim[0];
+        t = pc_broadcast_at(g, s->loc, pc_reshape_at(g, s->loc, t, PC_SHAPE(1, st->P, st->D)), PC_SHAPE(B, st->P, st->D));
+        s->value = splice(s, s->value, 0, 0, t);
+        return 1;
+    }
+    if (decode) return 0;
+    if (s->kind == PC_SITE_POSITIONS)
+        return (s->value = insert_positions(s->value, s, 0, st->P, true, err, errlen)) == PC_NONE ? -1 : 1;
+    if (s->kind == PC_SITE_HEAD) { /* the rows predict nothing */
+        s->value = splice(s, s->value, 0, st->P, PC_NONE);
+        return 1;
+    }
+    return 0;
+}
+
 static int pf_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     prefix_state *st = state;
     pc_graph *g = s->g;
     bool decode = pc_adapt_get_mode(cx) == PC_ADAPT_DECODE;
+    if (st->place == PLACE_EMBEDDING) return rewrite_embedding(cx, st, s, decode, err, errlen);
+    /* infix: P placeholder rows after the first K tokens carry the rows through every layer;
+     * their keys/values are replaced, their logits dropped */
+    bool infix = st->place == PLACE_INFIX;
+    if (infix && s->kind == PC_SITE_EMBED) {
+        pc_shape e = pc_val_shape(g, s->value); /* [B, S, D] */
+        if (e.dim[1] <= st->K)
+            return snprintf(err, errlen, "field \"peftc_infix_position\": %lld tokens leave none after the infix in a "
+                            "sequence of %lld", (long long)st->K, (long long)e.dim[1]), -1;
+        pc_val z = pc_broadcast_at(g, s->loc, pc_scalar_at(g, s->loc, 0.0f), PC_SHAPE(e.dim[0], st->P, e.dim[2]));
+        s->value = splice(s, s->value, st->K, st->K, z);
+        return 1;
+    }
+    if (infix && s->kind == PC_SITE_HEAD) {
+        s->value = splice(s, s->value, st->K, st->K + st->P, PC_NONE);
+        return 1;
+    }
     if (s->kind == PC_SITE_ATTN_KV) {
         if (s->layer < 0 || s->layer >= st->L)
             return snprintf(err, errlen, "prefix tuning: attention site %s has no layer index below %lld",
@@ -132,30 +247,20 @@ static int pf_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size
             return snprintf(err, errlen, "prefix tuning: %s's keys are not [B, S, %lld, %lld]", s->module,
                             (long long)st->Hkv, (long long)st->Dh), -1;
         pc_val k = slot(cx, st, s, ks.dim[0], 0), v = slot(cx, st, s, ks.dim[0], 1);
-        if (decode) {
-            /* cache rows 0..P-1 are the prefix's: the loop never writes them */
-            if (ks.dim[1] <= st->P)
-                return snprintf(err, errlen, "prefix tuning: a KV cache of %lld rows has no room after %lld prefix rows",
-                                (long long)ks.dim[1] - 1, (long long)st->P), -1;
-            s->value = pc_concat_at(g, s->loc, 2, (pc_val[]){k, pc_slice_at(g, s->loc, s->value, 1, st->P, ks.dim[1])}, 1);
-            s->value2 = pc_concat_at(g, s->loc, 2, (pc_val[]){v, pc_slice_at(g, s->loc, s->value2, 1, st->P, ks.dim[1])}, 1);
-        } else {
-            s->value = pc_concat_at(g, s->loc, 2, (pc_val[]){k, s->value}, 1);
-            s->value2 = pc_concat_at(g, s->loc, 2, (pc_val[]){v, s->value2}, 1);
-        }
+        /* decode: cache rows 0..P-1 are the prefix's (the loop never writes them); infix: the
+         * placeholder rows K..K+P-1; else the rows go before the keys */
+        int64_t from = infix ? st->K : 0, to = decode || infix ? from + st->P : 0;
+        if (decode && ks.dim[1] <= st->P)
+            return snprintf(err, errlen, "prefix tuning: a KV cache of %lld rows has no room after %lld prefix rows",
+                            (long long)ks.dim[1] - 1, (long long)st->P), -1;
+        s->value = splice(s, s->value, from, to, k);
+        s->value2 = splice(s, s->value2, from, to, v);
         return 1;
     }
     if (s->kind == PC_SITE_POSITIONS && !decode) { /* a decode step's position is already absolute */
-        const pc_value *p = pc_v(g, s->value);
-        if (p->op != PC_OP_const || p->dtype != PC_I32 || p->shape.rank != 1)
-            return snprintf(err, errlen, "prefix tuning needs the model's positions as a constant"), -1;
-        int64_t S = p->shape.dim[0];
-        int32_t *pos = malloc((size_t)(S ? S : 1) * sizeof *pos);
-        if (!pos) return snprintf(err, errlen, "out of memory"), -1;
-        for (int64_t i = 0; i < S; i++) pos[i] = ((const int32_t *)p->data)[i] + (int32_t)st->P;
-        s->value = pc_const_at(g, s->loc, PC_I32, PC_SHAPE(S), pos);
-        free(pos);
-        return 1;
+        /* the prefix rows take no sequence positions; the infix's placeholder rows do */
+        s->value = insert_positions(s->value, s, infix ? st->K : 0, st->P, infix, err, errlen);
+        return s->value == PC_NONE ? -1 : 1;
     }
     return 0;
 }
@@ -171,7 +276,14 @@ static int pf_finish(pc_adapt_ctx *cx, void *state, int nrewritten, char *err, s
 
 static int pf_prefix_positions(pc_adapt_ctx *cx, void *state) {
     (void)cx;
-    return (int)((prefix_state *)state)->P;
+    const prefix_state *st = state;
+    return st->place == PLACE_EMBEDDING ? 0 : (int)st->P;
+}
+
+static int pf_virtual_tokens(pc_adapt_ctx *cx, void *state) {
+    (void)cx;
+    const prefix_state *st = state;
+    return st->place == PLACE_EMBEDDING ? (int)st->P : 0;
 }
 
 /* with the projection, PEFT saves its output: prompt_embeddings = transform(embedding) */
@@ -181,7 +293,7 @@ static int pf_save(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *
     static const char *const keys[5] = {"prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
                                         "prompt_encoder.transform.0.bias", "prompt_encoder.transform.2.weight",
                                         "prompt_encoder.transform.2.bias"};
-    const int64_t P = st->P, W = st->W, H = st->H, O = 2 * st->L * st->W;
+    const int64_t P = st->P, W = st->W, H = st->H, O = width(st);
     const pc_shape want[5] = {PC_SHAPE(P, W), PC_SHAPE(H, W), PC_SHAPE(H), PC_SHAPE(O, H), PC_SHAPE(O)};
     const float *t[5];
     for (int i = 0; i < 5; i++) {
@@ -214,7 +326,7 @@ static int pf_save(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *
 const pc_adapter_method pc_method_prefix_tuning = {
     .name = "prefix_tuning",
     .peft_type = "PREFIX_TUNING",
-    .sites = PC_SITE_ATTN_KV | PC_SITE_POSITIONS,
+    .sites = PC_SITE_ATTN_KV | PC_SITE_POSITIONS | PC_SITE_EMBED | PC_SITE_HEAD,
     .state_size = sizeof(prefix_state),
     .begin = pf_begin,
     .rewrite = pf_rewrite,
@@ -222,5 +334,6 @@ const pc_adapter_method pc_method_prefix_tuning = {
     .not_mergeable = "prefix tuning puts key/value rows in front of every attention; there is no weight to fold them "
                      "into (run it unmerged: peftc eval/generate without --merge)",
     .prefix_positions = pf_prefix_positions,
+    .virtual_tokens = pf_virtual_tokens,
     .save_tensors = pf_save,
 };

@@ -24,7 +24,9 @@ expected.safetensors (ours) in each: the batch [2,16] with two ignored targets, 
 loss, the gradient of every trainable tensor (llama2.c order), and PEFT's greedy generate
 (do_sample=False, eos 1 like llama2.c) from a 3-token prompt: gen_prompt, gen_ids = greedy over
 PEFT's own forward (peft_generate_ids: what PEFT's generate gives; with peft 0.21.2 on
-transformers 5.24 it drops the prefix and equals the base model's greedy, checked here). Everything is
+transformers 5.24 it drops the prefix and equals the base model's greedy, checked here). The
+plain fixture also holds peftc's infix ablation computed by hand (no PEFT counterpart):
+infix_logits, infix_loss, grad_infix.prompt_embeddings with the same table after 5 tokens. Everything is
 cross-checked against gen_llama_lora's llama2.c-convention model with the prefix put in front of
 every layer's keys/values by hand, real tokens at positions P..P+S-1.
 
@@ -50,6 +52,7 @@ PLAIN_DIR, PROJ_DIR, GPT2_DIR = "peft_prefix_stories260k", "peft_prefix_proj_sto
 P, HIDDEN = 4, 24
 SEED, STD, PROJ_SEED, PROJ_GAIN = 2027, 0.3, 2028, 5.0
 GEN_PROMPT, GEN_NEW = [1, 403, 411], 24
+INFIX = 5  # peftc's infix ablation in the plain fixture: the rows after the first 5 tokens
 BATCH, SEQ, TOL = C.BATCH, C.SEQ, C.TOL
 SIZE_LIMIT = 600 * 1024
 
@@ -70,15 +73,23 @@ def key_cols_to_l2c(cfg, t):
     return x.reshape(t.shape)
 
 
-def hand_logits(cfg, w, table_l2c, tokens):
+def hand_logits(cfg, w, table_l2c, tokens, infix=0):
     """the llama2.c-convention model with the prefix (llama2.c key order) put in front of every
-    layer's keys/values, unrotated; real tokens at positions P..P+S-1"""
+    layer's keys/values, unrotated; real tokens at positions P..P+S-1. infix = K > 0: peftc's
+    infix ablation instead: the rows sit after the first K tokens (tokens 0..K-1 at positions
+    0..K-1 do not see them, the rest at K+P.. see them all)"""
     ref = C.hand_llama(cfg, w)
     L, hkv, dh = kv_shape(cfg)
     W, H = hkv * dh, cfg["n_heads"]
     B, S = tokens.shape
     x = F.embedding(tokens.long(), ref.tok)
-    cos, sin = ref.rope_cos[P:P + S], ref.rope_sin[P:P + S]
+    pos = torch.arange(S) + P
+    pos[:infix] = torch.arange(infix)
+    cos, sin = ref.rope_cos[pos], ref.rope_sin[pos]
+    # key order: tokens 0..K-1, the P rows, tokens K.. ; query i sees token j <= i and the rows iff i >= K
+    mask = torch.cat([torch.ones(S, infix, dtype=torch.bool).tril(0)[:, :infix],
+                      (torch.arange(S) >= infix)[:, None].expand(S, P),
+                      torch.ones(S, S, dtype=torch.bool).tril(0)[:, infix:]], 1)
     pk = table_l2c.reshape(P, L, 2, hkv, dh)
     for l, layer in enumerate(ref.layers):
         h = G.rmsnorm(x, layer.rms_att)
@@ -86,13 +97,12 @@ def hand_logits(cfg, w, table_l2c, tokens):
         k = layer.k_proj(h).view(B, S, hkv, dh)
         v = layer.v_proj(h).view(B, S, hkv, dh)
         q, k = G.apply_rope(q, cos, sin), G.apply_rope(k, cos, sin)
-        k = torch.cat([pk[:, l, 0].unsqueeze(0).expand(B, -1, -1, -1), k], 1)
-        v = torch.cat([pk[:, l, 1].unsqueeze(0).expand(B, -1, -1, -1), v], 1)
+        k = torch.cat([k[:, :infix], pk[:, l, 0].unsqueeze(0).expand(B, -1, -1, -1), k[:, infix:]], 1)
+        v = torch.cat([v[:, :infix], pk[:, l, 1].unsqueeze(0).expand(B, -1, -1, -1), v[:, infix:]], 1)
         k = k.repeat_interleave(H // hkv, dim=2)
         v = v.repeat_interleave(H // hkv, dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         sc = q @ k.transpose(-1, -2) / dh ** 0.5
-        mask = torch.ones(S, P + S, dtype=torch.bool).tril(P)
         sc = sc.masked_fill(~mask, float("-inf"))
         o = (sc.softmax(-1) @ v).transpose(1, 2).reshape(B, S, H * dh)
         x = x + layer.o_proj(o)
@@ -191,6 +201,19 @@ def make(cfg, w, tokens, targets, out_dir, meta_common, projection):
     d_logits = C.check_hand(ref_logits, ref_loss, logits, loss, what)
     if not projection:
         C.check_hand_grads([(tab.grad, "prompt_embeddings")], out)
+        # peftc's infix ablation (peftc_prefix_placement "infix", after INFIX tokens), by hand only
+        tab2 = table_l2c.clone().requires_grad_(True)
+        il = hand_logits(cfg, w, tab2, tokens, INFIX)
+        iloss = C.loss_of(il, targets)
+        iloss.backward()
+        with torch.no_grad():
+            ref0 = C.hand_llama(cfg, w)(tokens.long())
+        d_before = (il[:, :INFIX] - ref0[:, :INFIX]).abs().max().item()
+        print(f"  infix after {INFIX} tokens: loss {iloss.item():.7f}; rows before it = base model: {d_before:.2e}")
+        assert d_before < 1e-5 and (il[:, INFIX:] - ref0[:, INFIX:]).abs().max() > 1e-2
+        out["infix_logits"] = il.detach().clone()
+        out["infix_loss"] = iloss.detach().reshape(1).clone()
+        out["grad_infix.prompt_embeddings"] = tab2.grad.detach().clone()
     C.check_moves_logits(cfg, w, tokens, out["logits"], what)
 
     # the reference: greedy over PEFT's own forward (prefix in the cache, tokens at P..)

@@ -7,7 +7,9 @@
  * Loss, logits and gradients vs PEFT on the reference interpreter and the JIT; the projection's
  * saved table (save_tensors) vs PEFT's save; a trained projection adapter runs from its table
  * alone; greedy generation (the prefix in KV-cache rows 0..3, tokens from position 4) equals
- * greedy decoding over PEFT's forward; merge is refused; bad tables and sizes are clear errors. */
+ * greedy decoding over PEFT's forward; merge is refused; bad tables and sizes are clear errors.
+ * peftc's ablations (peftc_prefix_placement): embedding-only = PEFT's prompt tuning with the same
+ * table; infix = the fixture's hand model. */
 #include "cu_main.h"
 #include "compare.h"
 #include "peft_fixture.h"
@@ -252,8 +254,8 @@ static void test_not_mergeable(void) {
     pc_session_close(&s);
 }
 
-/* an adapter directory with `config` and a prompt_embeddings of rows x cols (zeros) */
-static char *write_adapter(const char *config, int64_t rows, int64_t cols) {
+/* an adapter directory with `config` and a prompt_embeddings of rows x cols (data, or zeros) */
+static char *write_adapter_data(const char *config, int64_t rows, int64_t cols, const float *data) {
     char *d = pc_test_temp_dir("prefix");
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/adapter_config.json", d);
@@ -265,11 +267,15 @@ static char *write_adapter(const char *config, int64_t rows, int64_t cols) {
     pc_st_writer *w = pc_st_writer_new();
     CU_ASSERT_FATAL(z && w);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
-    CU_ASSERT_EQUAL(pc_st_writer_add(w, "prompt_embeddings", PC_F32, PC_SHAPE(rows, cols), z, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pc_st_writer_add(w, "prompt_embeddings", PC_F32, PC_SHAPE(rows, cols), data ? data : z, err, sizeof err), 0);
     CU_ASSERT_EQUAL(pc_st_write(w, path, err, sizeof err), 0);
     pc_st_writer_free(w);
     free(z);
     return d;
+}
+
+static char *write_adapter(const char *config, int64_t rows, int64_t cols) {
+    return write_adapter_data(config, rows, cols, NULL);
 }
 
 static void remove_adapter(char *d) {
@@ -280,13 +286,104 @@ static void remove_adapter(char *d) {
     free(d);
 }
 
-/* 7. a table of the wrong width names the file and the key; P >= context and a config for
+/* 7. peftc's embedding-only ablation is prompt tuning with the prefix's params: with PEFT's
+ * prompt-tuning table [4, 64] it gives PEFT's prompt-tuning loss, logits and gradient, and its
+ * decode loop (the rows fed as ids 512..515) the LM graph's logits */
+static void test_ablation_embedding(void) {
+    static const char cfg[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 4, "
+                              "\"peftc_prefix_placement\": \"embedding\"}";
+    char err[2048];
+    pc_st_file *pt = pc_st_open(PF_DATA("peft_prompt_stories260k") "/adapter_model.safetensors", err, sizeof err);
+    const pc_st_tensor *t = pt ? pc_st_find(pt, "prompt_embeddings") : NULL;
+    CU_ASSERT_FATAL(t && pc_shape_eq(t->shape, PC_SHAPE(P, 64)));
+    char *d = write_adapter_data(cfg, P, 64, t->data);
+    pf_fixture x;
+    if (pf_open(&x, d, PF_DATA("peft_prompt_stories260k") "/expected.safetensors", PC_ADAPT_TRAIN, true, true)) {
+        CU_FAIL("setup");
+    } else {
+        CU_ASSERT_EQUAL(pc_session_virtual_tokens(&x.s), P);
+        CU_ASSERT_EQUAL(pc_session_prefix_positions(&x.s), 0);
+        pf_check_loss_logits_grads(&x, PC_BACKEND_REF, 1, "(PEFT's prompt tuning)", NULL, 0);
+        pf_check_loss_logits_grads(&x, PC_BACKEND_JIT, 1, "(PEFT's prompt tuning)", NULL, 0);
+        pc_exec *r = pf_run(&x, PC_BACKEND_REF);
+        const float *lm = r ? pf_logits(&x, r) : NULL;
+        float *logits = calloc((size_t)S * V, sizeof *logits);
+        CU_ASSERT_FATAL(lm && logits);
+        pc_exec_opts eo = {.kind = PC_BACKEND_REF};
+        pc_decode_opts o = {.steps = S, .prompt = x.tokens, .n_prompt = S, .temperature = 0, .exec = &eo};
+        int32_t out[S + 1];
+        int ntok = 0, npos = 0;
+        CU_ASSERT_EQUAL(pc_decode(&x.s, &o, out, &ntok, logits, &npos, err, sizeof err), 0);
+        double e = max_abs_diff(logits, lm, (int64_t)S * V);
+        printf("    embedding-only decode row 0: max |diff| vs LM graph %.2e\n", e);
+        CU_ASSERT(npos == S && e <= 1e-4);
+        free(logits);
+        pc_exec_free(r);
+    }
+    pf_close(&x);
+    pc_st_close(pt);
+    remove_adapter(d);
+}
+
+/* 8. peftc's infix ablation (the rows after the first 5 tokens) vs the fixture's hand model:
+ * loss, logits and gradient; generation is refused */
+static void test_ablation_infix(void) {
+    static const char cfg[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 4, "
+                              "\"peftc_prefix_placement\": \"infix\", \"peftc_infix_position\": 5}";
+    char err[2048];
+    pc_st_file *f = pc_st_open(PLAIN_DIR "/adapter_model.safetensors", err, sizeof err);
+    const pc_st_tensor *t = f ? pc_st_find(f, "prompt_embeddings") : NULL;
+    CU_ASSERT_FATAL(t != NULL);
+    char *d = write_adapter_data(cfg, P, WIDTH, t->data);
+    pf_fixture x;
+    if (pf_open(&x, d, PLAIN_DIR "/expected.safetensors", PC_ADAPT_TRAIN, true, true)) {
+        CU_FAIL("setup");
+    } else {
+        const pc_st_tensor *wl = pc_st_find(x.ex, "infix_loss"), *wg = pc_st_find(x.ex, "grad_infix.prompt_embeddings");
+        CU_ASSERT_FATAL(wl && wg);
+        static const pc_backend_kind kinds[2] = {PC_BACKEND_REF, PC_BACKEND_JIT};
+        printf("\n");
+        for (int k = 0; k < 2; k++) {
+            pc_exec *r = pf_run(&x, kinds[k]);
+            CU_ASSERT_FATAL(r != NULL);
+            float loss = *(const float *)pc_exec_data(r, pf_output(x.g, true)), want = *(const float *)wl->data;
+            double dl = pf_logits_diff(&x, r, NULL, "infix_logits");
+            pc_val gv = pc_lookup(x.g, "grad.prompt_embeddings");
+            CU_ASSERT_FATAL(gv != PC_NONE);
+            double dg = max_abs_diff(pc_exec_data(r, gv), wg->data, (int64_t)P * WIDTH);
+            printf("    [%s] infix: loss %.7f (hand %.7f, rel %.2e), logits max |diff| %.2e, grad max |diff| %.2e\n",
+                   pc_backend_name(kinds[k]), loss, want, fabs(loss - want) / fabs(want), dl, dg);
+            CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want) && dl <= 1e-4 && dg <= 1e-4);
+            pc_exec_free(r);
+        }
+        int32_t out[8];
+        int ntok = 0;
+        pc_decode_opts o = {.steps = 4, .temperature = 0};
+        CU_ASSERT_EQUAL(pc_decode(&x.s, &o, out, &ntok, NULL, NULL, err, sizeof err), -1);
+        printf("    infix generate: \"%s\"\n", err);
+        CU_ASSERT(strstr(err, "peftc_prefix_placement") && strstr(err, "cannot generate"));
+    }
+    pf_close(&x);
+    pc_st_close(f);
+    remove_adapter(d);
+}
+
+/* 9. a table of the wrong width names the file and the key; P >= context and a config for
  * another model are refused naming the adapter and the field */
 static void test_bad_inputs(void) {
     static const char cfg4[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 4}";
     static const char cfg512[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 512}";
     static const char cfgdim[] = "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"CAUSAL_LM\", \"num_virtual_tokens\": 4, \"num_layers\": 6}";
+    static const char cfgplace[] = "{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4, \"peftc_prefix_placement\": \"middle\"}";
+    static const char cfgnok[] = "{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4, \"peftc_prefix_placement\": \"infix\"}";
+    static const char cfgk[] = "{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4, \"peftc_infix_position\": 3}";
+    static const char cfgbigk[] = "{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4, \"peftc_prefix_placement\": "
+                                  "\"infix\", \"peftc_infix_position\": 8}";
     struct { const char *cfg; int64_t cols; const char *want[3]; } cases[] = {
+        {cfgplace, WIDTH, {"peftc_prefix_", "peftc_prefix_placement", "got \"middle\""}},
+        {cfgnok, WIDTH, {"peftc_prefix_", "peftc_infix_position", "\"infix\" needs it"}},
+        {cfgk, WIDTH, {"peftc_prefix_", "peftc_infix_position", "only peftc_prefix_placement \"infix\" uses it"}},
+        {cfgbigk, WIDTH, {"field \"peftc_infix_position\"", "8 tokens leave none", "in a sequence of 8"}},
         {cfg4, WIDTH + 32, {"adapter_model.safetensors", "prompt_embeddings", "[4,352]"}},
         {cfg512, WIDTH, {"peftc_prefix_", "num_virtual_tokens", "context of 512"}},
         {cfgdim, WIDTH, {"peftc_prefix_", "num_layers", "model's number of layers is 5"}},
@@ -322,6 +419,8 @@ static CU_TestInfo tests[] = {
     {"gpt2", test_gpt2},
     {"not_mergeable", test_not_mergeable},
     {"bad_inputs", test_bad_inputs},
+    {"ablation_embedding", test_ablation_embedding},
+    {"ablation_infix", test_ablation_infix},
     CU_TEST_INFO_NULL,
 };
 PC_TEST_MAIN("peft_prefix", tests)
