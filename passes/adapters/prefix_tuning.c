@@ -11,7 +11,8 @@
  * as PEFT's prompt encoder ("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
  * ...) and the adapter file holds only the projected table as `prompt_embeddings` (PEFT's save),
  * which a trained adapter (a file holding prompt_embeddings only) then runs without the projection;
- * continuing it trains that table directly (PEFT cannot invert the projection either).
+ * training it further is refused (PEFT cannot invert the projection either; so is --resume of
+ * such a run).
  * Init: nn.Embedding's N(0, 1) (and nn.Linear's defaults); init_weights "zero" zeroes the table
  * (with the projection: the last Linear's weight and bias).
  *
@@ -50,6 +51,7 @@ typedef struct {
     int64_t D, K;                /* the model's hidden size; infix: tokens before the rows */
     placement place;
     bool zero;
+    bool stale; /* a trained projection adapter asked to train (finish refuses) */
     pc_graph *g; /* the graph `table` belongs to */
     pc_val table;
 } prefix_state;
@@ -221,6 +223,8 @@ static int pf_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size
     prefix_state *st = state;
     pc_graph *g = s->g;
     bool decode = pc_adapt_get_mode(cx) == PC_ADAPT_DECODE;
+    /* training a trained projection adapter: refused by finish (which names the config) */
+    if ((st->stale = pc_adapt_config(cx)->prompt.prefix_projection && pc_adapt_trainable(cx) && !projecting(cx))) return 0;
     if (st->place == PLACE_EMBEDDING) return rewrite_embedding(cx, st, s, decode, err, errlen);
     /* infix: P placeholder rows after the first K tokens carry the rows through every layer;
      * their keys/values are replaced, their logits dropped */
@@ -269,6 +273,10 @@ static int pf_finish(pc_adapt_ctx *cx, void *state, int nrewritten, char *err, s
     (void)cx;
     (void)nrewritten;
     prefix_state *st = state;
+    if (st->stale)
+        return snprintf(err, errlen, "field \"prefix_projection\": this trained adapter holds only the projected "
+                        "prompt_embeddings (PEFT's save), not the projection's params, so its training cannot continue "
+                        "(train from the config again, or set prefix_projection to false to train the table itself)"), -1;
     if (st->table == PC_NONE || !st->g)
         return snprintf(err, errlen, "prefix tuning: the model has no attention key/value site"), -1;
     return 0;

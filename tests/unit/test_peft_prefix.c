@@ -410,6 +410,36 @@ static void test_bad_inputs(void) {
     printf("\n");
 }
 
+/* 10. a PEFT type's peftc_* keys survive read -> write -> read (and count in equality); a
+ * config without them has no custom_json */
+static void test_peftc_fields_roundtrip(void) {
+    char *d = write_adapter("{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4, \"peftc_prefix_placement\": \"infix\", "
+                            "\"peftc_infix_position\": 3}", 1, 1);
+    char err[1024], out[600];
+    pc_adapter_config *a = pc_adapter_config_load(d, err, sizeof err);
+    CU_ASSERT_FATAL(a != NULL);
+    CU_ASSERT_STRING_EQUAL(pc_adapter_config_custom_string(a, "peftc_prefix_placement"), "infix");
+    snprintf(out, sizeof out, "%s/written.json", d);
+    CU_ASSERT_EQUAL_FATAL(pc_adapter_config_write(a, out, err, sizeof err), 0);
+    pc_adapter_config *b = pc_adapter_config_load(out, err, sizeof err);
+    CU_ASSERT_FATAL(b != NULL);
+    double k = 0;
+    CU_ASSERT_EQUAL(pc_adapter_config_custom_number(b, "peftc_infix_position", &k), 0);
+    CU_ASSERT_EQUAL(k, 3);
+    CU_ASSERT(pc_adapter_config_equal(a, b));
+    char *d2 = write_adapter("{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 4}", 1, 1);
+    pc_adapter_config *c = pc_adapter_config_load(d2, err, sizeof err);
+    CU_ASSERT_FATAL(c != NULL);
+    CU_ASSERT(c->custom_json == NULL);
+    CU_ASSERT_FALSE(pc_adapter_config_equal(a, c)); /* only the peftc fields differ */
+    remove_adapter(d2);
+    pc_adapter_config_free(a);
+    pc_adapter_config_free(b);
+    pc_adapter_config_free(c);
+    unlink(out);
+    remove_adapter(d);
+}
+
 static CU_TestInfo tests[] = {
     {"plain_loss_and_grad", test_plain_loss_and_grad},
     {"projection_loss_grads_and_save", test_projection_loss_grads_and_save},
@@ -421,6 +451,7 @@ static CU_TestInfo tests[] = {
     {"bad_inputs", test_bad_inputs},
     {"ablation_embedding", test_ablation_embedding},
     {"ablation_infix", test_ablation_infix},
+    {"peftc_fields_roundtrip", test_peftc_fields_roundtrip},
     CU_TEST_INFO_NULL,
 };
 PC_TEST_MAIN("peft_prefix", tests)
