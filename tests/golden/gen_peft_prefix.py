@@ -225,6 +225,7 @@ def make(cfg, w, tokens, targets, out_dir, meta_common, projection):
     print(f"  greedy over PEFT's forward: {gen}; by hand: equal {hand == gen}")
     print(f"  PEFT generate: {peft_gen}; = base model's greedy {peft_gen == base_gen} (the prefix is dropped)")
     assert hand == gen and len(gen) > len(GEN_PROMPT) + 4 and gen != base_gen
+    assert peft_gen == base_gen  # peft 0.21.2 + transformers 5.24: generate drops the prefix
     out["gen_prompt"] = torch.tensor(GEN_PROMPT, dtype=torch.int32)
     out["gen_ids"] = torch.tensor(gen, dtype=torch.int32)
     out["peft_generate_ids"] = torch.tensor(peft_gen, dtype=torch.int32)
