@@ -15,6 +15,9 @@ tokens) and writes, with its own save_pretrained:
   tests/data/peft_prefix_gpt2/              the tiny GPT-2 of tests/data/hf_gpt2 (no GQA:
                                             token_dim 32 = n_embd), prompt_embeddings [4, 2*2*32]
                                             0.3 N(0,1), the batch's ids mod 256
+  tests/data/peft_prefix_hf_llama/          the HF Llama of tests/data/hf_llama/gqa_bf16 (HF
+                                            order, 2 of 4 kv heads: token_dim 16, llama3 RoPE),
+                                            prompt_embeddings [4, 2*2*16], as GPT-2's
 
 The key columns of every layer (and the projection's key output rows) are stored in llama2.c
 order: peftc runs stories260K.bin with adjacent-pair RoPE, where each head's key entries are the
@@ -49,6 +52,7 @@ import gen_llama_lora as G  # noqa: E402
 from peft import PeftModel, PrefixTuningConfig, get_peft_model  # noqa: E402
 
 PLAIN_DIR, PROJ_DIR, GPT2_DIR = "peft_prefix_stories260k", "peft_prefix_proj_stories260k", "peft_prefix_gpt2"
+HF_LLAMA_DIR = "peft_prefix_hf_llama"
 P, HIDDEN = 4, 24
 SEED, STD, PROJ_SEED, PROJ_GAIN = 2027, 0.3, 2028, 5.0
 GEN_PROMPT, GEN_NEW = [1, 403, 411], 24
@@ -255,22 +259,24 @@ def make(cfg, w, tokens, targets, out_dir, meta_common, projection):
     return {"loss": loss.item(), "diffs": {"hand": d_logits, "load": d_load}, "gen": gen}
 
 
-def make_gpt2(tokens, targets, out_dir, meta_common):
-    """the tiny GPT-2 of tests/data/hf_gpt2 (2 layers, 4 heads of 8, vocab 256, 64 positions):
-    no GQA, so token_dim = n_embd; the prefix shifts the learned positions (wpe) by P"""
-    from transformers import GPT2LMHeadModel
-    src = os.path.join(C.REPO, "tests", "data", "hf_gpt2")
+def make_hf(tokens, targets, out_dir, meta_common, model, dims, stop):
+    """a small Hugging Face model of tests/data (vocab 256, 64 positions) as transformers loads it
+    (f32): tests/data/hf_gpt2 (no GQA: token_dim = n_embd; the prefix shifts the learned
+    positions by P) or hf_llama/gqa_bf16 (HF row order, GQA 4 heads / 2 kv heads of 8, llama3
+    RoPE scaling: token_dim 16). dims: PEFT's (token_dim, num_attention_heads, num_layers)."""
+    from transformers import AutoModelForCausalLM
+    src = os.path.join(C.REPO, "tests", "data", model)
 
     def load():
-        m = GPT2LMHeadModel.from_pretrained(src, dtype=torch.float32).eval()
-        m.name_or_path = "hf_gpt2"
+        m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+        m.name_or_path = model
         return m
     tokens, targets = tokens % 256, targets.clone()
     targets[targets >= 0] %= 256
     pm = get_peft_model(load(), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
     pm.eval()
     pc = pm.peft_config["default"]
-    assert (pc.token_dim, pc.num_attention_heads, pc.num_layers) == (32, 4, 2)
+    assert (pc.token_dim, pc.num_attention_heads, pc.num_layers) == dims, (pc.token_dim, pc.num_attention_heads)
     emb = pm.prompt_encoder["default"].embedding.weight
     with torch.no_grad():
         emb.copy_(STD * torch.randn(emb.shape, generator=torch.Generator().manual_seed(SEED)))
@@ -280,9 +286,9 @@ def make_gpt2(tokens, targets, out_dir, meta_common):
     C.check_nonzero_grads(out)
     with torch.no_grad():
         moved = (load()(input_ids=tokens.long()).logits - logits).abs().max().item()
-    print(f"prefix on GPT-2: loss {loss.item():.7f} (the prefix moves the logits by up to {moved:.3f})")
+    print(f"prefix on {model}: loss {loss.item():.7f} (the prefix moves the logits by up to {moved:.3f})")
     assert moved > 1e-2
-    prompt, stop = [t % 256 for t in GEN_PROMPT], 255  # GPT-2's eos (the checkpoint's)
+    prompt = [t % 256 for t in GEN_PROMPT]  # stop: the checkpoint's eos, as peftc's generate
     gen = greedy(lambda ids: pm(input_ids=ids).logits[0, -1], prompt, stop)
     base = load()
     base_gen = greedy(lambda ids: base(input_ids=ids).logits[0, -1], prompt, stop)
@@ -292,13 +298,13 @@ def make_gpt2(tokens, targets, out_dir, meta_common):
     out["gen_prompt"] = torch.tensor(prompt, dtype=torch.int32)
     out["gen_ids"] = torch.tensor(gen, dtype=torch.int32)
     out["peft_generate_ids"] = torch.tensor(peft_gen, dtype=torch.int32)
-    meta = {**meta_common, "model": "tests/data/hf_gpt2", "peft_type": "PREFIX_TUNING", "num_virtual_tokens": str(P),
+    meta = {**meta_common, "model": f"tests/data/{model}", "peft_type": "PREFIX_TUNING", "num_virtual_tokens": str(P),
             "init": f"{STD} * randn, Generator().manual_seed({SEED})",
             "batch": "the stories260K batch, ids and targets mod 256",
-            "positions": f"prefix rows 0..{P - 1}, real tokens {P}..{P + SEQ - 1} (wpe rows)"}
+            "positions": f"prefix rows 0..{P - 1}, real tokens {P}..{P + SEQ - 1}"}
     C.write_expected(os.path.join(out_dir, "expected.safetensors"), out, meta)
     c = C.check_saved(out_dir, {"prompt_embeddings": emb.detach().clone()})
-    assert c["token_dim"] == 32 and c["num_attention_heads"] == 4
+    assert (c["token_dim"], c["num_attention_heads"], c["num_layers"]) == dims
     pm2 = PeftModel.from_pretrained(load(), out_dir).eval()
     with torch.no_grad():
         d_load = (pm2(input_ids=tokens.long()).logits - out["logits"]).abs().max().item()
@@ -314,7 +320,9 @@ def main():
     r = {}
     for proj, d in ((False, PLAIN_DIR), (True, PROJ_DIR)):
         r[d] = make(cfg, w, tokens, targets, os.path.join(args.out_dir, d), meta_common, proj)
-    r[GPT2_DIR] = make_gpt2(tokens, targets, os.path.join(args.out_dir, GPT2_DIR), meta_common)
+    r[GPT2_DIR] = make_hf(tokens, targets, os.path.join(args.out_dir, GPT2_DIR), meta_common, "hf_gpt2", (32, 4, 2), 255)
+    r[HF_LLAMA_DIR] = make_hf(tokens, targets, os.path.join(args.out_dir, HF_LLAMA_DIR), meta_common,
+                              "hf_llama/gqa_bf16", (16, 2, 2), 2)
     for k, v in r.items():
         print(f"summary {k}: " + json.dumps(v, sort_keys=True))
 

@@ -4,6 +4,7 @@
  *   tests/data/peft_prefix_proj_stories260k/  prefix_projection: the saved table, and the
  *                                             encoder's params (prefix_encoder.safetensors)
  *   tests/data/peft_prefix_gpt2/              the tiny GPT-2 of tests/data/hf_gpt2
+ *   tests/data/peft_prefix_hf_llama/          the HF Llama of tests/data/hf_llama/gqa_bf16
  * Loss, logits and gradients vs PEFT on the reference interpreter and the JIT; the projection's
  * saved table (save_tensors) vs PEFT's save; a trained projection adapter runs from its table
  * alone; greedy generation (the prefix in KV-cache rows 0..3, tokens from position 4) equals
@@ -185,19 +186,21 @@ static void check_generate(const char *dir) {
 static void test_generate_plain(void) { check_generate(PLAIN_DIR); }
 static void test_generate_projection(void) { check_generate(PROJ_DIR); }
 
-/* 5. GPT-2 (no GQA: token_dim = n_embd; learned positions shifted by P): loss, logits and the
- * table's gradient vs PEFT on both backends, and greedy generation */
-#define GPT2_MODEL PEFTC_SOURCE_DIR "/tests/data/hf_gpt2"
-#define GPT2_DIR PF_DATA("peft_prefix_gpt2")
+/* 5. Hugging Face models as transformers runs them (vocab 256): GPT-2 (no GQA: token_dim =
+ * n_embd; learned positions shifted by P) and the GQA Llama of hf_llama/gqa_bf16 (HF row order,
+ * llama3 RoPE scaling): loss, logits and the table's gradient vs PEFT on both backends, and
+ * greedy generation */
+#define HF_MODEL(m) PEFTC_SOURCE_DIR "/tests/data/" m
 enum { GV = 256 };
 
-static void test_gpt2(void) {
+static void check_hf(const char *model, const char *adapter, int64_t width) {
     pf_fixture x;
-    if (pf_open_model(&x, GPT2_MODEL, GPT2_DIR, NULL, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); pf_close(&x); return; }
+    if (pf_open_model(&x, model, adapter, NULL, PC_ADAPT_TRAIN, true, true)) { CU_FAIL("setup"); pf_close(&x); return; }
+    const char *name = strrchr(model, '/') + 1;
     CU_ASSERT_EQUAL(pc_session_prefix_positions(&x.s), P);
     const pc_store_entry *e = pc_store_find(&x.store, "prompt_embeddings");
     CU_ASSERT_FATAL(e != NULL);
-    CU_ASSERT(e->loaded && pc_shape_eq(e->shape, PC_SHAPE(P, 2 * 2 * 32)));
+    CU_ASSERT(e->loaded && pc_shape_eq(e->shape, PC_SHAPE(P, width)));
     const pc_st_tensor *wl = pc_st_find(x.ex, "loss"), *wlog = pc_st_find(x.ex, "logits"),
                        *wg = pc_st_find(x.ex, "grad.prompt_embeddings");
     CU_ASSERT_FATAL(wl && wlog && wg && pc_shape_numel(wlog->shape) == (int64_t)PF_N * GV);
@@ -213,8 +216,8 @@ static void test_gpt2(void) {
         float loss = *(const float *)pc_exec_data(r, lv), want = *(const float *)wl->data;
         double dl = max_abs_diff(pc_exec_data(r, logv), wlog->data, (int64_t)PF_N * GV);
         double dg = max_abs_diff(pc_exec_data(r, gv), wg->data, e->n), gmax = max_abs(wg->data, e->n);
-        printf("    [%s] GPT-2: loss %.7f (PEFT %.7f, rel %.2e), logits max |diff| %.2e, grad max |diff| %.2e (max |g| %.2e)\n",
-               pc_backend_name(kinds[k]), loss, want, fabs(loss - want) / fabs(want), dl, dg, gmax);
+        printf("    [%s] %s: loss %.7f (PEFT %.7f, rel %.2e), logits max |diff| %.2e, grad max |diff| %.2e (max |g| %.2e)\n",
+               pc_backend_name(kinds[k]), name, loss, want, fabs(loss - want) / fabs(want), dl, dg, gmax);
         CU_ASSERT(fabs(loss - want) <= 1e-5 * fabs(want));
         CU_ASSERT(dl <= 1e-4);
         CU_ASSERT(dg <= 1e-4 * (gmax > 1 ? gmax : 1));
@@ -234,12 +237,15 @@ static void test_gpt2(void) {
         if (rc) fprintf(stderr, "decode: %s\n", err);
         CU_ASSERT_EQUAL_FATAL(rc, 0);
         int same = ntok == nwant && !memcmp(out, gi->data, sizeof(int32_t) * (size_t)nwant);
-        printf("    [%s] GPT-2 greedy: %d ids, %s PEFT's forward greedy\n", pc_backend_name(kinds[k]), ntok,
+        printf("    [%s] %s greedy: %d ids, %s PEFT's forward greedy\n", pc_backend_name(kinds[k]), name, ntok,
                same ? "equal to" : "NOT equal to");
         CU_ASSERT(same);
     }
     pf_close(&x);
 }
+
+static void test_gpt2(void) { check_hf(HF_MODEL("hf_gpt2"), PF_DATA("peft_prefix_gpt2"), 2 * 2 * 32); }
+static void test_hf_llama(void) { check_hf(HF_MODEL("hf_llama/gqa_bf16"), PF_DATA("peft_prefix_hf_llama"), 2 * 2 * 16); }
 
 /* 6. nothing to merge into */
 static void test_not_mergeable(void) {
@@ -447,6 +453,7 @@ static CU_TestInfo tests[] = {
     {"generate_plain", test_generate_plain},
     {"generate_projection", test_generate_projection},
     {"gpt2", test_gpt2},
+    {"hf_llama", test_hf_llama},
     {"not_mergeable", test_not_mergeable},
     {"bad_inputs", test_bad_inputs},
     {"ablation_embedding", test_ablation_embedding},
