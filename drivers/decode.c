@@ -64,9 +64,15 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     for (int i = 0; i < np; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return pc_errf(err, errlen, "generate: prompt token %d (%d) is out of the vocabulary [0, %d)", i, (int)prompt[i], V);
-    if (o->cache_len > 0 && o->cache_len < P + steps)
-        return pc_errf(err, errlen, "generate: %d positions do not fit the KV cache of %d", P + steps, o->cache_len);
-    const int64_t T = o->cache_len > 0 ? o->cache_len : P + steps;
+    int64_t T = P + steps;
+    if (o->ncache_sizes > 0) {
+        int k = 0;
+        while (k < o->ncache_sizes && o->cache_sizes[k] < P + steps) k++;
+        if (k == o->ncache_sizes)
+            return pc_errf(err, errlen, "generate: %d positions do not fit the KV cache of %d", P + steps,
+                           o->cache_sizes[o->ncache_sizes - 1]);
+        T = o->cache_sizes[k];
+    }
     const size_t row = (size_t)s->model.kv_row, cache_n = (size_t)T * row;
     gen x = {0};
     int rc = -1;

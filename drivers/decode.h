@@ -16,8 +16,12 @@ typedef struct {
     const int32_t *prompt; /* prompt ids (BOS included if wanted); NULL/0 = the model's start_id */
     int n_prompt;
     const pc_exec_opts *exec; /* backend (NULL = the default) */
-    int cache_len;        /* KV-cache entries of the decode graph (>= virtual + steps; 0 = that):
-                             a fixed value makes one graph serve every request (AOT executables) */
+    /* the KV capacities a decode graph may have, ascending: the smallest that holds virtual +
+     * steps positions is used; a fixed set lets precompiled graphs serve every request (AOT
+     * executables: attention runs over the whole capacity, so one graph of the model's full
+     * context would make short generations slow). NULL/0: exactly virtual + steps */
+    const int *cache_sizes;
+    int ncache_sizes;
     /* when set (jit), each position runs through the decode graph's entry function from here
      * (backend/entry.h): an AOT generator's compiled-in table */
     const struct pc_entry_provider *entries;

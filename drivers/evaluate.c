@@ -26,6 +26,7 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
     pc_store store = {0};
     pc_folded folded = {0};
     int32_t *tokens = NULL, *targets = NULL;
+    int32_t *task_rows = NULL; /* MPT: every window's task is --task-id (s->task_id) */
     int rc = -1;
     if (pc_session_need_tokenizer(s, "evaluating on text", err, errlen) ||
         pc_data_load(&data, data_path, s->tok, err, errlen))
@@ -49,6 +50,7 @@ int pc_eval_text(pc_session *s, const char *data_path, int seq, int batch, bool 
         if (!err[0]) pc_errf(err, errlen, "binding failed");
         goto done;
     }
+    if (pc_session_bind_task_ids(s, g, r, &task_rows, err, errlen)) goto done;
     double sum = 0;
     for (size_t first = 0; first < nw; first += B) {
         size_t real = pc_data_eval_batch(&span, S, first, B, -100, tokens, targets);
@@ -73,5 +75,6 @@ done:
     pc_data_free(&data);
     free(tokens);
     free(targets);
+    free(task_rows);
     return rc;
 }

@@ -25,7 +25,8 @@ int pc_generate_text(pc_session *s, const pc_gen_request *q, pc_gen_output *out,
     int steps = (int)np - 1 + q->tokens;
     if (steps > room) steps = room;
     pc_decode_opts o = {.steps = steps, .temperature = q->temperature, .topp = q->topp, .seed = q->seed,
-                        .prompt = prompt, .n_prompt = (int)np, .exec = q->exec, .cache_len = q->cache_len,
+                        .prompt = prompt, .n_prompt = (int)np, .exec = q->exec, .cache_sizes = q->cache_sizes,
+                        .ncache_sizes = q->ncache_sizes,
                         .entries = q->entries};
     int rc = -1;
     if (!(out->ids = malloc(((size_t)steps + 2) * sizeof *out->ids))) { pc_errf(err, errlen, "out of memory"); goto done; }

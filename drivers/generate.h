@@ -13,7 +13,8 @@ typedef struct {
     uint64_t seed;
     bool merge;         /* fold the adapter into the weights (else it runs unmerged) */
     const pc_exec_opts *exec; /* backend (NULL = default) */
-    int cache_len;      /* KV capacity of the decode graph (0 = the positions run; see llama.h) */
+    const int *cache_sizes; /* KV capacities of the decode graph (see pc_decode_opts) */
+    int ncache_sizes;
     const struct pc_entry_provider *entries; /* see pc_decode_opts */
 } pc_gen_request;
 

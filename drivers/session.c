@@ -289,19 +289,32 @@ static int tokenize(void *ctx, const char *text, int32_t *ids, int cap) {
     return (int)n;
 }
 
-/* the adapter file's keys, for pc_adapt_file_has */
-static int file_has(void *ctx, const char *key) {
-    const pc_session *s = ctx;
-    return s->adapter.weights && pc_st_find(s->adapter.weights, key) ? 1 : 0;
-}
-
 pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool trainable, uint64_t seed, char *err,
                                  size_t errlen) {
     if (!s->adapter.cfg || !s->method) { pc_errf(err, errlen, "no adapter"); return NULL; }
     pc_adapt_ctx *cx = pc_adapt_new(s->method, s->adapter.cfg, s->adapter_source, mode, trainable, &s->model.info,
                                     err, errlen);
-    if (cx) pc_adapt_set_env(cx, tokenize, (void *)s, seed), pc_adapt_set_file(cx, file_has, (void *)s);
+    if (cx) {
+        pc_adapt_set_env(cx, tokenize, (void *)s, seed);
+        pc_adapt_set_task(cx, s->task_id);
+        pc_adapt_set_training_run(cx, s->training_run);
+    }
     return cx;
+}
+
+int pc_session_bind_task_ids(const pc_session *s, const pc_graph *g, pc_exec *r, int32_t **rows, char *err,
+                             size_t errlen) {
+    *rows = NULL;
+    pc_val v = pc_lookup(g, "task_ids");
+    if (v == PC_NONE) return 0;
+    const pc_value *x = pc_v(g, v);
+    if (x->op != PC_OP_input || x->dtype != PC_I32 || x->shape.rank != 1)
+        return pc_errf(err, errlen, "%%task_ids is not an i32 [B] input");
+    int64_t B = x->shape.dim[0];
+    if (!(*rows = malloc((size_t)(B > 0 ? B : 1) * sizeof **rows))) return pc_errf(err, errlen, "out of memory");
+    for (int64_t i = 0; i < B; i++) (*rows)[i] = s->task_id;
+    if (pc_exec_bind(r, v, *rows)) return pc_errf(err, errlen, "binding %%task_ids failed");
+    return 0;
 }
 
 /* virtual tokens (with_tokens) or prefix positions, or both */
@@ -354,7 +367,8 @@ int pc_session_is_base(void *session, const char *key) {
 }
 
 /* init_from_base's lookup: a frozen model tensor, else one of the run's tensors as the store
- * filled it (DoRA's magnitude reads the module's W, A and B) */
+ * filled it (DoRA's magnitude reads the module's W, A and B), else an f32 tensor of the adapter
+ * file the run started from (P-tuning tells a saved encoder output from a checkpoint) */
 typedef struct {
     const pc_session *s;
     const pc_store *st;
@@ -366,7 +380,11 @@ static const float *base_lookup(void *ctx, const char *key, pc_shape *shape) {
     if (w) return w;
     const pc_store_entry *e = pc_store_find(b->st, key);
     if (e && shape) *shape = e->shape;
-    return e ? e->data : NULL;
+    if (e) return e->data;
+    const pc_st_tensor *t = b->s->adapter.weights ? pc_st_find(b->s->adapter.weights, key) : NULL;
+    if (!t || t->dtype != PC_F32) return NULL;
+    if (shape) *shape = t->shape;
+    return t->data;
 }
 
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen);

@@ -29,8 +29,14 @@ typedef struct {
     /* the adapter is folded into the model's weights (pc_session_merge): graphs are built
      * without it */
     bool merged;
+    /* the session trains its adapter (set by the trainer): every graph built here, also the
+     * frozen evaluation graph, is told so (pc_adapt_training_run) */
+    bool training_run;
     /* print graphs built here after the "adapt" stage (a stage name or "all"; NULL: none) */
     const char *dump_after;
+    /* a multitask adapter's task (MPT, --task-id; default 0): decode graphs are built for it
+     * and pc_session_bind_task_ids fills the per-row %task_ids of train/eval graphs with it */
+    int task_id;
 } pc_session;
 
 /* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */
@@ -75,6 +81,12 @@ pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bo
  * weights file is missing in which directory (or that the directory has it: pass that instead);
  * key (may be NULL) names a tensor that was wanted. Returns -1. */
 int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen);
+
+/* A graph with the per-row input %task_ids [B] (multitask prompt tuning): *rows (malloc'd, the
+ * caller frees it after r) gets B copies of s->task_id, bound to r. No such input: nothing.
+ * (A data loader with per-example tasks binds its own buffer instead.) */
+int pc_session_bind_task_ids(const pc_session *s, const pc_graph *g, pc_exec *r, int32_t **rows, char *err,
+                             size_t errlen);
 
 /* the positions the adapter takes before the sequence (what the context loses): its virtual
  * tokens (prompt methods) and its prefix positions (prefix tuning); 0 without */

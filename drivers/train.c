@@ -105,6 +105,7 @@ typedef struct {
     int nsg;
     double clip_coef;       /* the step's clip coefficient (1 without clipping) */
     int32_t seed_in;
+    int32_t *task_rows; /* MPT: %task_ids [B], every row opts.task_id (when the data has no tasks) */
     pc_adamw_hp hp;
     /* with pc_train_opts.entries: the step's and the evaluation's entry functions */
     const pc_entry_provider *ep;
@@ -128,6 +129,7 @@ static void run_free(run *x) {
     pc_exec_free(x->upd_r);
     pc_graph_free(x->upd_g);
     pc_arena_free(&x->arena);
+    free(x->task_rows);
     for (int i = 0; i < x->ngrad; i++) free(x->gsum[i]);
     free(x->gsum);
     pc_store_free(&x->store);
@@ -197,13 +199,15 @@ static int writer_put(void *ctx, const char *key, pc_shape shape, const float *d
     return pc_st_writer_add(p->w, key, PC_F32, shape, copy, msg, sizeof msg);
 }
 
-/* the adapter file's tensors: the method's own choice, or every trainable param under its key */
-static int save_adapter_tensors(run *x, put_target *pt, char *err, size_t errlen) {
+/* the adapter file's tensors: the method's own choice, or every trainable param under its key;
+ * *own says which */
+static int save_adapter_tensors(run *x, put_target *pt, bool *own, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
     pc_tensor_io io = {pc_store_tensor, writer_put, &x->store, pt, pc_store_param_key, NULL, NULL};
     char msg[1024] = "";
     int r = m->save_tensors ? m->save_tensors(x->cx, pc_adapt_state(x->cx), &io, msg, sizeof msg) : 0;
     if (r < 0) return pc_errf(err, errlen, "saving the %s adapter: %s", m->name, msg[0] ? msg : "failed");
+    *own = r > 0;
     return r ? 0 : pc_store_write(&x->store, PC_TRAINABLE, pt->w, err, errlen);
 }
 
@@ -247,7 +251,8 @@ static int write_checkpoint_files(run *x, const char *stage, int step, const pc_
     pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
     put_target pt = {w, NULL, 0};
     pc_adapter_config *cfg = NULL;
-    int rc = save_adapter_tensors(x, &pt, err, errlen);
+    bool own = false;
+    int rc = save_adapter_tensors(x, &pt, &own, err, errlen);
     if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
     if (!rc) rc = saved_config(x, &cfg, err, errlen);
     if (!rc) rc = pc_adapter_write_files(stage, cfg ? cfg : x->s.adapter.cfg, w, err, errlen);
@@ -258,7 +263,10 @@ static int write_checkpoint_files(run *x, const char *stage, int step, const pc_
     pc_session_fix_qk_rows(&x->s, &x->store, 0);
     if (rc || !with_state) return rc;
     if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
-    rc = pc_store_write(&x->store, PC_STATE, w, err, errlen);
+    /* when the method chose the adapter file's tensors (P-tuning saves its encoder's output), the
+     * trainable params go beside the optimizer state, where --resume finds them (the store
+     * fills a param from the first file holding its key: the adapter file, then this one) */
+    rc = pc_store_write(&x->store, PC_STATE | (own ? PC_TRAINABLE : 0u), w, err, errlen);
     char path[8192];
     snprintf(path, sizeof path, "%s/%s", stage, OPTIMIZER_FILE);
     if (!rc) rc = pc_st_write(w, path, err, errlen);
@@ -547,9 +555,12 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
-    /* the eval graph: the adapted forward, no dropout */
+    /* the eval graph: the adapted forward, no dropout, the run's params frozen (a view of the
+     * session marked as training, for every caller: the trainer, compile --mode train, dump) */
     req.mode = PC_ADAPT_EVAL;
-    return (*eval = pc_session_build_dump(s, &req, false, NULL, err, errlen)) ? 0 : -1;
+    pc_session run = *s;
+    run.training_run = true;
+    return (*eval = pc_session_build_dump(&run, &req, false, NULL, err, errlen)) ? 0 : -1;
 }
 
 /* compiles bucket b's step and evaluation graphs and binds them to the run's store, base model
@@ -597,11 +608,20 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
         return pc_errf(err, errlen, "binding failed");
     }
     if (pc_store_bind_shared(&x->store, v->eval_g, v->eval_r)) return pc_errf(err, errlen, "binding failed");
-    const char *names[6];
-    void *ptrs[6];
+    const char *names[8];
+    void *ptrs[8];
     int nin = pc_train_data_inputs(&x->data, b, names, ptrs);
     names[nin] = "hp", ptrs[nin++] = &x->hp;
     names[nin] = "seed", ptrs[nin++] = &x->seed_in;
+    /* MPT's %task_ids: every row is task --task-id unless the data inputs hold per-row tasks */
+    bool tasks_bound = false;
+    for (int i = 0; i < nin; i++) tasks_bound |= strcmp(names[i], "task_ids") == 0;
+    if (!tasks_bound && pc_lookup(v->g, "task_ids") != PC_NONE) {
+        if (!x->task_rows && !(x->task_rows = malloc(x->data.B * sizeof *x->task_rows)))
+            return pc_errf(err, errlen, "out of memory");
+        for (size_t i = 0; i < x->data.B; i++) x->task_rows[i] = x->s.task_id;
+        names[nin] = "task_ids", ptrs[nin++] = x->task_rows;
+    }
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
@@ -647,6 +667,8 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (pc_session_open_labels(&x.s, o.registry, o.model, o.tokenizer, adapter, nlabels, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
+    x.s.task_id = o.task_id; /* MPT: the graphs' task (checked against num_tasks when built) */
+    x.s.training_run = true;
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;
     if (o.seq <= 0) o.seq = x.s.model.info.encoder ? 128 : 64; /* the task's default */
     int room = x.s.model.info.context - pc_session_virtual_tokens(&x.s);

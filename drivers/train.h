@@ -45,6 +45,9 @@ typedef struct {
     const struct pc_entry_provider *entries;
     const pc_registry *registry; /* adapter methods (NULL = the built-ins) */
     const char *dump_after;      /* print the step's IR after this stage (adapt, autograd, adamw, all) */
+    /* multitask prompt tuning: the task of every row when the data gives none (--task-id;
+     * default 0); fills %task_ids unless the data inputs bind it */
+    int task_id;
 } pc_train_opts;
 
 pc_train_opts pc_train_defaults(void);

@@ -14,6 +14,7 @@ struct pc_adapt_ctx {
     const char *source;
     pc_adapt_mode mode;
     bool trainable;
+    bool training_run;
     pc_model_info info;
     pc_target_matcher *tm; /* NULL for methods that target no modules */
     void *state;
@@ -24,8 +25,7 @@ struct pc_adapt_ctx {
     int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap);
     void *tokenize_ctx;
     uint64_t seed;
-    int (*file_has)(void *ctx, const char *key);
-    void *file_ctx;
+    int task; /* pc_adapt_task */
 };
 
 pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
@@ -75,13 +75,8 @@ int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap)
 
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx) { return cx->seed; }
 
-void pc_adapt_set_file(pc_adapt_ctx *cx, int (*has)(void *ctx, const char *key), void *ctx) {
-    cx->file_has = has, cx->file_ctx = ctx;
-}
-
-int pc_adapt_file_has(const pc_adapt_ctx *cx, const char *key) {
-    return cx->file_has ? cx->file_has(cx->file_ctx, key) : 0;
-}
+void pc_adapt_set_task(pc_adapt_ctx *cx, int task) { cx->task = task; }
+int pc_adapt_task(const pc_adapt_ctx *cx) { return cx->task; }
 
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
     pc_adapt_ctx *cx = ctx;
@@ -141,6 +136,8 @@ int pc_adapt_prefix_positions(pc_adapt_ctx *cx) {
 /* ---- what callbacks ask ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx) { return cx->mode; }
 bool pc_adapt_trainable(const pc_adapt_ctx *cx) { return cx->trainable; }
+bool pc_adapt_training_run(const pc_adapt_ctx *cx) { return cx->trainable || cx->training_run; }
+void pc_adapt_set_training_run(pc_adapt_ctx *cx, bool on) { cx->training_run = on; }
 const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx) { return &cx->info; }
 const struct pc_adapter_config *pc_adapt_config(const pc_adapt_ctx *cx) { return cx->cfg; }
 

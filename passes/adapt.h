@@ -26,9 +26,12 @@ void pc_adapt_free(pc_adapt_ctx *cx);
  * the run's seed */
 void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *text, int32_t *ids, int cap),
                       void *tokenize_ctx, uint64_t seed);
+/* marks the application as part of a training run (pc_adapt_training_run), also for graphs
+ * whose params are frozen: the trainer's evaluation graph */
+void pc_adapt_set_training_run(pc_adapt_ctx *cx, bool on);
 
-/* the adapter file the run loaded (pc_adapt_file_has asks has(ctx, key); unset: no file) */
-void pc_adapt_set_file(pc_adapt_ctx *cx, int (*has)(void *ctx, const char *key), void *ctx);
+/* the task of pc_adapt_task (the session's --task-id) */
+void pc_adapt_set_task(pc_adapt_ctx *cx, int task);
 
 /* the site hook: calls the method's rewrite for the kinds it declared (ctx is the pc_adapt_ctx) */
 int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen);

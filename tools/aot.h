@@ -18,6 +18,8 @@
 
 typedef enum { PC_AOT_TRAIN = 1, PC_AOT_INFER = 2 } pc_aot_mode;
 
+#define PC_AOT_MAX_CACHES 16
+
 typedef struct {
     const char *name; /* pc_kernel_name */
     pc_kernel_fn fn;
@@ -33,7 +35,9 @@ typedef struct {
 typedef struct {
     pc_aot_mode mode;
     int batch, seq;       /* train */
-    int cache_len;        /* infer: the decode graph's KV capacity */
+    const int *cache_sizes; /* infer: the decode graphs' KV capacities, ascending (at most
+                             * PC_AOT_MAX_CACHES) */
+    int ncache_sizes;
     const char *about;    /* what was compiled in (for --help) */
     const char *build_id; /* also in OUT.weights/build-id: the two belong together */
     const pc_aot_kernel *kernels;
@@ -43,8 +47,11 @@ typedef struct {
 } pc_aot_image;
 
 /* the files of the data directory */
-#define PC_AOT_MODEL "model.bin"
-#define PC_AOT_TOKENIZER "tokenizer.bin"
+/* the model in its own format (a llama2.c or GGUF file, a Hugging Face directory), found by
+ * content like every --model; a tokenizer file only when the model holds none (llama2.c) or one
+ * was given to compile */
+#define PC_AOT_MODEL "model"
+#define PC_AOT_TOKENIZER "tokenizer"
 #define PC_AOT_ADAPTER_DIR "adapter"                 /* a trained adapter (train mode) */
 #define PC_AOT_ADAPTER_CONFIG "adapter_config.json" /* or a config to train from */
 #define PC_AOT_BUILD_ID "build-id"

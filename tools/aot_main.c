@@ -91,11 +91,6 @@ static int is_file(const char *p) {
 }
 
 int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
-    /* as the peftc CLI: oneDNN's libgomp pool must not spin (see tools/peftc.c) */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "passive", 0);
-        execv("/proc/self/exe", argv);
-    }
     const char *prog = argc > 0 && argv[0] ? argv[0] : "peftc-aot";
     char exe[PATH_MAX], dir[PATH_MAX + 16], model[PATH_MAX + 64], tok[PATH_MAX + 64], ad[PATH_MAX + 64],
         idp[PATH_MAX + 64];
@@ -128,6 +123,7 @@ int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
     }
     snprintf(model, sizeof model, "%s/%s", dir, PC_AOT_MODEL);
     snprintf(tok, sizeof tok, "%s/%s", dir, PC_AOT_TOKENIZER);
+    const char *tokenizer = is_file(tok) ? tok : NULL; /* else the model's own */
     const char *adapter = NULL;
     snprintf(ad, sizeof ad, "%s/%s", dir, PC_AOT_ADAPTER_DIR);
     if (is_dir(ad)) adapter = ad;
@@ -137,8 +133,9 @@ int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
     }
     pc_kernel_provider kp = {table_provide, table_release, img};
     pc_entry_provider ep = {entry_open, entry_call, entry_close, img};
-    pc_cli_fixed fx = {.prog = prog, .about = img->about, .model = model, .tokenizer = tok, .adapter = adapter,
-                       .batch = img->batch, .seq = img->seq, .cache_len = img->cache_len, .kernels = &kp,
+    pc_cli_fixed fx = {.prog = prog, .about = img->about, .model = model, .tokenizer = tokenizer, .adapter = adapter,
+                       .batch = img->batch, .seq = img->seq, .cache_sizes = img->cache_sizes,
+                       .ncache_sizes = img->ncache_sizes, .kernels = &kp,
                        .entries = &ep};
     argc = argc > 0 ? argc - 1 : 0;
     argv = argv + 1;

@@ -64,7 +64,8 @@ typedef struct {
     const char *about; /* what was compiled in, for --help */
     const char *model, *tokenizer, *adapter; /* its files (adapter NULL = the default LoRA) */
     int batch, seq;    /* train */
-    int cache_len;     /* generate: KV capacity of the decode graph */
+    const int *cache_sizes; /* generate: the KV capacities compiled (pc_decode_opts) */
+    int ncache_sizes;
     const pc_kernel_provider *kernels;
     const struct pc_entry_provider *entries; /* the graphs' entry functions (train) */
 } pc_cli_fixed;

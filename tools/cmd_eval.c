@@ -9,7 +9,7 @@
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0,
-               *labels = 0;
+               *labels = 0, *task = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -17,6 +17,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
         {"labels", true, &labels, 0},
+        {"task-id", true, &task, 0}, /* MPT: the task of every window */
     };
     const char *pos[1];
     int npos;
@@ -24,7 +25,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     if (rc == 1) {
         printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
                "                  [--batch B] [--labels F] [--backend ref|jit] [--json] [--dump-after=adapt]\n"
-               "                  [--check-finite]\n\n"
+               "                  [--check-finite] [--task-id N]\n\n"
                "A causal LM: the mean next-token cross-entropy of the text: tokens = [BOS] + encode(text);\n"
                "window i = tokens[i*S : i*S+S+1], kept if it has S+1 tokens; loss = mean over all targets.\n"
                "A classifier (BERT, RoBERTa): mean cross-entropy and accuracy over the labelled examples of\n"
@@ -33,7 +34,8 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
                "--merge folds the adapter into the weights first. --hf-qk-rows: the adapter was made\n"
                "for a Hugging Face-converted Llama (q/k rows permuted per head). --json prints\n"
                "{\"loss\":..., \"ppl\":..., \"tokens\":..., \"windows\":...}. --dump-after=adapt (or all)\n"
-               "prints the evaluated graph, adapter applied, to stderr.\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "prints the evaluated graph, adapter applied, to stderr. --task-id N (multitask prompt\n"
+               "tuning): the task every window is evaluated as (default 0).\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -42,6 +44,8 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     long long S = 0, B = 8;
     if (seq && pc_cli_int("eval", "seq", seq, 1, 1 << 20, &S)) return 1;
     if (batch && pc_cli_int("eval", "batch", batch, 1, 65536, &B)) return 1;
+    long long task_id = 0;
+    if (task && pc_cli_int("eval", "task-id", task, 0, 1 << 30, &task_id)) return 1;
     if (merge && !adapter) { fprintf(stderr, "peftc eval: --merge needs --adapter\n"); return 1; }
     pc_exec_opts eo = {.threads = 1, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
@@ -64,6 +68,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     }
     s.dump_after = dump;
     s.hf_qk_rows = hf;
+    s.task_id = (int)task_id;
     if (s.model.info.encoder) {
         pc_cls_result c;
         rc = pc_eval_cls(&s, data, labels, S ? (int)S : 128, (int)B, merge, &eo, &c, err, sizeof err);

@@ -25,7 +25,7 @@ int pc_cmd_generate(const pc_registry *reg, int argc, char **argv) { return pc_g
 int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
-               *backend = 0, *dump = 0;
+               *backend = 0, *dump = 0, *task = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -33,6 +33,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         {"top-p", true, &topp, 0},    {"seed", true, &seed, 0},           {"merge", false, 0, &merge},
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
+        {"task-id", true, &task, 0}, /* MPT: the task whose prompt is fed */
     };
     const char *pos[1];
     int npos;
@@ -41,18 +42,20 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         if (fx)
             printf("%s: a standalone text generator compiled by peftc compile --mode infer (%s).\n"
                    "The model, tokenizer and adapter (merged into the weights) are compiled in; --prompt,\n"
-                   "--tokens, --temperature, --top-p, --seed and --json are those of peftc generate:\n\n",
+                   "--tokens, --temperature, --top-p, --seed, --json and --task-id are those of peftc\n"
+                   "generate:\n\n",
                    fx->prog, fx->about);
         printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
-               "                      [--backend ref|jit] [--dump-after=adapt] [--check-finite]\n\n"
+               "                      [--backend ref|jit] [--dump-after=adapt] [--check-finite] [--task-id N]\n\n"
                "Generates up to N tokens (default 256) after the prompt (encoded with the tokenizer's\n"
                "special tokens; an empty one starts from the model's BOS), like llama2.c run.c, until\n"
                "the model's end token (llama2.c: BOS; HF/GGUF: the checkpoint's EOS): temperature 0 is greedy; otherwise softmax(logits/T) sampled with nucleus top-p\n"
                "(default 0.9) and the seed. --merge folds the adapter into the weights first.\n"
                "--hf-qk-rows: the adapter was made for a Hugging Face-converted Llama.\n"
                "--json prints {\"ids\":[...], \"text\":\"...\"}. --dump-after=adapt (or all) prints the\n"
-               "decode graph, adapter applied, to stderr.\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "decode graph, adapter applied, to stderr. --task-id N (multitask prompt tuning): the\n"
+               "task whose prompt is fed (default 0).\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -63,6 +66,8 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     if (temp && pc_cli_double("generate", "temperature", temp, 0, 100, &t)) return 1;
     if (topp && pc_cli_double("generate", "top-p", topp, 0, 1, &p)) return 1;
     if (seed && pc_cli_int("generate", "seed", seed, 0, (1ll << 62), &sd)) return 1;
+    long long task_id = 0;
+    if (task && pc_cli_int("generate", "task-id", task, 0, 1 << 30, &task_id)) return 1;
     if (fx) {
         const char *what = model ? "--model" : tokenizer ? "--tokenizer" : adapter ? "--adapter" : merge ? "--merge"
                          : hf ? "--hf-qk-rows" : backend ? "--backend" : NULL;
@@ -84,9 +89,11 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
     s.hf_qk_rows = hf;
     s.dump_after = dump;
+    s.task_id = (int)task_id;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,
                         .topp = (float)p, .seed = (uint64_t)sd, .merge = merge, .exec = &eo,
-                        .cache_len = fx ? fx->cache_len : 0, .entries = fx ? fx->entries : NULL};
+                        .cache_sizes = fx ? fx->cache_sizes : NULL,
+                        .ncache_sizes = fx ? fx->ncache_sizes : 0, .entries = fx ? fx->entries : NULL};
     pc_gen_output out;
     rc = pc_generate_text(&s, &q, &out, err, sizeof err);
     pc_session_close(&s);

@@ -54,7 +54,8 @@ static void train_help(const pc_train_opts *d) {
            "  --quiet            no progress output\n"
            "  --dump-after=PASS  print the step's IR to stderr after adapt, autograd, adamw or all\n"
            "  --hf-qk-rows       the adapter's q/k rows are in Hugging Face order (an adapter made by\n"
-           "                     PEFT for an HF-converted Llama); they are written back that way\n",
+           "                     PEFT for an HF-converted Llama); they are written back that way\n"
+           "  --task-id N        multitask prompt tuning: the task every row trains (default 0)\n",
            d->steps, d->batch, d->seq, d->lr, d->min_lr, d->warmup, d->weight_decay, d->clip, d->eval_every,
            d->val_fraction, (unsigned long long)d->seed);
 }
@@ -144,7 +145,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     if (fx) o.batch = fx->batch, o.seq = fx->seq;
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
-               *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0;
+               *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0, *task = 0;
     bool json = false, quiet = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -158,6 +159,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         {"backend", true, &backend, 0},        {"grad-accum", true, &accum, 0},   {"dump-after", true, &dump_after, 0},
         {"check-finite", false, 0, &check_finite}, {"epochs", true, &epochs, 0}, {"schedule", true, &schedule, 0},
         {"labels", true, &o.labels, 0},        {"val-data", true, &o.val_data, 0},
+        {"task-id", true, &task, 0}, /* MPT: the task of every row */
     };
     const char *pos[1];
     int npos;
@@ -183,6 +185,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     INT_OPT(eval_batches, "eval-batches", 0, 100000000, o.eval_batches);
     INT_OPT(save_every, "save-every", 0, 100000000, o.save_every);
     INT_OPT(accum, "grad-accum", 1, 65536, o.grad_accum);
+    INT_OPT(task, "task-id", 0, 1 << 30, o.task_id);
     DBL_OPT(lr, "lr", 0, 10, o.lr);
     DBL_OPT(min_lr, "min-lr", 0, 10, o.min_lr);
     DBL_OPT(wd, "weight-decay", 0, 10, o.weight_decay);

@@ -89,8 +89,9 @@ typedef struct {
 
 /* A frozen base tensor by checkpoint key (inits computed from the base: DoRA's magnitude,
  * prompt tuning's TEXT init), else a tensor of the run by its key as the store filled it (from
- * the adapter file or its declared init: DoRA reads lora_A and lora_B). NULL when there is no
- * such tensor. */
+ * the adapter file or its declared init: DoRA reads lora_A and lora_B), else an f32 tensor of
+ * the adapter file the run started from that is not one of the run's params (P-tuning finds a
+ * saved prompt_embeddings there). NULL when there is no such tensor. */
 typedef const float *(*pc_base_lookup)(void *ctx, const char *key, pc_shape *shape);
 
 /* The tensors of a run by key, for the callbacks that run between steps: `get` returns a param's
@@ -184,6 +185,11 @@ typedef struct pc_adapter_method {
 /* ---- what a method's callbacks may ask of the context ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx);
 bool pc_adapt_trainable(const pc_adapt_ctx *cx); /* params trainable (else frozen: a trained adapter) */
+/* the graph belongs to a training run: true for its step graph and for the evaluation graph that
+ * shares the run's params (frozen there), false where a trained adapter is applied (eval,
+ * generate, compile, merge). A method whose trained params differ from what it saves (P-tuning
+ * trains an encoder, saves its output) builds the training form whenever this is true. */
+bool pc_adapt_training_run(const pc_adapt_ctx *cx);
 const pc_model_info *pc_adapt_model(const pc_adapt_ctx *cx);
 /* PEFT's target matching of the config (target_modules, exclude_modules, layers_to_transform,
  * modules_to_save): 1 targeted, 0 not, -1 error */
@@ -199,11 +205,14 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
 /* ids of `text` by the model's tokenizer with BOS first (as PEFT's tokenizer(text) for a Llama):
  * how many (at most cap), or -1 when the run has no tokenizer */
 int pc_adapt_tokenize(pc_adapt_ctx *cx, const char *text, int32_t *ids, int cap);
-/* 1 when the adapter was loaded from a file that holds tensor `key` (a trained adapter: what
- * PEFT saved), 0 when the file lacks it or there is no file (training from a config) */
-int pc_adapt_file_has(const pc_adapt_ctx *cx, const char *key);
 /* the run's seed (--seed), for inits drawn by a method */
 uint64_t pc_adapt_seed(const pc_adapt_ctx *cx);
+/* The task a multitask method (MPT's per-task prompts) serves where the graph cannot take the
+ * task per row: DECODE graphs bake it in (peftc generate --task-id N); train and eval graphs
+ * instead read a per-row i32 input %task_ids [B] the method creates and the drivers fill, and a
+ * method may still check this one (the driver's --task-id) against its task count. 0 unless the
+ * driver set another. */
+int pc_adapt_task(const pc_adapt_ctx *cx);
 /* a 0/1 f32 mask of `shape`, each entry 1 with probability 1 - p, drawn like dropout from the
  * graph's %seed, distinct per site and `tag` (rank and module dropout of LoHa/LoKr) */
 pc_val pc_adapt_keep_mask(pc_adapt_ctx *cx, const pc_site *s, pc_shape shape, double p, const char *tag);

@@ -11,8 +11,8 @@
  * as PEFT's prompt encoder ("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
  * ...) and the adapter file holds only the projected table as `prompt_embeddings` (PEFT's save),
  * which a trained adapter (a file holding prompt_embeddings only) then runs without the projection;
- * training it further is refused (PEFT cannot invert the projection either; so is --resume of
- * such a run).
+ * training it further is refused (PEFT cannot invert the projection either); --resume continues a
+ * projection run from its checkpoint, which keeps the MLP's params beside the optimizer state.
  * Init: nn.Embedding's N(0, 1) (and nn.Linear's defaults); init_weights "zero" zeroes the table
  * (with the projection: the last Linear's weight and bias).
  *
@@ -51,7 +51,6 @@ typedef struct {
     int64_t D, K;                /* the model's hidden size; infix: tokens before the rows */
     placement place;
     bool zero;
-    bool stale; /* a trained projection adapter asked to train (finish refuses) */
     pc_graph *g; /* the graph `table` belongs to */
     pc_val table;
 } prefix_state;
@@ -114,11 +113,11 @@ static int pf_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
 /* the table's width: every layer's keys and values, or (embedding placement) one embedding */
 static int64_t width(const prefix_state *st) { return st->place == PLACE_EMBEDDING ? st->D : 2 * st->L * st->W; }
 
-/* the MLP computes the table: prefix_projection, unless the adapter file is a trained one, which
- * holds the projected table only (PEFT's save; PEFT loads it as a plain table, inference mode) */
+/* the MLP computes the table in a training run with prefix_projection (also its frozen
+ * evaluation graph); a trained adapter holds the projected table only (PEFT's save, which PEFT
+ * loads as a plain table in inference mode) */
 static bool projecting(const pc_adapt_ctx *cx) {
-    return pc_adapt_config(cx)->prompt.prefix_projection &&
-           !(pc_adapt_file_has(cx, "prompt_embeddings") && !pc_adapt_file_has(cx, "prompt_encoder.embedding.weight"));
+    return pc_adapt_config(cx)->prompt.prefix_projection && pc_adapt_training_run(cx);
 }
 
 /* nn.Linear(in, out): weight and bias keyed like PEFT's transform.<i>, torch's default init
@@ -223,8 +222,6 @@ static int pf_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size
     prefix_state *st = state;
     pc_graph *g = s->g;
     bool decode = pc_adapt_get_mode(cx) == PC_ADAPT_DECODE;
-    /* training a trained projection adapter: refused by finish (which names the config) */
-    if ((st->stale = pc_adapt_config(cx)->prompt.prefix_projection && pc_adapt_trainable(cx) && !projecting(cx))) return 0;
     if (st->place == PLACE_EMBEDDING) return rewrite_embedding(cx, st, s, decode, err, errlen);
     /* infix: P placeholder rows after the first K tokens carry the rows through every layer;
      * their keys/values are replaced, their logits dropped */
@@ -273,10 +270,6 @@ static int pf_finish(pc_adapt_ctx *cx, void *state, int nrewritten, char *err, s
     (void)cx;
     (void)nrewritten;
     prefix_state *st = state;
-    if (st->stale)
-        return snprintf(err, errlen, "field \"prefix_projection\": this trained adapter holds only the projected "
-                        "prompt_embeddings (PEFT's save), not the projection's params, so its training cannot continue "
-                        "(train from the config again, or set prefix_projection to false to train the table itself)"), -1;
     if (st->table == PC_NONE || !st->g)
         return snprintf(err, errlen, "prefix tuning: the model has no attention key/value site"), -1;
     return 0;
@@ -331,6 +324,19 @@ static int pf_save(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *
     return 1;
 }
 
+/* a training run's projection params start from their init or a checkpoint (--resume); an
+ * adapter holding only the projected table cannot continue: the MLP that made it is gone (PEFT
+ * refuses is_trainable=True there too) */
+static int pf_init(pc_adapt_ctx *cx, void *state, const char *key, float *data, pc_shape shape, pc_base_lookup base,
+                   void *base_ctx, char *err, size_t errlen) {
+    (void)cx, (void)state, (void)data, (void)shape;
+    if (strcmp(key, "prompt_encoder.embedding.weight") || !base(base_ctx, "prompt_embeddings", NULL)) return 0;
+    return snprintf(err, errlen, "field \"prefix_projection\": this trained adapter holds only the projected "
+                    "prompt_embeddings (PEFT's save), not the projection's params, so its training cannot continue "
+                    "(PEFT refuses too): train from its adapter_config.json, --resume a checkpoint-N directory written "
+                    "by --save-every, or set prefix_projection to false to train the table itself"), -1;
+}
+
 const pc_adapter_method pc_method_prefix_tuning = {
     .name = "prefix_tuning",
     .peft_type = "PREFIX_TUNING",
@@ -344,4 +350,5 @@ const pc_adapter_method pc_method_prefix_tuning = {
     .prefix_positions = pf_prefix_positions,
     .virtual_tokens = pf_virtual_tokens,
     .save_tensors = pf_save,
+    .init_from_base = pf_init,
 };

@@ -26,13 +26,15 @@
 
 enum { PF_B = 2, PF_S = 16, PF_V = 512, PF_N = PF_B * PF_S };
 
-/* a session, the expected tensors, one LM graph [2,16] with logits and its store, the batch */
+/* a session, the expected tensors, one LM graph [2,16] with logits and its store, the batch
+ * (and, when the expected file has "task_ids", each row's task for a multitask adapter) */
 typedef struct {
     pc_session s;
     pc_st_file *ex;
     pc_graph *g;
     pc_store store;
     int32_t tokens[PF_N], targets[PF_N];
+    int32_t task_ids[PF_B];
 } pf_fixture;
 
 /* opens `model` with `adapter` (a directory, a config file or NULL) and the batch of `expected`
@@ -50,7 +52,8 @@ static inline int pf_open(pf_fixture *x, const char *adapter, const char *expect
 int pf_graph(pf_fixture *x, pc_adapt_mode mode, bool trainable);
 void pf_close(pf_fixture *x);
 
-/* an executor of x->g on `kind`, base, store, tokens and targets bound, run once (NULL on error) */
+/* an executor of x->g on `kind`, base, store, tokens, targets (and %task_ids if the graph has
+ * it) bound, run once (NULL on error) */
 pc_exec *pf_run(pf_fixture *x, pc_backend_kind kind);
 /* the loss output, or the logits output (rank 3) */
 pc_val pf_output(const pc_graph *g, bool loss);

@@ -38,6 +38,12 @@ int pf_open_model(pf_fixture *x, const char *model, const char *adapter, const c
     }
     memcpy(x->tokens, tk->data, sizeof x->tokens);
     memcpy(x->targets, tg->data, sizeof x->targets);
+    const pc_st_tensor *ti = pc_st_find(x->ex, "task_ids");
+    if (ti && (ti->dtype != PC_I32 || pc_shape_numel(ti->shape) != PF_B)) {
+        fprintf(stderr, "%s: bad task_ids\n", expected);
+        return -1;
+    }
+    if (ti) memcpy(x->task_ids, ti->data, sizeof x->task_ids);
     return build ? pf_graph(x, mode, trainable) : 0;
 }
 
@@ -54,6 +60,7 @@ pc_exec *pf_run(pf_fixture *x, pc_backend_kind kind) {
     if (!r) { fprintf(stderr, "exec_new: %s\n", err); return NULL; }
     if (pc_session_bind_base(&x->s, r, x->g, false, err, sizeof err) || pc_store_bind(&x->store, r) ||
         pc_exec_bind(r, pc_lookup(x->g, "tokens"), x->tokens) || pc_exec_bind(r, pc_lookup(x->g, "targets"), x->targets) ||
+        (pc_lookup(x->g, "task_ids") != PC_NONE && pc_exec_bind(r, pc_lookup(x->g, "task_ids"), x->task_ids)) ||
         pc_exec_run(r, err, sizeof err)) {
         fprintf(stderr, "bind/run: %s\n", err);
         pc_exec_free(r);
