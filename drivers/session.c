@@ -496,6 +496,13 @@ void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf)
  * (check 1) fails on one whose rows do not divide into heads, where no row permutation of the
  * tensor is the permutation of the module's rows (LoKr's w2 with fewer rows than a head) */
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen) {
+    /* prefix rows hold keys in the q/k head order too, as columns of a model-level table: not
+     * permuted yet, so refused rather than run in the wrong order */
+    if (check && s->hf_qk_rows && s->model.family->rotary_rows && pc_session_prefix_positions(s) > 0)
+        return pc_errf(err, errlen, "%s: --hf-qk-rows: the %s adapter's key rows are not permuted from Hugging Face order "
+                       "yet (run it on the Hugging Face model, or permute each layer's key columns as "
+                       "tests/golden/gen_peft_prefix.py does)", s->adapter_source ? s->adapter_source : "adapter",
+                       s->method->name);
     if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return 0;
     static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {
