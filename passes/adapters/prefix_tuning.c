@@ -6,8 +6,8 @@
  * The prefix keys are used as stored (no RoPE); the real tokens take positions P..P+S-1 and see
  * every prefix row (the causal mask offsets by Sk - Sq). The head and the labels are untouched.
  *
- * prefix_projection = true when training from a config: an embedding [P, W] -> Linear(W, H) -> Tanh ->
- * Linear(H, 2·L·W) (H = encoder_hidden_size, default W) computes the table; the params are keyed
+ * prefix_projection = true in a training run (pc_adapt_training_run): an embedding [P, W] ->
+ * Linear(W, H) -> Tanh -> Linear(H, 2·L·W) (H = encoder_hidden_size, default W) computes the table; the params are keyed
  * as PEFT's prompt encoder ("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
  * ...) and the adapter file holds only the projected table as `prompt_embeddings` (PEFT's save),
  * which a trained adapter (a file holding prompt_embeddings only) then runs without the projection;
@@ -18,7 +18,8 @@
  *
  * Generation: a DECODE graph puts the prefix into cache rows 0..P-1 itself (it replaces what the
  * cache holds there), so the generation loop runs nothing for them and starts the first token at
- * position P (prefix_positions). Not mergeable. Bidirectional encoders are refused.
+ * position P (prefix_positions). Not mergeable. Bidirectional encoders are refused, and so is
+ * --hf-qk-rows (the key columns are not permuted from Hugging Face's head order yet).
  *
  * peftc's own fields (kept in the config as written; PEFT drops them) select Li & Liang's two
  * ablations, with the same params, projection and init:
