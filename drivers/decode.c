@@ -49,7 +49,10 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     if (npos) *npos = 0;
     if (!s || !o || !tokens || !ntokens) return pc_errf(err, errlen, "generate: NULL argument");
     const pc_model_info *mi = &s->model.info;
+    /* P positions before the text: Pk prefix rows the decode graph fills itself, then the
+     * virtual tokens the loop feeds */
     const int P = s->merged ? 0 : pc_session_virtual_tokens(s), L = mi->n_layers, V = mi->vocab;
+    const int Pk = s->merged ? 0 : pc_session_prefix_positions(s);
     const int room = mi->context - P;
     int steps = o->steps <= 0 || o->steps > room ? room : o->steps;
     const int32_t start = mi->start_id; /* an empty prompt starts from the model's BOS */
@@ -127,17 +130,18 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     uint64_t state = o->seed ? o->seed : 0x9E3779B97F4A7C15ull;
     for (int i = 0; i < np; i++) tokens[i] = prompt[i];
     int n = np, pos = 0;
-    /* cache position c holds virtual token c (c < P), then real position c - P */
-    for (int c = 0; c < P + steps; c++) {
+    /* cache position c holds prefix row c (c < Pk), virtual token c - Pk (c < P), then real
+     * position c - P */
+    for (int c = Pk; c < P + steps; c++) {
         pos = c - P;
-        tok = c < P ? V + c : tokens[pos];
+        tok = c < P ? V + c - Pk : tokens[pos];
         posv = c;
         for (int64_t j = 0; j < T; j++) x.mask[j] = j < c ? 0.0f : -1e30f;
         x.mask[T] = 0.0f;
         if (x.en ? o->entries->call(x.en, x.ea.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
             char msg[4096]; /* which position: a numerical fault names it */
             snprintf(msg, sizeof msg, "%s", err);
-            if (c < P) pc_errf(err, errlen, "virtual token %d: %s", c, msg);
+            if (c < P) pc_errf(err, errlen, "virtual token %d: %s", c - Pk, msg);
             else pc_errf(err, errlen, "position %d: %s", pos, msg);
             goto done;
         }

@@ -114,10 +114,18 @@ static int find_method(pc_session *s, char *err, size_t errlen) {
     if (pc_peft_type_is_prompt_learning(cfg->peft_type)) {
         pc_adapter_config *c = s->adapter.cfg;
         const pc_model_info *mi = &s->model.info;
+        const bool fill_dim = c->prompt.token_dim == PC_INT_NULL, fill_heads = c->prompt.num_attention_heads == PC_INT_NULL;
         if (c->prompt.token_dim == PC_INT_NULL) c->prompt.token_dim = mi->dim;
         if (c->prompt.num_transformer_submodules == PC_INT_NULL) c->prompt.num_transformer_submodules = 1;
         if (c->prompt.num_attention_heads == PC_INT_NULL) c->prompt.num_attention_heads = mi->n_heads;
         if (c->prompt.num_layers == PC_INT_NULL) c->prompt.num_layers = mi->n_layers;
+        /* PEFT's GQA rule for prefix tuning: the prefix is as wide as the keys and values (the
+         * same as the above without grouped-query attention) */
+        if (c->peft_type == PC_PEFT_PREFIX_TUNING && mi->n_heads > 0 && mi->n_kv_heads > 0) {
+            const bool gqa = mi->n_kv_heads != mi->n_heads; /* PEFT overwrites the fields then */
+            if (fill_dim || gqa) c->prompt.token_dim = (int64_t)(mi->dim / mi->n_heads) * mi->n_kv_heads;
+            if (fill_heads || gqa) c->prompt.num_attention_heads = mi->n_kv_heads;
+        }
     }
     /* PEFT's per-model defaults for a null target_modules (and IA3's feedforward_modules) */
     if (cfg->target_modules.kind == PC_SPEC_NULL && !pc_peft_type_is_prompt_learning(cfg->peft_type) &&
@@ -294,14 +302,18 @@ pc_adapt_ctx *pc_session_adapter(const pc_session *s, pc_adapt_mode mode, bool t
     return cx;
 }
 
-int pc_session_virtual_tokens(const pc_session *s) {
-    if (!s->method || !s->method->virtual_tokens) return 0;
+/* virtual tokens (with_tokens) or prefix positions, or both */
+static int positions_before(const pc_session *s, bool with_tokens) {
+    if (!s->method || (!s->method->prefix_positions && (!with_tokens || !s->method->virtual_tokens))) return 0;
     char msg[256];
     pc_adapt_ctx *cx = pc_session_adapter(s, PC_ADAPT_EVAL, false, 0, msg, sizeof msg);
-    int n = cx ? pc_adapt_virtual_tokens(cx) : 0;
+    int n = cx ? pc_adapt_prefix_positions(cx) + (with_tokens ? pc_adapt_virtual_tokens(cx) : 0) : 0;
     pc_adapt_free(cx);
     return n;
 }
+
+int pc_session_virtual_tokens(const pc_session *s) { return positions_before(s, true); }
+int pc_session_prefix_positions(const pc_session *s) { return positions_before(s, false); }
 
 static pc_graph *build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
     if (!s->adapter.cfg || s->merged) return pc_model_build(&s->model, req, NULL, err, errlen);
@@ -469,6 +481,13 @@ void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf)
  * (check 1) fails on one whose rows do not divide into heads, where no row permutation of the
  * tensor is the permutation of the module's rows (LoKr's w2 with fewer rows than a head) */
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen) {
+    /* prefix rows hold keys in the q/k head order too, as columns of a model-level table: not
+     * permuted yet, so refused rather than run in the wrong order */
+    if (check && s->hf_qk_rows && s->model.family->rotary_rows && pc_session_prefix_positions(s) > 0)
+        return pc_errf(err, errlen, "%s: --hf-qk-rows: the %s adapter's key rows are not permuted from Hugging Face order "
+                       "yet (run it on the Hugging Face model, or permute each layer's key columns as "
+                       "tests/golden/gen_peft_prefix.py does)", s->adapter_source ? s->adapter_source : "adapter",
+                       s->method->name);
     if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return 0;
     static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {

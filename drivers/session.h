@@ -82,8 +82,11 @@ pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bo
  * key (may be NULL) names a tensor that was wanted. Returns -1. */
 int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen);
 
-/* virtual tokens of the adapter (prompt methods), 0 without */
+/* the positions the adapter takes before the sequence (what the context loses): its virtual
+ * tokens (prompt methods) and its prefix positions (prefix tuning); 0 without */
 int pc_session_virtual_tokens(const pc_session *s);
+/* of those, the prefix positions: key/value rows without tokens (the decode graph fills them) */
+int pc_session_prefix_positions(const pc_session *s);
 
 /* is_base callback for pc_store_init: keys the base model provides */
 int pc_session_is_base(void *session, const char *key);

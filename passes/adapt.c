@@ -129,6 +129,9 @@ const pc_target_matcher *pc_adapt_matcher(const pc_adapt_ctx *cx) { return cx->t
 int pc_adapt_virtual_tokens(pc_adapt_ctx *cx) {
     return cx->m->virtual_tokens ? cx->m->virtual_tokens(cx, cx->state) : 0;
 }
+int pc_adapt_prefix_positions(pc_adapt_ctx *cx) {
+    return cx->m->prefix_positions ? cx->m->prefix_positions(cx, cx->state) : 0;
+}
 
 /* ---- what callbacks ask ---- */
 pc_adapt_mode pc_adapt_get_mode(const pc_adapt_ctx *cx) { return cx->mode; }

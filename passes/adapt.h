@@ -44,6 +44,8 @@ const pc_adapter_method *pc_adapt_method(const pc_adapt_ctx *cx);
 int pc_adapt_nrewritten(const pc_adapt_ctx *cx);
 /* the method's virtual tokens (0 when it has none) */
 int pc_adapt_virtual_tokens(pc_adapt_ctx *cx);
+/* the positions the method fills before the sequence without tokens (0 when none) */
+int pc_adapt_prefix_positions(pc_adapt_ctx *cx);
 /* the PEFT target matcher of the config (NULL for prompt methods): ranks, feedforward modules */
 const struct pc_target_matcher *pc_adapt_matcher(const pc_adapt_ctx *cx);
 /* the method's state (for callbacks drivers make: merge, init, step hooks) */

@@ -221,11 +221,13 @@ typedef struct pc_adapter_config {
         int64_t num_tasks;                        /* MPT */
     } prompt;
 
-    /* ---- custom methods (PC_PEFT_CUSTOM) ---- */
+    /* ---- custom methods (PC_PEFT_CUSTOM); a PEFT type's peftc_* fields ---- */
     char *custom_type; /* the peft_type string as written, e.g. "GAIN"; NULL for PEFT's own types */
     /* compact JSON text (sorted keys, Python's separators (",", ":")) of the whole config object as
      * read, so the method can read its own fields. Writing a custom config writes this object with
-     * the PeftConfig and targeting fields replaced by the struct's values. NULL for PEFT's types. */
+     * the PeftConfig and targeting fields replaced by the struct's values. For PEFT's types: the
+     * object of its "peftc_*" keys (peftc's own fields, e.g. prefix tuning's ablations; written
+     * back, dropped by PEFT), or NULL when it has none. */
     char *custom_json;
 
     /* non-fatal diagnostics from loading (unknown keys, ignored fields); owned by the config */

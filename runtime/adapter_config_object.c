@@ -397,7 +397,8 @@ bool pc_adapter_config_equal(const pc_adapter_config *a, const pc_adapter_config
     if (!spec_equal(&a->modules_to_save, &b->modules_to_save)) return false;
     pc_peft_type t = a->peft_type;
     unsigned tm = M(t);
-    if ((tm & T_CUSTOM) && (!str_eq_null(a->custom_type, b->custom_type) || !ac_custom_fields_equal(a, b)))
+    if ((tm & T_CUSTOM) && !str_eq_null(a->custom_type, b->custom_type)) return false;
+    if (((tm & T_CUSTOM) || a->custom_json || b->custom_json) && !ac_custom_fields_equal(a, b))
         return false;
     if (tm & (T_LORAISH | T_LYCO | T_IA3 | T_CUSTOM)) {
         if (!spec_set_equal(&a->target_modules, &b->target_modules) ||

@@ -533,10 +533,19 @@ pc_adapter_config *pc_adapter_config_parse_ex(const char *text, size_t len, cons
     const char *key;
     json_t *val;
     int rc = 0;
+    /* peftc's own fields of a PEFT type ("peftc_*", e.g. prefix tuning's ablations) are kept in
+     * custom_json, read by the method and written back; PEFT drops them when it loads the file */
+    json_t *ext = type == PC_PEFT_CUSTOM ? NULL : json_object();
+    if (type != PC_PEFT_CUSTOM && !ext) rc = oom(&c);
     json_object_foreach(root, key, val) {
+        if (rc) break;
         int id = ac_field_lookup(key, type);
         if (id < 0) {
             if (type == PC_PEFT_CUSTOM) continue; /* the method's own field (custom_json) */
+            if (!strncmp(key, "peftc_", 6)) {
+                if (json_object_set(ext, key, val)) rc = oom(&c);
+                continue;
+            }
             if (!strcmp(key, "runtime_config"))
                 rc = add_warning(cfg, "%s: key \"runtime_config\" is ignored (runtime configurations are only "
                                       "valid at runtime)", src);
@@ -551,6 +560,11 @@ pc_adapter_config *pc_adapter_config_parse_ex(const char *text, size_t len, cons
         }
         if ((rc = parse_field(&c, id, key, val)) != 0) break;
     }
+    if (rc == 0 && ext && json_object_size(ext)) {
+        free(cfg->custom_json);
+        if (!(cfg->custom_json = ac_compact_json(ext))) rc = oom(&c);
+    }
+    json_decref(ext);
     if (rc == 0) {
         for (int i = 0; i < c.n_ignored && rc == 0; i++)
             rc = add_warning(cfg, "%s: field \"%s\" is ignored because init_lora_weights does not select it",

@@ -173,8 +173,9 @@ static json_t *field_value(const pc_adapter_config *cfg, field_id id) {
 
 char *pc_adapter_config_to_json(const pc_adapter_config *cfg, char *err, size_t errlen) {
     if (pc_adapter_config_validate(cfg, "adapter config", err, errlen)) return NULL;
-    /* a custom method's own fields are custom_json's; the struct's fields replace the rest */
-    json_t *root = cfg->peft_type == PC_PEFT_CUSTOM ? ac_custom_object(cfg) : json_object();
+    /* a custom method's own fields are custom_json's (a PEFT type's: its peftc_* fields); the
+     * struct's fields replace the rest */
+    json_t *root = cfg->peft_type == PC_PEFT_CUSTOM || cfg->custom_json ? ac_custom_object(cfg) : json_object();
     if (!root) {
         pc_errf(err, errlen, "adapter config: out of memory");
         return NULL;

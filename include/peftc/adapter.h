@@ -150,6 +150,14 @@ typedef struct pc_adapter_method {
      * positions 0..P-1. Optional (0). */
     int (*virtual_tokens)(pc_adapt_ctx *cx, void *state);
 
+    /* Positions 0..n-1 of every sequence that the method fills at every attention itself, as
+     * key/value rows without tokens (prefix tuning): the real tokens sit at positions n..; graphs
+     * built in DECODE mode supply KV-cache rows 0..n-1 themselves (they replace what the cache
+     * holds there), so the generation loop runs no step for them, starts the first token at
+     * position n and lets it attend to rows 0..n-1. Counts against the context like virtual
+     * tokens. Optional (0). */
+    int (*prefix_positions)(pc_adapt_ctx *cx, void *state);
+
     /* Fills a trainable param whose init needs the frozen base (TEXT init from embeddings).
      * Returns 1 when it filled `data`, 0 to keep the param's declared init. Optional. */
     int (*init_from_base)(pc_adapt_ctx *cx, void *state, const char *key, float *data, pc_shape shape,
