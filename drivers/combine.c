@@ -63,7 +63,8 @@ static module *add_module(combiner *c, const char *name) {
         c->mods = p, c->capmods = cap;
     }
     m = &c->mods[c->nmods];
-    *m = (module){.name = strdup(name), .a = calloc((size_t)c->n, sizeof *m->a), .b = calloc((size_t)c->n, sizeof *m->b)};
+    *m = (module){.name = strdup(name), .a = calloc((size_t)c->n, sizeof *m->a),
+                  .b = calloc((size_t)c->n, sizeof *m->b)};
     if (!m->name || !m->a || !m->b) return free(m->name), free(m->a), free(m->b), NULL;
     c->nmods++;
     return m;
@@ -149,7 +150,8 @@ static int collect(combiner *c, int i, bool ia3) {
             return fail(c, "%s: %s: tensor \"%s\" is not one peftc combines (%s)", x->src, pc_st_path(f), t->name,
                         ia3 ? "IA3: <module>.ia3_l" : "LoRA: <module>.lora_A.weight and lora_B.weight");
         if (t->shape.rank != 2)
-            return fail(c, "%s: %s: tensor \"%s\" has rank %d, expected 2", x->src, pc_st_path(f), t->name, t->shape.rank);
+            return fail(c, "%s: %s: tensor \"%s\" has rank %d, expected 2", x->src, pc_st_path(f), t->name,
+                        t->shape.rank);
         int hit = pc_target_match(x->match, mod);
         if (hit != 1)
             return fail(c, "%s: %s: tensor \"%s\": module '%s' is not targeted by the adapter's config (field "
@@ -186,7 +188,8 @@ static int check_module(combiner *c, module *m, bool ia3) {
         if (first < 0) {
             first = i, m->in = in, m->out = out;
         } else if (in != m->in || out != m->out) {
-            return fail(c, "%s: module '%s' is %s [%d, %d] there but [%d, %d] in %s: adapters for different base models",
+            return fail(c, "%s: module '%s' is %s [%d, %d] there but [%d, %d] in %s: adapters for different base "
+                        "models",
                         x->src, m->name, ia3 ? "ia3_l" : "(out, in)", out, in, m->out, m->in, c->in[first].src);
         }
     }
@@ -218,7 +221,8 @@ static int unite_spec(combiner *c, const char *field, const pc_spec *(*get)(cons
     for (int i = 1; i < c->n; i++)
         if (get(c->in[i].f.cfg)->kind != s0->kind)
             return fail(c, "%s: field \"%s\" is a %s, but a %s in %s: PEFT refuses to combine a mix of list and "
-                        "string %s", c->in[i].src, field, get(c->in[i].f.cfg)->kind == PC_SPEC_STRING ? "string" : "list",
+                        "string %s", c->in[i].src, field,
+                        get(c->in[i].f.cfg)->kind == PC_SPEC_STRING ? "string" : "list",
                         s0->kind == PC_SPEC_STRING ? "string" : "list", c->in[0].src, field);
     if (s0->kind == PC_SPEC_STRING) {
         size_t len = 1;
@@ -432,7 +436,8 @@ static int run(combiner *c, const pc_combine_opts *o) {
         for (int i = 0; i < c->n; i++) {
             int r = config_rank(c->in[i].f.cfg);
             if (!strcmp(type, "linear") && i > 0 && r != rank)
-                return fail(c, "%s: rank %d (fields \"r\" and \"rank_pattern\"), but %s has %d: linear needs equal ranks (PEFT's rule; use cat or "
+                return fail(c, "%s: rank %d (fields \"r\" and \"rank_pattern\"), but %s has %d: linear needs equal "
+                            "ranks (PEFT's rule; use cat or "
                             "svd)", c->in[i].src, r, c->in[0].src, rank);
             if (!strcmp(type, "cat")) rank += r;
             else if (r > rank) rank = r;

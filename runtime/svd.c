@@ -16,7 +16,8 @@ int pc_svd_jacobi(const double *a, int m, int n, double *w, double *s, double *v
     if (m < 1 || n < 1) return snprintf(err, errlen, "svd: empty matrix %dx%d", m, n), -1;
     size_t M = (size_t)m, N = (size_t)n;
     for (size_t i = 0; i < M * N; i++)
-        if (!isfinite(a[i])) return snprintf(err, errlen, "svd: the matrix holds a non-finite value at entry %zu", i), -1;
+        if (!isfinite(a[i]))
+            return snprintf(err, errlen, "svd: the matrix holds a non-finite value at entry %zu", i), -1;
     double *wc = malloc(M * N * sizeof *wc), *vc = calloc(N * N, sizeof *vc), *norm2 = malloc(N * sizeof *norm2);
     int *order = malloc(N * sizeof *order);
     if (!wc || !vc || !norm2 || !order) {

@@ -235,12 +235,14 @@ static char *variant(const char *tag, void (*edit)(pc_adapter_config *)) {
     snprintf(path, sizeof path, "%s/adapter_config.json", tmp);
     CU_ASSERT_FATAL(pc_adapter_config_write(cfg, path, err, sizeof err) == 0);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", tmp);
-    CU_ASSERT_FATAL(symlink(PEFTC_SOURCE_DIR "/tests/data/peft_combine_stories260k/a/adapter_model.safetensors", path) == 0);
+    CU_ASSERT_FATAL(symlink(DIR "/a/adapter_model.safetensors", path) == 0);
     pc_adapter_config_free(cfg);
     return tmp;
 }
 static void other_base(pc_adapter_config *c) { pc_config_set_str(&c->base_model_name_or_path, "other-model"); }
-static void regex_targets(pc_adapter_config *c) { pc_spec_set_string(&c->target_modules, ".*(q_proj|v_proj|down_proj)"); }
+static void regex_targets(pc_adapter_config *c) {
+    pc_spec_set_string(&c->target_modules, ".*(q_proj|v_proj|down_proj)");
+}
 static void dora(pc_adapter_config *c) { c->lora.use_dora = true; }
 
 static void refused(const pc_combine_input *in, int n, const char *type, const char *want1, const char *want2) {
@@ -255,7 +257,8 @@ static void refused(const pc_combine_input *in, int n, const char *type, const c
 }
 
 static void test_refusals(void) {
-    refused((pc_combine_input[]){{"a", DIR "/a", 1}, {"a", DIR "/b", 1}}, 2, "cat", "adapter name 'a' is given twice", NULL);
+    refused((pc_combine_input[]){{"a", DIR "/a", 1}, {"a", DIR "/b", 1}}, 2, "cat", "adapter name 'a' is given twice",
+            NULL);
     refused((pc_combine_input[]){{"a", DIR "/a", 1}, {"i", PF_DATA("peft_ia3_stories260k"), 1}}, 2, "cat",
             "adapter 'i'", "field \"peft_type\": IA3, but adapter 'a'");
     refused((pc_combine_input[]){{"h", PF_DATA("peft_loha_stories260k"), 1}, {"a", DIR "/a", 1}}, 2, "cat",
@@ -264,7 +267,8 @@ static void test_refusals(void) {
             "LoKrModel has no add_weighted_adapter");
     refused((pc_combine_input[]){{"d", PF_DATA("peft_adalora_stories260k"), 1}}, 1, NULL, "adapter 'd'",
             "does not support add_weighted_adapter");
-    refused((pc_combine_input[]){{"p", PF_DATA("peft_prompt_stories260k"), 1}}, 1, NULL, "adapter 'p'", "PROMPT_TUNING");
+    refused((pc_combine_input[]){{"p", PF_DATA("peft_prompt_stories260k"), 1}}, 1, NULL, "adapter 'p'",
+            "PROMPT_TUNING");
     refused(ABC, 3, "linear", "adapter 'c'", "linear needs equal ranks");
     refused(ABC, 3, "slerp", "--type slerp: unknown combination type", NULL);
     refused(ABC, 3, "ties", "--type ties: not implemented", NULL);
