@@ -311,7 +311,9 @@ static int combine_ia3(combiner *c, const pc_target_matcher *rm) {
     return 0;
 }
 
-static int combine_lora(combiner *c, const pc_target_matcher *rm, const char *type, int rank, double clamp) {
+/* family: "cat", "linear" (with ties, dare_*, magnitude_prune) or "svd" (with their *_svd) */
+static int combine_lora(combiner *c, const pc_target_matcher *rm, const char *family, const pc_task_merge *mk,
+                        int rank, double clamp) {
     pc_lora_term *terms = malloc(sizeof *terms * (size_t)c->n);
     float **bufs = calloc((size_t)c->n * 2, sizeof *bufs);
     int rc = terms && bufs ? 0 : fail(c, "out of memory");
@@ -335,16 +337,17 @@ static int combine_lora(combiner *c, const pc_target_matcher *rm, const char *ty
         }
         if (rc) break;
         int tr = rank;
-        if (!strcmp(type, "linear")) {
+        if (!strcmp(family, "linear")) {
             for (int k = 0; k < nt; k++)
                 if (terms[k].r != rank) {
-                    rc = fail(c, "module '%s' has rank %d in one input, but linear needs every module at rank %d "
-                              "(PEFT stacks the A and B tensors; use cat or svd)", m->name, terms[k].r, rank);
+                    rc = fail(c, "module '%s' has rank %d in one input, but %s needs every module at rank %d "
+                              "(PEFT stacks the A and B tensors; use cat or svd)", m->name, terms[k].r,
+                              c->out->type, rank);
                     break;
                 }
             if (rc) break;
         }
-        if (!strcmp(type, "svd") && rank > (m->in < m->out ? m->in : m->out)) {
+        if (!strcmp(family, "svd") && rank > (m->in < m->out ? m->in : m->out)) {
             rc = fail(c, "--svd-rank %d is larger than module '%s' allows (min(out %d, in %d)); PEFT's SVD would give "
                       "factors of inconsistent shapes", rank, m->name, m->out, m->in);
             break;
@@ -357,9 +360,14 @@ static int combine_lora(combiner *c, const pc_target_matcher *rm, const char *ty
             rc = -1;
             break;
         }
-        if (!strcmp(type, "cat")) pc_combine_cat(terms, nt, m->in, m->out, tr, A, B);
-        else if (!strcmp(type, "linear")) pc_combine_linear(terms, nt, m->in, m->out, tr, A, B);
-        else if (pc_combine_svd(terms, nt, m->in, m->out, tr, clamp, A, B, c->err, c->errlen)) {
+        if (!strcmp(family, "cat")) {
+            pc_combine_cat(terms, nt, m->in, m->out, tr, A, B);
+        } else if (!strcmp(family, "linear")) {
+            if (pc_combine_linear(terms, nt, m->in, m->out, tr, mk, (uint64_t)mi, A, B)) {
+                rc = fail(c, "out of memory");
+                break;
+            }
+        } else if (pc_combine_svd(terms, nt, m->in, m->out, tr, mk, (uint64_t)mi, clamp, A, B, c->err, c->errlen)) {
             char why[1024];
             snprintf(why, sizeof why, "%s", c->err);
             rc = fail(c, "module '%s': %s", m->name, why);
@@ -403,26 +411,46 @@ static int run(combiner *c, const pc_combine_opts *o) {
         if (!(x->match = pc_target_matcher_new(x->f.cfg, why, sizeof why))) return fail(c, "%s: %s", x->src, why);
     }
     bool ia3 = c->in[0].f.cfg->peft_type == PC_PEFT_IA3;
-    const char *type = o->type;
+    const char *type = o->type, *family = NULL;
+    pc_task_merge mk = {.kind = PC_MERGE_SUM, .density = o->density, .frequency = o->frequency, .seed = o->seed};
     if (ia3) {
         if (type && strcmp(type, "linear"))
             return fail(c, "--type %s: PEFT's IA3 add_weighted_adapter has one combination, the weighted sum "
                         "(--type linear or none)", type);
         type = "weighted sum";
     } else {
-        static const char *known[] = {"svd", "linear", "cat", "ties", "ties_svd", "dare_ties", "dare_linear",
-                                      "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd"};
+        /* PEFT's combination types: the family and the merge_utils function */
+        static const struct {
+            const char *name, *family;
+            pc_merge_kind kind;
+        } known[] = {{"cat", "cat", PC_MERGE_SUM},
+                     {"linear", "linear", PC_MERGE_SUM},
+                     {"svd", "svd", PC_MERGE_SUM},
+                     {"ties", "linear", PC_MERGE_TIES},
+                     {"ties_svd", "svd", PC_MERGE_TIES},
+                     {"dare_linear", "linear", PC_MERGE_DARE_LINEAR},
+                     {"dare_linear_svd", "svd", PC_MERGE_DARE_LINEAR},
+                     {"dare_ties", "linear", PC_MERGE_DARE_TIES},
+                     {"dare_ties_svd", "svd", PC_MERGE_DARE_TIES},
+                     {"magnitude_prune", "linear", PC_MERGE_MAGNITUDE},
+                     {"magnitude_prune_svd", "svd", PC_MERGE_MAGNITUDE}};
         if (!type) type = "svd";
         size_t k = 0;
-        while (k < sizeof known / sizeof *known && strcmp(known[k], type)) k++;
+        while (k < sizeof known / sizeof *known && strcmp(known[k].name, type)) k++;
         if (k == sizeof known / sizeof *known)
             return fail(c, "--type %s: unknown combination type (PEFT's: cat, linear, svd, ties, ties_svd, dare_ties, "
                         "dare_linear, dare_ties_svd, dare_linear_svd, magnitude_prune, magnitude_prune_svd)", type);
-        if (c->n == 1) type = "linear"; /* PEFT: one adapter can only be merged linearly */
-        if (strcmp(type, "cat") && strcmp(type, "linear") && strcmp(type, "svd"))
-            return fail(c, "--type %s: not implemented by peftc yet (cat, linear and svd are)", type);
-        if (strcmp(type, "svd") && (o->svd_rank > 0 || o->svd_clamp >= 0) && c->n > 1)
-            return fail(c, "--svd-rank / --svd-clamp apply to --type svd only, not %s", type);
+        if (c->n == 1) k = 1; /* PEFT: one adapter can only be merged linearly */
+        type = known[k].name, family = known[k].family, mk.kind = known[k].kind;
+        if (strcmp(family, "svd") && (o->svd_rank > 0 || o->clamp) && c->n > 1)
+            return fail(c, "--svd-rank / --svd-clamp apply to the svd types only, not %s", type);
+        bool pruned = mk.kind != PC_MERGE_SUM;
+        if (pruned && !o->pruned)
+            return fail(c, "--type %s needs --density (the fraction of entries kept, in [0, 1])", type);
+        if (!pruned && o->pruned && c->n > 1)
+            return fail(c, "--density applies to ties, dare_* and magnitude_prune types, not %s", type);
+        if (o->frequency && mk.kind != PC_MERGE_TIES && mk.kind != PC_MERGE_DARE_TIES && c->n > 1)
+            return fail(c, "--majority-sign-method applies to the ties and dare_ties types, not %s", type);
     }
     c->out->type = type;
     for (int i = 0; i < c->n; i++)
@@ -435,14 +463,13 @@ static int run(combiner *c, const pc_combine_opts *o) {
     if (!ia3) {
         for (int i = 0; i < c->n; i++) {
             int r = config_rank(c->in[i].f.cfg);
-            if (!strcmp(type, "linear") && i > 0 && r != rank)
-                return fail(c, "%s: rank %d (fields \"r\" and \"rank_pattern\"), but %s has %d: linear needs equal "
-                            "ranks (PEFT's rule; use cat or "
-                            "svd)", c->in[i].src, r, c->in[0].src, rank);
-            if (!strcmp(type, "cat")) rank += r;
+            if (!strcmp(family, "linear") && i > 0 && r != rank)
+                return fail(c, "%s: rank %d (fields \"r\" and \"rank_pattern\"), but %s has %d: %s needs equal "
+                            "ranks (PEFT's rule; use cat or svd)", c->in[i].src, r, c->in[0].src, rank, type);
+            if (!strcmp(family, "cat")) rank += r;
             else if (r > rank) rank = r;
         }
-        if (!strcmp(type, "svd") && o->svd_rank > 0) rank = o->svd_rank;
+        if (!strcmp(family, "svd") && o->svd_rank > 0) rank = o->svd_rank;
     }
     if (result_config(c, ia3, rank)) return -1;
     char why[1024];
@@ -457,7 +484,7 @@ static int run(combiner *c, const pc_combine_opts *o) {
                      "exclude/layer fields with the united target_modules); PEFT drops it too", c->mods[m].name);
             rc = warn(c, why);
         }
-    if (!rc) rc = ia3 ? combine_ia3(c, rm) : combine_lora(c, rm, type, rank, o->svd_clamp);
+    if (!rc) rc = ia3 ? combine_ia3(c, rm) : combine_lora(c, rm, family, &mk, rank, o->clamp ? o->svd_clamp : -1);
     pc_target_matcher_free(rm);
     if (!rc && !c->out->nmodules) rc = fail(c, "no module of the adapters is targeted by the combined config");
     return rc;
@@ -467,8 +494,8 @@ int pc_combine(const pc_combine_input *in, int n, const pc_combine_opts *o, pc_c
                size_t errlen) {
     *out = (pc_combined){0};
     if (n < 1) return pc_errf(err, errlen, "no adapter to combine");
-    if (o->svd_clamp > 1 || o->svd_rank < 0)
-        return pc_errf(err, errlen, "--svd-clamp must be in [0, 1] and --svd-rank positive");
+    if ((o->clamp && !(o->svd_clamp >= 0 && o->svd_clamp <= 1)) || o->svd_rank < 0 || (o->pruned && !(o->density >= 0)))
+        return pc_errf(err, errlen, "--svd-clamp must be in [0, 1], --svd-rank positive and --density >= 0");
     combiner c = {.in = calloc((size_t)n, sizeof *c.in), .n = n, .out = out, .err = err, .errlen = errlen};
     if (!c.in) return pc_errf(err, errlen, "out of memory");
     for (int i = 0; i < n; i++) c.in[i].in = &in[i];

@@ -13,10 +13,15 @@
  * always `linear` (PEFT's rule). The result's config is the first input's with r = lora_alpha =
  * the new rank, target_modules the union (lists) or "(t₁)|(t₂)…" (regex strings), empty
  * rank/alpha patterns — so an input with use_rslora first gives a result scaled by √r, as PEFT.
+ * ties, dare_linear, dare_ties, magnitude_prune: the linear family with PEFT's merge_utils
+ *           function in place of the sum (drivers/combine_math.h), on A and B separately; their
+ *           *_svd forms apply it to the ΔWᵢ = sᵢBᵢAᵢ and truncate as svd. DARE's random pruning
+ *           follows PEFT's semantics (keep with probability density, rescale) with peftc's own
+ *           counter-based draws, not torch.bernoulli's bits.
  * IA3: ia3_l = Σ wᵢ·lᵢ, target and feedforward modules united the same way (PEFT has no other
  * type for IA3).
  * Refused with PEFT's reason: LoHa, LoKr (PEFT 0.21 has no add_weighted_adapter for them),
- * AdaLoRA, prompt methods, mixed methods, mixed target_modules kinds, unequal ranks for linear.
+ * AdaLoRA, prompt methods, mixed methods, mixed target_modules kinds, unequal ranks for the linear family.
  * Refused because PEFT's result would silently lose them: DoRA, lora_bias, modules_to_save.
  *
  * The SVD's singular pairs get a fixed sign (runtime/svd.h pc_svd_fix_signs); PEFT's are LAPACK's
@@ -30,6 +35,7 @@
 #include <peftc/types.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     const char *name; /* how messages name it (the command line's NAME) */
@@ -40,7 +46,12 @@ typedef struct {
 typedef struct {
     const char *type; /* PEFT's combination_type; NULL: "svd" for LoRA, the weighted sum for IA3 */
     int svd_rank;     /* 0: the largest input rank */
-    double svd_clamp; /* a quantile in [0, 1]; negative: no clamp */
+    bool clamp;       /* svd_clamp given */
+    double svd_clamp; /* a quantile in [0, 1] */
+    bool pruned;      /* density given */
+    double density;   /* ties, dare_*, magnitude_prune (and *_svd): the fraction kept, ≥ 0 */
+    bool frequency;   /* majority_sign_method "frequency" (default "total") */
+    uint64_t seed;    /* dare_*: the seed of the random pruning (runtime/rng.h) */
 } pc_combine_opts;
 
 typedef struct {

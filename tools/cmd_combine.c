@@ -11,7 +11,8 @@ enum { MAX_INPUTS = 64 };
 
 static void help(void) {
     printf("usage: peftc combine --adapter NAME=DIR [--adapter NAME=DIR ...] --weights W1,W2,... --out DIR\n"
-           "                     [--type cat|linear|svd] [--svd-rank R] [--svd-clamp Q]\n\n"
+           "                     [--type TYPE] [--svd-rank R] [--svd-clamp Q] [--density D]\n"
+           "                     [--majority-sign-method total|frequency] [--seed N]\n\n"
            "Writes a new adapter directory from weighted LoRA (or IA3) adapters, as PEFT's\n"
            "add_weighted_adapter does (weights may be negative; s = each input's scale alpha/r):\n"
            "  cat     A = [w1*s1*A1; w2*s2*A2; ...], B = [B1 B2 ...]: exact, r = the sum of the ranks\n"
@@ -20,9 +21,13 @@ static void help(void) {
            "          input rank); --svd-clamp Q clamps the factors to the Q-quantile of their entries\n"
            "One adapter is combined linearly (PEFT's rule). The result has r = lora_alpha = its rank and\n"
            "the inputs' target_modules united; its config is otherwise the first adapter's.\n"
+           "  ties, dare_linear, dare_ties, magnitude_prune: linear with PEFT's pruned merges of A and of B\n"
+           "          (--density D: the fraction kept; ties elects a sign by --majority-sign-method);\n"
+           "          their *_svd forms (ties_svd, ...) merge the inputs' dW and truncate as svd. DARE's\n"
+           "          random pruning follows PEFT's rule with peftc's own draws (--seed), not torch's.\n"
            "IA3 adapters combine as ia3_l = sum w*l. LoHa, LoKr, AdaLoRA and prompt methods are refused\n"
            "(PEFT has no add_weighted_adapter for them), as are DoRA, lora_bias and modules_to_save\n"
-           "(PEFT's result would lose them) and PEFT's ties/dare/magnitude_prune types (not implemented).\n"
+           "(PEFT's result would lose them).\n"
            "A bare --adapter DIR is named 'default'. Nothing is written on an error.\n");
 }
 
@@ -93,12 +98,14 @@ int pc_cmd_combine(const pc_registry *reg, int argc, char **argv) {
         in[n] = (pc_combine_input){names[n], v, 0};
         n++;
     }
-    const char *weights = 0, *type = 0, *out = 0, *svd_rank = 0, *svd_clamp = 0;
-    pc_cli_opt opts[] = {{"weights", true, &weights, 0}, {"type", true, &type, 0}, {"out", true, &out, 0},
-                         {"svd-rank", true, &svd_rank, 0}, {"svd-clamp", true, &svd_clamp, 0}};
+    const char *weights = 0, *type = 0, *out = 0, *svd_rank = 0, *svd_clamp = 0, *density = 0, *sign = 0, *seed = 0;
+    pc_cli_opt opts[] = {{"weights", true, &weights, 0},     {"type", true, &type, 0},
+                         {"out", true, &out, 0},             {"svd-rank", true, &svd_rank, 0},
+                         {"svd-clamp", true, &svd_clamp, 0}, {"density", true, &density, 0},
+                         {"majority-sign-method", true, &sign, 0}, {"seed", true, &seed, 0}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("combine", nrest, rest, opts, 5, pos, 0, &npos);
+    int rc = pc_cli_parse("combine", nrest, rest, opts, 8, pos, 0, &npos);
     free(rest);
     if (rc == 1) return help(), 0;
     if (rc) return 1;
@@ -109,13 +116,23 @@ int pc_cmd_combine(const pc_registry *reg, int argc, char **argv) {
     double w[MAX_INPUTS];
     if (parse_weights(weights, w, n)) return 1;
     for (int i = 0; i < n; i++) in[i].weight = w[i];
-    pc_combine_opts o = {.type = type, .svd_rank = 0, .svd_clamp = -1};
+    pc_combine_opts o = {.type = type, .clamp = svd_clamp != NULL, .pruned = density != NULL};
     long long r;
     if (svd_rank) {
         if (pc_cli_int("combine", "svd-rank", svd_rank, 1, 1 << 20, &r)) return 1;
         o.svd_rank = (int)r;
     }
     if (svd_clamp && pc_cli_double("combine", "svd-clamp", svd_clamp, 0, 1, &o.svd_clamp)) return 1;
+    if (density && pc_cli_double("combine", "density", density, 0, 1e300, &o.density)) return 1;
+    if (seed) {
+        if (pc_cli_int("combine", "seed", seed, 0, (1ll << 62), &r)) return 1;
+        o.seed = (uint64_t)r;
+    }
+    if (sign && strcmp(sign, "total") && strcmp(sign, "frequency")) {
+        fprintf(stderr, "peftc combine: --majority-sign-method: expected total or frequency, got '%s'\n", sign);
+        return 1;
+    }
+    o.frequency = sign && !strcmp(sign, "frequency");
 
     pc_in ins[3 * MAX_INPUTS];
     pc_cli_adapter_paths ap[MAX_INPUTS];

@@ -17,8 +17,12 @@ builds (weights a 0.7, b -0.4, c 1.3):
   linear  a, b      combination_type="linear" (equal ranks)
   svd     a, b, c   combination_type="svd"    (svd_rank None: max rank 4)
   single  b (0.5)   combination_type="svd"    (one adapter: PEFT switches to linear)
+  ties             a, b     density 0.5 (A and B merged separately, sign by total mass)
+  magnitude_prune  a, b     density 0.4
+  ties_svd         a, b, c  density 0.6, majority_sign_method="frequency" (on the ΔWᵢ, then svd)
 
-For each: its tensors (prefix "<name>."; llama2.c rows), PEFT's logits and loss on the fixed batch [2,16] with it active, and
+For each: its tensors (prefix "<name>."; llama2.c rows), PEFT's logits (not for the last three:
+size) and loss on the fixed batch [2,16] with it active, and
 PEFT's saved adapter_config.json (<name>_config.json). Plus "svd_clamp": svd_rank 3,
 svd_clamp 0.9 computed by PEFT's own steps, but with one sign per singular pair fixed (the
 largest |entry| of each Vh row positive, runtime/svd.h's rule): torch.quantile over the entries
@@ -58,7 +62,12 @@ COMBOS = {  # name: (adapters, weights, add_weighted_adapter kwargs)
     "linear": (["a", "b"], None, dict(combination_type="linear")),
     "svd": (["a", "b", "c"], None, dict(combination_type="svd")),
     "single": (["b"], [0.5], dict(combination_type="svd")),
+    "ties": (["a", "b"], None, dict(combination_type="ties", density=0.5)),
+    "magnitude_prune": (["a", "b"], None, dict(combination_type="magnitude_prune", density=0.4)),
+    "ties_svd": (["a", "b", "c"], None, dict(combination_type="ties_svd", density=0.6,
+                                             majority_sign_method="frequency")),
 }
+NO_LOGITS = {"ties", "magnitude_prune", "ties_svd"}  # the loss only: the file stays under 1 MiB
 CLAMP = dict(adapters=["a", "b", "c"], svd_rank=3, svd_clamp=0.9)
 
 
@@ -167,7 +176,8 @@ def main():
             pm.add_weighted_adapter(adapters, weights, combo, **kw)
             pm.set_adapter(combo)
             logits = C.hf_logits(pm, tokens)
-            out[f"{combo}.logits"] = logits
+            if combo not in NO_LOGITS:
+                out[f"{combo}.logits"] = logits
             out[f"{combo}.loss"] = C.loss_of(logits, targets).reshape(1)
             moved = (logits - base).abs().max().item()
             print(f"{combo}: r {pm.peft_config[combo].r}, loss {out[combo + '.loss'].item():.7f}, "
