@@ -166,38 +166,133 @@ float pc_quantile_f32(float *x, size_t n, double q) {
     return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1 - w);
 }
 
+/* plain svd when ΔW = Σ cᵢBᵢAᵢ has more rank than asked: never forms ΔW. The right singular
+ * vectors lie in the row space of the stacked A's: an orthonormal basis Q of it (the SVD of
+ * [A₁; A₂; …]ᵀ), then the SVD of the small ΔW·Q = Bc·(Ac·Q) gives ΔW = W₂·(Q·V₂)ᵀ. Cost
+ * O((in + out)·R²) for R = Σ rᵢ instead of O(out·in²). 1 done, 0 when ΔW has fewer than `rank`
+ * independent rows (the full SVD completes A then), -1 error. */
+static int lowrank_factors(const pc_lora_term *t, int n, int in, int out, int rank, double *wout, double *vout,
+                           char *err, size_t errlen) {
+    int R = 0;
+    for (int k = 0; k < n; k++) R += t[k].r;
+    if (R < rank) return 0;
+    double *m1 = malloc(sizeof(double) * (size_t)in * R), *w1 = malloc(sizeof(double) * (size_t)in * R),
+           *s1 = malloc(sizeof(double) * R), *v1 = malloc(sizeof(double) * (size_t)R * R),
+           *c = calloc((size_t)out * R, sizeof(double)), *w2 = malloc(sizeof(double) * (size_t)out * R),
+           *s2 = malloc(sizeof(double) * R), *v2 = malloc(sizeof(double) * (size_t)R * R);
+    int rc = -1;
+    if (!m1 || !w1 || !s1 || !v1 || !c || !w2 || !s2 || !v2) {
+        snprintf(err, errlen, "out of memory for a rank-%d SVD", R);
+        goto done;
+    }
+    for (int k = 0, row = 0; k < n; row += t[k].r, k++) /* Acᵀ [in, R] */
+        for (int i = 0; i < t[k].r; i++)
+            for (int j = 0; j < in; j++) m1[(size_t)j * R + row + i] = t[k].A[(size_t)i * in + j];
+    if (pc_svd_jacobi(m1, in, R, w1, s1, v1, err, errlen)) goto done;
+    int q = 0; /* the rank of Ac: Q = W₁[:, :q] / σ₁ */
+    while (q < R && s1[q] > 1e-12 * s1[0]) q++;
+    if (q < rank) {
+        rc = 0;
+        goto done;
+    }
+    /* Ac·Q = V₁·diag(σ₁) (first q columns); C = Bc·(Ac·Q) with Bc's columns cᵢBᵢ */
+    for (int k = 0, row = 0; k < n; row += t[k].r, k++) {
+        double ck = t[k].w * t[k].s;
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < t[k].r; i++) {
+                double b = ck * t[k].B[(size_t)o * t[k].r + i];
+                for (int j = 0; j < q; j++) c[(size_t)o * q + j] += b * v1[(size_t)(row + i) * R + j] * s1[j];
+            }
+    }
+    if (pc_svd_jacobi(c, out, q, w2, s2, v2, err, errlen)) goto done;
+    /* W = W₂ [out, q], V = Q·V₂ [in, q] */
+    for (int o = 0; o < out; o++)
+        for (int j = 0; j < q; j++) wout[(size_t)o * q + j] = w2[(size_t)o * q + j];
+    for (int l = 0; l < in; l++)
+        for (int j = 0; j < q; j++) {
+            double x = 0;
+            for (int p = 0; p < q; p++) x += w1[(size_t)l * R + p] / s1[p] * v2[(size_t)p * q + j];
+            vout[(size_t)l * q + j] = x;
+        }
+    pc_svd_fix_signs(out, in, q, wout, vout);
+    rc = q; /* > 0: the factors' width */
+done:
+    free(m1), free(w1), free(s1), free(v1), free(c), free(w2), free(s2), free(v2);
+    return rc;
+}
+
+/* a wide ΔW (in > out): the SVD of ΔWᵀ rotates out columns instead of in (O(in·out²), not
+ * O(out·in²)); its V is ΔW's U, and ΔW's right vectors are its columns / σ. 1.. the width, 0 when
+ * out ≤ in or a wanted σ is 0 (the right vector must come from a complete V: the caller's full SVD),
+ * -1 error. */
+static int wide_factors(const double *dw, int out, int in, int rank, double *w, double *v, char *err, size_t errlen) {
+    if (in <= out) return 0;
+    double *t = malloc(sizeof(double) * (size_t)in * out), *wt = malloc(sizeof(double) * (size_t)in * out),
+           *s = malloc(sizeof(double) * out), *vt = malloc(sizeof(double) * (size_t)out * out);
+    int rc = -1;
+    if (!t || !wt || !s || !vt) {
+        snprintf(err, errlen, "out of memory for a %dx%d SVD", in, out);
+        goto done;
+    }
+    for (int o = 0; o < out; o++)
+        for (int j = 0; j < in; j++) t[(size_t)j * out + o] = dw[(size_t)o * in + j];
+    if (pc_svd_jacobi(t, in, out, wt, s, vt, err, errlen)) goto done;
+    rc = 0;
+    if (s[0] == 0 || s[rank - 1] <= 1e-12 * s[0]) goto done;
+    /* B candidates U·σ = V_t·σ [out, out]; right vectors W_t / σ [in, out] (σ = 0 columns zeroed:
+     * never among the first `rank`) */
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < out; k++) w[(size_t)o * out + k] = vt[(size_t)o * out + k] * s[k];
+    for (int j = 0; j < in; j++)
+        for (int k = 0; k < out; k++) v[(size_t)j * out + k] = s[k] > 0 ? wt[(size_t)j * out + k] / s[k] : 0;
+    pc_svd_fix_signs(out, in, out, w, v);
+    rc = out;
+done:
+    free(t), free(wt), free(s), free(vt);
+    return rc;
+}
+
 int pc_combine_svd(const pc_lora_term *t, int n, int in, int out, int rank, const pc_task_merge *m,
                    uint64_t stream, double clamp, float *A, float *B, char *err, size_t errlen) {
     size_t sz = (size_t)out * in;
-    double *dw = calloc(sz, sizeof *dw), *w = malloc(sz * sizeof *w), *s = malloc((size_t)in * sizeof *s),
-           *v = malloc((size_t)in * in * sizeof *v);
-    int rc = -1;
-    if (!dw || !w || !s || !v) {
+    double *dw = NULL, *w = malloc(sz * sizeof *w), *s = NULL, *v = malloc((size_t)in * in * sizeof *v);
+    int rc = -1, width = 0;
+    if (!w || !v) {
         snprintf(err, errlen, "out of memory for a %dx%d SVD", out, in);
         goto done;
     }
-    if (m->kind != PC_MERGE_SUM) {
-        if (merged_delta(t, n, in, out, m, stream, dw)) {
+    if (m->kind == PC_MERGE_SUM && (width = lowrank_factors(t, n, in, out, rank, w, v, err, errlen)) < 0) goto done;
+    if (!width) { /* the full SVD of ΔW */
+        dw = calloc(sz, sizeof *dw), s = malloc((size_t)in * sizeof *s);
+        if (!dw || !s) {
+            snprintf(err, errlen, "out of memory for a %dx%d SVD", out, in);
+            goto done;
+        }
+        if (m->kind != PC_MERGE_SUM && merged_delta(t, n, in, out, m, stream, dw)) {
             snprintf(err, errlen, "out of memory for the merged %dx%d update", out, in);
             goto done;
         }
+        for (int k = 0; m->kind == PC_MERGE_SUM && k < n; k++) {
+            double c = t[k].w * t[k].s;
+            for (int o = 0; o < out; o++)
+                for (int i = 0; i < t[k].r; i++) {
+                    double b = c * t[k].B[(size_t)o * t[k].r + i];
+                    const float *a = t[k].A + (size_t)i * in;
+                    double *row = dw + (size_t)o * in;
+                    for (int j = 0; j < in; j++) row[j] += b * a[j];
+                }
+        }
+        if ((width = wide_factors(dw, out, in, rank, w, v, err, errlen)) < 0) goto done;
+        if (!width) {
+            if (pc_svd_jacobi(dw, out, in, w, s, v, err, errlen)) goto done;
+            pc_svd_fix_signs(out, in, in, w, v);
+            width = in;
+        }
     }
-    for (int k = 0; m->kind == PC_MERGE_SUM && k < n; k++) {
-        double c = t[k].w * t[k].s;
-        for (int o = 0; o < out; o++)
-            for (int i = 0; i < t[k].r; i++) {
-                double b = c * t[k].B[(size_t)o * t[k].r + i];
-                const float *a = t[k].A + (size_t)i * in;
-                double *row = dw + (size_t)o * in;
-                for (int j = 0; j < in; j++) row[j] += b * a[j];
-            }
-    }
-    if (pc_svd_jacobi(dw, out, in, w, s, v, err, errlen)) goto done;
-    pc_svd_fix_signs(out, in, w, v);
     for (int o = 0; o < out; o++)
-        for (int k = 0; k < rank; k++) B[(size_t)o * rank + k] = (float)w[(size_t)o * in + k];
+        for (int k = 0; k < rank; k++) B[(size_t)o * rank + k] = (float)w[(size_t)o * width + k];
     for (int k = 0; k < rank; k++)
-        for (int j = 0; j < in; j++) A[(size_t)k * in + j] = (float)v[(size_t)j * in + k];
+        for (int j = 0; j < in; j++) A[(size_t)k * in + j] = (float)v[(size_t)j * width + k];
     if (clamp >= 0) {
         size_t nb = (size_t)out * rank, na = (size_t)rank * in;
         float *dist = malloc((nb + na) * sizeof *dist);

@@ -88,13 +88,13 @@ int pc_svd_jacobi(const double *a, int m, int n, double *w, double *s, double *v
     return 0;
 }
 
-void pc_svd_fix_signs(int m, int n, double *w, double *v) {
-    for (int j = 0; j < n; j++) {
+void pc_svd_fix_signs(int m, int n, int k, double *w, double *v) {
+    for (int j = 0; j < k; j++) {
         int best = 0;
         for (int i = 1; i < n; i++)
-            if (fabs(v[(size_t)i * n + j]) > fabs(v[(size_t)best * n + j])) best = i;
-        if (v[(size_t)best * n + j] >= 0) continue;
-        for (int i = 0; i < n; i++) v[(size_t)i * n + j] = -v[(size_t)i * n + j];
-        for (int i = 0; i < m; i++) w[(size_t)i * n + j] = -w[(size_t)i * n + j];
+            if (fabs(v[(size_t)i * k + j]) > fabs(v[(size_t)best * k + j])) best = i;
+        if (v[(size_t)best * k + j] >= 0) continue;
+        for (int i = 0; i < n; i++) v[(size_t)i * k + j] = -v[(size_t)i * k + j];
+        for (int i = 0; i < m; i++) w[(size_t)i * k + j] = -w[(size_t)i * k + j];
     }
 }

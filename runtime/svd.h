@@ -18,9 +18,9 @@
  * when the sweeps do not converge (not seen for finite input) or an input is not finite. */
 int pc_svd_jacobi(const double *a, int m, int n, double *w, double *s, double *v, char *err, size_t errlen);
 
-/* one fixed sign per singular pair: flips column j of w and of v (the product w·vᵀ is unchanged)
- * so that the entry of v's column j with the largest magnitude (the first one on ties) is
- * positive. */
-void pc_svd_fix_signs(int m, int n, double *w, double *v);
+/* one fixed sign per singular pair: flips column j of w (m×k) and of v (n×k) (the product w·vᵀ
+ * is unchanged) so that the entry of v's column j with the largest magnitude (the first one on
+ * ties) is positive. For pc_svd_jacobi's output k = n. */
+void pc_svd_fix_signs(int m, int n, int k, double *w, double *v);
 
 #endif

@@ -264,6 +264,45 @@ static void test_svd_clamp(void) {
     pc_combined_free(&c);
 }
 
+/* max over modules of |B·A - B'·A'| / max |B'·A'| between two results (any ranks) */
+static double results_rel(const pc_combined *x, const pc_combined *y) {
+    double worst = 0;
+    for (int i = 0; i < x->ntensors; i++) {
+        const char *ka = x->tensors[i].key, *suf = strstr(ka, ".lora_A.weight");
+        if (!suf) continue;
+        char kb[1024];
+        snprintf(kb, sizeof kb, "%.*s.lora_B.weight", (int)(suf - ka), ka);
+        const pc_combined_tensor *xa = &x->tensors[i], *xb = pc_combined_find(x, kb), *ya = pc_combined_find(y, ka),
+                                 *yb = pc_combined_find(y, kb);
+        if (!xb || !ya || !yb) return INFINITY;
+        int out = (int)xb->shape.dim[0], in = (int)xa->shape.dim[1];
+        double *g = malloc(sizeof(double) * out * in), *w = malloc(sizeof(double) * out * in), d = 0, m = 0;
+        product(xb->data, xa->data, out, (int)xa->shape.dim[0], in, g);
+        product(yb->data, ya->data, out, (int)ya->shape.dim[0], in, w);
+        for (int k = 0; k < out * in; k++) d = fmax(d, fabs(g[k] - w[k])), m = fmax(m, fabs(w[k]));
+        worst = fmax(worst, d / m);
+        free(g), free(w);
+    }
+    return worst;
+}
+
+/* svd at rank Σ rᵢ = 11 (the low-rank path: ΔW never formed) and at 12 (more than ΔW's rank: the
+ * full SVD of ΔW) are both exact: B·A equals cat's */
+static void test_svd_full_rank(void) {
+    char err[4096];
+    pc_combined cat, s11, s12;
+    CU_ASSERT_EQUAL_FATAL(pc_combine(ABC, 3, &(pc_combine_opts){.type = "cat"}, &cat, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(pc_combine(ABC, 3, &(pc_combine_opts){.type = "svd", .svd_rank = 11}, &s11, err, sizeof err),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(pc_combine(ABC, 3, &(pc_combine_opts){.type = "svd", .svd_rank = 12}, &s12, err, sizeof err),
+                          0);
+    double d11 = results_rel(&s11, &cat), d12 = results_rel(&s12, &cat);
+    printf("\n    svd rank 11 vs cat: B*A max rel diff %.3e; rank 12: %.3e", d11, d12);
+    CU_ASSERT(d11 <= 1e-5 && d12 <= 1e-5);
+    CU_ASSERT(s11.cfg->r == 11 && s12.cfg->r == 12);
+    pc_combined_free(&cat), pc_combined_free(&s11), pc_combined_free(&s12);
+}
+
 /* IA3: l = Σ wᵢ lᵢ (the fixture's IA3 adapter under two names) */
 static void test_ia3(void) {
     const char *ia3 = PF_DATA("peft_ia3_stories260k");
@@ -385,6 +424,7 @@ static CU_TestInfo tests[] = {
     {"ties_svd (frequency) vs PEFT (B*A)", test_ties_svd},
     {"dare_linear: semantics", test_dare},
     {"input with rank/alpha patterns vs PEFT", test_input_c},
+    {"svd at full rank: low-rank and full paths exact", test_svd_full_rank},
     {"svd rank 3 with clamp 0.9 vs PEFT's steps", test_svd_clamp},
     {"IA3 weighted sum", test_ia3},
     {"refusals", test_refusals},

@@ -182,7 +182,7 @@ static void test_fix_signs(void) {
     for (int i = 0; i < 24; i++) a[i] = pc_rng_normal(&r);
     svd_out o;
     CU_ASSERT_EQUAL_FATAL(run(a, 6, 4, &o), 0);
-    pc_svd_fix_signs(6, 4, o.w, o.v);
+    pc_svd_fix_signs(6, 4, 4, o.w, o.v);
     for (int j = 0; j < 4; j++) {
         int best = 0;
         for (int i = 1; i < 4; i++)
