@@ -417,6 +417,9 @@ static int run(combiner *c, const pc_combine_opts *o) {
         if (type && strcmp(type, "linear"))
             return fail(c, "--type %s: PEFT's IA3 add_weighted_adapter has one combination, the weighted sum "
                         "(--type linear or none)", type);
+        if (o->svd_rank > 0 || o->clamp || o->pruned || o->frequency)
+            return fail(c, "--svd-rank, --svd-clamp, --density and --majority-sign-method do not apply to IA3 (PEFT's "
+                        "IA3 add_weighted_adapter is a weighted sum)");
         type = "weighted sum";
     } else {
         /* PEFT's combination types: the family and the merge_utils function */

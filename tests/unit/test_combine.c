@@ -379,6 +379,10 @@ static void test_refusals(void) {
     refused((pc_combine_input[]){{"p", PF_DATA("peft_prompt_stories260k"), 1}}, 1, NULL, "adapter 'p'",
             "PROMPT_TUNING");
     refused(ABC, 3, "linear", "adapter 'c'", "linear needs equal ranks");
+    refused_opts((pc_combine_input[]){{"i", PF_DATA("peft_ia3_stories260k"), 1}}, 1,
+                 (pc_combine_opts){.pruned = true, .density = 0.5}, "do not apply to IA3", NULL);
+    refused((pc_combine_input[]){{"i", PF_DATA("peft_ia3_stories260k"), 1}}, 1, "cat", "--type cat: PEFT's IA3",
+            NULL);
     refused(ABC, 3, "slerp", "--type slerp: unknown combination type", NULL);
     refused(ABC, 2, "ties", "--type ties needs --density", NULL);
     refused_opts(ABC, 3, (pc_combine_opts){.type = "ties", .pruned = true, .density = 0.5}, "adapter 'c'",
