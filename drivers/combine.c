@@ -1,6 +1,7 @@
 /* peftc combine: PEFT's add_weighted_adapter over adapter directories (drivers/combine.h). */
 #include "drivers/combine.h"
 #include "drivers/combine_math.h"
+#include "frontend/family.h"
 #include "runtime/adapter_io.h"
 #include "runtime/fileio.h"
 #include "runtime/target_match.h"
@@ -514,6 +515,32 @@ const pc_combined_tensor *pc_combined_find(const pc_combined *c, const char *key
     for (int i = 0; i < c->ntensors; i++)
         if (!strcmp(c->tensors[i].key, key)) return &c->tensors[i];
     return NULL;
+}
+
+int pc_combined_check_model(const pc_combined *c, const struct pc_model *m, const char *model, char *err,
+                            size_t errlen) {
+    size_t lp = strlen(KEY_PREFIX);
+    for (int i = 0; i < c->ntensors; i++) {
+        const pc_combined_tensor *t = &c->tensors[i];
+        const char *suf = strstr(t->key, ".lora_A.weight");
+        bool ia3 = !suf && (suf = strstr(t->key, ".ia3_l")) != NULL;
+        if (!suf) continue; /* lora_B: checked with its lora_A */
+        char wkey[1200], bkey[1200];
+        snprintf(wkey, sizeof wkey, "%.*s.weight", (int)(suf - t->key - lp), t->key + lp);
+        pc_shape sh;
+        if (!pc_model_weight(m, wkey, &sh))
+            return pc_errf(err, errlen, "--model %s: the adapters' module '%.*s' is not in the model (no \"%s\"): "
+                           "adapters for a different base model", model, (int)(suf - t->key - lp), t->key + lp, wkey);
+        if (ia3) continue;
+        snprintf(bkey, sizeof bkey, "%.*s.lora_B.weight", (int)(suf - t->key), t->key);
+        const pc_combined_tensor *b = pc_combined_find(c, bkey);
+        int64_t out = b ? b->shape.dim[0] : -1, in = t->shape.dim[1];
+        if (sh.rank != 2 || sh.dim[0] != out || sh.dim[1] != in)
+            return pc_errf(err, errlen, "--model %s: \"%s\" is [%lld, %lld], but the adapters' lora_B/lora_A make "
+                           "[%lld, %lld]: adapters for a different base model", model, wkey, (long long)sh.dim[0],
+                           (long long)(sh.rank > 1 ? sh.dim[1] : 0), (long long)out, (long long)in);
+    }
+    return 0;
 }
 
 int pc_combined_save(const pc_combined *c, const char *dir, char *err, size_t errlen) {

@@ -74,6 +74,12 @@ typedef struct {
  * Errors name the input (NAME and file), the field or tensor, and the reason; -1. */
 int pc_combine(const pc_combine_input *in, int n, const pc_combine_opts *o, pc_combined *out, char *err,
                size_t errlen);
+/* --model: every module of the result is a linear of the model (`model` names it in messages)
+ * with the shape the tensors imply ([out, in] from lora_B and lora_A; IA3: the module exists):
+ * adapters trained on another model are refused before anything is written. 0 or -1. */
+struct pc_model;
+int pc_combined_check_model(const pc_combined *c, const struct pc_model *m, const char *model, char *err,
+                            size_t errlen);
 /* writes out as an adapter directory, atomically (runtime/atomic_dir.h) */
 int pc_combined_save(const pc_combined *c, const char *dir, char *err, size_t errlen);
 const pc_combined_tensor *pc_combined_find(const pc_combined *c, const char *key);

@@ -1,5 +1,6 @@
 /* peftc combine: a new adapter from weighted adapters (PEFT's add_weighted_adapter). */
 #include "drivers/combine.h"
+#include "drivers/session.h"
 #include "runtime/adapter_io.h"
 #include "tools/cli.h"
 
@@ -12,7 +13,7 @@ enum { MAX_INPUTS = 64 };
 static void help(void) {
     printf("usage: peftc combine --adapter NAME=DIR [--adapter NAME=DIR ...] --weights W1,W2,... --out DIR\n"
            "                     [--type TYPE] [--svd-rank R] [--svd-clamp Q] [--density D]\n"
-           "                     [--majority-sign-method total|frequency] [--seed N]\n\n"
+           "                     [--majority-sign-method total|frequency] [--seed N] [--model M]\n\n"
            "Writes a new adapter directory from weighted LoRA (or IA3) adapters, as PEFT's\n"
            "add_weighted_adapter does (weights may be negative; s = each input's scale alpha/r):\n"
            "  cat     A = [w1*s1*A1; w2*s2*A2; ...], B = [B1 B2 ...]: exact, r = the sum of the ranks\n"
@@ -28,6 +29,8 @@ static void help(void) {
            "IA3 adapters combine as ia3_l = sum w*l. LoHa, LoKr, AdaLoRA and prompt methods are refused\n"
            "(PEFT has no add_weighted_adapter for them), as are DoRA, lora_bias and modules_to_save\n"
            "(PEFT's result would lose them).\n"
+           "--model M: check that every module of the result is a linear of M with its shape (adapters\n"
+           "for another model are refused); no model is needed otherwise.\n"
            "A bare --adapter DIR is named 'default'. Nothing is written on an error.\n");
 }
 
@@ -58,7 +61,6 @@ static int parse_weights(const char *text, double *w, int n) {
 }
 
 int pc_cmd_combine(const pc_registry *reg, int argc, char **argv) {
-    (void)reg;
     /* --adapter repeats: taken out here, the rest parsed as usual */
     pc_combine_input in[MAX_INPUTS];
     char names[MAX_INPUTS][256];
@@ -98,14 +100,15 @@ int pc_cmd_combine(const pc_registry *reg, int argc, char **argv) {
         in[n] = (pc_combine_input){names[n], v, 0};
         n++;
     }
-    const char *weights = 0, *type = 0, *out = 0, *svd_rank = 0, *svd_clamp = 0, *density = 0, *sign = 0, *seed = 0;
+    const char *model = 0, *weights = 0, *type = 0, *out = 0, *svd_rank = 0, *svd_clamp = 0, *density = 0, *sign = 0, *seed = 0;
     pc_cli_opt opts[] = {{"weights", true, &weights, 0},     {"type", true, &type, 0},
                          {"out", true, &out, 0},             {"svd-rank", true, &svd_rank, 0},
                          {"svd-clamp", true, &svd_clamp, 0}, {"density", true, &density, 0},
-                         {"majority-sign-method", true, &sign, 0}, {"seed", true, &seed, 0}};
+                         {"majority-sign-method", true, &sign, 0}, {"seed", true, &seed, 0},
+                         {"model", true, &model, 0}};
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("combine", nrest, rest, opts, 8, pos, 0, &npos);
+    int rc = pc_cli_parse("combine", nrest, rest, opts, 9, pos, 0, &npos);
     free(rest);
     if (rc == 1) return help(), 0;
     if (rc) return 1;
@@ -149,7 +152,16 @@ int pc_cmd_combine(const pc_registry *reg, int argc, char **argv) {
         return 1;
     }
     for (int i = 0; i < c.nwarnings; i++) fprintf(stderr, "peftc combine: warning: %s\n", c.warnings[i]);
-    rc = pc_combined_save(&c, out, err, sizeof err);
+    rc = 0;
+    if (model) { /* the result must fit the model it is meant for */
+        pc_session s;
+        rc = pc_session_open(&s, reg, model, NULL, NULL, err, sizeof err);
+        if (!rc) {
+            rc = pc_combined_check_model(&c, &s.model, model, err, sizeof err);
+            pc_session_close(&s);
+        }
+    }
+    if (!rc) rc = pc_combined_save(&c, out, err, sizeof err);
     if (rc) fprintf(stderr, "peftc combine: %s\n", err);
     else if (c.cfg->peft_type == PC_PEFT_LORA)
         fprintf(stderr, "peftc combine: %d adapter%s, %s, r %d, %d modules -> %s\n", n, n == 1 ? "" : "s", c.type,
