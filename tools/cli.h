@@ -80,6 +80,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_predict(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_generate(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_merge(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_combine(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_dump(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_compile(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_methods(const pc_registry *reg, int argc, char **argv);

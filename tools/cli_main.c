@@ -26,6 +26,7 @@ static const verb verbs[] = {
     {"predict", pc_cmd_predict, "the label a classifier and adapter give each example"},
     {"generate", pc_cmd_generate, "generate text (greedy or sampled)"},
     {"merge", pc_cmd_merge, "fold an adapter into the base weights and write the model"},
+    {"combine", pc_cmd_combine, "a new adapter from weighted adapters (PEFT's add_weighted_adapter)"},
     {"dump", pc_cmd_dump, "print the IR of a model, adapted model or train step"},
     {"compile", pc_cmd_compile, "build a standalone train or infer executable (AOT)"},
     {"methods", pc_cmd_methods, "list the adapter methods this peftc knows"},
