@@ -1,6 +1,7 @@
 /* The fine-tuning loop. */
 #include "drivers/train.h"
 #include "backend/entry.h"
+#include "drivers/method_state.h"
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "drivers/train_data.h"
@@ -26,6 +27,7 @@
 
 #define OPTIMIZER_FILE PC_TRAIN_OPTIMIZER_FILE
 #define STATE_FILE PC_TRAIN_STATE_FILE
+#define TRAIN_CONFIG_FILE PC_TRAIN_CONFIG_FILE
 
 pc_train_opts pc_train_defaults(void) {
     return (pc_train_opts){
@@ -181,30 +183,11 @@ static int evaluate(run *x, const pc_train_opts *o, double *loss, double *accura
     return 0;
 }
 
-/* tensors a method puts into the adapter file: copied, since the writer borrows until it writes */
-typedef struct {
-    pc_st_writer *w;
-    float **copies;
-    int n;
-} put_target;
-
-static int writer_put(void *ctx, const char *key, pc_shape shape, const float *data) {
-    put_target *p = ctx;
-    size_t n = (size_t)pc_shape_numel(shape);
-    float **c = realloc(p->copies, (size_t)(p->n + 1) * sizeof *c), *copy = malloc((n ? n : 1) * sizeof *copy);
-    if (c) p->copies = c;
-    if (!c || !copy) { free(copy); return -1; }
-    memcpy(copy, data, n * sizeof *copy);
-    p->copies[p->n++] = copy;
-    char msg[256];
-    return pc_st_writer_add(p->w, key, PC_F32, shape, copy, msg, sizeof msg);
-}
-
 /* the adapter file's tensors: the method's own choice, or every trainable param under its key;
  * *own says which */
-static int save_adapter_tensors(run *x, put_target *pt, bool *own, char *err, size_t errlen) {
+static int save_adapter_tensors(run *x, pc_st_put *pt, bool *own, char *err, size_t errlen) {
     const pc_adapter_method *m = pc_adapt_method(x->cx);
-    pc_tensor_io io = {pc_store_tensor, writer_put, &x->store, pt, pc_store_param_key, NULL, NULL};
+    pc_tensor_io io = {pc_store_tensor, pc_st_put_tensor, &x->store, pt, pc_store_param_key, NULL, NULL};
     char msg[1024] = "";
     int r = m->save_tensors ? m->save_tensors(x->cx, pc_adapt_state(x->cx), &io, msg, sizeof msg) : 0;
     if (r < 0) return pc_errf(err, errlen, "saving the %s adapter: %s", m->name, msg[0] ? msg : "failed");
@@ -248,32 +231,38 @@ static int write_trainer_state(const char *dir, int step, const pc_train_opts *o
  * into the staging directory `stage` */
 static int write_checkpoint_files(run *x, const char *stage, int step, const pc_train_opts *o, bool with_state,
                                   char *err, size_t errlen) {
-    pc_st_writer *w = pc_st_writer_new();
-    if (!w) return pc_errf(err, errlen, "out of memory");
+    pc_st_writer *w = pc_st_writer_new(), *ow = with_state ? pc_st_writer_new() : NULL;
+    if (!w || (with_state && !ow)) {
+        pc_st_writer_free(w);
+        return pc_errf(err, errlen, "out of memory");
+    }
     pc_session_fix_qk_rows(&x->s, &x->store, 1); /* to the file's row order, and back below */
-    put_target pt = {w, NULL, 0};
+    pc_st_put pt = {w, NULL, 0}, opt = {ow, NULL, 0};
     pc_adapter_config *cfg = NULL;
     bool own = false;
     int rc = save_adapter_tensors(x, &pt, &own, err, errlen);
     if (!rc) rc = pc_st_writer_meta(w, "format", "pt", err, errlen);
     if (!rc) rc = saved_config(x, &cfg, err, errlen);
     if (!rc) rc = pc_adapter_write_files(stage, cfg ? cfg : x->s.adapter.cfg, w, err, errlen);
-    pc_adapter_config_free(cfg);
-    pc_st_writer_free(w);
-    for (int i = 0; i < pt.n; i++) free(pt.copies[i]);
-    free(pt.copies);
-    pc_session_fix_qk_rows(&x->s, &x->store, 0);
-    if (rc || !with_state) return rc;
-    if (!(w = pc_st_writer_new())) return pc_errf(err, errlen, "out of memory");
-    /* when the method chose the adapter file's tensors (P-tuning saves its encoder's output), the
-     * trainable params go beside the optimizer state, where --resume finds them (the store
-     * fills a param from the first file holding its key: the adapter file, then this one) */
-    rc = pc_store_write(&x->store, PC_STATE | (own ? PC_TRAINABLE : 0u), w, err, errlen);
+    /* a resumable checkpoint: the adapter file is what the adapter is (AdaLoRA's pruned ranks,
+     * P-tuning's table), so the run resumes from its own files: the config it trains, and beside
+     * the optimizer moments the params (rows in the file's order, as in an adapter file) and the
+     * method's state */
     char path[8192];
     snprintf(path, sizeof path, "%s/%s", stage, OPTIMIZER_FILE);
-    if (!rc) rc = pc_st_write(w, path, err, errlen);
+    if (!rc && with_state) rc = pc_store_write(&x->store, PC_STATE | PC_TRAINABLE, ow, err, errlen);
+    pc_session_fix_qk_rows(&x->s, &x->store, 0);
+    if (!rc && with_state) rc = pc_method_state_save(x->cx, &x->store, &opt, err, errlen);
+    if (!rc && with_state) rc = pc_st_write(ow, path, err, errlen);
+    snprintf(path, sizeof path, "%s/%s", stage, TRAIN_CONFIG_FILE);
+    if (!rc && with_state) rc = pc_adapter_config_write(x->s.adapter.cfg, path, err, errlen);
+    if (!rc && with_state) rc = write_trainer_state(stage, step, o, err, errlen);
+    pc_adapter_config_free(cfg);
     pc_st_writer_free(w);
-    return rc ? rc : write_trainer_state(stage, step, o, err, errlen);
+    pc_st_writer_free(ow);
+    pc_st_put_free(&pt);
+    pc_st_put_free(&opt);
+    return rc;
 }
 
 /* a checkpoint or the final adapter, written as a whole directory (runtime/atomic_dir.h): a
@@ -287,7 +276,7 @@ static int save_checkpoint(run *x, const char *dir, int step, const pc_train_opt
         return -1;
     }
     /* a final adapter is not a resumable checkpoint: state an earlier checkpoint left here goes */
-    static const char *const resumable[] = {STATE_FILE, OPTIMIZER_FILE, NULL};
+    static const char *const resumable[] = {STATE_FILE, OPTIMIZER_FILE, TRAIN_CONFIG_FILE, NULL};
     return pc_dir_commit(&t, with_state ? NULL : resumable, err, errlen);
 }
 
@@ -664,7 +653,11 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     /* a crashed run's temporaries go first (a checkpoint may sit in one, to be carried back) */
     if (o.out && pc_dir_recover(o.out, err, errlen)) return -1;
     if (o.resume && load_resume_state(o.resume, &o, &start, err, errlen)) return -1;
-    const char *adapter = o.resume ? o.resume : o.adapter;
+    /* a checkpoint resumes from the config the run trains (older ones: from their adapter) */
+    char resume_cfg[4096];
+    struct stat rst;
+    if (o.resume) snprintf(resume_cfg, sizeof resume_cfg, "%s/%s", o.resume, TRAIN_CONFIG_FILE);
+    const char *adapter = !o.resume ? o.adapter : stat(resume_cfg, &rst) == 0 ? resume_cfg : o.resume;
     int nlabels = 0; /* --labels sizes a classifier's head */
     if (o.labels) {
         pc_cls_labels lb;
@@ -709,6 +702,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     if (x.exec.kind == PC_BACKEND_JIT) x.exec.arena = &x.arena;
     /* the longest bucket first: the store is made for its graphs, the shared arena sized once */
     if (use_variant(&x, &o, x.data.nbuckets - 1, err, errlen)) goto done;
+    if (x.resume_opt && pc_method_state_load(x.cx, &x.store, x.resume_opt, err, errlen)) goto done;
     /* what one micro-batch holds: tokens of text, or examples */
     size_t BS = (size_t)o.batch * pc_train_data_per_row(&x.data);
 

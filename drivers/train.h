@@ -60,6 +60,9 @@ pc_train_opts pc_train_defaults(void);
  * adapter directory drops them */
 #define PC_TRAIN_OPTIMIZER_FILE "optimizer.safetensors"
 #define PC_TRAIN_STATE_FILE "trainer_state.json"
+/* the config a resumable checkpoint continues from (its adapter_config.json is what the adapter
+ * is: AdaLoRA records its pruned ranks there) */
+#define PC_TRAIN_CONFIG_FILE "trainer_adapter_config.json"
 
 /* per-eval record, also what the CLI prints */
 typedef struct {

@@ -98,12 +98,12 @@ static bool rewrites_checkpoint(const char *name, void *ctx) {
 /* the inputs a run reads and the directory it writes, checked before the work */
 static int check_paths(const char *prog, const pc_train_opts *o) {
     static const char *const names[] = {PC_ADAPTER_CONFIG_NAME, PC_ADAPTER_WEIGHTS_NAME, PC_TRAIN_OPTIMIZER_FILE,
-                                        PC_TRAIN_STATE_FILE, NULL};
+                                        PC_TRAIN_STATE_FILE, PC_TRAIN_CONFIG_FILE, NULL};
     pc_in ins[14] = {{"--model", o->model}, {"--tokenizer", o->tokenizer}, {"--data", o->data},
                      {"--val-data", o->val_data}, {"--labels", o->labels}};
     int nin = 5;
     pc_cli_adapter_paths ap, rp;
-    char ropt[4200], rstate[4200];
+    char ropt[4200], rstate[4200], rcfg[4200];
     saved_checkpoints sc = {o->save_every, o->steps, 0};
     if (o->resume) {
         char base[4096];
@@ -116,6 +116,8 @@ static int check_paths(const char *prog, const pc_train_opts *o) {
         snprintf(rstate, sizeof rstate, "%s/%s", o->resume, PC_TRAIN_STATE_FILE);
         ins[nin++] = (pc_in){"--resume", ropt};
         ins[nin++] = (pc_in){"--resume", rstate};
+        snprintf(rcfg, sizeof rcfg, "%s/%s", o->resume, PC_TRAIN_CONFIG_FILE);
+        ins[nin++] = (pc_in){"--resume", rcfg};
     } else {
         nin += pc_cli_adapter_inputs("--adapter", o->adapter, ins + nin, &ap);
     }

@@ -180,6 +180,14 @@ typedef struct pc_adapter_method {
     /* Edits the config written beside the saved tensors (a copy of the run's config; AdaLoRA
      * records the ranks its allocator kept in rank_pattern). 0 or -1. Optional. */
     int (*save_config)(pc_adapt_ctx *cx, void *state, struct pc_adapter_config *cfg, char *err, size_t errlen);
+
+    /* A training run's state beyond its params and their optimizer moments (AdaLoRA's importance
+     * EMAs and rank masks), so that --resume continues the run exactly: save_state puts tensors
+     * into a resumable checkpoint with io->put (keys "peftc.<method>.<...>", apart from the
+     * params'), load_state reads them back with io->get, which also gives the run's params as
+     * the checkpoint restored them (io->key_at lists those). 0 or -1. Optional, both or neither. */
+    int (*save_state)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
+    int (*load_state)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
 } pc_adapter_method;
 
 /* ---- what a method's callbacks may ask of the context ---- */

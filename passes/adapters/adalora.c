@@ -179,6 +179,15 @@ static int adalora_step(pc_adapt_ctx *cx, void *state, int step, const pc_tensor
     return pc_adalora_step(state, pc_adapt_config(cx), step, io, err, errlen);
 }
 
+static int adalora_save_state(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen) {
+    (void)cx;
+    return pc_adalora_save_state(state, io, err, errlen);
+}
+
+static int adalora_load_state(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen) {
+    return pc_adalora_load_state(state, pc_adapt_config(cx), io, err, errlen);
+}
+
 /* the allocated ranks only: E and A rows, B columns (resize_state_dict_by_rank_pattern) */
 static int put_pruned(const pc_adalora_module *m, const pc_tensor_io *io, char *err, size_t errlen) {
     int64_t kept = 0;
@@ -256,4 +265,6 @@ const pc_adapter_method pc_method_adalora = {
     .step_hook = adalora_step,
     .save_tensors = adalora_save,
     .save_config = adalora_save_config,
+    .save_state = adalora_save_state,
+    .load_state = adalora_load_state,
 };

@@ -46,6 +46,12 @@ int64_t pc_adalora_budget(const pc_adapter_config *cfg, int64_t init_bgt, int64_
  * 0 or -1 with a message. */
 int pc_adalora_step(pc_adalora_state *st, const pc_adapter_config *cfg, int64_t step, const pc_tensor_io *io,
                     char *err, size_t errlen);
+/* the allocator's state into a checkpoint (io->put; nothing before its first step) and back from
+ * one (io->get: the run's params, then the checkpoint's tensors; nothing there = a fresh
+ * allocator), so a resumed run allocates as the uninterrupted one. 0 or -1. */
+int pc_adalora_save_state(const pc_adalora_state *st, const pc_tensor_io *io, char *err, size_t errlen);
+int pc_adalora_load_state(pc_adalora_state *st, const pc_adapter_config *cfg, const pc_tensor_io *io, char *err,
+                          size_t errlen);
 /* frees the allocator's part of the state */
 void pc_adalora_alloc_free(pc_adalora_state *st);
 

@@ -198,6 +198,77 @@ static int mask_using_pattern(pc_adalora_state *st, const pc_tensor_io *io, char
     return 0;
 }
 
+/* ---- checkpoints: keys "peftc.adalora.<module>.<what>" ---- */
+
+static const char *const EMA_NAME[2][3] = {{"ipt_A", "ipt_E", "ipt_B"}, {"unc_A", "unc_E", "unc_B"}};
+#define STATE_FLAGS "peftc.adalora.flags" /* [ema_live, have_pattern] */
+
+static void state_key(char *buf, size_t len, const pc_adalora_module *m, const char *what) {
+    snprintf(buf, len, "peftc.adalora.%s.%s", m->module, what);
+}
+
+int pc_adalora_save_state(const pc_adalora_state *st, const pc_tensor_io *io, char *err, size_t errlen) {
+    if (!st->scanned) return 0;
+    char key[640];
+    float flags[2] = {st->ema_live ? 1.0f : 0.0f, st->have_pattern ? 1.0f : 0.0f};
+    if (io->put(io->put_ctx, STATE_FLAGS, PC_SHAPE(2), flags)) return snprintf(err, errlen, "out of memory"), -1;
+    for (int i = 0; i < st->nmods; i++) {
+        const pc_adalora_module *m = &st->mods[i];
+        for (int e = 0; e < 2; e++)
+            for (int k = 0; k < 3; k++) {
+                state_key(key, sizeof key, m, EMA_NAME[e][k]);
+                if (io->put(io->put_ctx, key, PC_SHAPE(numel(m, k)), e ? m->unc_ema[k] : m->ipt_ema[k]))
+                    return snprintf(err, errlen, "out of memory"), -1;
+            }
+        float *keep = malloc((size_t)(m->r ? m->r : 1) * sizeof *keep);
+        if (!keep) return snprintf(err, errlen, "out of memory"), -1;
+        for (int64_t r = 0; r < m->r; r++) keep[r] = m->keep[r] ? 1.0f : 0.0f;
+        state_key(key, sizeof key, m, "keep");
+        int rc = io->put(io->put_ctx, key, PC_SHAPE(m->r), keep);
+        free(keep);
+        if (rc) return snprintf(err, errlen, "out of memory"), -1;
+    }
+    return 0;
+}
+
+/* a saved tensor of n floats, or NULL with a message */
+static const float *saved(const pc_tensor_io *io, const char *key, int64_t n, char *err, size_t errlen) {
+    pc_shape sh;
+    const float *p = io->get(io->get_ctx, key, &sh);
+    if (!p) return snprintf(err, errlen, "tensor %s is missing", key), NULL;
+    if (sh.rank != 1 || sh.dim[0] != n)
+        return snprintf(err, errlen, "tensor %s has %lld values, the run's module needs %lld", key,
+                        (long long)pc_shape_numel(sh), (long long)n), NULL;
+    return p;
+}
+
+int pc_adalora_load_state(pc_adalora_state *st, const pc_adapter_config *cfg, const pc_tensor_io *io, char *err,
+                          size_t errlen) {
+    pc_shape sh;
+    const float *flags = io->get(io->get_ctx, STATE_FLAGS, &sh);
+    if (!flags) return 0; /* saved before the first step (or by an older peftc): a fresh allocator */
+    if (sh.rank != 1 || sh.dim[0] != 2) return snprintf(err, errlen, "tensor %s is not [2]", STATE_FLAGS), -1;
+    if (!st->scanned && scan(st, cfg, io, err, errlen)) return -1;
+    char key[640];
+    for (int i = 0; i < st->nmods; i++) {
+        pc_adalora_module *m = &st->mods[i];
+        for (int e = 0; e < 2; e++)
+            for (int k = 0; k < 3; k++) {
+                state_key(key, sizeof key, m, EMA_NAME[e][k]);
+                const float *p = saved(io, key, numel(m, k), err, errlen);
+                if (!p) return -1;
+                memcpy(e ? m->unc_ema[k] : m->ipt_ema[k], p, (size_t)numel(m, k) * sizeof *p);
+            }
+        state_key(key, sizeof key, m, "keep");
+        const float *keep = saved(io, key, m->r, err, errlen);
+        if (!keep) return -1;
+        for (int64_t r = 0; r < m->r; r++) m->keep[r] = keep[r] != 0.0f;
+    }
+    st->ema_live = flags[0] != 0.0f;
+    st->have_pattern = flags[1] != 0.0f;
+    return 0;
+}
+
 int pc_adalora_step(pc_adalora_state *st, const pc_adapter_config *cfg, int64_t step, const pc_tensor_io *io,
                     char *err, size_t errlen) {
     if (!st->scanned && scan(st, cfg, io, err, errlen)) return -1;
