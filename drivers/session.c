@@ -104,7 +104,7 @@ int pc_session_seq_cls_heads(pc_adapter_config *c) {
 }
 
 /* the method of a config: by its peft_type (PEFT's, or a registered method's own) */
-static int find_method(pc_session *s, char *err, size_t errlen) {
+int pc_session_find_method(pc_session *s, char *err, size_t errlen) {
     const pc_adapter_config *cfg = s->adapter.cfg;
     const char *type = pc_adapter_config_type_name(cfg);
     if (!(s->method = pc_registry_find(s->reg, type)))
@@ -217,7 +217,7 @@ int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *mo
         if (s->model.info.vocab == 512 && access(bundled, R_OK) == 0)
             s->tok = pc_text_tokenizer_open(bundled, s->model.info.vocab, msg, sizeof msg);
     }
-    if (adapter && find_method(s, err, errlen)) goto fail;
+    if (adapter && pc_session_find_method(s, err, errlen)) goto fail;
     return 0;
 fail:
     pc_session_close(s);
@@ -231,6 +231,7 @@ int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, 
 }
 
 void pc_session_close(pc_session *s) {
+    pc_session_named_free(s);
     pc_model_close(&s->model);
     pc_text_tokenizer_free(s->tok);
     pc_adapter_close(&s->adapter);
@@ -243,7 +244,7 @@ int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *so
     s->adapter.cfg = cfg;
     s->adapter_source = source;
     s->method = NULL;
-    return cfg ? find_method(s, err, errlen) : 0;
+    return cfg ? pc_session_find_method(s, err, errlen) : 0;
 }
 
 int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
@@ -315,16 +316,19 @@ int pc_session_virtual_tokens(const pc_session *s) {
 }
 
 static pc_graph *build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
-    if (!s->adapter.cfg || s->merged) return pc_model_build(&s->model, req, NULL, err, errlen);
-    pc_adapt_ctx *cx = pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
+    if (s->mixed && (trainable || s->merged))
+        return pc_errf(err, errlen, "a mixed-adapter batch is for inference: it is neither trained nor merged"), NULL;
+    if ((!s->adapter.cfg || s->merged) && !s->mixed) return pc_model_build(&s->model, req, NULL, err, errlen);
+    pc_adapt_ctx *cx = s->mixed ? pc_session_mixed_adapter(s, req->mode, err, errlen)
+                                : pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
     if (!cx) return NULL;
     pc_site_hook hook = {pc_adapt_site, cx};
     pc_graph *g = pc_model_build(&s->model, req, &hook, err, errlen);
     /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input); products with a
      * Kronecker product (LoKr) never form it */
     if (g && (pc_adapt_finish(cx, g, err, errlen) ||
-              pc_modules_to_save_apply(g, &s->adapter.cfg->modules_to_save, trainable, pc_session_is_base, (void *)s,
-                                       NULL, err, errlen) ||
+              (!s->mixed && pc_modules_to_save_apply(g, &s->adapter.cfg->modules_to_save, trainable, pc_session_is_base,
+                                                     (void *)s, NULL, err, errlen)) ||
               pc_run_pipeline(&g, "fuse-kron,dce", NULL, err, errlen))) {
         pc_graph_free(g);
         g = NULL;
@@ -396,6 +400,7 @@ static int no_weights(const pc_session *s, const pc_graph *g, const pc_st_file *
 int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
                      char *err, size_t errlen) {
     *st = (pc_store){0};
+    if (s->mixed) return pc_session_store_mixed(s, g, st, err, errlen);
     if (no_weights(s, g, extra, err, errlen)) return -1;
     const pc_st_file *files[2] = {s->adapter.weights, extra};
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
