@@ -89,5 +89,6 @@ int pc_cmd_merge(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_dump(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_compile(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_methods(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_pack(const pc_registry *reg, int argc, char **argv);
 
 #endif
