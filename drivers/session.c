@@ -400,7 +400,12 @@ static int no_weights(const pc_session *s, const pc_graph *g, const pc_st_file *
 int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
                      char *err, size_t errlen) {
     *st = (pc_store){0};
-    if (s->mixed) return pc_session_store_mixed(s, g, st, err, errlen);
+    if (s->mixed) {
+        if (pc_session_store_mixed(s, g, st, err, errlen)) return -1;
+        if (qk_rows(s, st, 0, 1, err, errlen)) return pc_store_free(st), -1;
+        pc_session_fix_qk_rows(s, st, 0);
+        return 0;
+    }
     if (no_weights(s, g, extra, err, errlen)) return -1;
     const pc_st_file *files[2] = {s->adapter.weights, extra};
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
@@ -480,25 +485,29 @@ void pc_qk_permute_rows(float *w, int64_t rows, int64_t cols, int hd, int to_hf)
  * (check 1) fails on one whose rows do not divide into heads, where no row permutation of the
  * tensor is the permutation of the module's rows (LoKr's w2 with fewer rows than a head) */
 static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, char *err, size_t errlen) {
-    if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return 0;
+    /* a mixed session's adapters share one method (the active one may be the base model) */
+    const pc_adapter_method *m = s->method ? s->method : s->mixed && s->nnamed ? s->named[0].method : NULL;
+    if (!s->hf_qk_rows || !m || !m->output_rows || !s->model.family->rotary_rows) return 0;
     static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {
         pc_store_entry *e = &st->e[i];
-        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || strncmp(e->key, prefix, sizeof prefix - 1)) continue;
+        /* a mixed graph keys each adapter's tensors "<name>/<PEFT key>" */
+        const char *key = s->mixed && strchr(e->key, '/') ? strchr(e->key, '/') + 1 : e->key;
+        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || strncmp(key, prefix, sizeof prefix - 1)) continue;
         /* "<module>.<tensor>": the longest prefix the family rotates is the module */
-        const char *rest = e->key + sizeof prefix - 1;
+        const char *rest = key + sizeof prefix - 1;
         char module[512];
         snprintf(module, sizeof module, "%s", rest);
         for (char *dot = strrchr(module, '.'); dot; dot = strrchr(module, '.')) {
             *dot = 0;
             int hd = s->model.family->rotary_rows(&s->model, module);
             if (hd <= 0) continue;
-            if (!s->method->output_rows(rest + strlen(module) + 1)) break;
+            if (!m->output_rows(rest + strlen(module) + 1)) break;
             if (check && e->shape.dim[0] % hd)
                 return pc_errf(err, errlen, "%s: --hf-qk-rows: %s has %lld rows, not a multiple of the head size %d, so "
                                "the Hugging Face q/k row order of %s is not a row order of this tensor (%s); use the "
                                "adapter without --hf-qk-rows (llama2.c row order)", s->adapter_source, e->key,
-                               (long long)e->shape.dim[0], hd, module, s->method->name);
+                               (long long)e->shape.dim[0], hd, module, m->name);
             if (!check && e->shape.dim[0] > 1 && e->shape.dim[0] % hd == 0)
                 pc_qk_permute_rows(e->data, e->shape.dim[0], e->shape.rank == 2 ? e->shape.dim[1] : 1, hd, to_file);
             break;

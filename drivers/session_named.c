@@ -218,8 +218,6 @@ pc_adapt_ctx *pc_session_mixed_adapter(const pc_session *s, pc_adapt_mode mode, 
     if (s->nnamed == 0) return pc_errf(err, errlen, "a mixed-adapter batch needs named adapters (--adapter)"), NULL;
     if (mode == PC_ADAPT_TRAIN)
         return pc_errf(err, errlen, "a mixed-adapter batch is for inference, not training"), NULL;
-    if (s->hf_qk_rows)
-        return pc_errf(err, errlen, "--hf-qk-rows is not supported with a mixed-adapter batch"), NULL;
     pc_adapt_ctx **m = calloc((size_t)s->nnamed, sizeof *m);
     const char **names = calloc((size_t)s->nnamed, sizeof *names);
     if (!m || !names) { free(m); free(names); return pc_errf(err, errlen, "out of memory"), NULL; }
