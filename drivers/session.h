@@ -131,6 +131,9 @@ void pc_session_adapter_names(const pc_session *s, char *buf, size_t len);
  * nothing. */
 int pc_session_bind_adapter_ids(const pc_session *s, const pc_graph *g, pc_exec *r, const int32_t *ids,
                                 int32_t **rows, char *err, size_t errlen);
+/* every tensor of named adapter k against the base model (an evaluation graph with it, filled);
+ * the error names the adapter, the file and the tensor */
+int pc_session_check_adapter(pc_session *s, int k, char *err, size_t errlen);
 /* the method lookup of an adapter just placed in s->adapter (session.c's config checks) */
 int pc_session_find_method(pc_session *s, char *err, size_t errlen);
 /* the mixed application of every named adapter (build of a mixed session) */

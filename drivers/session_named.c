@@ -57,7 +57,7 @@ void pc_session_named_free(pc_session *s) {
 }
 
 /* every tensor of adapter k against the base model: an evaluation graph with it, filled */
-static int check_base(pc_session *s, int k, char *err, size_t errlen) {
+int pc_session_check_adapter(pc_session *s, int k, char *err, size_t errlen) {
     if (!s->named[k].files.weights) return 0; /* a config: the verbs that need tensors say so */
     int was = s->active;
     bool mixed = s->mixed;
@@ -104,7 +104,7 @@ int pc_session_add_adapter(pc_session *s, const char *name, const char *path, ch
     int rc = pc_session_find_method(s, err, errlen);
     a->method = s->method;
     mirror(s, first ? 0 : was);
-    if (!rc) rc = check_base(s, s->nnamed - 1, err, errlen);
+    if (!rc) rc = pc_session_check_adapter(s, s->nnamed - 1, err, errlen);
     if (rc) {
         s->nnamed--;
         named_close(&s->named[s->nnamed]);
