@@ -156,7 +156,7 @@ int pc_session_add_adapters(pc_session *s, const char *spec, char *err, size_t e
     if (!rc && n == 0 && s->nnamed == 0)
         rc = pc_errf(err, errlen, "%s: no %s there nor in a subdirectory (an adapter directory, or PEFT's "
                      "multi-adapter layout)", spec, PC_ADAPTER_CONFIG_NAME);
-    if (!rc) qsort(subs, (size_t)n, sizeof *subs, cmp_str); /* a fixed order: the directory's is not */
+    if (!rc && n > 1) qsort(subs, (size_t)n, sizeof *subs, cmp_str); /* a fixed order: the directory's is not */
     for (int i = 0; i < n && !rc; i++) {
         char p[4200];
         snprintf(p, sizeof p, "%s/%s", spec, subs[i]);
