@@ -83,6 +83,21 @@ int pc_samples_load(const pc_session *s, const char *path, int seq, pc_sample **
     return rc;
 }
 
+int pc_samples_detect(const char *path, bool *per_sample, char *err, size_t errlen) {
+    *per_sample = false;
+    char head[65536];
+    long n = pc_read_head(path, head, sizeof head - 1);
+    if (n < 0) return pc_errf(err, errlen, "%s: cannot read the file", path);
+    head[n] = 0;
+    char *p = head;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    char *nl = strchr(p, '\n');
+    json_t *o = json_loadb(p, nl ? (size_t)(nl - p) : strlen(p), 0, NULL);
+    *per_sample = json_is_object(o) && json_object_get(o, "adapter") != NULL;
+    json_decref(o);
+    return 0;
+}
+
 void pc_eval_samples_free(pc_eval_samples_result *r) {
     free(r->group_loss);
     free(r->group_tokens);

@@ -76,8 +76,9 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
                "Several adapters: --adapter NAME=DIR, repeated (a bare DIR is 'default'; a directory in\n"
                "PEFT's save_pretrained layout, adapters in subdirectories named after them, loads them\n"
                "all); --active NAME picks the one the model runs with (default: the first; __base__: none).\n"
-               "A causal LM with --data F.jsonl evaluates one sample per line, {\"text\": ..., \"adapter\":\n"
-               "NAME} (adapter optional: the active one; __base__: the base model), each cut to --seq+1\n"
+               "A causal LM with --data F.jsonl whose lines name adapters, {\"text\": ..., \"adapter\": NAME}\n"
+               "(the first line must have the field; null or absent: the active one; __base__: the base\n"
+               "model), evaluates one sample per line, each cut to --seq+1\n"
                "tokens; the samples of a batch may name different adapters and run in one pass. It prints\n"
                "the loss over all samples and per adapter.\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
@@ -110,7 +111,12 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         fprintf(stderr, "peftc eval: %s\n", err);
         return 1;
     }
-    const bool samples = !s.model.info.encoder && ends_with(data, ".jsonl");
+    bool samples = false;
+    if (!s.model.info.encoder && ends_with(data, ".jsonl") && pc_samples_detect(data, &samples, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        pc_session_close(&s);
+        return 1;
+    }
     if (samples && !s.named && s.adapter.cfg) { /* samples name their adapters: open them by name */
         pc_session_close(&s);
         if (pc_session_open_named(&s, reg, model, tokenizer, adapters, nad, active, true, nlabels, err, sizeof err)) {
