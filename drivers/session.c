@@ -104,7 +104,7 @@ int pc_session_seq_cls_heads(pc_adapter_config *c) {
 }
 
 /* the method of a config: by its peft_type (PEFT's, or a registered method's own) */
-static int find_method(pc_session *s, char *err, size_t errlen) {
+int pc_session_find_method(pc_session *s, char *err, size_t errlen) {
     const pc_adapter_config *cfg = s->adapter.cfg;
     const char *type = pc_adapter_config_type_name(cfg);
     if (!(s->method = pc_registry_find(s->reg, type)))
@@ -225,7 +225,7 @@ int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *mo
         if (s->model.info.vocab == 512 && access(bundled, R_OK) == 0)
             s->tok = pc_text_tokenizer_open(bundled, s->model.info.vocab, msg, sizeof msg);
     }
-    if (adapter && find_method(s, err, errlen)) goto fail;
+    if (adapter && pc_session_find_method(s, err, errlen)) goto fail;
     return 0;
 fail:
     pc_session_close(s);
@@ -239,6 +239,7 @@ int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, 
 }
 
 void pc_session_close(pc_session *s) {
+    pc_session_named_free(s);
     pc_model_close(&s->model);
     pc_text_tokenizer_free(s->tok);
     pc_adapter_close(&s->adapter);
@@ -251,7 +252,7 @@ int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *so
     s->adapter.cfg = cfg;
     s->adapter_source = source;
     s->method = NULL;
-    return cfg ? find_method(s, err, errlen) : 0;
+    return cfg ? pc_session_find_method(s, err, errlen) : 0;
 }
 
 int pc_session_default_adapter(pc_session *s, char *err, size_t errlen) {
@@ -316,16 +317,19 @@ int pc_session_virtual_tokens(const pc_session *s) { return positions_before(s, 
 int pc_session_prefix_positions(const pc_session *s) { return positions_before(s, false); }
 
 static pc_graph *build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
-    if (!s->adapter.cfg || s->merged) return pc_model_build(&s->model, req, NULL, err, errlen);
-    pc_adapt_ctx *cx = pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
+    if (s->mixed && (trainable || s->merged))
+        return pc_errf(err, errlen, "a mixed-adapter batch is for inference: it is neither trained nor merged"), NULL;
+    if ((!s->adapter.cfg || s->merged) && !s->mixed) return pc_model_build(&s->model, req, NULL, err, errlen);
+    pc_adapt_ctx *cx = s->mixed ? pc_session_mixed_adapter(s, req->mode, err, errlen)
+                                : pc_session_adapter(s, req->mode, trainable, 0, err, errlen);
     if (!cx) return NULL;
     pc_site_hook hook = {pc_adapt_site, cx};
     pc_graph *g = pc_model_build(&s->model, req, &hook, err, errlen);
     /* a rewrite may leave the value it replaced unused (IA3 on a feedforward input); products with a
      * Kronecker product (LoKr) never form it */
     if (g && (pc_adapt_finish(cx, g, err, errlen) ||
-              pc_modules_to_save_apply(g, &s->adapter.cfg->modules_to_save, trainable, pc_session_is_base, (void *)s,
-                                       NULL, err, errlen) ||
+              (!s->mixed && pc_modules_to_save_apply(g, &s->adapter.cfg->modules_to_save, trainable, pc_session_is_base,
+                                                     (void *)s, NULL, err, errlen)) ||
               pc_run_pipeline(&g, "fuse-kron,dce", NULL, err, errlen))) {
         pc_graph_free(g);
         g = NULL;
@@ -402,6 +406,12 @@ static int no_weights(const pc_session *s, const pc_graph *g, const pc_st_file *
 int pc_session_store(const pc_session *s, const pc_graph *g, pc_store *st, const pc_st_file *extra, uint64_t seed,
                      char *err, size_t errlen) {
     *st = (pc_store){0};
+    if (s->mixed) {
+        if (pc_session_store_mixed(s, g, st, err, errlen)) return -1;
+        if (qk_rows(s, st, 0, 1, err, errlen)) return pc_store_free(st), -1;
+        pc_session_fix_qk_rows(s, st, 0);
+        return 0;
+    }
     if (no_weights(s, g, extra, err, errlen)) return -1;
     const pc_st_file *files[2] = {s->adapter.weights, extra};
     if (pc_store_init(st, g, pc_session_is_base, (void *)s, files, 2, seed, err, errlen)) return -1;
@@ -488,25 +498,29 @@ static int qk_rows(const pc_session *s, pc_store *st, int to_file, int check, ch
                        "yet (run it on the Hugging Face model, or permute each layer's key columns as "
                        "tests/golden/gen_peft_prefix.py does)", s->adapter_source ? s->adapter_source : "adapter",
                        s->method->name);
-    if (!s->hf_qk_rows || !s->method || !s->method->output_rows || !s->model.family->rotary_rows) return 0;
+    /* a mixed session's adapters share one method (the active one may be the base model) */
+    const pc_adapter_method *m = s->method ? s->method : s->mixed && s->nnamed ? s->named[0].method : NULL;
+    if (!s->hf_qk_rows || !m || !m->output_rows || !s->model.family->rotary_rows) return 0;
     static const char prefix[] = "base_model.model.";
     for (int i = 0; i < st->n; i++) {
         pc_store_entry *e = &st->e[i];
-        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || strncmp(e->key, prefix, sizeof prefix - 1)) continue;
+        /* a mixed graph keys each adapter's tensors "<name>/<PEFT key>" */
+        const char *key = s->mixed && strchr(e->key, '/') ? strchr(e->key, '/') + 1 : e->key;
+        if (!(e->flags & (PC_TRAINABLE | PC_FROZEN)) || strncmp(key, prefix, sizeof prefix - 1)) continue;
         /* "<module>.<tensor>": the longest prefix the family rotates is the module */
-        const char *rest = e->key + sizeof prefix - 1;
+        const char *rest = key + sizeof prefix - 1;
         char module[512];
         snprintf(module, sizeof module, "%s", rest);
         for (char *dot = strrchr(module, '.'); dot; dot = strrchr(module, '.')) {
             *dot = 0;
             int hd = s->model.family->rotary_rows(&s->model, module);
             if (hd <= 0) continue;
-            if (!s->method->output_rows(rest + strlen(module) + 1)) break;
+            if (!m->output_rows(rest + strlen(module) + 1)) break;
             if (check && e->shape.dim[0] % hd)
                 return pc_errf(err, errlen, "%s: --hf-qk-rows: %s has %lld rows, not a multiple of the head size %d, so "
                                "the Hugging Face q/k row order of %s is not a row order of this tensor (%s); use the "
                                "adapter without --hf-qk-rows (llama2.c row order)", s->adapter_source, e->key,
-                               (long long)e->shape.dim[0], hd, module, s->method->name);
+                               (long long)e->shape.dim[0], hd, module, m->name);
             if (!check && e->shape.dim[0] > 1 && e->shape.dim[0] % hd == 0)
                 pc_qk_permute_rows(e->data, e->shape.dim[0], e->shape.rank == 2 ? e->shape.dim[1] : 1, hd, to_file);
             break;

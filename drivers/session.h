@@ -14,6 +14,16 @@
 
 struct pc_store;
 
+/* One of several adapters loaded onto the base model under a name (drivers/session_named.c) */
+typedef struct {
+    char *name, *source;            /* the name (PEFT's adapter_name) and the path it came from */
+    pc_adapter_files files;         /* owned */
+    const pc_adapter_method *method;
+} pc_named_adapter;
+
+/* the name of the base model where an adapter is named (PEFT's adapter_names "__base__") */
+#define PC_BASE_ADAPTER_NAME "__base__"
+
 typedef struct {
     pc_model model;
     pc_text_tokenizer *tok;           /* NULL when not asked for */
@@ -37,6 +47,13 @@ typedef struct {
     /* a multitask adapter's task (MPT, --task-id; default 0): decode graphs are built for it
      * (train and eval graphs read each row's task from %task_ids, which their drivers fill) */
     int task_id;
+    /* named adapters (pc_session_add_adapters): all loaded, the active one (index, -1: the base
+     * model) mirrored in adapter / adapter_source / method, which then do not own it */
+    pc_named_adapter *named;
+    int nnamed, active;
+    /* graphs serve every named adapter at once, per row: the i32 input %adapter_ids [B] holds each
+     * row's adapter index (nnamed = the base model); see pc_session_bind_adapter_ids */
+    bool mixed;
 } pc_session;
 
 /* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */
@@ -81,6 +98,46 @@ pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bo
  * weights file is missing in which directory (or that the directory has it: pass that instead);
  * key (may be NULL) names a tensor that was wanted. Returns -1. */
 int pc_session_missing_weights(const pc_session *s, const char *key, char *err, size_t errlen);
+
+/* ---- named adapters (drivers/session_named.c) ----
+ * Adds adapters from `spec`: "NAME=PATH" loads PATH (a directory or config file) as NAME; a bare
+ * "PATH" is PEFT's save_pretrained layout: the adapter at the directory's root is "default" and
+ * each subdirectory holding adapter_config.json is the adapter of its name (training checkpoints
+ * "checkpoint-*" are not adapters). Each is checked against the base model (every tensor's
+ * shape: an error names the adapter, file and tensor). The first adapter added becomes active.
+ * Errors: a name given twice, a name with '/' or "__base__", a path without an adapter. */
+int pc_session_add_adapters(pc_session *s, const char *spec, char *err, size_t errlen);
+/* Opens a session with the adapters of specs[0..n) (pc_session_add_adapters) and `active` (NULL:
+ * the first). One plain adapter path without `active` or `force` opens as pc_session_open_labels
+ * does (the single-adapter session every verb knows); otherwise the adapters are named. */
+int pc_session_open_named(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
+                          const char *const *specs, int n, const char *active, bool force, int num_labels, char *err,
+                          size_t errlen);
+/* one adapter under a name (a session opened without an adapter, or with named ones) */
+int pc_session_add_adapter(pc_session *s, const char *name, const char *path, char *err, size_t errlen);
+/* makes `name` the adapter every graph is built with ("__base__": none, the base model) */
+int pc_session_set_active(pc_session *s, const char *name, char *err, size_t errlen);
+/* unloads an adapter; deleting the active one activates the first left (or the base model) */
+int pc_session_delete_adapter(pc_session *s, const char *name, char *err, size_t errlen);
+/* the index of a name in s->named, nnamed for "__base__", -1 when unknown */
+int pc_session_adapter_index(const pc_session *s, const char *name);
+/* "a, b, c" (the names, for messages) */
+void pc_session_adapter_names(const pc_session *s, char *buf, size_t len);
+/* Fills %adapter_ids [B] of a mixed graph with ids[0..B) (NULL: every row the active adapter) in
+ * *rows (malloc'd, freed by the caller after r), bound to r; checks each id. No such input:
+ * nothing. */
+int pc_session_bind_adapter_ids(const pc_session *s, const pc_graph *g, pc_exec *r, const int32_t *ids,
+                                int32_t **rows, char *err, size_t errlen);
+/* every tensor of named adapter k against the base model (an evaluation graph with it, filled);
+ * the error names the adapter, the file and the tensor */
+int pc_session_check_adapter(pc_session *s, int k, char *err, size_t errlen);
+/* the method lookup of an adapter just placed in s->adapter (session.c's config checks) */
+int pc_session_find_method(pc_session *s, char *err, size_t errlen);
+/* the mixed application of every named adapter (build of a mixed session) */
+pc_adapt_ctx *pc_session_mixed_adapter(const pc_session *s, pc_adapt_mode mode, char *err, size_t errlen);
+/* pc_session_store for a mixed graph: each "<name>/<key>" param from that adapter's file */
+int pc_session_store_mixed(const pc_session *s, const pc_graph *g, struct pc_store *st, char *err, size_t errlen);
+void pc_session_named_free(pc_session *s);
 
 /* the positions the adapter takes before the sequence (what the context loses): its virtual
  * tokens (prompt methods) and its prefix positions (prefix tuning); 0 without */

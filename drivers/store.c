@@ -13,8 +13,32 @@ static uint64_t key_hash(const char *s) {
     return h;
 }
 
+typedef struct {
+    const pc_st_file *const *files;
+    int nfiles;
+} file_list;
+
+/* the first of the files holding key (*from: that file, else the first file, for messages) */
+static const pc_st_tensor *in_files(void *ctx, const char *key, const pc_st_file **from) {
+    const file_list *l = ctx;
+    *from = l->nfiles > 0 ? l->files[0] : NULL;
+    for (int fi = 0; fi < l->nfiles; fi++)
+        if (l->files[fi]) {
+            const pc_st_tensor *t = pc_st_find(l->files[fi], key);
+            if (t) return *from = l->files[fi], t;
+        }
+    return NULL;
+}
+
 int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
                   const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen) {
+    file_list l = {files, nfiles};
+    return pc_store_init_find(s, g, is_base, ctx, in_files, &l, seed, err, errlen);
+}
+
+int pc_store_init_find(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
+                       const pc_st_tensor *(*find)(void *fctx, const char *key, const pc_st_file **from), void *fctx,
+                       uint64_t seed, char *err, size_t errlen) {
     *s = (pc_store){0};
     int cap = 0;
     for (pc_val v = 0; v < g->nvals; v++) {
@@ -42,10 +66,8 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
             return pc_errf(err, errlen, "out of memory allocating %llu bytes for %s \"%s\" (f32%s)", bytes,
                            (x->flags & PC_STATE) ? "optimizer state" : "adapter tensor", x->key, shape);
         }
-        const pc_st_tensor *t = NULL;
         const pc_st_file *from = NULL;
-        for (int fi = 0; fi < nfiles && !t; fi++)
-            if (files[fi] && (t = pc_st_find(files[fi], x->key))) from = files[fi];
+        const pc_st_tensor *t = find(fctx, x->key, &from);
         if (t) {
             /* PEFT saves an adapter in its model's dtype: f16, bf16 and f64 files convert to f32 */
             bool floating = t->dtype == PC_F32 || t->dtype == PC_BF16 || strcmp(t->dtype_name, "F16") == 0 ||
@@ -73,8 +95,8 @@ int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, cons
             pc_init_fill(e->data, e->n, x->init, fan_in, seed, key_hash(x->key));
         } else {
             pc_store_free(s);
-            if (nfiles > 0 && files[0])
-                return pc_errf(err, errlen, "%s: no tensor \"%s\"%s", pc_st_path(files[0]), x->key,
+            if (from)
+                return pc_errf(err, errlen, "%s: no tensor \"%s\"%s", pc_st_path(from), x->key,
                                (x->flags & PC_FROZEN) ? "" : " and no init for it");
             return pc_errf(err, errlen, "no adapter weights hold tensor \"%s\" (a config alone has no trained tensors)", x->key);
         }

@@ -33,6 +33,11 @@ typedef struct pc_store {
  * (seeded by `seed` and the key). A frozen adapter param missing from the files is an error. */
 int pc_store_init(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
                   const pc_st_file *const *files, int nfiles, uint64_t seed, char *err, size_t errlen);
+/* the same with the tensor of a key found by find (NULL: none; *from: the file it is in, or the
+ * file it was looked for in, NULL for none) */
+int pc_store_init_find(pc_store *s, const pc_graph *g, int (*is_base)(void *ctx, const char *key), void *ctx,
+                       const pc_st_tensor *(*find)(void *fctx, const char *key, const pc_st_file **from), void *fctx,
+                       uint64_t seed, char *err, size_t errlen);
 void pc_store_free(pc_store *s);
 /* the key of the first tensor pc_store_init would need from a file (a frozen adapter param, or
  * one without an init), NULL when every one can start from its init */

@@ -26,6 +26,11 @@ struct pc_adapt_ctx {
     void *tokenize_ctx;
     uint64_t seed;
     int task; /* pc_adapt_task */
+    /* a member of a mixed application: its params are keyed "<name>/<PEFT key>" (NULL: plain) */
+    const char *name;
+    /* a mixed application (rewrite_mixed): its members, owned */
+    pc_adapt_ctx **members;
+    int nmembers;
 };
 
 pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *cfg, const char *source,
@@ -56,9 +61,72 @@ pc_adapt_ctx *pc_adapt_new(const pc_adapter_method *m, const pc_adapter_config *
     return cx;
 }
 
+pc_adapt_ctx *pc_adapt_new_mixed(pc_adapt_ctx **members, int n, const char *const *names, char *err, size_t errlen) {
+    pc_adapt_ctx *cx = NULL;
+    const pc_adapter_method *m = n > 0 && members[0] ? members[0]->m : NULL;
+    if (!m) { pc_errf(err, errlen, "a mixed batch needs at least one adapter"); goto fail; }
+    for (int i = 1; i < n; i++)
+        if (members[i]->m != m) {
+            pc_errf(err, errlen, "adapters '%s' (%s) and '%s' (%s) cannot be mixed in one batch: their methods differ",
+                    names[0], m->name, names[i], members[i]->m->name);
+            goto fail;
+        }
+    if (!m->rewrite_mixed) {
+        pc_errf(err, errlen, "%s cannot be mixed in one batch: the method has no per-row form (adapters %s%s); "
+                "select one with --active", m->name, names[0], n > 1 ? ", ..." : "");
+        goto fail;
+    }
+    if (!(cx = calloc(1, sizeof *cx)) || (m->state_size && !(cx->state = calloc(1, m->state_size)))) {
+        pc_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    *cx = (pc_adapt_ctx){.m = m, .cfg = members[0]->cfg, .source = members[0]->source, .mode = members[0]->mode,
+                         .info = members[0]->info, .state = cx->state, .members = members, .nmembers = n};
+    for (int i = 0; i < n; i++) members[i]->name = names[i];
+    return cx;
+fail:
+    for (int i = 0; i < n; i++) pc_adapt_free(members[i]);
+    free(members);
+    if (cx) free(cx->state);
+    free(cx);
+    return NULL;
+}
+
+int pc_adapt_members(const pc_adapt_ctx *cx) { return cx->nmembers; }
+pc_adapt_ctx *pc_adapt_member(pc_adapt_ctx *cx, int i) { return i >= 0 && i < cx->nmembers ? cx->members[i] : NULL; }
+
+pc_val pc_adapt_rows(pc_adapt_ctx *cx, const pc_site *s, const pc_val *per_member, int64_t batch) {
+    pc_graph *g = s->g;
+    const int n = cx->nmembers + 1;
+    pc_shape sh = pc_val_shape(g, per_member[0]);
+    int64_t numel = pc_shape_numel(sh);
+    pc_val *flat = malloc((size_t)n * sizeof *flat);
+    if (!flat) return pc_fail(g, s->loc, "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!pc_shape_eq(pc_val_shape(g, per_member[i]), sh)) {
+            free(flat);
+            return pc_fail(g, s->loc, "%s: the per-row tensors of a mixed batch differ in shape", s->module);
+        }
+        flat[i] = pc_reshape_at(g, s->loc, per_member[i], PC_SHAPE(1, numel));
+    }
+    pc_val stack = pc_concat_at(g, s->loc, n, flat, 0); /* [N+1, numel]: weights only, folded once */
+    free(flat);
+    pc_val ids = pc_lookup(g, "adapter_ids");
+    if (ids == PC_NONE) ids = pc_input_at(g, s->loc, "adapter_ids", PC_I32, PC_SHAPE(batch));
+    const pc_value *iv = pc_v(g, ids);
+    if (iv->op != PC_OP_input || iv->dtype != PC_I32 || iv->shape.rank != 1 || iv->shape.dim[0] != batch)
+        return pc_fail(g, s->loc, "%%adapter_ids is not an i32[%lld] input", (long long)batch);
+    pc_shape out = {.rank = sh.rank + 1};
+    out.dim[0] = batch;
+    for (int d = 0; d < sh.rank; d++) out.dim[d + 1] = sh.dim[d];
+    return pc_reshape_at(g, s->loc, pc_embedding_at(g, s->loc, stack, ids), out);
+}
+
 void pc_adapt_free(pc_adapt_ctx *cx) {
     if (!cx) return;
-    if (cx->m->end && cx->state) cx->m->end(cx->state);
+    for (int i = 0; i < cx->nmembers; i++) pc_adapt_free(cx->members[i]);
+    free(cx->members);
+    if (cx->m->end && cx->state && !cx->nmembers) cx->m->end(cx->state);
     pc_target_matcher_free(cx->tm);
     free(cx->state);
     free(cx);
@@ -82,7 +150,7 @@ int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
     pc_adapt_ctx *cx = ctx;
     if (!(cx->m->sites & (unsigned)s->kind)) return 0;
     cx->match_why[0] = 0;
-    int r = cx->m->rewrite(cx, cx->state, s, err, errlen);
+    int r = cx->nmembers ? cx->m->rewrite_mixed(cx, cx->state, s, err, errlen) : cx->m->rewrite(cx, cx->state, s, err, errlen);
     if (r < 0 || s->value == PC_NONE || pc_graph_error(s->g)) {
         if (!err[0]) snprintf(err, errlen, "%s: %s", cx->m->name, pc_graph_error(s->g) ? pc_graph_error(s->g) : "rewrite failed");
         size_t n = strlen(err);
@@ -95,6 +163,8 @@ int pc_adapt_site(void *ctx, pc_site *s, char *err, size_t errlen) {
 
 int pc_adapt_finish(pc_adapt_ctx *cx, pc_graph *g, char *err, size_t errlen) {
     char msg[1024] = "";
+    if (cx->nmembers) /* the members' own finish checks ran on their own graphs (the session checks each) */
+        return cx->nrewritten ? 0 : pc_errf(err, errlen, "%s: the mixed adapters target no module of the model", cx->m->name);
     if (cx->m->finish) {
         if (cx->m->finish(cx, cx->state, cx->nrewritten, msg, sizeof msg))
             return pc_errf(err, errlen, "%s: %s", cx->source, msg[0] ? msg : "invalid adapter");
@@ -171,7 +241,10 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
     pc_loc at = s->loc;
     const char *module = s->module; /* NULL: a model-level tensor (prompt_embeddings) */
     char key[600], name[600];
-    if (pc_adapter_key(key, sizeof key, module, NULL, tensor)) return pc_fail(g, at, "adapter key too long");
+    size_t pre = 0;
+    if (cx->name && (pre = (size_t)snprintf(key, sizeof key, "%s/", cx->name)) >= sizeof key)
+        return pc_fail(g, at, "adapter key too long");
+    if (pc_adapter_key(key + pre, sizeof key - pre, module, NULL, tensor)) return pc_fail(g, at, "adapter key too long");
     pc_val p = pc_lookup_key(g, key);
     if (p != PC_NONE) {
         if (!pc_shape_eq(pc_val_shape(g, p), shape)) return pc_fail(g, at, "%s: two shapes for one tensor", key);
@@ -180,8 +253,8 @@ pc_val pc_adapt_param(pc_adapt_ctx *cx, const pc_site *s, const char *tensor, pc
     /* SSA name: "<module>.<tensor>" without a trailing ".weight" (what dumps and grad.* show) */
     size_t tl = strlen(tensor);
     int cut = tl > 7 && strcmp(tensor + tl - 7, ".weight") == 0 ? (int)tl - 7 : (int)tl;
-    if (module) snprintf(name, sizeof name, "%s.%.*s", module, cut, tensor);
-    else snprintf(name, sizeof name, "%.*s", cut, tensor);
+    if (module) snprintf(name, sizeof name, "%s%s%s.%.*s", cx->name ? cx->name : "", cx->name ? "." : "", module, cut, tensor);
+    else snprintf(name, sizeof name, "%s%s%.*s", cx->name ? cx->name : "", cx->name ? "." : "", cut, tensor);
     return pc_param_at(g, at, pc_lookup(g, name) == PC_NONE ? name : NULL, key, PC_F32, shape,
                        cx->trainable ? PC_TRAINABLE : PC_FROZEN, init);
 }

@@ -30,6 +30,12 @@ void pc_adapt_set_env(pc_adapt_ctx *cx, int (*tokenize)(void *ctx, const char *t
  * whose params are frozen: the trainer's evaluation graph */
 void pc_adapt_set_training_run(pc_adapt_ctx *cx, bool on);
 
+/* A mixed application (adapter.h: rewrite_mixed) of members[0..n) (contexts of one method, made
+ * by pc_adapt_new with trainable = false; owned from now on, with the array, also on error),
+ * named names[i] (borrowed; their params are keyed "<name>/<PEFT key>"). NULL with a message
+ * when the methods differ or the method cannot be mixed. */
+pc_adapt_ctx *pc_adapt_new_mixed(pc_adapt_ctx **members, int n, const char *const *names, char *err, size_t errlen);
+
 /* the task of pc_adapt_task (the session's --task-id) */
 void pc_adapt_set_task(pc_adapt_ctx *cx, int task);
 

@@ -145,3 +145,26 @@ int pc_cli_dump_stage(const char *verb, const char *value) {
             verb, value);
     return -1;
 }
+
+int pc_cli_take_repeated(const char *verb, int argc, char **argv, const char *name, const char **vals, int cap,
+                         int *nvals) {
+    int out = 0;
+    size_t nl = strlen(name);
+    *nvals = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) { /* positional from here */
+            while (i < argc) argv[out++] = argv[i++];
+            break;
+        }
+        if (strncmp(a, "--", 2) || strncmp(a + 2, name, nl) || (a[2 + nl] && a[2 + nl] != '=')) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        const char *v = a[2 + nl] == '=' ? a + 3 + nl : i + 1 < argc ? argv[++i] : NULL;
+        if (!v) { fprintf(stderr, "peftc %s: option '--%s' needs a value\n", verb, name); return -1; }
+        if (*nvals == cap) { fprintf(stderr, "peftc %s: more than %d --%s options\n", verb, cap, name); return -1; }
+        vals[(*nvals)++] = v;
+    }
+    return out;
+}

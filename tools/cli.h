@@ -21,6 +21,12 @@ typedef struct {
 int pc_cli_parse(const char *verb, int argc, char **argv, const pc_cli_opt *opts, int nopts,
                  const char **pos, int maxpos, int *npos);
 
+/* Takes every `--NAME VALUE` / `--NAME=VALUE` out of argv (in place, order kept) for an option
+ * that may be repeated (--adapter NAME=DIR ...): the values in vals[0..cap), their count in
+ * *nvals. Returns the new argc, or -1 after printing an error. */
+int pc_cli_take_repeated(const char *verb, int argc, char **argv, const char *name, const char **vals, int cap,
+                         int *nvals);
+
 /* Parses an integer/float option value; prints an error naming the flag and returns -1. */
 int pc_cli_int(const char *verb, const char *flag, const char *text, long long lo, long long hi, long long *out);
 int pc_cli_double(const char *verb, const char *flag, const char *text, double lo, double hi, double *out);
@@ -84,5 +90,6 @@ int pc_cmd_combine(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_dump(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_compile(const pc_registry *reg, int argc, char **argv);
 int pc_cmd_methods(const pc_registry *reg, int argc, char **argv);
+int pc_cmd_pack(const pc_registry *reg, int argc, char **argv);
 
 #endif

@@ -30,6 +30,7 @@ static const verb verbs[] = {
     {"dump", pc_cmd_dump, "print the IR of a model, adapted model or train step"},
     {"compile", pc_cmd_compile, "build a standalone train or infer executable (AOT)"},
     {"methods", pc_cmd_methods, "list the adapter methods this peftc knows"},
+    {"pack", pc_cmd_pack, "several adapters as one directory in PEFT's multi-adapter layout"},
 };
 
 static void usage(FILE *f) {

@@ -1,6 +1,7 @@
 /* peftc eval: held-out loss of a text under the model (and adapter), or loss and accuracy of a
  * classifier on labelled examples. */
 #include "drivers/classify.h"
+#include "drivers/eval_samples.h"
 #include "drivers/evaluate.h"
 #include "drivers/evaluate_tasks.h"
 #include "runtime/task_data.h"
@@ -8,10 +9,40 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+
+static bool ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
+/* per-sample JSONL evaluation of a causal LM: overall and per adapter */
+static int eval_samples(pc_session *s, const char *data, long long S, long long B, bool json, const pc_exec_opts *eo) {
+    pc_eval_samples_result r;
+    char err[4096];
+    if (pc_eval_samples(s, data, (int)S, (int)B, eo, &r, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        return 1;
+    }
+    if (json) printf("{\"loss\":%.6f,\"tokens\":%zu,\"samples\":%zu,\"adapters\":{", r.loss, r.tokens, r.samples);
+    else printf("loss %.6f  ppl %.4f  (%zu tokens in %zu samples)\n", r.loss, exp(r.loss), r.tokens, r.samples);
+    for (int k = 0, first = 1; k < r.ngroups; k++) {
+        if (!r.group_samples[k]) continue;
+        const char *name = k < s->nnamed ? s->named[k].name : PC_BASE_ADAPTER_NAME;
+        if (json) printf("%s\"%s\":{\"loss\":%.6f,\"tokens\":%zu,\"samples\":%zu}", first ? "" : ",", name,
+                         r.group_loss[k], r.group_tokens[k], r.group_samples[k]);
+        else printf("  %-16s loss %.6f  (%zu tokens in %zu samples)\n", name, r.group_loss[k], r.group_tokens[k],
+                    r.group_samples[k]);
+        first = 0;
+    }
+    if (json) printf("}}\n");
+    pc_eval_samples_free(&r);
+    return 0;
+}
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0,
-               *labels = 0, *task_id = 0;
+               *labels = 0, *task_id = 0, *active = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -19,12 +50,18 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
         {"labels", true, &labels, 0}, {"task-id", true, &task_id, 0},
+        {"active", true, &active, 0},
     };
+    const char *adapters[64]; /* --adapter [NAME=]DIR, repeated */
+    int nad = 0;
+    if ((argc = pc_cli_take_repeated("eval", argc, argv, "adapter", adapters, 64, &nad)) < 0) return 1;
+    if (nad) adapter = adapters[0];
     const char *pos[1];
     int npos;
     int rc = pc_cli_parse("eval", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
     if (rc == 1) {
-        printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter DIR] [--merge] --data F --seq S\n"
+        printf("usage: peftc eval [--model F] [--tokenizer F] [--adapter [NAME=]DIR ...] [--active NAME] [--merge]\n"
+               "                  --data F --seq S\n"
                "                  [--batch B] [--labels F] [--backend ref|jit] [--json] [--dump-after=adapt]\n"
                "                  [--check-finite] [--task-id N]\n\n"
                "A causal LM: the mean next-token cross-entropy of the text: tokens = [BOS] + encode(text);\n"
@@ -42,7 +79,15 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
                "choice of the highest mean log-likelihood per token) and the T-Few losses averaged over the\n"
                "examples ({\"accuracy\":..., \"loss_lm\":..., \"loss_ul\":..., \"loss_ln\":..., \"n_examples\":...}).\n"
                "--seq caps a row (default: the model's context). --task-id N: the task id of examples that\n"
-               "name none (default 0), for an adapter with per-task parameters.\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "name none (default 0), for an adapter with per-task parameters.\n\n"
+               "Several adapters: --adapter NAME=DIR, repeated (a bare DIR is 'default'; a directory in\n"
+               "PEFT's save_pretrained layout, adapters in subdirectories named after them, loads them\n"
+               "all); --active NAME picks the one the model runs with (default: the first; __base__: none).\n"
+               "A causal LM with --data F.jsonl whose lines name adapters, {\"text\": ..., \"adapter\": NAME}\n"
+               "(the first line must have the field; null or absent: the active one; __base__: the base\n"
+               "model), evaluates one sample per line, each cut to --seq+1\n"
+               "tokens; the samples of a batch may name different adapters and run in one pass. It prints\n"
+               "the loss over all samples and per adapter.\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -68,9 +113,22 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         pc_cls_labels_free(&lb);
     }
     pc_session s;
-    if (pc_session_open_labels(&s, reg, model, tokenizer, adapter, nlabels, err, sizeof err)) {
+    if (pc_session_open_named(&s, reg, model, tokenizer, adapters, nad, active, false, nlabels, err, sizeof err)) {
         fprintf(stderr, "peftc eval: %s\n", err);
         return 1;
+    }
+    bool samples = false;
+    if (!s.model.info.encoder && ends_with(data, ".jsonl") && pc_samples_detect(data, &samples, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        pc_session_close(&s);
+        return 1;
+    }
+    if (samples && !s.named && s.adapter.cfg) { /* samples name their adapters: open them by name */
+        pc_session_close(&s);
+        if (pc_session_open_named(&s, reg, model, tokenizer, adapters, nad, active, true, nlabels, err, sizeof err)) {
+            fprintf(stderr, "peftc eval: %s\n", err);
+            return 1;
+        }
     }
     s.dump_after = dump;
     s.hf_qk_rows = hf;
@@ -83,6 +141,13 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         if (json) printf("{\"loss\":%.6f,\"accuracy\":%.6f,\"n_examples\":%zu}\n", c.loss, c.accuracy, c.n);
         else printf("loss %.6f  accuracy %.4f  (%zu examples)\n", c.loss, c.accuracy, c.n);
         return 0;
+    }
+    if (samples) {
+        rc = merge ? (fprintf(stderr, "peftc eval: --merge runs one adapter; per-sample data (.jsonl) names each "
+                              "sample's: evaluate it unmerged\n"), 1)
+                   : eval_samples(&s, data, S ? S : s.model.info.context, B, json, &eo);
+        pc_session_close(&s);
+        return rc;
     }
     bool jsonl = false;
     pc_eval_opts o = {.seq = (int)S, .batch = (int)B, .merge = merge, .exec = eo, .task_id = (int)T};

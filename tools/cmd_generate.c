@@ -25,7 +25,7 @@ int pc_cmd_generate(const pc_registry *reg, int argc, char **argv) { return pc_g
 int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
-               *backend = 0, *dump = 0, *task = 0;
+               *backend = 0, *dump = 0, *task = 0, *active = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -34,7 +34,12 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
         {"task-id", true, &task, 0}, /* MPT: the task whose prompt is fed */
+        {"active", true, &active, 0},
     };
+    const char *adapters[64]; /* --adapter [NAME=]DIR, repeated */
+    int nad = 0;
+    if ((argc = pc_cli_take_repeated("generate", argc, argv, "adapter", adapters, 64, &nad)) < 0) return 1;
+    if (nad) adapter = adapters[0];
     const char *pos[1];
     int npos;
     int rc = pc_cli_parse("generate", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
@@ -45,7 +50,8 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
                    "--tokens, --temperature, --top-p, --seed, --json and --task-id are those of peftc\n"
                    "generate:\n\n",
                    fx->prog, fx->about);
-        printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter DIR] [--merge] [--prompt TEXT]\n"
+        printf("usage: peftc generate [--model F] [--tokenizer F] [--adapter [NAME=]DIR ...] [--active NAME]\n"
+               "                      [--merge] [--prompt TEXT]\n"
                "                      [--tokens N] [--temperature T] [--top-p P] [--seed N] [--json]\n"
                "                      [--backend ref|jit] [--dump-after=adapt] [--check-finite] [--task-id N]\n\n"
                "Generates up to N tokens (default 256) after the prompt (encoded with the tokenizer's\n"
@@ -55,7 +61,10 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
                "--hf-qk-rows: the adapter was made for a Hugging Face-converted Llama.\n"
                "--json prints {\"ids\":[...], \"text\":\"...\"}. --dump-after=adapt (or all) prints the\n"
                "decode graph, adapter applied, to stderr. --task-id N (multitask prompt tuning): the\n"
-               "task whose prompt is fed (default 0).\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "task whose prompt is fed (default 0). Several adapters: --adapter NAME=DIR, repeated (a\n"
+               "bare DIR is 'default'; a directory in PEFT's save_pretrained layout loads every adapter\n"
+               "in it by name); --active NAME generates with that one (default: the first; __base__: the\n"
+               "base model).\n\n" PC_CLI_CHECK_FINITE_HELP);
         return 0;
     }
     if (rc) return 1;
@@ -70,6 +79,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     if (task && pc_cli_int("generate", "task-id", task, 0, 1 << 30, &task_id)) return 1;
     if (fx) {
         const char *what = model ? "--model" : tokenizer ? "--tokenizer" : adapter ? "--adapter" : merge ? "--merge"
+                         : active ? "--active"
                          : hf ? "--hf-qk-rows" : backend ? "--backend" : NULL;
         if (what) {
             fprintf(stderr, "%s: %s is fixed when the executable is compiled (peftc compile)\n", prog, what);
@@ -78,6 +88,10 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         model = fx->model, tokenizer = fx->tokenizer, adapter = fx->adapter; /* an unmerged (prompt) adapter */
     }
     if (merge && !adapter) { fprintf(stderr, "peftc generate: --merge needs --adapter\n"); return 1; }
+    if (merge && active && strcmp(active, PC_BASE_ADAPTER_NAME) == 0) {
+        fprintf(stderr, "peftc generate: --merge with --active %s: there is no adapter to merge\n", active);
+        return 1;
+    }
     pc_exec_opts eo = {.threads = 1, .kernels = fx ? fx->kernels : NULL, .check_finite = check_finite};
     if (pc_backend_parse(backend, &eo.kind)) {
         fprintf(stderr, "peftc generate: --backend: expected ref or jit, got '%s'\n", backend);
@@ -86,7 +100,12 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     char mbuf[4096], err[4096];
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     pc_session s;
-    if (pc_session_open(&s, reg, model, tokenizer, adapter, err, sizeof err)) { fprintf(stderr, "%s: %s\n", prog, err); return 1; }
+    const char *one[1] = {adapter};
+    if (pc_session_open_named(&s, reg, model, tokenizer, fx ? one : adapters, fx ? (adapter != NULL) : nad, active, false,
+                              0, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 1;
+    }
     s.hf_qk_rows = hf;
     s.dump_after = dump;
     s.task_id = (int)task_id;

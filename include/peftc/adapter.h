@@ -188,6 +188,14 @@ typedef struct pc_adapter_method {
      * the checkpoint restored them (io->key_at lists those). 0 or -1. Optional, both or neither. */
     int (*save_state)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
     int (*load_state)(pc_adapt_ctx *cx, void *state, const pc_tensor_io *io, char *err, size_t errlen);
+
+    /* Mixed-adapter batches (inference): one graph serves several trained adapters of this
+     * method at once, each row of the batch with its own (or none: the base model). Rewrites a
+     * site for all the members (pc_adapt_members, pc_adapt_member: each member's config, targets
+     * and params as in `rewrite`) and selects each row's with pc_adapt_rows, so the graph does
+     * one adapter's work per row (punica's BGMV), not one pass per adapter. Same returns as
+     * `rewrite`. NULL: the method cannot be mixed in one batch (its message says so). */
+    int (*rewrite_mixed)(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen);
 } pc_adapter_method;
 
 /* ---- what a method's callbacks may ask of the context ---- */
@@ -226,6 +234,19 @@ int pc_adapt_task(const pc_adapt_ctx *cx);
 pc_val pc_adapt_keep_mask(pc_adapt_ctx *cx, const pc_site *s, pc_shape shape, double p, const char *tag);
 /* dropout(x, p) with the graph's %seed input, distinct per site; identity unless training */
 pc_val pc_adapt_dropout(pc_adapt_ctx *cx, const pc_site *s, pc_val x, double p);
+
+/* ---- mixed-adapter batches (rewrite_mixed) ----
+ * The adapters a mixed graph serves: 0 outside rewrite_mixed. Member i is an ordinary context of
+ * adapter i (its config, pc_adapt_targets, pc_adapt_param; its params are keyed
+ * "<adapter name>/<PEFT key>" and loaded from that adapter's file, frozen). */
+int pc_adapt_members(const pc_adapt_ctx *cx);
+pc_adapt_ctx *pc_adapt_member(pc_adapt_ctx *cx, int i);
+/* Each row's tensor: per_member[0..N] (N = pc_adapt_members; entry N is the base model's,
+ * usually the method's identity: zeros for LoRA, ones for IA3) all of one shape, weights only
+ * (so the inference graph folds their stack [N+1, ...] once); rows are selected by the i32
+ * input %adapter_ids [batch] (created on first use; the drivers fill it, N = the base model)
+ * with the embedding op. Returns [batch, shape...]. */
+pc_val pc_adapt_rows(pc_adapt_ctx *cx, const pc_site *s, const pc_val *per_member, int64_t batch);
 
 /* ---- the registry: methods by name, built-in and registered ---- */
 typedef struct pc_registry pc_registry;

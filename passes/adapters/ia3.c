@@ -53,6 +53,43 @@ static int ia3_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, siz
     return 1;
 }
 
+/* Mixed batches: each row's l (ones for the base model and for adapters that leave the module
+ * alone) gathered by %adapter_ids and broadcast over the sequence. */
+static int ia3_rewrite_mixed(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+    (void)state;
+    pc_graph *g = s->g;
+    const int n = pc_adapt_members(cx);
+    pc_shape vs = pc_val_shape(g, s->value);
+    if (vs.rank != 3)
+        return snprintf(err, errlen, "a mixed batch needs the output of %s as [batch, seq, out]", s->module), -1;
+    if (n > 64) return snprintf(err, errlen, "a mixed batch serves at most 64 adapters, not %d", n), -1;
+    pc_val l[65];
+    int ff = -1;
+    for (int i = 0; i < n; i++) {
+        int f = 0, hit = ia3_target(pc_adapt_member(cx, i), s, &f, err, errlen);
+        if (hit < 0) return -1;
+        l[i] = PC_NONE;
+        if (!hit) continue;
+        if (ff >= 0 && f != ff)
+            return snprintf(err, errlen, "IA3 adapters cannot be mixed in one batch when %s is a feedforward module "
+                            "in one and not in another (one scales its input, the other its output)", s->module), -1;
+        ff = f;
+        l[i] = ia3_vector(pc_adapt_member(cx, i), s, f);
+    }
+    if (ff < 0) return 0;
+    int64_t dim = ff ? s->in : s->out;
+    pc_val one = pc_broadcast_at(g, s->loc, pc_scalar_at(g, s->loc, 1.0f), PC_SHAPE(dim));
+    for (int i = 0; i <= n; i++) l[i] = i == n || l[i] == PC_NONE ? one : pc_reshape_at(g, s->loc, l[i], PC_SHAPE(dim));
+    pc_val rows = pc_reshape_at(g, s->loc, pc_adapt_rows(cx, s, l, vs.dim[0]), PC_SHAPE(vs.dim[0], 1, dim));
+    if (ff) {
+        pc_val y = pc_matmul_at(g, s->loc, pc_mul_at(g, s->loc, s->x, rows), s->weight, 0, 1);
+        s->value = s->bias == PC_NONE ? y : pc_add_at(g, s->loc, y, s->bias);
+    } else {
+        s->value = pc_mul_at(g, s->loc, s->value, rows);
+    }
+    return 1;
+}
+
 /* W ⊙ l (merge) or W ⊘ (l + 1e-8) (unmerge, as PEFT divides) on rows or columns, the bias with
  * the rows */
 static int ia3_fold(pc_adapt_ctx *cx, const pc_site *s, bool unmerge, pc_val *w, pc_val *b, char *err, size_t errlen) {
@@ -87,4 +124,5 @@ const pc_adapter_method pc_method_ia3 = {
     .merge_linear = ia3_merge,
     .unmerge_linear = ia3_unmerge,
     .output_rows = ia3_output_rows,
+    .rewrite_mixed = ia3_rewrite_mixed,
 };

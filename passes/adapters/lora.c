@@ -73,6 +73,66 @@ static int lora_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     return 1;
 }
 
+/* Mixed batches: each adapter's A [r_i, in] and B [out, r_i], zero-padded to the largest rank
+ * (zeros add nothing), stacked with an all-zero entry for the base model, and each row's pair
+ * (and scale s_i) gathered by %adapter_ids: s_row · (x A_rowᵀ) B_rowᵀ as two batched GEMMs, one
+ * adapter's FLOPs. */
+static int lora_rewrite_mixed(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
+    (void)state;
+    pc_graph *g = s->g;
+    const int n = pc_adapt_members(cx);
+    pc_shape xs = pc_val_shape(g, s->x);
+    if (xs.rank != 3)
+        return snprintf(err, errlen, "a mixed batch needs the input of %s as [batch, seq, in]", s->module), -1;
+    pc_val A[65], B[65];
+    double sc[65];
+    bool hit[65];
+    int64_t rmax = 0;
+    if (n > 64) return snprintf(err, errlen, "a mixed batch serves at most 64 adapters, not %d", n), -1;
+    for (int i = 0; i < n; i++) {
+        pc_adapt_ctx *m = pc_adapt_member(cx, i);
+        const pc_adapter_config *cfg = pc_adapt_config(m);
+        if (cfg->lora.use_dora)
+            return snprintf(err, errlen, "LoRA with use_dora (DoRA) cannot be mixed in one batch: its weight norm "
+                            "belongs to one adapter; select one with --active"), -1;
+        if (cfg->lora.lora_bias)
+            return snprintf(err, errlen, "LoRA with lora_bias cannot be mixed in one batch yet; select one with "
+                            "--active"), -1;
+        pc_val bB;
+        int h = lora_module(m, s, &sc[i], &A[i], &B[i], &bB, err, errlen);
+        if (h < 0) return -1;
+        if (!(hit[i] = h)) continue;
+        if (pc_val_shape(g, A[i]).dim[0] > rmax) rmax = pc_val_shape(g, A[i]).dim[0];
+    }
+    if (rmax == 0) return 0;
+    pc_val zero = pc_scalar_at(g, s->loc, 0.0f);
+    for (int i = 0; i <= n; i++) {
+        if (i == n || !hit[i]) { /* the base model, or an adapter that leaves the module alone */
+            A[i] = pc_broadcast_at(g, s->loc, zero, PC_SHAPE(rmax, s->in));
+            B[i] = pc_broadcast_at(g, s->loc, zero, PC_SHAPE(s->out, rmax));
+            continue;
+        }
+        int64_t r = pc_val_shape(g, A[i]).dim[0];
+        if (r < rmax) {
+            A[i] = pc_concat_at(g, s->loc, 2, (pc_val[]){A[i], pc_broadcast_at(g, s->loc, zero, PC_SHAPE(rmax - r, s->in))}, 0);
+            B[i] = pc_concat_at(g, s->loc, 2, (pc_val[]){B[i], pc_broadcast_at(g, s->loc, zero, PC_SHAPE(s->out, rmax - r))}, 1);
+        }
+    }
+    /* each row's scale applied to its update as the single-adapter graph applies it, so a row
+     * rounds as it does alone (scaling B instead moves logits by ~1e-5 relative) */
+    pc_val scale[65];
+    for (int i = 0; i <= n; i++) {
+        float v = i < n && hit[i] ? (float)sc[i] : 0.0f;
+        scale[i] = pc_const_at(g, s->loc, PC_F32, PC_SHAPE(1), &v);
+    }
+    const int64_t rows = xs.dim[0];
+    pc_val a = pc_adapt_rows(cx, s, A, rows), b = pc_adapt_rows(cx, s, B, rows);
+    pc_val up = pc_matmul_at(g, s->loc, pc_matmul_at(g, s->loc, s->x, a, 0, 1), b, 0, 1);
+    up = pc_mul_at(g, s->loc, up, pc_reshape_at(g, s->loc, pc_adapt_rows(cx, s, scale, rows), PC_SHAPE(rows, 1, 1)));
+    s->value = pc_add_at(g, s->loc, s->value, up);
+    return 1;
+}
+
 /* W ± s·B A, b ± s·b_B (sign -1: unmerge) */
 static int lora_fold(pc_adapt_ctx *cx, const pc_site *s, double sign, pc_val *w, pc_val *b, char *err, size_t errlen) {
     double sc;
@@ -126,4 +186,5 @@ const pc_adapter_method pc_method_lora = {
     .unmerge_linear = lora_unmerge,
     .output_rows = lora_output_rows,
     .init_from_base = lora_init,
+    .rewrite_mixed = lora_rewrite_mixed,
 };
