@@ -19,6 +19,7 @@ typedef struct {
     float *cache, *mask, *work;
     pc_prob_index *scratch;
     pc_val *outs;
+    int32_t *adapter_rows; /* %adapter_ids of a mixed graph */
     void *en; /* the entry function (o->entries) */
     char (*inames)[32];
     const char **inp;
@@ -41,6 +42,7 @@ static void gen_free(gen *x, const pc_decode_opts *o) {
     free(x->work);
     free(x->scratch);
     free(x->outs);
+    free(x->adapter_rows);
 }
 
 int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int *ntokens, float *logits, int *npos,
@@ -92,6 +94,8 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
     }
     if (!(x.r = pc_exec_new(x.g, o->exec, err, errlen))) goto done;
     if (pc_session_bind_inference(s, x.g, &x.store, &x.folded, x.r, err, errlen)) goto done;
+    /* a mixed graph (several adapters): the one row runs the active adapter */
+    if (pc_session_bind_adapter_ids(s, x.g, x.r, NULL, &x.adapter_rows, err, errlen)) goto done;
     int32_t tok = 0, posv = 0;
     pc_val vlog = pc_lookup(x.g, "logits");
     if (pc_exec_bind(x.r, pc_lookup(x.g, "token"), &tok) || pc_exec_bind(x.r, pc_lookup(x.g, "pos"), &posv) ||
@@ -110,7 +114,7 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
         x.outs[i] = pc_lookup(x.g, name);
     }
     if (o->entries && (!o->exec || o->exec->kind == PC_BACKEND_JIT)) {
-        int n = 3 + 2 * L;
+        int n = 3 + 2 * L + (x.adapter_rows ? 1 : 0);
         x.inames = calloc((size_t)n, sizeof *x.inames);
         x.inp = calloc((size_t)n, sizeof *x.inp);
         x.iptr = calloc((size_t)n, sizeof *x.iptr);
@@ -122,6 +126,7 @@ int pc_decode(const pc_session *s, const pc_decode_opts *o, int32_t *tokens, int
             snprintf(x.inames[3 + i], sizeof x.inames[3 + i], "%s_cache.%d", i < L ? "k" : "v", i % L);
             x.iptr[3 + i] = x.cache + (size_t)i * cache_n;
         }
+        if (x.adapter_rows) snprintf(x.inames[n - 1], sizeof x.inames[n - 1], "adapter_ids"), x.iptr[n - 1] = x.adapter_rows;
         for (int i = 0; i < n; i++) x.inp[i] = x.inames[i];
         if (pc_entry_args_init(&x.ea, x.g, x.inp, x.iptr, n, err, errlen) ||
             !(x.en = o->entries->open(o->entries, x.r, x.g, err, errlen)))

@@ -38,6 +38,7 @@ typedef struct {
     const int *cache_sizes; /* infer: the decode graphs' KV capacities, ascending (at most
                              * PC_AOT_MAX_CACHES) */
     int ncache_sizes;
+    int mixed; /* infer: several named adapters in one graph (pc_cli_fixed.mixed) */
     const char *about;    /* what was compiled in (for --help) */
     const char *build_id; /* also in OUT.weights/build-id: the two belong together */
     const pc_aot_kernel *kernels;

@@ -72,6 +72,9 @@ typedef struct {
     int batch, seq;    /* train */
     const int *cache_sizes; /* generate: the KV capacities compiled (pc_decode_opts) */
     int ncache_sizes;
+    /* generate: `adapter` is a directory of several named adapters served by one mixed graph
+     * (%adapter_ids); --active picks one at run time */
+    bool mixed;
     const pc_kernel_provider *kernels;
     const struct pc_entry_provider *entries; /* the graphs' entry functions (train) */
 } pc_cli_fixed;

@@ -13,6 +13,7 @@
  * directory; OUT and OUT.weights are staged under temporary names and renamed into place. */
 #include "backend/entry.h"
 #include "backend/kernel.h"
+#include "drivers/adapter_layout.h"
 #include "drivers/fold_weights.h"
 #include "drivers/merge.h"
 #include "drivers/session.h"
@@ -178,7 +179,7 @@ static void put_cstr(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static int write_main(const char *path, const collector *c, pc_aot_mode mode, int batch, int seq, const int *cache_sizes, int ncache,
+static int write_main(const char *path, const collector *c, pc_aot_mode mode, int batch, int seq, const int *cache_sizes, int ncache, int mixed,
                       const char *about, const char *build_id, char *err, size_t errlen) {
     FILE *f = fopen(path, "w");
     if (!f) return pc_errf(err, errlen, "%s: %s", path, strerror(errno));
@@ -203,8 +204,8 @@ static int write_main(const char *path, const collector *c, pc_aot_mode mode, in
     for (int i = 0; i < ncache; i++) fprintf(f, "%s%d", i ? ", " : "", cache_sizes[i]);
     fprintf(f, "%s};\n", ncache ? "" : "0");
     fprintf(f, "\nstatic const pc_aot_image image = {\n    .mode = %s, .batch = %d, .seq = %d,\n"
-            "    .cache_sizes = cache_sizes, .ncache_sizes = %d,\n",
-            mode == PC_AOT_TRAIN ? "PC_AOT_TRAIN" : "PC_AOT_INFER", batch, seq, ncache);
+            "    .cache_sizes = cache_sizes, .ncache_sizes = %d, .mixed = %d,\n",
+            mode == PC_AOT_TRAIN ? "PC_AOT_TRAIN" : "PC_AOT_INFER", batch, seq, ncache, mixed);
     fprintf(f, "    .about = ");
     put_cstr(f, about);
     fprintf(f, ",\n    .build_id = \"%s\",\n    .kernels = kernels, .nkernels = %d,\n    .entries = entries, .nentries = %d,\n};\n\n",
@@ -300,6 +301,8 @@ static const char *base(const char *p) {
 
 typedef struct {
     const char *model, *tokenizer, *adapter, *out, *object, *dump_after;
+    const char *const *named; /* --adapter NAME=DIR, repeated (infer): one generator serving them all */
+    int nnamed;
     pc_aot_mode mode;
     int batch, seq;
     bool hf;
@@ -331,12 +334,44 @@ static const char *builtin_names(char *buf, size_t len) {
     return buf;
 }
 
+/* several named adapters (infer): written to wdir/adapter in PEFT's layout, and the session opened
+ * from there with every one of them in one mixed graph, exactly as the executable will open it
+ * (the graph, hence its kernels, depends on the adapters' order, which the layout fixes) */
+static int open_named(pc_session *s, const copts *o, const pc_registry *reg, const char *wdir, char *err,
+                      size_t errlen) {
+    const char **names = calloc((size_t)o->nnamed, sizeof *names), **dirs = calloc((size_t)o->nnamed, sizeof *dirs);
+    char path[8300];
+    snprintf(path, sizeof path, "%s/%s", wdir, PC_AOT_ADAPTER_DIR);
+    int rc = names && dirs ? 0 : pc_errf(err, errlen, "out of memory");
+    for (int i = 0; !rc && i < o->nnamed; i++) {
+        const char *eq = strchr(o->named[i], '=');
+        if (!eq || eq == o->named[i])
+            rc = pc_errf(err, errlen, "--adapter %s: with several adapters each is NAME=DIR", o->named[i]);
+        else if (!(names[i] = strndup(o->named[i], (size_t)(eq - o->named[i]))))
+            rc = pc_errf(err, errlen, "out of memory");
+        else
+            dirs[i] = eq + 1;
+    }
+    if (!rc) rc = pc_mkdirs(wdir, err, errlen);
+    if (!rc) rc = pc_adapters_write_layout(path, names, dirs, o->nnamed, err, errlen);
+    for (int i = 0; names && i < o->nnamed; i++) free((char *)names[i]);
+    free(names);
+    free(dirs);
+    if (rc) return -1;
+    const char *spec[1] = {path};
+    if (pc_session_open_named(s, reg, o->model, o->tokenizer, spec, 1, NULL, true, 0, err, errlen)) return -1;
+    s->mixed = true;
+    return 0;
+}
+
 /* writes the data directory `wdir` and records the graphs' kernels */
 static int prepare(const copts *o, const pc_registry *reg, const char *wdir, collector *c, int *cache_sizes, int *ncache,
                    char *about,
                    size_t aboutlen, char *err, size_t errlen) {
     pc_session s;
-    if (pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen)) return -1;
+    if (o->nnamed ? open_named(&s, o, reg, wdir, err, errlen)
+                  : pc_session_open(&s, reg, o->model, o->tokenizer, o->adapter, err, errlen))
+        return -1;
     s.hf_qk_rows = o->hf;
     s.dump_after = o->mode == PC_AOT_INFER ? o->dump_after : NULL;
     if (s.method && !builtin(s.method)) {
@@ -360,7 +395,7 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
     if (o->tokenizer && copy_file(o->tokenizer, path, err, errlen)) goto done;
     snprintf(path, sizeof path, "%s/%s", wdir, PC_AOT_MODEL);
     const char *tok_name = o->tokenizer ? base(o->tokenizer) : "the model's own";
-    const char *adesc = s.adapter.cfg ? base(o->adapter) : "the default LoRA (r=8, alpha=16, q,k,v,o,gate,up,down)";
+    const char *adesc = s.adapter.cfg && o->adapter ? base(o->adapter) : "the default LoRA (r=8, alpha=16, q,k,v,o,gate,up,down)";
     if (o->mode == PC_AOT_TRAIN) {
         if (copy_model(o->model, path, err, errlen)) goto done;
         if (s.adapter.weights) { /* a trained adapter to continue from */
@@ -389,7 +424,10 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
                  adesc, o->batch, o->seq);
     } else {
         bool unmerged = false;
-        if (s.adapter.cfg) {
+        if (o->nnamed) { /* several adapters, unmerged, in one mixed graph (open_named) */
+            unmerged = true;
+            if (copy_model(o->model, path, err, errlen)) goto done;
+        } else if (s.adapter.cfg) {
             if (!s.adapter.weights) {
                 pc_errf(err, errlen, "%s: --mode infer needs a trained adapter directory (with %s), not a config",
                         o->adapter, PC_ADAPTER_WEIGHTS_NAME);
@@ -420,8 +458,15 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
             pc_folded_free(&f);
             if (collect_graph(c, dg, err, errlen)) goto done;
         }
-        snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s, KV capacities", base(o->model), tok_name,
-                 s.adapter.cfg ? base(o->adapter) : "none", !s.adapter.cfg ? "" : unmerged ? " (unmerged)" : " (merged)");
+        if (o->nnamed) {
+            char names[1024];
+            pc_session_adapter_names(&s, names, sizeof names);
+            snprintf(about, aboutlen, "model %s, tokenizer %s, adapters %s (unmerged, one graph: --active picks one), KV "
+                     "capacities", base(o->model), tok_name, names);
+        } else {
+            snprintf(about, aboutlen, "model %s, tokenizer %s, adapter %s%s, KV capacities", base(o->model), tok_name,
+                     s.adapter.cfg ? base(o->adapter) : "none", !s.adapter.cfg ? "" : unmerged ? " (unmerged)" : " (merged)");
+        }
         for (int k = 0; k < *ncache; k++)
             snprintf(about + strlen(about), aboutlen - strlen(about), "%s%d", k ? "/" : " ", cache_sizes[k]);
     }
@@ -464,6 +509,11 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         {"o", true, &o.out, 0},       {"hf-qk-rows", false, 0, &hf},     {"emit-object", true, &o.object, 0},
         {"dump-after", true, &o.dump_after, 0},
     };
+    const char *adapters[64]; /* --adapter DIR, or NAME=DIR repeated (infer) */
+    int nad = 0;
+    if ((argc = pc_cli_take_repeated("compile", argc, argv, "adapter", adapters, 64, &nad)) < 0) return 1;
+    if (nad == 1 && !strchr(adapters[0], '=')) o.adapter = adapters[0];
+    else if (nad) o.named = adapters, o.nnamed = nad;
     const char *pos[1];
     int npos;
     int rc = pc_cli_parse("compile", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
@@ -480,6 +530,11 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
     long long v;
     if (batch) { if (pc_cli_int("compile", "batch", batch, 1, 65536, &v)) return 1; o.batch = (int)v; }
     if (seq) { if (pc_cli_int("compile", "seq", seq, 1, 1 << 20, &v)) return 1; o.seq = (int)v; }
+    if (o.mode == PC_AOT_TRAIN && o.nnamed) {
+        fprintf(stderr, "peftc compile: --adapter NAME=DIR: several adapters make a generator (--mode infer); a trainer "
+                "trains one\n");
+        return 1;
+    }
     if (o.mode == PC_AOT_INFER && (batch || seq)) {
         fprintf(stderr, "peftc compile: --batch/--seq apply to --mode train (infer runs one sequence over the model's context)\n");
         return 1;
@@ -495,13 +550,20 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         /* OUT, and OUT.weights, which replaces the previous one as a whole */
         char wdir[8192];
         snprintf(wdir, sizeof wdir, "%s.weights", o.out);
-        pc_in ins[5] = {{"--model", o.model}, {"--tokenizer", o.tokenizer}};
-        pc_cli_adapter_paths ap;
-        int nin = 2 + pc_cli_adapter_inputs("--adapter", o.adapter, ins + 2, &ap);
+        pc_in ins[2 + 3 * 64] = {{"--model", o.model}, {"--tokenizer", o.tokenizer}};
+        pc_cli_adapter_paths *ap = calloc(64, sizeof *ap); /* the joined paths of every adapter */
+        if (!ap) { fprintf(stderr, "peftc compile: out of memory\n"); return 1; }
+        int nin = 2 + pc_cli_adapter_inputs("--adapter", o.adapter, ins + 2, &ap[0]);
+        for (int i = 0; i < o.nnamed; i++) {
+            const char *eq = strchr(o.named[i], '=');
+            nin += pc_cli_adapter_inputs("--adapter", eq ? eq + 1 : o.named[i], ins + nin, &ap[i]);
+        }
         pc_out outs[] = {{.flag = "-o", .path = o.out, .kind = PC_OUT_FILE},
                          {.flag = "-o (its data directory)", .path = wdir, .kind = PC_OUT_DIR, .replaced = true},
                          {.flag = "--emit-object", .path = o.object, .kind = PC_OUT_FILE}};
-        if (pc_cli_check_outputs("peftc compile", outs, 3, ins, nin)) return 1;
+        int bad = pc_cli_check_outputs("peftc compile", outs, 3, ins, nin);
+        free(ap);
+        if (bad) return 1;
     }
 
     char err[4096] = "", tmp[] = "/tmp/peftc-compile-XXXXXX", wstage[8192], wfinal[8192], wold[8192], xstage[8192],
@@ -547,7 +609,7 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
         if (r) goto done;
         if (o.object && copy_file(obj, o.object, err, sizeof err)) goto done;
     }
-    if (write_main(main_c, &c, o.mode, o.batch, o.seq, cache_sizes, ncache, about, build_id, err, sizeof err)) goto done;
+    if (write_main(main_c, &c, o.mode, o.batch, o.seq, cache_sizes, ncache, o.nnamed > 0, about, build_id, err, sizeof err)) goto done;
     if (run_cc(&ap, main_c, obj, xstage, err, sizeof err)) goto done;
     /* into place: the data directory first, then the executable */
     struct stat st;

@@ -79,7 +79,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     if (task && pc_cli_int("generate", "task-id", task, 0, 1 << 30, &task_id)) return 1;
     if (fx) {
         const char *what = model ? "--model" : tokenizer ? "--tokenizer" : adapter ? "--adapter" : merge ? "--merge"
-                         : active ? "--active"
+                         : active && !fx->mixed ? "--active"
                          : hf ? "--hf-qk-rows" : backend ? "--backend" : NULL;
         if (what) {
             fprintf(stderr, "%s: %s is fixed when the executable is compiled (peftc compile)\n", prog, what);
@@ -101,11 +101,14 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     if (!model) model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
     pc_session s;
     const char *one[1] = {adapter};
-    if (pc_session_open_named(&s, reg, model, tokenizer, fx ? one : adapters, fx ? (adapter != NULL) : nad, active, false,
+    /* a mixed executable: every adapter of its directory in one graph, the active one per run */
+    bool mixed = fx && fx->mixed;
+    if (pc_session_open_named(&s, reg, model, tokenizer, fx ? one : adapters, fx ? (adapter != NULL) : nad, active, mixed,
                               0, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return 1;
     }
+    s.mixed = mixed;
     s.hf_qk_rows = hf;
     s.dump_after = dump;
     s.task_id = (int)task_id;
