@@ -5,6 +5,7 @@
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "drivers/train_data.h"
+#include "drivers/train_distill.h"
 #include "drivers/train_tasks.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
@@ -34,6 +35,7 @@ pc_train_opts pc_train_defaults(void) {
         .steps = 200, .batch = 8, .seq = 64, .warmup = 20, .eval_every = 50, .eval_batches = -1,
         .save_every = 0, .grad_accum = 1, .lr = 3e-3, .min_lr = 3e-4, .weight_decay = 0.0,
         .clip = 1.0, .val_fraction = 0.1, .seed = 1337, .exec = {.kind = PC_BACKEND_JIT, .threads = 1},
+        .distill_weight = 1.0, .distill_temperature = 1.0,
     };
 }
 
@@ -104,6 +106,7 @@ typedef struct {
     pc_store store;
     pc_st_file *resume_opt; /* optimizer state of the checkpoint resumed from */
     pc_adapt_ctx *cx;       /* the adapter in training (its per-step hook) */
+    pc_distill *distill;    /* --distill-teachers: the teachers' forward before each step */
     step_grad *sg;          /* with a step hook: each trainable param's gradient of the step */
     int nsg;
     double clip_coef;       /* the step's clip coefficient (1 without clipping) */
@@ -139,6 +142,7 @@ static void run_free(run *x) {
     pc_st_close(x->resume_opt);
     pc_train_data_free(&x->data);
     pc_adapt_free(x->cx);
+    pc_distill_free(x->distill);
     for (int i = 0; i < x->nsg; i++) free(x->sg[i].scaled);
     free(x->sg);
     pc_session_close(&x->s);
@@ -217,7 +221,7 @@ static int write_trainer_state(const char *dir, int step, const pc_train_opts *o
                           "grad_accum", o->grad_accum, "val_fraction", o->val_fraction,
                           "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data,
                           "objective", pc_objective_name(o->objective));
-    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    char *text = j && !pc_distill_state_put(j, o) ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
     char path[8192];
@@ -351,6 +355,7 @@ static int load_resume_state(const char *dir, pc_train_opts *o, int *step, char 
     else if (json_is_string(ob) && pc_objective_parse(json_string_value(ob)) != (int)o->objective)
         bad = pc_errf(err, errlen, "%s: the checkpoint was made with --objective %s, not %s", path, json_string_value(ob),
                       pc_objective_name(o->objective));
+    if (!bad) bad = pc_distill_state_check(j, o, path, err, errlen);
     if (bad) { json_decref(j); return -1; }
     json_decref(j);
     if (st < 0 || st > steps || batch <= 0 || seq <= 0) return pc_errf(err, errlen, "%s: inconsistent step/steps/batch/seq", path);
@@ -413,7 +418,8 @@ static int accumulated_step(run *x, const pc_train_opts *o, int t, double *loss,
         if (use_variant(x, o, b, err, errlen)) return run_failed(err, errlen, "step", t);
         pc_val loss_v = x->var[b].loss_v;
         x->seed_in = step_seed(o->seed, t, k);
-        if (pc_exec_run(x->r, err, errlen)) return run_failed(err, errlen, "step", t);
+        if ((x->distill && pc_distill_run(x->distill, x->g, err, errlen)) || pc_exec_run(x->r, err, errlen))
+            return run_failed(err, errlen, "step", t);
         *loss += *(const float *)pc_exec_data(x->r, loss_v) / o->grad_accum;
         for (int i = 0; i < x->ngrad; i++) {
             const float *gr = pc_exec_data(x->r, x->gout[i]);
@@ -546,13 +552,15 @@ int pc_train_graphs(const pc_session *s, const pc_train_opts *o, bool adamw, pc_
     /* the step graph: the adapted forward, then backward (+ AdamW) */
     pc_build_req req = {.task = s->model.info.encoder ? PC_TASK_SEQ_CLASSIFY : PC_TASK_LM, .seq = o->seq,
                         .batch = (int64_t)o->batch * (o->choices > 0 ? o->choices : 1), .mode = PC_ADAPT_TRAIN,
-                        .choices = o->choices, .objective = o->objective};
+                        .choices = o->choices, .objective = o->objective,
+                        .distill_weight = o->distill_teachers ? o->distill_weight : 0, .distill_temperature = o->distill_temperature};
     if (!(*step = pc_session_build_dump(s, &req, true, o->dump_after, err, errlen))) return -1;
     const char *passes = !adamw ? "autograd" : o->clip > 0 ? PC_TRAIN_PASSES_CLIP : PC_TRAIN_PASSES;
     if (pc_run_pipeline(step, passes, &po, err, errlen)) return -1;
     /* the eval graph: the adapted forward, no dropout, the run's params frozen (a view of the
      * session marked as training, for every caller: the trainer, compile --mode train, dump) */
     req.mode = PC_ADAPT_EVAL, req.output_nll = o->choices > 0; /* per-example scores (drivers/task_batch.h) */
+    req.distill_weight = 0; /* held out: the task's loss alone */
     pc_session run = *s;
     run.training_run = true;
     return (*eval = pc_session_build_dump(&run, &req, false, NULL, err, errlen)) ? 0 : -1;
@@ -620,6 +628,7 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
     for (int i = 0; i < nin; i++)
         if (bind_input(v->r, v->g, names[i], ptrs[i]) || bind_input(v->eval_r, v->eval_g, names[i], ptrs[i]))
             return pc_errf(err, errlen, "binding the input %%%s failed", names[i]);
+    if (x->distill && pc_distill_bind(x->distill, v->r, v->g, names, ptrs, nin, err, errlen)) return -1;
     const char *eval_out = pc_train_data_eval_output(&x->data);
     v->eval_logits = eval_out ? pc_lookup(v->eval_g, eval_out) : PC_NONE;
     v->loss_v = PC_NONE;
@@ -697,6 +706,13 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
         snprintf(path, sizeof path, "%s/%s", o.resume, OPTIMIZER_FILE);
         if (!(x.resume_opt = pc_st_open(path, err, errlen))) goto done;
     }
+    if (o.distill_teachers) {
+        if (o.entries || o.choices > 0) {
+            pc_errf(err, errlen, "--distill-teachers: %s", o.entries ? "not in a compiled trainer" : "not on multiple-choice data");
+            goto done;
+        }
+        if (!(x.distill = pc_distill_open(&x.s, &o, err, errlen))) goto done;
+    }
     if (o.entries) pc_train_data_one_bucket(&x.data); /* an AOT trainer's graphs have one shape */
     x.exec = o.exec;
     if (x.exec.kind == PC_BACKEND_JIT) x.exec.arena = &x.arena;
@@ -735,6 +751,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
             if (use_variant(&x, &o, b, err, errlen)) { run_failed(err, errlen, "step", t); goto done; }
             pc_val loss_v = x.var[b].loss_v;
             x.seed_in = step_seed(o.seed, t, 0);
+            if (x.distill && pc_distill_run(x.distill, x.g, err, errlen)) { run_failed(err, errlen, "step", t); goto done; }
             if (x.step_en ? x.ep->call(x.step_en, x.step_args.args, err, errlen) : pc_exec_run(x.r, err, errlen)) {
                 run_failed(err, errlen, "step", t);
                 goto done;

@@ -49,6 +49,10 @@ typedef struct {
      * cross-entropy); tfew needs such data */
     pc_objective objective;
     int task_id; /* the task id of rows whose example names none (%task_ids, when a graph has it) */
+    /* MPT's prompt distillation (drivers/train_distill.h): "0=DIR,1=DIR,..." prompt-tuning teachers
+     * per task (NULL: none), λ and the temperature of frontend/distill_objective.h */
+    const char *distill_teachers;
+    double distill_weight, distill_temperature;
     /* set by pc_train from the data: multiple-choice rows per example (0: none); the graphs of
      * pc_train_graphs then hold batch * choices rows */
     int choices;

@@ -84,6 +84,12 @@ typedef struct {
     int64_t choices;
     pc_objective objective;
     bool output_nll;
+    /* LM: MPT's prompt distillation (frontend/distill_objective.h). distill_weight > 0 adds
+     * λ·(L_KL + L_hidden) against inputs %teacher_logits and %teacher_hidden to the loss, at
+     * temperature distill_temperature; output_hidden also outputs %final_hidden (the teacher's
+     * graph) */
+    double distill_weight, distill_temperature;
+    bool output_hidden;
 } pc_build_req;
 
 /* A frozen tensor replaced by the caller (merged weights), by key; data borrowed. */

@@ -1,4 +1,5 @@
 /* GPT-2 frontend: the config and the graph builders (see gpt2.h). */
+#include "frontend/distill_objective.h"
 #include "frontend/gpt2.h"
 #include "frontend/lm_objective.h"
 #include "frontend/linear.h"
@@ -188,6 +189,7 @@ static pc_val build(builder *b, pc_val tokens, const pc_val *kc, const pc_val *v
     x = layernorm(b, x, "transformer.ln_f");
     pc_site fin = site(b, PC_SITE_FINAL, "transformer.ln_f", -1, x, PC_HERE);
     x = pc_emit_site(b->hook, &fin);
+    pc_name_final_hidden(g, x);
     pc_val logits = c->tied ? pc_matmul(g, x, wte, 0, 1) : linear(b, x, "lm_head", -1, c->dim, c->vocab_size, 0);
     pc_site head = site(b, PC_SITE_HEAD, "lm_head", -1, logits, PC_HERE);
     return pc_emit_site(b->hook, &head);

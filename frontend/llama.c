@@ -1,4 +1,5 @@
 /* Llama frontend: the config and the graph builders (see llama.h). */
+#include "frontend/distill_objective.h"
 #include "frontend/llama.h"
 #include "frontend/lm_objective.h"
 #include "frontend/linear.h"
@@ -218,6 +219,7 @@ static pc_val build(builder *b, pc_val tokens, const pc_val *kc, const pc_val *v
     x = pc_rmsnorm(g, x, weight(b, "model.norm", PC_SHAPE(c->dim)), c->norm_eps);
     pc_site fin = site(b, PC_SITE_FINAL, "model.norm", -1, x, PC_HERE);
     x = pc_emit_site(b->hook, &fin);
+    pc_name_final_hidden(g, x);
     pc_val logits = c->tied ? pc_matmul(g, x, weight(b, "model.embed_tokens", PC_SHAPE(c->vocab_size, c->dim)), 0, 1)
                             : linear(b, x, "lm_head", -1, c->dim, c->vocab_size);
     pc_site head = site(b, PC_SITE_HEAD, "lm_head", -1, logits, PC_HERE);

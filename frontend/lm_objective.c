@@ -1,5 +1,6 @@
 /* An LM graph's loss: plain cross-entropy, or the multiple-choice objectives (see lm_objective.h). */
 #include "frontend/lm_objective.h"
+#include "frontend/distill_objective.h"
 #include "ir/ir.h"
 
 #include <stdlib.h>
@@ -56,7 +57,11 @@ static pc_val choice_objective(pc_graph *g, const pc_build_req *req, pc_val logi
 pc_val pc_lm_objective(pc_graph *g, const pc_build_req *req, pc_val logits, pc_val targets, int32_t ignore) {
     if (req && req->choices > 0) return choice_objective(g, req, logits, targets, ignore);
     if (req && req->output_nll) named(g, pc_cross_entropy(g, logits, targets, ignore, 2), "nll");
-    return pc_cross_entropy(g, logits, targets, ignore, 0);
+    pc_val ce = pc_cross_entropy(g, logits, targets, ignore, 0);
+    if (!req || req->distill_weight <= 0) return ce;
+    /* MPT's prompt distillation: the task's loss (%loss_task) plus the teachers' term */
+    pc_val term = pc_distill_term(g, req, logits, targets, ignore);
+    return term == PC_NONE ? PC_NONE : pc_add(g, named(g, ce, "loss_task"), term);
 }
 
 void pc_lm_objective_outputs(pc_graph *g, const pc_build_req *req, pc_val logits, pc_val loss, int output_logits) {
@@ -66,4 +71,9 @@ void pc_lm_objective_outputs(pc_graph *g, const pc_build_req *req, pc_val logits
     pc_mark_loss(g, loss);
     if (output_logits) pc_mark_output(g, logits);
     if (req && req->output_nll) pc_mark_output(g, pc_lookup(g, "nll"));
+    if (req && req->output_hidden) {
+        pc_val h = pc_lookup(g, "final_hidden");
+        if (h == PC_NONE) pc_fail(g, PC_HERE, "the model's graph names no %%final_hidden");
+        else pc_mark_output(g, h);
+    }
 }

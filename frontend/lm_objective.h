@@ -20,6 +20,8 @@
  *   %loss_ln = mean over labelled examples of the cross-entropy over the choices of the scores
  *       %choice_scores[e,c] = -(sum_{t in T(r)} nll) / |T(r)| (the mean log-likelihood per token;
  *       a padding choice scores -1e9): T-Few's mc_loss with length_norm = 1.
+ * Plain rows with req->distill_weight > 0 add MPT's prompt distillation term
+ * (frontend/distill_objective.h) to the cross-entropy.
  * The loss is loss_lm (PC_OBJECTIVE_LM) or loss_lm + loss_ul + loss_ln (PC_OBJECTIVE_TFEW); all
  * are plain graph ops, which autograd differentiates. Rank classification picks the choice of
  * the highest score. */
@@ -32,7 +34,7 @@
 pc_val pc_lm_objective(pc_graph *g, const pc_build_req *req, pc_val logits, pc_val targets, int32_t ignore);
 
 /* names %logits and %loss and marks the outputs: %loss (PC_LOSS), %logits when output_logits,
- * %nll when req->output_nll */
+ * %nll when req->output_nll, %final_hidden when req->output_hidden */
 void pc_lm_objective_outputs(pc_graph *g, const pc_build_req *req, pc_val logits, pc_val loss, int output_logits);
 
 #endif

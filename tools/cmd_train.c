@@ -39,6 +39,12 @@ static void train_help(const pc_train_opts *d) {
            "                     the wrong choices, length-normalized cross-entropy over the choices)\n"
            "  --task-id N        the task id of examples that name none (default 0), for an adapter\n"
            "                     with per-task parameters\n"
+           "  --distill-teachers 0=DIR,1=DIR,...\n"
+           "                     multitask prompt tuning's prompt distillation: each task's teacher, a\n"
+           "                     prompt-tuning adapter trained on that task with the student's\n"
+           "                     num_virtual_tokens; the loss adds W*(KL(teacher||student) at\n"
+           "                     temperature T + MSE of the final hidden states) at the target tokens\n"
+           "  --distill-weight W --distill-temperature T   (default 1, 1)\n"
            "  --out DIR          where the adapter is written (default: out/adapter)\n"
            "  --steps N          optimizer steps (default %d)\n"
            "  --epochs X         instead of --steps: X passes over the training part (a classifier's\n"
@@ -158,7 +164,8 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     if (fx) o.batch = fx->batch, o.seq = fx->seq;
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
-               *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0, *objective = 0, *task_id = 0;
+               *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0, *objective = 0, *task_id = 0,
+               *dweight = 0, *dtemp = 0;
     bool json = false, quiet = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -173,6 +180,8 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         {"check-finite", false, 0, &check_finite}, {"epochs", true, &epochs, 0}, {"schedule", true, &schedule, 0},
         {"labels", true, &o.labels, 0},        {"val-data", true, &o.val_data, 0},
         {"objective", true, &objective, 0},    {"task-id", true, &task_id, 0},
+        {"distill-teachers", true, &o.distill_teachers, 0}, {"distill-weight", true, &dweight, 0},
+        {"distill-temperature", true, &dtemp, 0},
     };
     const char *pos[1];
     int npos;
@@ -213,6 +222,12 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     DBL_OPT(clip, "clip", 0, 1e9, o.clip);
     DBL_OPT(val, "val-fraction", 0, 0.9, o.val_fraction);
     DBL_OPT(epochs, "epochs", 1e-6, 1e6, o.epochs);
+    DBL_OPT(dweight, "distill-weight", 1e-9, 1e6, o.distill_weight);
+    DBL_OPT(dtemp, "distill-temperature", 1e-3, 1e3, o.distill_temperature);
+    if ((dweight || dtemp) && !o.distill_teachers) {
+        fprintf(stderr, "peftc train: --distill-weight and --distill-temperature need --distill-teachers\n");
+        return 1;
+    }
     if (epochs && steps) {
         fprintf(stderr, "peftc train: --epochs and --steps both fix the length of the run: give one\n");
         return 1;
