@@ -16,6 +16,7 @@
  * [1, ...] tensor), so they need num_tasks = 1. Saved: the three tensors as trained. Not
  * mergeable. */
 #include "passes/adapt.h"
+#include "passes/adapters/virtual_tokens.h"
 #include "ir/ir.h"
 #include "runtime/safetensors.h"
 
@@ -120,34 +121,19 @@ static int mpt_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, siz
         if (decode) { /* the task's prompt as ids V..V+T-1 */
             int32_t t = task;
             pc_val ids = pc_const_at(g, s->loc, PC_I32, PC_SHAPE(1), &t);
-            pc_val tab = pc_reshape_at(g, s->loc, task_prompts(cx, st, s, ids, 1), PC_SHAPE(st->T, st->D));
-            pc_val all = pc_concat_at(g, s->loc, 2, (pc_val[]){s->weight, tab}, 0);
-            s->value = pc_embedding_at(g, s->loc, all, s->ids);
+            pc_virtual_decode_embed(s, pc_reshape_at(g, s->loc, task_prompts(cx, st, s, ids, 1), PC_SHAPE(st->T, st->D)));
             return 1;
         }
         pc_shape e = pc_val_shape(g, s->value); /* [B, S, D] */
         pc_val ids = pc_lookup(g, "task_ids");
         if (ids == PC_NONE) ids = pc_input_at(g, s->loc, "task_ids", PC_I32, PC_SHAPE(e.dim[0]));
-        s->value = pc_concat_at(g, s->loc, 2, (pc_val[]){task_prompts(cx, st, s, ids, e.dim[0]), s->value}, 1);
+        pc_virtual_prepend(s, task_prompts(cx, st, s, ids, e.dim[0]));
         return 1;
     }
     if (decode) return 0;
-    if (s->kind == PC_SITE_POSITIONS) { /* virtual tokens at 0..T-1, the sequence after them */
-        const pc_value *p = pc_v(g, s->value);
-        if (p->op != PC_OP_const || p->dtype != PC_I32 || p->shape.rank != 1)
-            return snprintf(err, errlen, "multitask prompt tuning needs the model's positions as a constant"), -1;
-        int64_t S = p->shape.dim[0], n = st->T + S;
-        int32_t *pos = malloc((size_t)n * sizeof *pos);
-        if (!pos) return snprintf(err, errlen, "out of memory"), -1;
-        for (int64_t i = 0; i < st->T; i++) pos[i] = (int32_t)i;
-        for (int64_t i = 0; i < S; i++) pos[st->T + i] = ((const int32_t *)p->data)[i] + (int32_t)st->T;
-        s->value = pc_const_at(g, s->loc, PC_I32, PC_SHAPE(n), pos);
-        free(pos);
-        return 1;
-    }
-    if (s->kind == PC_SITE_HEAD) { /* [B, T+S, V]: the virtual positions predict nothing */
-        pc_shape l = pc_val_shape(g, s->value);
-        s->value = pc_slice_at(g, s->loc, s->value, 1, st->T, l.dim[1]);
+    if (s->kind == PC_SITE_POSITIONS) return pc_virtual_positions(s, st->T, "multitask prompt tuning", err, errlen);
+    if (s->kind == PC_SITE_HEAD) {
+        pc_virtual_head(s, st->T);
         return 1;
     }
     return 0;

@@ -14,6 +14,7 @@
  * (prompt_encoder.default.mlp_head.0.weight, ...lstm_head.weight_ih_l0_reverse) and a resumable
  * checkpoint keeps them beside the optimizer state. Not mergeable. */
 #include "passes/adapt.h"
+#include "passes/adapters/virtual_tokens.h"
 #include "ir/ir.h"
 
 #include <math.h>
@@ -165,40 +166,18 @@ static pc_val table(pc_adapt_ctx *cx, const ptuning_state *st, const pc_site *s)
 
 static int pt_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size_t errlen) {
     ptuning_state *st = state;
-    pc_graph *g = s->g;
     bool decode = pc_adapt_get_mode(cx) == PC_ADAPT_DECODE;
     if (s->kind == PC_SITE_EMBED) {
         pc_val t = table(cx, st, s);
         if (t == PC_NONE) return snprintf(err, errlen, "out of memory"), -1;
-        if (decode) { /* ids V..V+P-1 are the virtual tokens */
-            pc_val all = pc_concat_at(g, s->loc, 2, (pc_val[]){s->weight, t}, 0);
-            s->value = pc_embedding_at(g, s->loc, all, s->ids);
-            return 1;
-        }
-        pc_shape e = pc_val_shape(g, s->value); /* [B, S, D]: the one output repeated per row (PEFT) */
-        pc_val v = pc_broadcast_at(g, s->loc, pc_reshape_at(g, s->loc, t, PC_SHAPE(1, st->P, st->D)),
-                                   PC_SHAPE(e.dim[0], st->P, st->D));
-        s->value = pc_concat_at(g, s->loc, 2, (pc_val[]){v, s->value}, 1);
+        if (decode) pc_virtual_decode_embed(s, t);
+        else pc_virtual_prepend(s, t); /* the one output repeated per row (PEFT) */
         return 1;
     }
     if (decode) return 0;
-    if (s->kind == PC_SITE_POSITIONS) {
-        /* virtual tokens at 0..P-1, the sequence after them */
-        const pc_value *p = pc_v(g, s->value);
-        if (p->op != PC_OP_const || p->dtype != PC_I32 || p->shape.rank != 1)
-            return snprintf(err, errlen, "P-tuning needs the model's positions as a constant"), -1;
-        int64_t S = p->shape.dim[0], n = st->P + S;
-        int32_t *pos = malloc((size_t)n * sizeof *pos);
-        if (!pos) return snprintf(err, errlen, "out of memory"), -1;
-        for (int64_t i = 0; i < st->P; i++) pos[i] = (int32_t)i;
-        for (int64_t i = 0; i < S; i++) pos[st->P + i] = ((const int32_t *)p->data)[i] + (int32_t)st->P;
-        s->value = pc_const_at(g, s->loc, PC_I32, PC_SHAPE(n), pos);
-        free(pos);
-        return 1;
-    }
+    if (s->kind == PC_SITE_POSITIONS) return pc_virtual_positions(s, st->P, "P-tuning", err, errlen);
     if (s->kind == PC_SITE_HEAD) {
-        pc_shape l = pc_val_shape(g, s->value); /* [B, P+S, V]: the virtual positions predict nothing */
-        s->value = pc_slice_at(g, s->loc, s->value, 1, st->P, l.dim[1]);
+        pc_virtual_head(s, st->P);
         return 1;
     }
     return 0;
