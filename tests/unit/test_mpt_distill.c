@@ -290,7 +290,7 @@ static void test_trainer_teachers(void) {
     tenv t;
     tenv_open(&t);
     char err[2048] = "", spec[2200];
-    double plain, same, swapped;
+    double plain = NAN, same = NAN, swapped = NAN;
     CU_ASSERT_FATAL(train(&t, NULL, NULL, &plain, err, sizeof err) == 0);
     snprintf(spec, sizeof spec, "0=%s,1=%s", t.path[0], t.path[1]);
     int rc = train(&t, spec, NULL, &same, err, sizeof err);
