@@ -51,7 +51,7 @@ static const char *const st_other_dtypes[] = {"F4", "F6_E2M3", "F6_E3M2", NULL};
 struct pc_st_file {
     char *path;
     pc_mmap map;
-    void *copy; /* aligned copy of the data section, only when the mapping is misaligned */
+    void *copy; /* aligned copies of the tensors, only when some would be misaligned in the mapping */
     int n;
     pc_st_tensor *t; /* sorted by offset */
     int *by_name;    /* indices into t sorted by name */
@@ -312,25 +312,32 @@ static int parse_header(pc_st_file *f, char *err, size_t errlen) {
         prev = t;
         if ((uintptr_t)(base + t->offset) % t->elem_size) misaligned = 1;
     }
-    if (misaligned) { /* a header not padded to 8 bytes: copy so typed loads stay aligned */
-        f->copy = malloc(dlen ? dlen : 1);
+    for (int i = 0; i < f->n; i++) f->t[i].data = base + f->t[i].offset;
+    if (misaligned) {
+        /* a header not padded to 8 bytes, or offsets that are not multiples of their element
+         * size (the format does not require them to be): each tensor is copied to an 8-aligned
+         * place, so typed loads stay aligned */
+        size_t total = 0;
+        for (int i = 0; i < f->n; i++) total = ((total + 7) & ~(size_t)7) + f->t[i].nbytes;
+        f->copy = malloc(total ? total : 1);
         if (!f->copy) {
-            pc_errf(err, errlen, "%s: out of memory copying %llu data bytes", f->path,
-                    (unsigned long long)dlen);
+            pc_errf(err, errlen, "%s: out of memory copying %llu data bytes", f->path, (unsigned long long)total);
             goto done;
         }
-        memcpy(f->copy, base, dlen);
-        base = f->copy;
+        size_t at = 0;
+        for (int i = 0; i < f->n; i++) {
+            at = (at + 7) & ~(size_t)7;
+            if (f->t[i].nbytes) memcpy((unsigned char *)f->copy + at, f->t[i].data, f->t[i].nbytes);
+            f->t[i].data = (unsigned char *)f->copy + at;
+            at += f->t[i].nbytes;
+        }
     }
     name_idx *ni = calloc(nt ? nt : 1, sizeof *ni);
     if (!ni) {
         pc_errf(err, errlen, "%s: out of memory", f->path);
         goto done;
     }
-    for (int i = 0; i < f->n; i++) {
-        f->t[i].data = base + f->t[i].offset;
-        ni[i] = (name_idx){f->t[i].name, i};
-    }
+    for (int i = 0; i < f->n; i++) ni[i] = (name_idx){f->t[i].name, i};
     qsort(ni, (size_t)f->n, sizeof *ni, cmp_name_idx);
     for (int i = 0; i < f->n; i++) f->by_name[i] = ni[i].idx;
     free(ni);

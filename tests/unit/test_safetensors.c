@@ -256,6 +256,45 @@ static void test_unaligned_header(void) {
     pc_st_close(f);
 }
 
+/* offsets that are not multiples of their element size (found by fuzzing: an I64 tensor at
+ * offset 132 of an 8-aligned data section): every tensor still aligned for typed loads, with
+ * the file's bytes */
+static void test_unaligned_offsets(void) {
+    char path[512], err[512];
+    path_in_build(path, sizeof path, "st_unaligned_offsets.safetensors");
+    unsigned char bytes[4 + 16 + 2 + 8];
+    float f0 = 0.75f;
+    int64_t q[2] = {-3, 1ll << 40};
+    uint16_t h = 0x3c00;
+    double d = 2.5;
+    memcpy(bytes, &f0, 4);
+    memcpy(bytes + 4, q, 16);
+    memcpy(bytes + 20, &h, 2);
+    memcpy(bytes + 22, &d, 8);
+    make_file(path,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+              "\"q\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[4,20]},"
+              "\"h\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[20,22]},"
+              "\"d\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[22,30]}}      ",
+              ANY, bytes, sizeof bytes);
+    pc_st_file *f = pc_st_open(path, err, sizeof err);
+    if (!f) fprintf(stderr, "%s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    static const char *const names[] = {"a", "q", "h", "d"};
+    static const size_t at[] = {0, 4, 20, 22};
+    for (int i = 0; i < 4; i++) {
+        const pc_st_tensor *t = pc_st_find(f, names[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        CU_ASSERT_EQUAL((uintptr_t)t->data % t->elem_size, 0);
+        CU_ASSERT_EQUAL(t->offset, at[i]);
+        CU_ASSERT(memcmp(t->data, bytes + at[i], t->nbytes) == 0);
+    }
+    float out = 0;
+    CU_ASSERT_EQUAL(pc_st_to_f32(f, pc_st_find(f, "d"), &out, err, sizeof err), 0);
+    CU_ASSERT(out == 2.5f);
+    pc_st_close(f);
+}
+
 static void test_writer_errors(void) {
     char err[512];
     float x[4] = {0};
@@ -337,6 +376,7 @@ static CU_TestInfo tests[] = {
     {"python_layout", test_python_layout},
     {"malformed", test_malformed},
     {"unaligned_header", test_unaligned_header},
+    {"unaligned_offsets", test_unaligned_offsets},
     {"writer_errors", test_writer_errors},
     {"atomic_replace", test_atomic_replace},
     CU_TEST_INFO_NULL,
