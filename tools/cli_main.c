@@ -42,9 +42,15 @@ static void usage(FILE *f) {
 int pc_cmd_methods(const pc_registry *reg, int argc, char **argv) {
     (void)argv;
     if (argc > 0) { fprintf(stderr, "peftc methods: takes no arguments\n"); return 1; }
+    int wn = 0, wt = 0; /* columns as wide as the longest name and type */
     for (int i = 0; i < pc_registry_count(reg); i++) {
         const pc_adapter_method *m = pc_registry_at(reg, i);
-        printf("%-16s peft_type %-16s %s\n", m->name, m->peft_type ? m->peft_type : "-",
+        int n = (int)strlen(m->name), t = m->peft_type ? (int)strlen(m->peft_type) : 1;
+        wn = n > wn ? n : wn, wt = t > wt ? t : wt;
+    }
+    for (int i = 0; i < pc_registry_count(reg); i++) {
+        const pc_adapter_method *m = pc_registry_at(reg, i);
+        printf("%-*s  peft_type %-*s  %s\n", wn, m->name, wt, m->peft_type ? m->peft_type : "-",
                m->merge_linear ? "mergeable" : "not mergeable");
     }
     return 0;
