@@ -54,21 +54,11 @@ static int mpt_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     const pc_prompt_init how = cfg->prompt.prompt_tuning_init;
     st->T = cfg->prompt.num_virtual_tokens, st->D = mi->dim;
     st->N = cfg->prompt.num_tasks, st->K = cfg->prompt.num_ranks;
-    if (st->T == PC_INT_NULL || st->T <= 0)
-        return snprintf(err, errlen, "field \"num_virtual_tokens\": must be a positive integer"), -1;
-    if (mi->context > 0 && st->T >= mi->context)
-        return snprintf(err, errlen, "field \"num_virtual_tokens\": %lld virtual tokens leave no room in the model's context of %d",
-                        (long long)st->T, mi->context), -1;
+    if (pc_virtual_check_config(cx, err, errlen)) return -1;
     if (st->N == PC_INT_NULL || st->N <= 0)
         return snprintf(err, errlen, "field \"num_tasks\": must be a positive integer"), -1;
     if (st->K == PC_INT_NULL || st->K <= 0)
         return snprintf(err, errlen, "field \"num_ranks\": must be a positive integer"), -1;
-    if (cfg->prompt.token_dim != PC_INT_NULL && mi->dim > 0 && cfg->prompt.token_dim != mi->dim)
-        return snprintf(err, errlen, "field \"token_dim\": %lld, but the model's hidden size is %d", (long long)cfg->prompt.token_dim,
-                        mi->dim), -1;
-    if (cfg->prompt.num_transformer_submodules != PC_INT_NULL && cfg->prompt.num_transformer_submodules != 1)
-        return snprintf(err, errlen, "field \"num_transformer_submodules\": %lld (a decoder-only model has 1)",
-                        (long long)cfg->prompt.num_transformer_submodules), -1;
     if (how == PC_PROMPT_INIT_TEXT && !cfg->prompt.prompt_tuning_init_text)
         return snprintf(err, errlen, "field \"prompt_tuning_init_text\": TEXT init needs the text"), -1;
     if (from_source(how)) {

@@ -24,17 +24,7 @@ static int pt_begin(pc_adapt_ctx *cx, void *state, char *err, size_t errlen) {
     const pc_model_info *mi = pc_adapt_model(cx);
     st->P = cfg->prompt.num_virtual_tokens;
     st->D = mi->dim;
-    if (st->P == PC_INT_NULL || st->P <= 0)
-        return snprintf(err, errlen, "field \"num_virtual_tokens\": must be a positive integer"), -1;
-    if (mi->context > 0 && st->P >= mi->context)
-        return snprintf(err, errlen, "field \"num_virtual_tokens\": %lld virtual tokens leave no room in the model's context of %d",
-                        (long long)st->P, mi->context), -1;
-    if (cfg->prompt.token_dim != PC_INT_NULL && mi->dim > 0 && cfg->prompt.token_dim != mi->dim)
-        return snprintf(err, errlen, "field \"token_dim\": %lld, but the model's hidden size is %d", (long long)cfg->prompt.token_dim,
-                        mi->dim), -1;
-    if (cfg->prompt.num_transformer_submodules != PC_INT_NULL && cfg->prompt.num_transformer_submodules != 1)
-        return snprintf(err, errlen, "field \"num_transformer_submodules\": %lld (a decoder-only model has 1)",
-                        (long long)cfg->prompt.num_transformer_submodules), -1;
+    if (pc_virtual_check_config(cx, err, errlen)) return -1;
     if (cfg->prompt.prompt_tuning_init == PC_PROMPT_INIT_TEXT && !cfg->prompt.prompt_tuning_init_text)
         return snprintf(err, errlen, "field \"prompt_tuning_init_text\": TEXT init needs the text"), -1;
     return 0;

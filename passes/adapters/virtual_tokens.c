@@ -1,9 +1,28 @@
 /* Virtual-token site rewrites (passes/adapters/virtual_tokens.h). */
 #include "passes/adapters/virtual_tokens.h"
 #include "ir/ir.h"
+#include "runtime/adapter_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+
+int pc_virtual_check_config(pc_adapt_ctx *cx, char *err, size_t errlen) {
+    const pc_adapter_config *cfg = pc_adapt_config(cx);
+    const pc_model_info *mi = pc_adapt_model(cx);
+    int64_t P = cfg->prompt.num_virtual_tokens;
+    if (P == PC_INT_NULL || P <= 0)
+        return snprintf(err, errlen, "field \"num_virtual_tokens\": must be a positive integer"), -1;
+    if (mi->context > 0 && P >= mi->context)
+        return snprintf(err, errlen, "field \"num_virtual_tokens\": %lld virtual tokens leave no room in the model's context of %d",
+                        (long long)P, mi->context), -1;
+    if (cfg->prompt.token_dim != PC_INT_NULL && mi->dim > 0 && cfg->prompt.token_dim != mi->dim)
+        return snprintf(err, errlen, "field \"token_dim\": %lld, but the model's hidden size is %d", (long long)cfg->prompt.token_dim,
+                        mi->dim), -1;
+    if (cfg->prompt.num_transformer_submodules != PC_INT_NULL && cfg->prompt.num_transformer_submodules != 1)
+        return snprintf(err, errlen, "field \"num_transformer_submodules\": %lld (a decoder-only model has 1)",
+                        (long long)cfg->prompt.num_transformer_submodules), -1;
+    return 0;
+}
 
 void pc_virtual_decode_embed(pc_site *s, pc_val table) {
     pc_val all = pc_concat_at(s->g, s->loc, 2, (pc_val[]){s->weight, table}, 0);

@@ -6,6 +6,10 @@
 
 #include "peftc/adapter.h"
 
+/* PEFT's prompt-learning fields against the model: num_virtual_tokens positive and leaving room
+ * in the context, token_dim the hidden size, one transformer submodule; -1 naming the field */
+int pc_virtual_check_config(pc_adapt_ctx *cx, char *err, size_t errlen);
+
 /* EMBED of a decode graph: `table` [P, D] appended to the vocabulary, so the generation loop
  * feeds the virtual tokens as ids V..V+P-1 */
 void pc_virtual_decode_embed(pc_site *s, pc_val table);
