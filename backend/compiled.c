@@ -240,7 +240,7 @@ GEMM_T(16)
 
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
     int64_t n = d->b_dims[d->rank - 1];
-    return n == 4 || n == 8 || n == 16;
+    return !d->bf16 && (n == 4 || n == 8 || n == 16);
 }
 
 void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {

@@ -7,6 +7,7 @@
 #include "backend/compiled_internal.h"
 #include "ir/rope.h"
 
+#include "runtime/bf16.h"
 #include "runtime/rng.h"
 
 #include <math.h>
@@ -389,6 +390,11 @@ static int ck_embedding(const pc_ckctx *c) {
     const int32_t *ids = ref_ini(k, 1);
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= rows) return ref_embedding(k);
+    if (ref_idtype(k, 0) == PC_BF16) {
+        for (int64_t i = 0; i < n; i++)
+            pc_bf16_to_f32_n((const uint16_t *)k->in[0] + (int64_t)ids[i] * d, (float *)k->out + i * d, (size_t)d);
+        return 0;
+    }
     for (int64_t i = 0; i < n; i++) memcpy((float *)k->out + i * d, inf_(k, 0) + (int64_t)ids[i] * d, (size_t)d * 4);
     return 0;
 }

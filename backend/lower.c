@@ -122,6 +122,10 @@ static int alloc_value(lctx *c, pc_val v) {
 /* copies value v's strided view into a new dense buffer; returns the buffer */
 static int emit_copy(lctx *c, pc_val v) {
     const pc_value *x = &c->g->vals[v];
+    if (pc_dtype_size(x->dtype) != 4) { /* the copy kernel moves 4-byte elements */
+        snprintf(c->err, c->errlen, "%%%s: a strided %s view cannot be materialised", x->name, pc_dtype_name(x->dtype));
+        return -1;
+    }
     int b = new_buf(c, PC_BUF_ARENA, v, vbytes(x));
     if (b < 0) return -1;
     pc_linsn *I = new_insn(c, PC_LI_COPY, v, 1, 1);
@@ -352,7 +356,9 @@ static void revert_acc(lctx *c, pc_val v) {
 static int run_fusion(lctx *c) {
     bool *ex = calloc((size_t)c->n + 1, sizeof *ex);
     if (!ex) return fail_oom(c);
-    for (pc_val v = 0; v < c->n; v++) ex[v] = c->kind[v] != D_GROUP;
+    for (pc_val v = 0; v < c->n; v++) /* bf16 conversions run as C kernels (the LLVM kernels are f32/i32) */
+        ex[v] = c->kind[v] != D_GROUP || c->g->vals[v].dtype == PC_BF16 ||
+                (c->g->vals[v].nin > 0 && c->g->vals[c->g->vals[v].in[0]].dtype == PC_BF16);
     pc_fusion_free(&c->l->fusion);
     int rc = pc_fuse_elementwise(c->g, ex, c->l->live, &c->l->fusion, c->err, c->errlen);
     free(ex);
@@ -620,6 +626,7 @@ static int emit_matmul(lctx *c, pc_val v) {
     for (int i = 0; i < R; i++) d->c_dims[i] = os.dim[i];
     d->alpha = (float)(kind == D_MATMUL ? 1.0 : c->alpha[v]);
     d->accumulate = kind == D_MM_ACC;
+    d->bf16 = ra.dt == PC_BF16; /* both operands (the verifier's rule); c is f32 */
     /* weights shared by every batch: fold the batch axes of a into M when its layout allows */
     bool bbatch = false;
     for (int i = 0; i < R - 2; i++) bbatch = bbatch || d->b_dims[i] != 1;
@@ -789,13 +796,7 @@ pc_lowered *pc_lower(const pc_graph *g, char *err, size_t errlen) {
         fail_oom(&c);
         goto done;
     }
-    for (pc_val v = 0; v < g->nvals; v++) {
-        l->view[v].buf = -1;
-        if (g->vals[v].dtype == PC_BF16) {
-            snprintf(err, errlen, "%%%s is bf16: bf16 is not supported by the compiled backend", g->vals[v].name);
-            goto done;
-        }
-    }
+    for (pc_val v = 0; v < g->nvals; v++) l->view[v].buf = -1;
     mark_live(&c);
     classify(&c);
     if (plan(&c)) goto done;

@@ -75,7 +75,7 @@ struct pc_dnnl_matmul {
     int b_constant;
     int b_reorder; /* weights layout differs from b's strided layout: internal buffer + reorder */
     int b_prepared;
-    const float *b_kept; /* prepared, no reorder: the caller's constant b */
+    const void *b_kept; /* prepared, no reorder: the caller's constant b */
     dnnl_primitive_t reorder;
     dnnl_memory_t b_user_mem; /* b's plain strided layout (reorder source) */
     dnnl_memory_t b_int_mem;  /* internal buffer in the primitive's layout (owned by oneDNN) */
@@ -87,7 +87,7 @@ struct pc_dnnl_matmul {
 };
 
 typedef struct {
-    const float *src;
+    const void *src;
     dnnl_memory_desc_t md;
     void *buf;
     size_t bytes;
@@ -114,7 +114,7 @@ size_t pc_dnnl_wcache_bytes(const pc_dnnl_wcache *c) {
 }
 
 /* the buffer for (src, md), made on first use (zeroed: first touch now) */
-static void *wcache_buf(pc_dnnl_wcache *c, const float *src, const dnnl_memory_desc_t *md) {
+static void *wcache_buf(pc_dnnl_wcache *c, const void *src, const dnnl_memory_desc_t *md) {
     for (int i = 0; i < c->n; i++)
         if (c->e[i].src == src && dnnl_memory_desc_equal(&c->e[i].md, md)) return c->e[i].buf;
     if (c->n == c->cap) {
@@ -382,14 +382,15 @@ pc_dnnl_matmul *pc_dnnl_matmul_new(pc_dnnl *d, const pc_matmul_desc *m, char *er
     norm_strides(rank, m->a_dims, m->a_strides, as);
     norm_strides(rank, m->b_dims, m->b_strides, bs);
     dnnl_memory_desc_t a_md, b_md, b_plain_md, c_md;
-    CHECK(dnnl_memory_desc_init_by_strides(&a_md, rank, ad, dnnl_f32, as), "dnnl_memory_desc_init_by_strides(a)");
-    CHECK(dnnl_memory_desc_init_by_strides(&b_plain_md, rank, bd, dnnl_f32, bs),
+    dnnl_data_type_t ab_dt = m->bf16 ? dnnl_bf16 : dnnl_f32; /* c is f32 either way */
+    CHECK(dnnl_memory_desc_init_by_strides(&a_md, rank, ad, ab_dt, as), "dnnl_memory_desc_init_by_strides(a)");
+    CHECK(dnnl_memory_desc_init_by_strides(&b_plain_md, rank, bd, ab_dt, bs),
           "dnnl_memory_desc_init_by_strides(b)");
     static const dnnl_format_tag_t dense[PC_MM_MAX_RANK + 1] = {
         dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde, dnnl_abcdef};
     CHECK(dnnl_memory_desc_init_by_tag(&c_md, rank, cd, dnnl_f32, dense[rank]), "dnnl_memory_desc_init_by_tag(c)");
     if (p->b_constant)
-        CHECK(dnnl_memory_desc_init_by_tag(&b_md, rank, bd, dnnl_f32, dnnl_format_tag_any),
+        CHECK(dnnl_memory_desc_init_by_tag(&b_md, rank, bd, ab_dt, dnnl_format_tag_any),
               "dnnl_memory_desc_init_by_tag(b, any)");
     else
         b_md = b_plain_md;
@@ -502,7 +503,7 @@ static void run_fail(const pc_dnnl_matmul *p, char *err, size_t errlen, const ch
         fprintf(stderr, "peftc: oneDNN matmul %s: %s: %s\n", p->shape, what, why);
 }
 
-static int reorder_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen) {
+static int reorder_b(pc_dnnl_matmul *p, const void *b, char *err, size_t errlen) {
     apply_threads(p->d);
     RUN_CHECK(dnnl_memory_set_data_handle(p->b_user_mem, (void *)b), "dnnl_memory_set_data_handle(b)");
     RUN_CHECK(dnnl_primitive_execute(p->reorder, p->d->stream, p->nrargs, p->rargs),
@@ -528,7 +529,7 @@ int pc_dnnl_matmul_share_b(pc_dnnl_matmul *p, pc_dnnl_wcache *c, char *err, size
     return 0;
 }
 
-int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen) {
+int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const void *b, char *err, size_t errlen) {
     if (!p) {
         pc_err(err, errlen, "oneDNN matmul: prepare_b on NULL");
         return -1;
@@ -555,7 +556,7 @@ int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_
     return 0;
 }
 
-int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float *c) {
+int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const void *a, const void *b, float *c) {
     char *err = NULL;
     size_t errlen = 0;
     if (!p) {
@@ -586,7 +587,7 @@ int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float 
             if (p->wcache ? pc_dnnl_matmul_prepare_b(p, b, err, errlen) : reorder_b(p, b, err, errlen)) return -1;
         }
     } else {
-        const float *bb = p->b_prepared ? p->b_kept : b;
+        const void *bb = p->b_prepared ? p->b_kept : b;
         if (!bb) {
             run_fail(p, err, errlen, "run", "b is NULL");
             return -1;

@@ -25,6 +25,7 @@ typedef struct {
     int64_t c_dims[PC_MM_MAX_RANK];                            /* [..., M, N], dense row-major */
     float alpha;
     int accumulate; /* 1: c += alpha * a @ b (oneDNN sum post-op) */
+    int bf16;       /* 1: a and b are bf16 (c stays f32, accumulated in f32) */
     int b_constant; /* 1: b never changes (a frozen weight): oneDNN may pick a blocked layout, and
                        pc_dnnl_matmul_prepare_b reorders it once */
 } pc_matmul_desc;
@@ -34,7 +35,7 @@ typedef struct pc_dnnl_matmul pc_dnnl_matmul;
 pc_dnnl_matmul *pc_dnnl_matmul_new(pc_dnnl *d, const pc_matmul_desc *m, char *err, size_t errlen);
 void pc_dnnl_matmul_free(pc_dnnl_matmul *p);
 /* for b_constant: converts b once into the primitive's layout, kept inside p (NULL if not needed) */
-int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const float *b, char *err, size_t errlen);
+int pc_dnnl_matmul_prepare_b(pc_dnnl_matmul *p, const void *b, char *err, size_t errlen);
 
 /* Reordered constant weights shared by matmuls, also of different executors: one buffer per
  * (source pointer, layout). A matmul given a cache (before its first prepare) reorders into
@@ -49,7 +50,7 @@ size_t pc_dnnl_wcache_bytes(const pc_dnnl_wcache *c);
 /* 0, or -1 when out of memory */
 int pc_dnnl_matmul_share_b(pc_dnnl_matmul *p, pc_dnnl_wcache *c, char *err, size_t errlen);
 /* runs with plain pointers (b ignored when prepared); 0 or -1 */
-int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const float *a, const float *b, float *c);
+int pc_dnnl_matmul_run(pc_dnnl_matmul *p, const void *a, const void *b, float *c);
 /* the oneDNN implementation name, for reports ("brg:avx512_core") */
 const char *pc_dnnl_matmul_impl(const pc_dnnl_matmul *p);
 

@@ -369,8 +369,6 @@ static int check_result(const pc_ref *r, pc_val v, char *err, size_t errlen) {
 static int prepare_leaf(pc_ref *r, pc_val v, char *err, size_t errlen) {
     const pc_graph *g = r->g;
     const pc_value *x = &g->vals[v];
-    if (x->dtype == PC_BF16 && x->op != PC_OP_const)
-        return verr(g, v, err, errlen, "is bf16: bf16 is not supported by the reference interpreter");
     switch (x->op) {
     case PC_OP_input:
         if (!r->bound[v]) return verr(g, v, err, errlen, "is not bound");
@@ -386,8 +384,6 @@ static int prepare_leaf(pc_ref *r, pc_val v, char *err, size_t errlen) {
         r->data[v] = r->init[v];
         return 0;
     case PC_OP_const:
-        if (x->dtype == PC_BF16)
-            return verr(g, v, err, errlen, "is bf16: bf16 is not supported by the reference interpreter");
         if (!x->data) return verr(g, v, err, errlen, "has no data (the constant was elided)");
         r->data[v] = x->data;
         return 0;
@@ -408,15 +404,7 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
             if (r->check_finite && pc_fin_check_leaf(g, v, r->data[v], err, errlen)) goto fail;
             continue;
         }
-        if (x->dtype == PC_BF16) {
-            verr(g, v, err, errlen, "is bf16: bf16 is not supported by the reference interpreter");
-            goto fail;
-        }
         for (int i = 0; i < x->nin; i++) {
-            if (g->vals[x->in[i]].dtype == PC_BF16) {
-                verr(g, v, err, errlen, "has a bf16 operand: bf16 is not supported by the reference interpreter");
-                goto fail;
-            }
             if (!r->data[x->in[i]]) { verr(g, v, err, errlen, "operand %d is not available", i + 1); goto fail; }
             r->inbuf[i] = r->data[x->in[i]];
         }

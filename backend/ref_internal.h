@@ -15,7 +15,9 @@
  *   - dropout keeps element i iff pc_hash_uniform((uint64_t)(int64_t)seed, (uint64_t)salt, i)
  *     >= p and multiplies kept values by the f32 constant (float)(1 / (1 - p));
  *   - rope angles are pos * theta^(-2i/D), computed in double.
- * bf16 values are refused with "bf16 is not supported by the reference interpreter". */
+ * bf16 (a storage type: cast, matmul, embedding, reshape): f32 -> bf16 rounds to nearest even
+ * (runtime/bf16.h), bf16 -> f32 is exact; a bf16 x bf16 matmul multiplies the exact f32 values
+ * and accumulates in f32 like an f32 one, so only the summation order separates it from oneDNN. */
 #ifndef PEFTC_BACKEND_REF_INTERNAL_H
 #define PEFTC_BACKEND_REF_INTERNAL_H
 

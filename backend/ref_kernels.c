@@ -3,6 +3,7 @@
  * saturating conversions) are described in ref_internal.h. */
 #include "ref_internal.h"
 
+#include "runtime/bf16.h"
 #include "runtime/rng.h"
 
 #include <math.h>
@@ -206,6 +207,10 @@ int ref_cast(const ref_kctx *k) {
         for (int64_t i = 0; i < n; i++) ref_outi(k)[i] = to_i32((double)ref_inf(k, 0)[i]);
     } else if (from == PC_I32 && to == PC_F32) {
         for (int64_t i = 0; i < n; i++) ref_outf(k)[i] = (float)ref_ini(k, 0)[i];
+    } else if (from == PC_F32 && to == PC_BF16) {
+        pc_f32_to_bf16_n(ref_inf(k, 0), k->out, (size_t)n);
+    } else if (from == PC_BF16 && to == PC_F32) {
+        pc_bf16_to_f32_n(k->in[0], ref_outf(k), (size_t)n);
     } else {
         return ref_fail(k, "unsupported cast from %s to %s", pc_dtype_name(from), pc_dtype_name(to));
     }

@@ -2,6 +2,7 @@
  * cross-entropy. */
 #include "ref_internal.h"
 #include "ir/rope.h"
+#include "runtime/bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -88,9 +89,22 @@ int ref_matmul(const ref_kctx *k) {
     ref_bcast_strides(bb, ob, stb);
     int64_t nbatch = pc_shape_numel(ob), amat = ar * ac, bmat = br * bc, omat = m * n;
     const float *a = ref_inf(k, 0), *b = ref_inf(k, 1);
+    float *a32 = NULL, *b32 = NULL;
+    if (ref_idtype(k, 0) == PC_BF16) { /* bf16 x bf16: exact f32 copies, products exact, f32 sums */
+        size_t na = (size_t)pc_shape_numel(as), nb = (size_t)pc_shape_numel(bs);
+        a32 = malloc((na ? na : 1) * sizeof *a32), b32 = malloc((nb ? nb : 1) * sizeof *b32);
+        if (!a32 || !b32) { free(a32); free(b32); return ref_fail(k, "out of memory"); }
+        pc_bf16_to_f32_n(k->in[0], a32, na);
+        pc_bf16_to_f32_n(k->in[1], b32, nb);
+        a = a32, b = b32;
+    }
     float *bt = NULL; /* b transposed to [K, N] when transpose_b */
     int64_t bt_of = -1;
-    if (tb && kk * n > 0 && !(bt = malloc((size_t)(kk * n) * sizeof *bt))) return ref_fail(k, "out of memory");
+    if (tb && kk * n > 0 && !(bt = malloc((size_t)(kk * n) * sizeof *bt))) {
+        free(a32);
+        free(b32);
+        return ref_fail(k, "out of memory");
+    }
     for (int64_t t = 0; t < nbatch; t++) {
         int64_t rem = t, aoff = 0, boff = 0;
         for (int d = ob.rank - 1; d >= 0; d--) {
@@ -111,6 +125,8 @@ int ref_matmul(const ref_kctx *k) {
         gemm_rows(ref_outf(k) + t * omat, am, ai, ak, bm, m, kk, n);
     }
     free(bt);
+    free(a32);
+    free(b32);
     return 0;
 }
 
@@ -245,7 +261,9 @@ int ref_embedding(const ref_kctx *k) {
             return ref_fail(k, "id %d at index %s of %%%s is out of range [0, %lld)", ids[i], where,
                             ref_opnd(k, 1)->name, (long long)rows);
         }
-        if (d > 0) memcpy(o + i * d, t + (int64_t)ids[i] * d, (size_t)d * sizeof *o);
+        if (d <= 0) continue;
+        if (ref_idtype(k, 0) == PC_BF16) pc_bf16_to_f32_n((const uint16_t *)k->in[0] + (int64_t)ids[i] * d, o + i * d, (size_t)d);
+        else memcpy(o + i * d, t + (int64_t)ids[i] * d, (size_t)d * sizeof *o);
     }
     return 0;
 }

@@ -30,6 +30,7 @@
 #include "passes/pipeline.h"
 #include "passes/passes.h"
 #include "runtime/adapter_config.h"
+#include "runtime/bf16.h"
 #include "runtime/llama2c.h"
 
 #include <math.h>
@@ -74,6 +75,7 @@ typedef struct {
     const char *mode; /* train | base | unmerged | merged | all */
     const char *model_path;
     uint64_t seed;
+    int bf16; /* --base-dtype bf16: frozen base weights in bf16 (passes/base_bf16.c) */
 } opts;
 
 static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -288,7 +290,10 @@ static pc_adapter_config *lora_config(const bench_cfg *bc) {
 
 /* train: the step graph with LoRA through the pipeline peftc train runs; base/merged: forward;
  * unmerged: forward + LoRA */
-static pc_graph *build_graph(const bench_cfg *bc, const pc_llama_config *lc, const char *mode, char *err, size_t errlen) {
+static int is_base_key(void *ctx, const char *key);
+
+static pc_graph *build_graph(const bench_cfg *bc, const pc_llama_config *lc, const char *mode, const pc_l2c_model *m,
+                             int bf16, char *err, size_t errlen) {
     int train = !strcmp(mode, "train"), lora = train || !strcmp(mode, "unmerged");
     pc_build_req req = {.task = train ? PC_TASK_LM : PC_TASK_FORWARD, .batch = bc->B, .seq = bc->S,
                         .mode = train ? PC_ADAPT_TRAIN : PC_ADAPT_EVAL};
@@ -306,6 +311,7 @@ static pc_graph *build_graph(const bench_cfg *bc, const pc_llama_config *lc, con
     pc_graph *g = lora && !cx ? NULL : pc_llama_build(lc, &req, lora ? &hook : NULL, err, errlen);
     int rc = g ? 0 : -1;
     if (!rc && lora) rc = pc_adapt_finish(cx, g, err, errlen);
+    if (!rc && bf16) rc = pc_base_bf16_apply(&g, is_base_key, (void *)m, NULL, err, errlen);
     if (!rc && train) rc = pc_run_pipeline(&g, PC_TRAIN_PASSES, NULL, err, errlen);
     pc_adapt_free(cx);
     pc_adapter_config_free(ac);
@@ -378,6 +384,14 @@ static int bind_all(run_t *x, const pc_l2c_model *m, int train, uint64_t seed, c
             if (t) {
                 if (!pc_shape_eq(t->shape, v->shape)) return errf(err, errlen, "bind: %s: shape mismatch", v->key);
                 data = (void *)t->data; /* frozen: never written */
+                if (v->dtype == PC_BF16) { /* its bf16 copy, made once */
+                    size_t n = (size_t)pc_shape_numel(v->shape);
+                    uint16_t *h = malloc(n * sizeof *h + 64);
+                    if (!h) return errf(err, errlen, "out of memory");
+                    pc_f32_to_bf16_n(t->data, h, n);
+                    x->adapter[x->nadapter++] = (float *)(void *)h;
+                    data = h;
+                }
             } else if (se) {
                 data = se->data;
             } else if (v->op == PC_OP_param && v->key && (v->flags & PC_FROZEN)) {
@@ -433,7 +447,7 @@ static int run_mode(const opts *o, const model_t *base, const char *mode, shared
     }
     double merge_s = now_s() - t0;
     t0 = now_s();
-    if (!(x.g = build_graph(bc, &lc, mode, err, errlen))) goto done;
+    if (!(x.g = build_graph(bc, &lc, mode, m, o->bf16, err, errlen))) goto done;
     double graph_s = now_s() - t0;
     double gflop = graph_flop(x.g) * 1e-9;
     pc_exec_opts eo = {.kind = o->backend, .threads = o->threads};
@@ -529,13 +543,13 @@ static int run_mode(const opts *o, const model_t *base, const char *mode, shared
     double med = n ? x.times[n / 2] : NAN, best = n ? x.times[0] : NAN, tok = (double)B * S;
     const char *bname = pc_backend_name(o->backend);
     if (o->json) {
-        printf("{\"bench\":\"peftc\",\"config\":\"%s\",\"backend\":\"%s\",\"mode\":\"%s\",\"threads\":%d,\"B\":%d,\"S\":%d,"
+        printf("{\"bench\":\"peftc\",\"base_dtype\":\"%s\",\"config\":\"%s\",\"backend\":\"%s\",\"mode\":\"%s\",\"threads\":%d,\"B\":%d,\"S\":%d,"
                "\"tokens_per_step\":%d,\"steps\":%d,\"warmup\":%d,\"params\":%lld,\"trainable\":%lld,"
                "\"tokens_per_s_median\":%.1f,\"tokens_per_s_best\":%.1f,\"ms_per_step_median\":%.3f,"
                "\"ms_per_step_best\":%.3f,\"first_step_ms\":%.3f,\"gflop_per_step\":%.4f,\"gflops\":%.2f,"
                "\"gflops_best\":%.2f,\"peak_rss_mib\":%.1f,\"compile_s\":%.4f,\"graph_s\":%.4f,\"exec_new_s\":%.4f,"
                "\"bind_s\":%.4f,\"merge_s\":%.4f,\"minor_faults_per_step\":%.1f,\"cpu_util\":%.3f,\"loss_first\":%.7g,\"loss_last\":%.7g",
-               bc->name, bname, mode, o->threads, B, S, B * S, o->steps, o->warmup, (long long)params,
+               o->bf16 ? "bf16" : "f32", bc->name, bname, mode, o->threads, B, S, B * S, o->steps, o->warmup, (long long)params,
                (long long)trainable, tok / med, tok / best, med * 1e3, best * 1e3, first_ms, gflop, gflop / med,
                gflop / best, peak_rss_mib(), graph_s + exec_s, graph_s, exec_s, bind_s, merge_s, faults, cpu_util,
                loss_first, loss_last);
@@ -590,6 +604,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--model")) o.model_path = v, i++;
         else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--threads")) o.threads = atoi(v), i++;
+        else if (!strcmp(a, "--base-dtype") && v && (!strcmp(v, "bf16") || !strcmp(v, "f32"))) o.bf16 = !strcmp(v, "bf16"), i++;
         else { usage(stderr); return 2; }
     }
     if (o.steps < 1 || o.warmup < 0 || o.threads < 1) { fprintf(stderr, "bench_train: --steps >= 1, --warmup >= 0, --threads >= 1\n"); return 2; }

@@ -1,9 +1,11 @@
 /* Opening a model, its tokenizer and an adapter; applying the adapter to a model's graphs. */
 #include "drivers/session.h"
+#include "drivers/bf16_weights.h"
 #include "drivers/store.h"
 #include "ir/ir.h"
 #include "passes/modules_to_save.h"
 #include "passes/pipeline.h"
+#include "runtime/bf16.h"
 #include "runtime/fileio.h"
 #include "runtime/target_match.h"
 
@@ -239,12 +241,24 @@ int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, 
 }
 
 void pc_session_close(pc_session *s) {
+    pc_bf16_weights_free(s->bf16);
     pc_session_named_free(s);
     pc_model_close(&s->model);
     pc_text_tokenizer_free(s->tok);
     pc_adapter_close(&s->adapter);
     pc_registry_free(s->own_reg);
     *s = (pc_session){0};
+}
+
+int pc_session_set_base_dtype(pc_session *s, pc_dtype dt, char *err, size_t errlen) {
+    if (dt != PC_F32 && dt != PC_BF16) return pc_errf(err, errlen, "the base dtype must be f32 or bf16");
+    if (dt == PC_BF16 && !pc_cpu_has_bf16()) {
+        fprintf(stderr, "warning: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): the base stays f32\n");
+        dt = PC_F32;
+    }
+    s->base_dtype = dt;
+    if (dt == PC_BF16 && !s->bf16 && !(s->bf16 = pc_bf16_weights_new())) return pc_errf(err, errlen, "out of memory");
+    return 0;
 }
 
 int pc_session_set_adapter(pc_session *s, pc_adapter_config *cfg, const char *source, char *err, size_t errlen) {
@@ -316,7 +330,21 @@ static int positions_before(const pc_session *s, bool with_tokens) {
 int pc_session_virtual_tokens(const pc_session *s) { return positions_before(s, true); }
 int pc_session_prefix_positions(const pc_session *s) { return positions_before(s, false); }
 
+static pc_graph *build_base_dtype(const pc_session *s, pc_graph *g, char *err, size_t errlen) {
+    if (g && s->base_dtype == PC_BF16 && pc_base_bf16_apply(&g, pc_session_is_base, (void *)s, NULL, err, errlen)) {
+        pc_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static pc_graph *build_adapted(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen);
+
 static pc_graph *build(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
+    return build_base_dtype(s, build_adapted(s, req, trainable, err, errlen), err, errlen);
+}
+
+static pc_graph *build_adapted(const pc_session *s, const pc_build_req *req, bool trainable, char *err, size_t errlen) {
     if (s->mixed && (trainable || s->merged))
         return pc_errf(err, errlen, "a mixed-adapter batch is for inference: it is neither trained nor merged"), NULL;
     if ((!s->adapter.cfg || s->merged) && !s->mixed) return pc_model_build(&s->model, req, NULL, err, errlen);
@@ -455,7 +483,10 @@ int pc_session_bind_base(const pc_session *s, pc_exec *r, const pc_graph *g, boo
             if (!all) continue; /* an adapter param: the caller's store binds it */
             return pc_errf(err, errlen, "bind: %s has no tensor '%s' (wanted by %%%s)", file, v->key, v->name);
         }
-        if (v->dtype != PC_F32 || !pc_shape_eq(v->shape, sh)) {
+        if (v->dtype == PC_BF16 && s->bf16 && pc_shape_eq(v->shape, sh)) { /* passes/base_bf16.c chose it */
+            if (!(data = (const float *)(const void *)pc_bf16_weights_get(s->bf16, v->key, data, (size_t)pc_shape_numel(sh))))
+                return pc_errf(err, errlen, "bind: out of memory for the bf16 copy of '%s'", v->key);
+        } else if (v->dtype != PC_F32 || !pc_shape_eq(v->shape, sh)) {
             char a[96], b[96];
             pc_shape_str(sh, a, sizeof a);
             pc_shape_str(v->shape, b, sizeof b);

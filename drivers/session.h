@@ -54,6 +54,10 @@ typedef struct {
     /* graphs serve every named adapter at once, per row: the i32 input %adapter_ids [B] holds each
      * row's adapter index (nnamed = the base model); see pc_session_bind_adapter_ids */
     bool mixed;
+    /* the frozen base weights' dtype in every graph built here (pc_session_set_base_dtype): PC_BF16
+     * holds the weights products read in bf16 (passes/base_bf16.c), their copies in bf16 */
+    pc_dtype base_dtype;
+    struct pc_bf16_weights *bf16; /* owned; made with base_dtype bf16 */
 } pc_session;
 
 /* reg NULL = the built-in methods; tokenizer / adapter may be NULL. Errors name the file. */
@@ -64,6 +68,9 @@ int pc_session_open(pc_session *s, const pc_registry *reg, const char *model, co
 int pc_session_open_labels(pc_session *s, const pc_registry *reg, const char *model, const char *tokenizer,
                            const char *adapter, int num_labels, char *err, size_t errlen);
 void pc_session_close(pc_session *s);
+/* PC_F32 (the default) or PC_BF16; bf16 without the CPU's bf16 instructions runs on f32 with a
+ * warning (the emulated bf16 products would be slower than f32, never faster) */
+int pc_session_set_base_dtype(pc_session *s, pc_dtype dt, char *err, size_t errlen);
 /* 0 when the session has a tokenizer; else -1 with a message saying `what` needs one */
 int pc_session_need_tokenizer(const pc_session *s, const char *what, char *err, size_t errlen);
 

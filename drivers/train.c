@@ -573,6 +573,7 @@ int pc_train(const pc_train_opts *oin, pc_train_result *res, char *err, size_t e
     }
     if (pc_session_open_labels(&x.s, o.registry, o.model, o.tokenizer, adapter, nlabels, err, errlen)) return -1;
     x.s.hf_qk_rows = o.hf_qk_rows;
+    if (pc_session_set_base_dtype(&x.s, o.base_dtype, err, errlen)) goto done;
     x.s.task_id = o.task_id; /* MPT: the graphs' task (checked against num_tasks when built) */
     x.s.training_run = true;
     if (pc_session_default_adapter(&x.s, err, errlen)) goto done;

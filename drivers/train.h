@@ -39,6 +39,7 @@ typedef struct {
     bool progress; /* a progress bar (stderr is a terminal) */
     bool quiet;
     bool hf_qk_rows; /* the adapter's q/k rows are in Hugging Face order (see session.h) */
+    pc_dtype base_dtype; /* PC_F32 or PC_BF16: the frozen base weights (pc_session_set_base_dtype) */
     pc_exec_opts exec; /* backend and threads */
     /* when set (jit only, no --grad-accum), the step and evaluation graphs run through their
      * entry functions (backend/entry.h) from here: an AOT trainer's compiled-in table */

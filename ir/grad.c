@@ -20,7 +20,7 @@ typedef struct {
 static pc_val IN(const gctx *c, int i) { return c->g->vals[c->v].in[i]; }
 static pc_shape SH(const gctx *c, pc_val x) { return pc_val_shape(c->g, x); }
 static bool NEED(const gctx *c, int i) {
-    return c->need[i] && c->g->vals[IN(c, i)].dtype == PC_F32;
+    return c->need[i] && c->g->vals[IN(c, i)].dtype != PC_I32; /* f32 or bf16: an f32 adjoint */
 }
 
 static pc_val zero(gctx *c) {
@@ -36,7 +36,14 @@ static pc_val mul(gctx *c, pc_val a, pc_val b) { return pc_mul_at(G, a, b); }
 static pc_val dv(gctx *c, pc_val a, pc_val b) { return pc_div_at(G, a, b); }
 static pc_val sc(gctx *c, pc_val x, double alpha, double beta) { return pc_scale_at(G, x, alpha, beta); }
 static pc_val sq(gctx *c, pc_val x) { return pc_square_at(G, x); }
-static pc_val mm(gctx *c, pc_val a, pc_val b, int ta, int tb) { return pc_matmul_at(G, a, b, ta, tb); }
+/* a product in the dtype of its bf16 operand, if any: an f32 adjoint meets a bf16 weight rounded,
+ * as the forward rounded its activation (the result is f32 either way) */
+static pc_val mm(gctx *c, pc_val a, pc_val b, int ta, int tb) {
+    pc_dtype da = pc_v(c->g, a)->dtype, db = pc_v(c->g, b)->dtype;
+    if (da == PC_BF16 && db == PC_F32) b = pc_cast_at(G, b, PC_BF16);
+    if (db == PC_BF16 && da == PC_F32) a = pc_cast_at(G, a, PC_BF16);
+    return pc_matmul_at(G, a, b, ta, tb);
+}
 static pc_val mean_last(gctx *c, pc_val x) { /* mean over the last axis, keepdim */
     int64_t ax = -1;
     return pc_mean_at(G, x, 1, &ax, 1);
@@ -151,8 +158,10 @@ static void grad_unary(gctx *c) {
 }
 
 static void grad_cast(gctx *c) {
-    /* only f32 -> f32 carries a gradient; to or from an integer type it is piecewise constant */
-    if (NEED(c, 0) && c->g->vals[c->v].dtype == PC_F32) c->out[0] = c->gv;
+    /* between floats (f32, bf16) the adjoint passes straight through (the rounding's derivative is
+     * taken as 1, as mixed-precision training does); to or from an integer type it is piecewise constant */
+    pc_dtype to = c->g->vals[c->v].dtype, from = c->g->vals[IN(c, 0)].dtype;
+    if (NEED(c, 0) && to != PC_I32 && from != PC_I32) c->out[0] = c->gv;
 }
 
 static void grad_dropout(gctx *c) {
@@ -392,7 +401,7 @@ int pc_grad(pc_graph *g, pc_val v, pc_val gv, const bool *need, pc_val *out) {
         pc_fail(g, at, "op %s (%%%s) is not differentiable, but a gradient flows through it", info->name, x->name);
         return -1;
     }
-    if (!pc_valid(g, gv) || pc_v(g, gv)->dtype != x->dtype || !pc_shape_eq(pc_v(g, gv)->shape, x->shape)) {
+    if (!pc_valid(g, gv) || pc_v(g, gv)->dtype != pc_adjoint_dtype(x->dtype) || !pc_shape_eq(pc_v(g, gv)->shape, x->shape)) {
         pc_fail(g, at, "gradient of %%%s: the adjoint has a different type", x->name);
         return -1;
     }
@@ -435,7 +444,7 @@ int pc_grad(pc_graph *g, pc_val v, pc_val gv, const bool *need, pc_val *out) {
     for (int i = 0; i < nin; i++) {
         if (out[i] == PC_NONE) continue;
         const pc_value *o = pc_v(g, out[i]), *in = pc_v(g, x->in[i]);
-        if (o->dtype != in->dtype || !pc_shape_eq(o->shape, in->shape)) {
+        if (o->dtype != pc_adjoint_dtype(in->dtype) || !pc_shape_eq(o->shape, in->shape)) {
             char a[96], b[96];
             pc_shape_str(o->shape, a, sizeof a);
             pc_shape_str(in->shape, b, sizeof b);

@@ -10,7 +10,11 @@
 
 #include <stdbool.h>
 
-/* For node v with adjoint gv (same shape and dtype as v), appends nodes computing the adjoint of
+/* the dtype of an adjoint: gradients are f32, also those of bf16 values (a cast's result fed to a
+ * product), so rounding happens only where a product reads its operands */
+static inline pc_dtype pc_adjoint_dtype(pc_dtype dt) { return dt == PC_BF16 ? PC_F32 : dt; }
+
+/* For node v with adjoint gv (same shape as v, dtype pc_adjoint_dtype of v's), appends nodes computing the adjoint of
  * each operand i with need[i] true and writes it to out[i] (exactly operand i's shape), or
  * PC_NONE when the operand has no gradient (integer operands, dropout seeds, embedding ids, rope
  * positions, cross-entropy targets, where's condition, cast to/from i32). out[] has v's operand

@@ -78,6 +78,11 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
     char b1[96], b2[96];
     pc_shape s = {0};
     *dt = PC_F32;
+    /* bf16 is a storage type for frozen weights and the operands of their products: only these
+     * ops read it (reshape keeps it; transposes are matmul attributes) */
+    if (op != PC_OP_cast && op != PC_OP_matmul && op != PC_OP_embedding && op != PC_OP_reshape)
+        for (int i = 0; i < nin; i++)
+            if (D(c, i) == PC_BF16) FAIL("operand %d is bf16: %s reads f32 (cast it first)", i + 1, pc_op_get(op)->name);
     switch (op) {
     case PC_OP_input: case PC_OP_param: case PC_OP_state: case PC_OP_const: case PC_OP_COUNT:
         FAIL("not a computing op");
@@ -122,8 +127,10 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
         s = S(c, 0);
         break;
     case PC_OP_cast:
-        if (a[0].i != PC_F32 && a[0].i != PC_I32) FAIL("cast target must be 0 (f32) or 1 (i32)");
-        if (D(c, 0) == PC_BF16) FAIL("bf16 is not supported yet");
+        if (a[0].i != PC_F32 && a[0].i != PC_I32 && a[0].i != PC_BF16) FAIL("cast target must be 0 (f32), 1 (i32) or 2 (bf16)");
+        /* bf16 is a storage type of floats: it converts to and from f32 only */
+        if ((a[0].i == PC_BF16 || D(c, 0) == PC_BF16) && (a[0].i == PC_I32 || D(c, 0) == PC_I32))
+            FAIL("cast between bf16 and i32: go through f32");
         *dt = (pc_dtype)a[0].i;
         s = S(c, 0);
         break;
@@ -170,7 +177,9 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
 
     case PC_OP_matmul: {
         pc_shape x = S(c, 0), y = S(c, 1);
-        if (want_float(c, 0) || want_float(c, 1)) return -1;
+        /* f32 x f32, or bf16 x bf16 with exact products accumulated in f32: the result is f32 */
+        if (D(c, 0) == PC_BF16 ? want_dtype(c, 1, PC_BF16) : want_float(c, 0) || want_float(c, 1)) return -1;
+        *dt = PC_F32;
         if (x.rank < 2 || y.rank < 2) FAIL("operands must have rank >= 2, got %s and %s", shs(x, b1), shs(y, b2));
         int64_t m = a[0].i ? x.dim[x.rank - 1] : x.dim[x.rank - 2];
         int64_t k1 = a[0].i ? x.dim[x.rank - 2] : x.dim[x.rank - 1];
@@ -293,7 +302,9 @@ int pc_infer(const pc_graph *g, pc_opcode op, int nin, const pc_val *in, const p
 
     case PC_OP_embedding: {
         pc_shape t = S(c, 0), ids = S(c, 1);
-        if (want_float(c, 0) || want_dtype(c, 1, PC_I32)) return -1;
+        /* a bf16 table gives f32 rows (exact) */
+        if ((D(c, 0) != PC_BF16 && want_float(c, 0)) || want_dtype(c, 1, PC_I32)) return -1;
+        *dt = PC_F32;
         if (t.rank != 2) FAIL("the table must be [rows, dim], got %s", shs(t, b1));
         if (ids.rank + 1 > PC_MAX_RANK) FAIL("ids rank %d too large", ids.rank);
         s = ids;

@@ -4,6 +4,7 @@
  * (at most MAX_ERRORS, parse_lex.c), and creates nodes with their declared types (pc_node_raw): type
  * checking is pc_verify's job. */
 #include "parse_internal.h"
+#include "runtime/bf16.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -162,14 +163,6 @@ static int parse_init(parser *ps, pc_init *init) {
     return 0;
 }
 
-static uint16_t float_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; /* NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);                    /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-
 /* one constant element into data[i] */
 static int const_elem(parser *ps, pc_dtype dt, void *data, int64_t i) {
     num_tok nt;
@@ -185,7 +178,7 @@ static int const_elem(parser *ps, pc_dtype dt, void *data, int64_t i) {
     float f = strtof(nt.text, NULL);
     if (isinf(f) && !strstr(nt.text, "inf")) return parse_error(ps, nt.a, "value %s is out of range for %s", nt.text, pc_dtype_name(dt));
     if (dt == PC_F32) ((float *)data)[i] = f;
-    else ((uint16_t *)data)[i] = float_to_bf16(f);
+    else ((uint16_t *)data)[i] = pc_f32_to_bf16(f);
     return 0;
 }
 

@@ -79,7 +79,7 @@ int pc_pass_autograd(pc_graph *g, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
         const pc_value *x = pc_v(g, i);
         adj[i] = PC_NONE;
-        if (x->dtype != PC_F32) continue;
+        if (x->dtype != PC_F32 && x->dtype != PC_BF16) continue; /* bf16: a rounded activation */
         if (is_leaf(x->op)) { needs[i] = is_trainable(x); continue; }
         if (pc_grad_is_constant_op(x->op)) continue;
         for (int k = 0; k < x->nin && !needs[i]; k++) needs[i] = needs[x->in[k]];

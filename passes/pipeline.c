@@ -36,12 +36,18 @@ static int run_adamw_clip(pc_graph **g, const pc_pass_args *a, char *err, size_t
     return pc_pass_adamw(*g, &o, err, errlen);
 }
 
+static int run_base_bf16(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen) {
+    (void)a;
+    return pc_pass_base_bf16(g, err, errlen);
+}
+
 static const pc_pass_info passes[] = {
     {"verify", "check every value (types, operands, params, updates)", run_verify},
     {"dce", "remove values that reach no output and no update", run_dce},
     {"adapt", "{config=FILE[,mode=train|eval]}: apply an adapter (PEFT config or a registered method) to every linear", pc_pass_adapt},
     {"fuse-lowrank", "one GEMM for the low-rank down-projections (LoRA A) that share an activation", run_fuse_lowrank},
     {"fuse-kron", "x (A kron B)^T as two small matmuls on a reshaped x (LoKr): the Kronecker product is never formed", run_fuse_kron},
+    {"base-bf16", "frozen rank-2 weights read only by products and embeddings in bf16; their products read the other operand rounded to bf16", run_base_bf16},
     {"autograd", "append the reverse-mode gradient of the loss for every trainable param", run_autograd},
     {"adamw", "{clip}: append AdamW updates of trainable params (hyper-parameters in %hp: f32[8]); clip by global norm", run_adamw},
     {"adamw-clip", "adamw{clip}", run_adamw_clip},

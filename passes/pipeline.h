@@ -50,6 +50,12 @@ void pc_pipeline_dump(const pc_graph *g, const char *stage, const pc_pipeline_op
 int pc_pass_dce(pc_graph **g, char *err, size_t errlen);
 int pc_pass_fuse_lowrank(pc_graph **g, char *err, size_t errlen);
 int pc_pass_fuse_kron(pc_graph **g, char *err, size_t errlen); /* every model graph (pc_session_build) */
+/* base-bf16 (passes/base_bf16.c): frozen weights in bf16 where only products and embeddings read
+ * them. pc_base_bf16_apply limits it to the params is_base(ctx, key) accepts (NULL: every frozen
+ * one) and reports how many it converted. */
+typedef int (*pc_base_pred)(void *ctx, const char *key);
+int pc_base_bf16_apply(pc_graph **g, pc_base_pred is_base, void *ctx, int *nconverted, char *err, size_t errlen);
+int pc_pass_base_bf16(pc_graph **g, char *err, size_t errlen);
 /* adapt{config=FILE[,mode=train|eval]}: an adapter method on every linear of any graph */
 int pc_pass_adapt(pc_graph **g, const pc_pass_args *a, char *err, size_t errlen);
 

@@ -39,6 +39,7 @@ typedef struct {
                              * PC_AOT_MAX_CACHES) */
     int ncache_sizes;
     int mixed; /* infer: several named adapters in one graph (pc_cli_fixed.mixed) */
+    int base_dtype; /* the frozen base weights' pc_dtype (pc_cli_fixed.base_dtype) */
     const char *about;    /* what was compiled in (for --help) */
     const char *build_id; /* also in OUT.weights/build-id: the two belong together */
     const pc_aot_kernel *kernels;

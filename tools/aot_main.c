@@ -136,6 +136,7 @@ int pc_aot_main(int argc, char **argv, const pc_aot_image *img) {
     pc_cli_fixed fx = {.prog = prog, .about = img->about, .model = model, .tokenizer = tokenizer, .adapter = adapter,
                        .batch = img->batch, .seq = img->seq, .cache_sizes = img->cache_sizes,
                        .ncache_sizes = img->ncache_sizes, .mixed = img->mixed != 0, .kernels = &kp,
+                       .base_dtype = img->base_dtype == PC_BF16 ? PC_BF16 : PC_F32,
                        .entries = &ep};
     argc = argc > 0 ? argc - 1 : 0;
     argv = argv + 1;

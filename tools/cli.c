@@ -1,5 +1,6 @@
 /* Option parsing and file helpers shared by the verbs. */
 #include "tools/cli.h"
+#include "ir/ir.h"
 #include "runtime/adapter_io.h"
 #include "runtime/fileio.h"
 
@@ -137,6 +138,25 @@ int pc_cli_adapter_inputs(const char *flag, const char *path, pc_in *ins, pc_cli
     ins[1] = (pc_in){flag, bufs->config};
     ins[2] = (pc_in){flag, bufs->weights};
     return 3;
+}
+
+int pc_cli_base_dtype(const char *verb, const char *value, pc_dtype *out) {
+    *out = PC_F32;
+    if (!value || !strcmp(value, "f32")) return 0;
+    if (!strcmp(value, "bf16")) { *out = PC_BF16; return 0; }
+    fprintf(stderr, "peftc %s: --base-dtype: expected f32 or bf16, got '%s'\n", verb, value);
+    return -1;
+}
+
+int pc_cli_fixed_base_dtype(const pc_cli_fixed *fx, const char *flag, pc_dtype *dt) {
+    if (!fx) return 0;
+    if (flag && *dt != fx->base_dtype) {
+        fprintf(stderr, "%s: --base-dtype %s: this executable was compiled for a %s base (peftc compile --base-dtype)\n",
+                fx->prog, flag, pc_dtype_name(fx->base_dtype));
+        return -1;
+    }
+    *dt = fx->base_dtype;
+    return 0;
 }
 
 int pc_cli_dump_stage(const char *verb, const char *value) {

@@ -38,6 +38,12 @@ int pc_cli_double(const char *verb, const char *flag, const char *text, double l
     "  --check-finite     stop at the first NaN/inf an op produces, naming the op, its value and\n" \
     "                     origin (always on with --backend ref; costs a pass over each result)\n"
 
+/* --base-dtype f32|bf16, the flag of every verb that runs a model: prints the error itself */
+int pc_cli_base_dtype(const char *verb, const char *value, pc_dtype *out);
+#define PC_CLI_BASE_DTYPE_HELP                                                                     \
+    "  --base-dtype bf16  hold the frozen base weights in bf16 and run their products on the CPU's\n" \
+    "                     bf16 units (f32 sums); adapters, gradients and AdamW stay f32 (default f32)\n"
+
 /* checks a --dump-after value of a verb that builds graphs without a pass pipeline: "adapt",
  * "all" or NULL; prints the error itself */
 int pc_cli_dump_stage(const char *verb, const char *value);
@@ -77,7 +83,11 @@ typedef struct {
     bool mixed;
     const pc_kernel_provider *kernels;
     const struct pc_entry_provider *entries; /* the graphs' entry functions (train) */
+    pc_dtype base_dtype; /* the frozen base weights' dtype compiled in (--base-dtype) */
 } pc_cli_fixed;
+/* an executable's compiled-in base dtype: *dt = fx's; a --base-dtype flag that names another
+ * one is refused (the kernels were compiled for those graphs). fx NULL: nothing to do. */
+int pc_cli_fixed_base_dtype(const pc_cli_fixed *fx, const char *flag, pc_dtype *dt);
 int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx);
 int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx);
 

@@ -9,29 +9,33 @@
 #include <string.h>
 
 int pc_cmd_dump(const pc_registry *reg, int argc, char **argv) {
-    const char *model = 0, *adapter = 0, *stage = 0, *dump_after = 0, *dot = 0, *batch = 0, *seq = 0, *task = 0;
+    const char *model = 0, *adapter = 0, *stage = 0, *dump_after = 0, *dot = 0, *batch = 0, *seq = 0, *task = 0, *base_dtype = 0;
     bool no_loc = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"adapter", true, &adapter, 0}, {"stage", true, &stage, 0},
         {"dump-after", true, &dump_after, 0}, {"dot", true, &dot, 0}, {"batch", true, &batch, 0},
         {"seq", true, &seq, 0}, {"no-locations", false, 0, &no_loc}, {"graph", true, &task, 0},
+        {"base-dtype", true, &base_dtype, 0},
     };
     const char *pos[1];
     int npos;
-    int rc = pc_cli_parse("dump", argc, argv, opts, 9, pos, 0, &npos);
+    int rc = pc_cli_parse("dump", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
     if (rc == 1) {
         printf("usage: peftc dump [--model F] [--adapter DIR|CONFIG] --stage forward|adapted|train\n"
                "                  [--graph lm|decode] [--dump-after=PASS|all] [--dot F] [--batch B] [--seq S]\n"
-               "                  [--no-locations]\n\n"
+               "                  [--no-locations] [--base-dtype bf16]\n\n"
                "Prints the IR of the model's training forward pass (forward), with the adapter applied\n"
                "at its sites (adapted; default adapter: LoRA r=8 on all projections), or the whole\n"
                "train step with gradients and AdamW updates (train). --graph decode prints the one-token\n"
                "decode step instead (--seq = KV-cache length; forward/adapted only). --dump-after prints\n"
                "the IR after each named stage (adapt, autograd, adamw or all) to stderr; --dot also\n"
-               "writes Graphviz.\n");
+               "writes Graphviz. --base-dtype bf16: the graphs of a bf16 base (adapted and train stages;\n"
+               "see peftc train --help).\n");
         return 0;
     }
     if (rc) return 1;
+    pc_dtype base_dt;
+    if (pc_cli_base_dtype("dump", base_dtype, &base_dt)) return 1;
     if (!stage) { fprintf(stderr, "peftc dump: --stage is required (forward, adapted or train)\n"); return 1; }
     int st = strcmp(stage, "forward") == 0 ? 0 : strcmp(stage, "adapted") == 0 ? 1 : strcmp(stage, "train") == 0 ? 2 : -1;
     if (st < 0) { fprintf(stderr, "peftc dump: --stage: expected forward, adapted or train, got '%s'\n", stage); return 1; }
@@ -54,7 +58,12 @@ int pc_cmd_dump(const pc_registry *reg, int argc, char **argv) {
     pc_out outs[] = {{.flag = "--dot", .path = dot, .kind = PC_OUT_FILE}};
     if (pc_cli_check_outputs("peftc dump", outs, 1, ins, nin)) return 1;
     pc_session s;
-    if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err)) { fprintf(stderr, "peftc dump: %s\n", err); return 1; }
+    if (pc_session_open(&s, reg, model, NULL, adapter, err, sizeof err) ||
+        pc_session_set_base_dtype(&s, base_dt, err, sizeof err)) {
+        fprintf(stderr, "peftc dump: %s\n", err);
+        pc_session_close(&s);
+        return 1;
+    }
     pc_graph *g = NULL, *eval = NULL;
     pc_print_opts po = {.elide_consts_over = 16, .show_locations = !no_loc};
     rc = st > 0 ? pc_session_default_adapter(&s, err, sizeof err) : 0;

@@ -42,7 +42,7 @@ static int eval_samples(pc_session *s, const char *data, long long S, long long 
 
 int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *dump = 0,
-               *labels = 0, *task_id = 0, *active = 0;
+               *labels = 0, *task_id = 0, *active = 0, *base_dtype = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -50,7 +50,7 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
         {"merge", false, 0, &merge}, {"json", false, 0, &json}, {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
         {"labels", true, &labels, 0}, {"task-id", true, &task_id, 0},
-        {"active", true, &active, 0},
+        {"active", true, &active, 0}, {"base-dtype", true, &base_dtype, 0},
     };
     const char *adapters[64]; /* --adapter [NAME=]DIR, repeated */
     int nad = 0;
@@ -87,10 +87,12 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
                "(the first line must have the field; null or absent: the active one; __base__: the base\n"
                "model), evaluates one sample per line, each cut to --seq+1\n"
                "tokens; the samples of a batch may name different adapters and run in one pass. It prints\n"
-               "the loss over all samples and per adapter.\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "the loss over all samples and per adapter.\n\n" PC_CLI_CHECK_FINITE_HELP PC_CLI_BASE_DTYPE_HELP);
         return 0;
     }
     if (rc) return 1;
+    pc_dtype base_dt;
+    if (pc_cli_base_dtype("eval", base_dtype, &base_dt)) return 1;
     if (pc_cli_dump_stage("eval", dump)) return 1;
     if (!data) { fprintf(stderr, "peftc eval: --data is required\n"); return 1; }
     long long S = 0, B = 8, T = 0;
@@ -132,6 +134,11 @@ int pc_cmd_eval(const pc_registry *reg, int argc, char **argv) {
     }
     s.dump_after = dump;
     s.hf_qk_rows = hf;
+    if (pc_session_set_base_dtype(&s, base_dt, err, sizeof err)) {
+        fprintf(stderr, "peftc eval: %s\n", err);
+        pc_session_close(&s);
+        return 1;
+    }
     s.task_id = (int)T; /* MPT: checked against its task count when graphs are built */
     if (s.model.info.encoder) {
         pc_cls_result c;

@@ -25,7 +25,7 @@ int pc_cmd_generate(const pc_registry *reg, int argc, char **argv) { return pc_g
 int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fixed *fx) {
     const char *prog = fx ? fx->prog : "peftc generate";
     const char *model = 0, *tokenizer = 0, *adapter = 0, *prompt = 0, *ntok = 0, *temp = 0, *topp = 0, *seed = 0,
-               *backend = 0, *dump = 0, *task = 0, *active = 0;
+               *backend = 0, *dump = 0, *task = 0, *active = 0, *base_dtype = 0;
     bool merge = false, json = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0},   {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
@@ -34,7 +34,7 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         {"json", false, 0, &json},    {"hf-qk-rows", false, 0, &hf},
         {"backend", true, &backend, 0}, {"dump-after", true, &dump, 0}, {"check-finite", false, 0, &check_finite},
         {"task-id", true, &task, 0}, /* MPT: the task whose prompt is fed */
-        {"active", true, &active, 0},
+        {"active", true, &active, 0}, {"base-dtype", true, &base_dtype, 0},
     };
     const char *adapters[64]; /* --adapter [NAME=]DIR, repeated */
     int nad = 0;
@@ -64,11 +64,13 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
                "task whose prompt is fed (default 0). Several adapters: --adapter NAME=DIR, repeated (a\n"
                "bare DIR is 'default'; a directory in PEFT's save_pretrained layout loads every adapter\n"
                "in it by name); --active NAME generates with that one (default: the first; __base__: the\n"
-               "base model).\n\n" PC_CLI_CHECK_FINITE_HELP);
+               "base model).\n\n" PC_CLI_CHECK_FINITE_HELP PC_CLI_BASE_DTYPE_HELP);
         return 0;
     }
     if (rc) return 1;
     if (pc_cli_dump_stage("generate", dump)) return 1;
+    pc_dtype base_dt;
+    if (pc_cli_base_dtype("generate", base_dtype, &base_dt) || pc_cli_fixed_base_dtype(fx, base_dtype, &base_dt)) return 1;
     long long n = 256, sd = 42;
     double t = 1.0, p = 0.9;
     if (ntok && pc_cli_int("generate", "tokens", ntok, 1, 1 << 20, &n)) return 1;
@@ -110,6 +112,11 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
     }
     s.mixed = mixed;
     s.hf_qk_rows = hf;
+    if (pc_session_set_base_dtype(&s, base_dt, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        pc_session_close(&s);
+        return 1;
+    }
     s.dump_after = dump;
     s.task_id = (int)task_id;
     pc_gen_request q = {.prompt = prompt ? prompt : "", .tokens = (int)n, .temperature = (float)t,

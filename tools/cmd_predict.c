@@ -36,13 +36,14 @@ static int print_one(void *ctx, const pc_cls_example *e, const float *probs, int
 }
 
 int pc_cmd_predict(const pc_registry *reg, int argc, char **argv) {
-    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *labels = 0;
+    const char *model = 0, *tokenizer = 0, *adapter = 0, *data = 0, *seq = 0, *batch = 0, *backend = 0, *labels = 0, *base_dtype = 0;
     bool merge = false, json = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &model, 0}, {"tokenizer", true, &tokenizer, 0}, {"adapter", true, &adapter, 0},
         {"data", true, &data, 0},   {"seq", true, &seq, 0},             {"batch", true, &batch, 0},
         {"labels", true, &labels, 0}, {"merge", false, 0, &merge},      {"json", false, 0, &json},
         {"backend", true, &backend, 0}, {"check-finite", false, 0, &check_finite},
+        {"base-dtype", true, &base_dtype, 0},
     };
     const char *pos[1];
     int npos;
@@ -55,10 +56,12 @@ int pc_cmd_predict(const pc_registry *reg, int argc, char **argv) {
                "the adapter, and prints one line per example in file order: the label's name from --labels\n"
                "(a JSON list), else its id. --json prints {\"line\":..., \"label\":id, \"name\":..., \"prob\":...}\n"
                "(prob: the softmax probability of the label). Examples are cut to --seq tokens (default 128).\n\n"
-               PC_CLI_CHECK_FINITE_HELP);
+               PC_CLI_CHECK_FINITE_HELP PC_CLI_BASE_DTYPE_HELP);
         return 0;
     }
     if (rc) return 1;
+    pc_dtype base_dt;
+    if (pc_cli_base_dtype("predict", base_dtype, &base_dt)) return 1;
     if (!model || !data) { fprintf(stderr, "peftc predict: --model and --data are required\n"); return 1; }
     long long S = 128, B = 8;
     if (seq && pc_cli_int("predict", "seq", seq, 1, 1 << 20, &S)) return 1;
@@ -78,6 +81,12 @@ int pc_cmd_predict(const pc_registry *reg, int argc, char **argv) {
     pc_session s;
     if (pc_session_open_labels(&s, reg, model, tokenizer, adapter, names.n, err, sizeof err)) {
         fprintf(stderr, "peftc predict: %s\n", err);
+        pc_cls_labels_free(&names);
+        return 1;
+    }
+    if (pc_session_set_base_dtype(&s, base_dt, err, sizeof err)) {
+        fprintf(stderr, "peftc predict: %s\n", err);
+        pc_session_close(&s);
         pc_cls_labels_free(&names);
         return 1;
     }

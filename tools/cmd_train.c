@@ -66,7 +66,7 @@ static void train_help(const pc_train_opts *d) {
            "  --seed N           data sampling, init and dropout seed (default %llu)\n"
            "  --backend ref|jit  reference interpreter or compiled backend (default jit)\n"
            "  --threads N        threads for the compiled backend's matmuls (default 1)\n"
-           PC_CLI_CHECK_FINITE_HELP
+           PC_CLI_CHECK_FINITE_HELP PC_CLI_BASE_DTYPE_HELP
            "  --json             one JSON object per evaluation on stdout, the first before training\n"
            "                     (with eval_accuracy for a classifier)\n"
            "  --quiet            no progress output\n"
@@ -165,7 +165,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
     const char *steps = 0, *batch = 0, *seq = 0, *lr = 0, *min_lr = 0, *warmup = 0, *wd = 0, *clip = 0,
                *eval_every = 0, *eval_batches = 0, *val = 0, *save_every = 0, *seed = 0, *threads = 0, *backend = 0,
                *accum = 0, *dump_after = 0, *epochs = 0, *schedule = 0, *objective = 0, *task_id = 0,
-               *dweight = 0, *dtemp = 0;
+               *dweight = 0, *dtemp = 0, *base_dtype = 0;
     bool json = false, quiet = false, hf = false, check_finite = false;
     pc_cli_opt opts[] = {
         {"model", true, &o.model, 0},          {"tokenizer", true, &o.tokenizer, 0}, {"adapter", true, &o.adapter, 0},
@@ -181,7 +181,7 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         {"labels", true, &o.labels, 0},        {"val-data", true, &o.val_data, 0},
         {"objective", true, &objective, 0},    {"task-id", true, &task_id, 0},
         {"distill-teachers", true, &o.distill_teachers, 0}, {"distill-weight", true, &dweight, 0},
-        {"distill-temperature", true, &dtemp, 0},
+        {"distill-temperature", true, &dtemp, 0}, {"base-dtype", true, &base_dtype, 0},
     };
     const char *pos[1];
     int npos;
@@ -195,6 +195,8 @@ int pc_train_main(const pc_registry *reg, int argc, char **argv, const pc_cli_fi
         return 0;
     }
     if (rc) return 1;
+    if (pc_cli_base_dtype("train", base_dtype, &o.base_dtype) || pc_cli_fixed_base_dtype(fx, base_dtype, &o.base_dtype))
+        return 1;
     long long v;
     double d;
 #define INT_OPT(s, f, lo, hi, dst) if (s) { if (pc_cli_int("train", f, s, lo, hi, &v)) return 1; dst = (int)v; }
