@@ -131,7 +131,8 @@ int pc_add_update(pc_graph *g, pc_val target, pc_val next);
  *   - Int "flag" arguments (keepdim, tanh_approx, transpose_*, inverse) treat nonzero as 1
  *     unless stated; enumerated ints (style, reduction, to) must be one of the listed values.
  *   - dtypes: f32 unless stated; "f32|i32" ops take either (operands of one dtype) and return
- *     it. No op computes in bf16 yet, and neither backend executes bf16 values.
+ *     it. bf16 is a storage type (frozen base weights, passes/base_bf16.c): only cast, matmul,
+ *     embedding and reshape take it; every other op wants f32 (cast first).
  *   - The name in [brackets] is the op's registry name (for pc_op and the text IR), followed
  *     by its attributes in order, with their defaults when built through pc_op.
  *
@@ -160,8 +161,11 @@ pc_val pc_where_at(pc_graph *g, pc_loc at, pc_val cond, pc_val a, pc_val b);
  *   [relu] max(x,0) [silu] x*sigmoid(x): f32.
  *   [gelu approximate=0] tanh_approx 0: x*0.5*(1+erf(x/sqrt(2))) (torch approximate="none");
  *   1: the tanh form 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715 x^3))) (torch approximate="tanh").
- *   [cast to=0] to PC_F32 (0) or PC_I32 (1) only; f32 -> i32 truncates toward zero, saturating
- *   at the i32 range (NaN -> 0); i32 -> f32 rounds to nearest. The operand is f32|i32.
+ *   [cast to=0] to PC_F32 (0), PC_I32 (1) or PC_BF16 (2); f32 -> i32 truncates toward zero,
+ *   saturating at the i32 range (NaN -> 0); i32 -> f32 rounds to nearest; f32 -> bf16 rounds as
+ *   the CPU's vcvtneps2bf16 does (nearest even, a denormal to a zero of its sign, NaN stays NaN);
+ *   bf16 -> f32 is exact; bf16 <-> i32 is refused. Its gradient passes straight through between
+ *   floats (the adjoint of a bf16 value is f32).
  *   [dropout p=0 salt=0] x f32, seed i32[] (a scalar value, usually a graph input fed per step):
  *   keeps each element with probability 1-p and scales kept ones by 1/(1-p); p in [0, 1),
  *   p = 0 is the identity. The keep mask is a pure function of (seed, salt, flat element
@@ -208,6 +212,8 @@ pc_val pc_layernorm_at(pc_graph *g, pc_loc at, pc_val x, pc_val w, pc_val b, dou
  *   >= 2. transpose_a = 1 reads a as its last two axes swapped (a is stored [..., K, M]);
  *   transpose_b = 1 likewise for b (stored [..., N, K], e.g. a torch Linear weight [out, in]:
  *   y = matmul(x, w, 0, 1) is x @ w^T). The batch axes (all but the last two) broadcast.
+ *   Operands are both f32 or both bf16; the result is f32 (bf16 products are exact in f32 and
+ *   summed in f32, as oneDNN's bf16 matmul does).
  *   [kron] a [m, n], b [p, q] -> [m*p, n*q], out[i*p + k][j*q + l] = a[i][j] * b[k][l]. */
 pc_val pc_matmul_at(pc_graph *g, pc_loc at, pc_val a, pc_val b, int transpose_a, int transpose_b);
 pc_val pc_kron_at(pc_graph *g, pc_loc at, pc_val a, pc_val b);
@@ -233,7 +239,7 @@ pc_val pc_pad_at(pc_graph *g, pc_loc at, pc_val x, int64_t axis, int64_t before,
 pc_val pc_concat_at(pc_graph *g, pc_loc at, int n, const pc_val *xs, int64_t axis);
 
 /* Model ops.
- *   [embedding] table f32 [rows, D], ids i32 [...] -> f32 [..., D]: row ids[...] of the table;
+ *   [embedding] table f32|bf16 [rows, D], ids i32 [...] -> f32 [..., D]: row ids[...] of the table;
  *   an id outside [0, rows) is an execution error.
  *   [embedding_grad rows=0] ids i32 [...], grad f32 [..., D] -> f32 [rows, D]: scatter-add of
  *   grad rows into the rows named by ids (the adjoint of embedding); rows > 0. Not
