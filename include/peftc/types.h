@@ -14,8 +14,9 @@ extern "C" {
 /* the largest rank of any value (and of any tensor in a checkpoint peftc reads) */
 #define PC_MAX_RANK 6
 
-/* element types: 32-bit IEEE float, 32-bit signed integer, bfloat16. bf16 types tensors in
- * checkpoints and can be declared in a graph, but no backend executes bf16 values yet. */
+/* element types: 32-bit IEEE float, 32-bit signed integer, bfloat16. bf16 is a storage type:
+ * checkpoint tensors, and in graphs the frozen base weights and the operands of their products
+ * (cast, matmul, embedding and reshape read it; see peftc.h) */
 typedef enum { PC_F32 = 0, PC_I32 = 1, PC_BF16 = 2 } pc_dtype;
 
 /* a row-major shape: dim[0..rank-1] are the extents (outermost first), rank 0 is a scalar with
