@@ -31,6 +31,7 @@
 #include "passes/passes.h"
 #include "runtime/adapter_config.h"
 #include "runtime/bf16.h"
+#include "runtime/fileio.h"
 #include "runtime/llama2c.h"
 
 #include <math.h>
@@ -391,6 +392,9 @@ static int bind_all(run_t *x, const pc_l2c_model *m, int train, uint64_t seed, c
                     pc_f32_to_bf16_n(t->data, h, n);
                     x->adapter[x->nadapter++] = (float *)(void *)h;
                     data = h;
+                    /* a training run reads the f32 original no more: its pages go back, as
+                     * peftc train's do (drivers/bf16_weights.h); the base modes reuse it */
+                    if (train) pc_pages_drop(t->data, n * sizeof(float));
                 }
             } else if (se) {
                 data = se->data;

@@ -1,5 +1,6 @@
 #include "drivers/bf16_weights.h"
 #include "runtime/bf16.h"
+#include "runtime/fileio.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,10 @@ const uint16_t *pc_bf16_weights_get(pc_bf16_weights *w, const char *key, const f
     pc_f32_to_bf16_n(src, x.data, n);
     w->e[w->n++] = x;
     return x.data;
+}
+
+void pc_bf16_weights_drop_sources(const pc_bf16_weights *w) {
+    for (int i = 0; w && i < w->n; i++) pc_pages_drop(w->e[i].src, w->e[i].n * sizeof(float));
 }
 
 size_t pc_bf16_weights_bytes(const pc_bf16_weights *w) {

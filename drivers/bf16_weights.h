@@ -14,6 +14,10 @@ void pc_bf16_weights_free(pc_bf16_weights *w);
  * first call for (key, src), the same pointer after; NULL when out of memory. A weight replaced
  * by a merge has another src, so it gets a copy of its own. */
 const uint16_t *pc_bf16_weights_get(pc_bf16_weights *w, const char *key, const float *src, size_t n);
+/* the pages of every f32 source converted so far go back to the system (runtime/fileio.h
+ * pc_pages_drop): for a run that reads them no more (a training run binds its frozen weights
+ * once; later binds find their copies by (key, src) without reading src) */
+void pc_bf16_weights_drop_sources(const pc_bf16_weights *w);
 /* bytes held */
 size_t pc_bf16_weights_bytes(const pc_bf16_weights *w);
 

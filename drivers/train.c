@@ -1,6 +1,7 @@
 /* The fine-tuning loop. */
 #include "drivers/train.h"
 #include "backend/entry.h"
+#include "drivers/bf16_weights.h"
 #include "drivers/method_state.h"
 #include "drivers/session.h"
 #include "drivers/store.h"
@@ -508,6 +509,9 @@ static int variant_open(run *x, const pc_train_opts *o, int b, char *err, size_t
         return pc_errf(err, errlen, "binding failed");
     }
     if (pc_store_bind_shared(&x->store, v->eval_g, v->eval_r)) return pc_errf(err, errlen, "binding failed");
+    /* a bf16 base: the run reads the f32 originals of the converted weights no more (the store
+     * took what it copies from the base before; other buckets find the copies by key) */
+    if (first && x->s.bf16) pc_bf16_weights_drop_sources(x->s.bf16);
     const char *names[8];
     void *ptrs[8];
     int nin = pc_train_data_inputs(&x->data, b, names, ptrs);

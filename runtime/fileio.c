@@ -131,6 +131,14 @@ int pc_mmap_open(pc_mmap *m, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+void pc_pages_drop(const void *p, size_t bytes) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!p || ps <= 0) return;
+    uintptr_t a = (uintptr_t)p, e = a + bytes, pg = (uintptr_t)ps;
+    uintptr_t lo = (a + pg - 1) / pg * pg, hi = e / pg * pg;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void pc_mmap_close(pc_mmap *m) {
     if (m && m->data) munmap((void *)m->data, m->len);
     if (m) {

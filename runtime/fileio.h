@@ -37,6 +37,11 @@ typedef struct {
 int pc_mmap_open(pc_mmap *m, const char *path, char *err, size_t errlen);
 void pc_mmap_close(pc_mmap *m); /* safe on a zeroed or already closed pc_mmap */
 
+/* Gives the whole pages strictly inside [p, p + bytes) back to the system (madvise DONTNEED):
+ * a file mapping reads them from the file again when touched, anonymous memory (malloc) reads
+ * zeros, so only for data nobody reads again or that lives in a file mapping. */
+void pc_pages_drop(const void *p, size_t bytes);
+
 /* Atomic replacement of `path`: data goes to a temporary file in the same directory, which is
  * fsync'd and renamed over `path` on commit (then the directory is fsync'd). Readers see either
  * the old file or the complete new one. Abort (or a failed commit) removes the temporary. */
