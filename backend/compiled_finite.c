@@ -31,9 +31,9 @@ static int operand_kinds(void *const *base, const pc_linsn *I, const uint8_t *bu
     int kinds = 0;
     for (int k = 0; k < I->nin; k++) {
         const pc_lref *r = &I->in[k];
-        if (r->dt != PC_F32 || r->view.buf < 0) continue;
+        if (r->dt == PC_I32 || r->view.buf < 0) continue;
         if (is_result_buf(I, r->view.buf)) kinds |= bufkinds[r->view.buf];
-        else kinds |= pc_fin_scan(lref_data(base, r), r->shape, r->view.st);
+        else kinds |= pc_fin_scan_dt(lref_data(base, r), r->dt, r->shape, r->view.st);
     }
     /* c += a @ b: the addend's old contents are an operand too */
     if (I->kind == PC_LI_MATMUL && I->mm.accumulate) kinds |= bufkinds[I->out[0].view.buf];
@@ -107,7 +107,7 @@ int pc_cfin_check(const pc_graph *g, void *const *base, const pc_linsn *I, uint8
     if (I->nout > (int)(sizeof found / sizeof found[0])) return 0;
     for (int k = 0; k < I->nout; k++) {
         const pc_lref *r = &I->out[k];
-        if (r->dt == PC_F32 && r->view.buf >= 0) any |= found[k] = pc_fin_scan(lref_data(base, r), r->shape, r->view.st);
+        if (r->dt != PC_I32 && r->view.buf >= 0) any |= found[k] = pc_fin_scan_dt(lref_data(base, r), r->dt, r->shape, r->view.st);
     }
     if (any) {
         int operands = operand_kinds(base, I, bufkinds);
@@ -125,7 +125,7 @@ int pc_cfin_check(const pc_graph *g, void *const *base, const pc_linsn *I, uint8
             else if ((I->kind == PC_LI_MATMUL && g->vals[I->v].op != PC_OP_matmul) ||
                      (I->kind == PC_LI_CALL && I->call != PC_CALL_OP))
                 snprintf(note, sizeof note, "(one instruction with the ops it absorbs)");
-            return pc_fin_error(g, v, lref_data(base, r), r->view.st, kind, note[0] ? note : NULL, err, errlen);
+            return pc_fin_error_dt(g, v, lref_data(base, r), r->dt, r->view.st, kind, note[0] ? note : NULL, err, errlen);
         }
     }
     for (int k = 0; k < I->nout; k++)

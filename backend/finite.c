@@ -1,6 +1,7 @@
 /* Numerical fault checks (backend/finite.h): scanning results, the rule, the message. */
 #include "backend/finite.h"
 #include "backend/lower.h"
+#include "runtime/bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -96,6 +97,49 @@ int pc_fin_scan(const float *p, pc_shape s, const int64_t *st) {
     return kinds;
 }
 
+/* bf16 elements: the upper half of an f32, so the same exponent test on the widened bits */
+static int scan_bf16(const uint16_t *p, int64_t n, int64_t stride) {
+    int kinds = 0;
+    for (int64_t k = 0; k < n; k++) kinds |= kind_of(((uint32_t)p[k * stride] << 16) & ABS_BITS);
+    return kinds;
+}
+
+int pc_fin_scan_dt(const void *p, pc_dtype dt, pc_shape s, const int64_t *st) {
+    if (dt == PC_F32) return pc_fin_scan(p, s, st);
+    if (dt != PC_BF16 || !p) return 0;
+    if (!st || s.rank == 0 || pc_view_is_dense(s, st)) return scan_bf16(p, pc_shape_numel(s), 1);
+    walk w;
+    if (!walk_init(&w, s, st)) return 0;
+    int kinds = 0;
+    do kinds |= scan_bf16((const uint16_t *)p + w.off, s.dim[s.rank - 1], st[s.rank - 1]);
+    while (kinds != (PC_FIN_NAN | PC_FIN_INF) && walk_next(&w));
+    return kinds;
+}
+
+int pc_fin_error_dt(const pc_graph *g, pc_val v, const void *p, pc_dtype dt, const int64_t *st, int kind,
+                    const char *note, char *err, size_t errlen) {
+    if (dt != PC_BF16) return pc_fin_error(g, v, p, st, kind, note, err, errlen);
+    pc_shape s = g->vals[v].shape;
+    int64_t n = pc_shape_numel(s);
+    float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+    if (!f) return pc_fin_error(g, v, NULL, NULL, kind, note, err, errlen);
+    int64_t i = 0;
+    walk w;
+    int64_t dense[PC_MAX_RANK];
+    pc_contig_strides(s, dense);
+    if (n && walk_init(&w, s, st ? st : dense)) {
+        do
+            for (int64_t k = 0; k < s.dim[s.rank - 1]; k++)
+                f[i++] = pc_bf16_to_f32(((const uint16_t *)p)[w.off + k * (st ? st : dense)[s.rank - 1]]);
+        while (walk_next(&w));
+    } else if (n) { /* a scalar */
+        f[0] = pc_bf16_to_f32(*(const uint16_t *)p);
+    }
+    int rc = pc_fin_error(g, v, f, NULL, kind, note, err, errlen);
+    free(f);
+    return rc;
+}
+
 /* NaN / infinity in the op's float attributes (causal_mask's fill, scale's alpha and beta, ...):
  * an attribute that asks for a non-finite value makes producing it intended */
 static int attr_kinds(const pc_value *x) {
@@ -120,10 +164,10 @@ int pc_fin_fault(const pc_value *x, int found, int operands) {
 
 int pc_fin_check_leaf(const pc_graph *g, pc_val v, const void *data, char *err, size_t errlen) {
     const pc_value *x = &g->vals[v];
-    if ((x->op != PC_OP_param && x->op != PC_OP_state) || x->dtype != PC_F32 || !data) return 0;
-    int kinds = pc_fin_scan(data, x->shape, NULL);
+    if ((x->op != PC_OP_param && x->op != PC_OP_state) || x->dtype == PC_I32 || !data) return 0;
+    int kinds = pc_fin_scan_dt(data, x->dtype, x->shape, NULL);
     if (!kinds) return 0;
-    return pc_fin_error(g, v, data, NULL, kinds & PC_FIN_NAN ? PC_FIN_NAN : PC_FIN_INF, NULL, err, errlen);
+    return pc_fin_error_dt(g, v, data, x->dtype, NULL, kinds & PC_FIN_NAN ? PC_FIN_NAN : PC_FIN_INF, NULL, err, errlen);
 }
 
 /* the first element of kind `kind`: its multi-index and value (false if none) */

@@ -33,6 +33,9 @@ enum { PC_FIN_NAN = 1, PC_FIN_INF = 2 };
  * strides st (NULL = dense row-major). 0 = all finite. */
 int pc_fin_scan(const float *p, pc_shape s, const int64_t *st);
 
+/* the same over a tensor of dtype dt: f32 or bf16 (0 for any other) */
+int pc_fin_scan_dt(const void *p, pc_dtype dt, pc_shape s, const int64_t *st);
+
 /* The kind to report (PC_FIN_NAN or PC_FIN_INF) when x's result holds the kinds `found` and its
  * operands together hold `operands`; 0 when that is no fault (see the rule above). */
 int pc_fin_fault(const pc_value *x, int found, int operands);
@@ -45,5 +48,9 @@ int pc_fin_check_leaf(const pc_graph *g, pc_val v, const void *data, char *err, 
  * NULL) into err, followed by note when not NULL; returns -1. */
 int pc_fin_error(const pc_graph *g, pc_val v, const float *p, const int64_t *st, int kind, const char *note,
                  char *err, size_t errlen);
+
+/* pc_fin_error over a tensor of dtype dt (bf16 elements are reported as their f32 values) */
+int pc_fin_error_dt(const pc_graph *g, pc_val v, const void *p, pc_dtype dt, const int64_t *st, int kind,
+                    const char *note, char *err, size_t errlen);
 
 #endif

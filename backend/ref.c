@@ -356,13 +356,13 @@ void pc_ref_check_finite(pc_ref *r, int on) {
 static int check_result(const pc_ref *r, pc_val v, char *err, size_t errlen) {
     const pc_graph *g = r->g;
     const pc_value *x = &g->vals[v];
-    int found = pc_fin_scan(r->data[v], x->shape, NULL);
+    int found = pc_fin_scan_dt(r->data[v], x->dtype, x->shape, NULL);
     if (!found) return 0;
     int operands = 0;
     for (int i = 0; i < x->nin; i++)
-        if (g->vals[x->in[i]].dtype == PC_F32) operands |= pc_fin_scan(r->data[x->in[i]], g->vals[x->in[i]].shape, NULL);
+        operands |= pc_fin_scan_dt(r->data[x->in[i]], g->vals[x->in[i]].dtype, g->vals[x->in[i]].shape, NULL);
     int kind = pc_fin_fault(x, found, operands);
-    return kind ? pc_fin_error(g, v, r->data[v], NULL, kind, NULL, err, errlen) : 0;
+    return kind ? pc_fin_error_dt(g, v, r->data[v], x->dtype, NULL, kind, NULL, err, errlen) : 0;
 }
 
 /* makes a leaf's data available */
@@ -415,7 +415,7 @@ int pc_ref_run(pc_ref *r, char *err, size_t errlen) {
         r->owned[v] = true;
         ref_kctx k = {g, v, x, out, r->inbuf, err, errlen};
         if (kernels[x->op](&k)) goto fail;
-        if (r->check_finite && x->dtype == PC_F32 && check_result(r, v, err, errlen)) goto fail;
+        if (r->check_finite && x->dtype != PC_I32 && check_result(r, v, err, errlen)) goto fail;
         if (r->keep_all) continue;
         if (r->last_use[v] < 0 && !r->keep[v]) { /* nobody reads it */
             free(out);
