@@ -92,15 +92,16 @@ def matmul_trace(torch, fn):
 
 
 def isa_summary(rep, calls, shim):
-    """e.g. 'ATen AVX512; MKL AVX-512 (no shim); step GEMMs: mkl SGEMM x61'"""
+    """e.g. 'ATen AVX512, MKL AVX-512 (no shim); GEMMs: mkl SGEMM x61, onednn brg_matmul:avx10_1_512_amx x36 (AMX)'"""
     kernel = rep.get("blas_kernel", "?")
     short = ("AVX-512" if "AVX-512" in kernel else "AVX2" if "AVX2" in kernel
              else "generic" if "Intel(R) Architecture processors" in kernel else kernel[:40])
-    s = f"ATen {rep.get('cpu_capability', '?')}; {rep.get('blas', '?').upper()} {short} ({'shim' if shim else 'no shim'})"
+    s = f"ATen {rep.get('cpu_capability', '?')}, {rep.get('blas', '?').upper()} {short} ({'shim' if shim else 'no shim'})"
     if calls is None:
-        return s + "; step GEMMs not traced"
-    gemms = {k: v for k, v in calls.items() if k.startswith("mkl ") or " matmul " in k or " inner_product " in k}
-    s += "; step GEMMs: " + (", ".join(f"{k} x{v}" for k, v in sorted(gemms.items())) or "none seen by MKL/oneDNN")
+        return s + "; GEMMs not traced"
+    gemms = {k.replace(" matmul ", " "): v for k, v in calls.items()
+             if k.startswith("mkl ") or " matmul " in k or " inner_product " in k}
+    s += "; GEMMs: " + (", ".join(f"{k} x{v}" for k, v in sorted(gemms.items())) or "none seen by MKL/oneDNN")
     if any("amx" in k for k in gemms):
         s += " (AMX)"
     return s
@@ -129,7 +130,7 @@ def peftc_main(argv):
     config, backend, dtype = argv
     calls, isa = onednn_calls(sys.stdin)
     gemm = {k: v for k, v in calls.items() if k.startswith(("matmul ", "inner_product "))}
-    text = ("step GEMMs: " + ", ".join(f"onednn {k} x{v}" for k, v in sorted(gemm.items()))
+    text = ("GEMMs: " + ", ".join(f"onednn {k.replace('matmul ', '')} x{v}" for k, v in sorted(gemm.items()))
             if calls else "no oneDNN primitive in the step")
     if any("amx" in k for k in gemm):
         text += " (AMX)"
