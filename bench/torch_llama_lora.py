@@ -16,6 +16,13 @@ Usage:
     torch_llama_lora.py --config stories260k|mid|large [--steps N] [--warmup W] [--infer]
                         [--mode train|base|unmerged|merged|all] [--json] [--model PATH]
                         [--attn sdpa|naive] [--seed S] [--no-reexec] [--verbose]
+                        [--compile] [--autocast off|bf16] [--mkl-avx512 LIB] [--no-trace]
+
+--compile wraps forward + loss (train) or the forward (infer) in torch.compile (inductor); step 1
+then includes the compilation, reported as compile_s = step 1 - median step. --autocast bf16 runs
+them inside torch.autocast("cpu", dtype=torch.bfloat16); weights, LoRA params and AdamW stay f32.
+The line's backend is torch-<mode>, mode = eager|compile [-avx512] [-bf16]. The last warm-up step
+runs with MKL and oneDNN verbose on (isa_path.py) to record which GEMM kernels the step calls.
 
 Prints one JSON line per run (--json) with the fields of bench_train.c plus the BLAS/ISA
 PyTorch used. The script re-executes itself once with the benchmark environment: 1 thread
