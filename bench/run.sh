@@ -159,7 +159,7 @@ peftc_dtype() { # dtype args...: --base-dtype only when not f32 (bench_train may
 CPU=$(awk -F: '/^model name/{m=$2} /^cpu family/{f=$2} /^model\t/{n=$2} END{gsub(/^ /,"",m); printf "%s family%s model%s", m, f, n}' /proc/cpuinfo)
 ISA_FLAGS=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|avx512f|avx512_bf16|amx_tile|amx_bf16' | paste -sd' ')
 printf '{"bench":"machine","cpu":"%s","vendor":"%s","isa_flags":"%s","nproc":%s,"date":"%s","torch_modes":"%s","peftc_base_dtypes":"%s"}\n' \
-    "$CPU" "$CPU_VENDOR" "$ISA_FLAGS" "$(nproc)" "$STAMP" "$TORCH_MODES" "$PEFTC_BASE_DTYPES" >> "$RES"
+    "$CPU" "$CPU_VENDOR" "$ISA_FLAGS" "$(getconf _NPROCESSORS_ONLN)" "$STAMP" "$TORCH_MODES" "$PEFTC_BASE_DTYPES" >> "$RES"
 log "results: $RES  (R=$R, R_INFER=$R_INFER, configs: $CONFIGS)"
 log "peftc base dtypes: $PEFTC_BASE_DTYPES; torch modes: $TORCH_MODES ($PYTHON)"
 if [[ $CPU_AVX512F == 1 && $CPU_VENDOR == GenuineIntel ]]; then
