@@ -212,11 +212,12 @@ def main():
                               compile_cell((c, s, "unmerged")),
                               fmt(agg((c, s, "unmerged"), "loss_first"), "{:.5f}"), fmt(dif, "{:.2g}"),
                               isa_of(c, s, "unmerged") if s.startswith("torch") else "-"])
-            p = {m: agg((c, "jit", m), "tokens_per_s_median") for m in modes}
-            for t in [s for s in sides(c, set(modes)) if s.startswith("torch")]:
-                tv = {m: agg((c, t, m), "tokens_per_s_median") for m in modes}
-                if all(tv.values()) and all(p.values()):
-                    table.append([c, f"jit / {t}", "", *[f"{p[m] / tv[m]:.2f}x" for m in modes]] + [""] * 6)
+            for ps in [s for s in sides(c, set(modes)) if not s.startswith("torch")]:
+                p = {m: agg((c, ps, m), "tokens_per_s_median") for m in modes}
+                for t in [s for s in sides(c, set(modes)) if s.startswith("torch")]:
+                    tv = {m: agg((c, t, m), "tokens_per_s_median") for m in modes}
+                    if all(tv.values()) and all(p.values()):
+                        table.append([c, f"{ps} / {t}", "", *[f"{p[m] / tv[m]:.2f}x" for m in modes]] + [""] * 6)
         out += render(table, markdown)
     if errors:
         out.append("")
