@@ -16,6 +16,13 @@ Usage:
     torch_llama_lora.py --config stories260k|mid|large [--steps N] [--warmup W] [--infer]
                         [--mode train|base|unmerged|merged|all] [--json] [--model PATH]
                         [--attn sdpa|naive] [--seed S] [--no-reexec] [--verbose]
+                        [--compile] [--autocast off|bf16] [--mkl-avx512 LIB] [--no-trace]
+
+--compile wraps forward + loss (train) or the forward (infer) in torch.compile (inductor); step 1
+then includes the compilation, reported as compile_s = step 1 - median step. --autocast bf16 runs
+them inside torch.autocast("cpu", dtype=torch.bfloat16); weights, LoRA params and AdamW stay f32.
+The line's backend is torch-<mode>, mode = eager|compile [-avx512] [-bf16]. The last warm-up step
+runs with MKL and oneDNN verbose on (isa_path.py) to record which GEMM kernels the step calls.
 
 Prints one JSON line per run (--json) with the fields of bench_train.c plus the BLAS/ISA
 PyTorch used. The script re-executes itself once with the benchmark environment: 1 thread
@@ -25,14 +32,12 @@ kernels), GLIBC_TUNABLES raising malloc's mmap/trim thresholds (toolchain.md §0
 AMD CPUs).
 """
 import argparse
-import ctypes
+import contextlib
 import json
 import math
 import os
-import re
 import resource
 import sys
-import tempfile
 import time
 
 TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
@@ -312,46 +317,6 @@ def build_model(torch, np, c, w, lora, seed, infer_adapter):
     return Llama()
 
 
-# ---- what PyTorch runs on ------------------------------------------------------------------
-def blas_report(torch):
-    cfg = torch.__config__.show()
-    m = re.search(r"BLAS_INFO=(\w+)", cfg)
-    rep = {"torch": torch.__version__, "blas": m.group(1) if m else "?",
-           "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()}
-    try:
-        import threadpoolctl
-        info = threadpoolctl.threadpool_info()
-        rep["threadpools"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                              for d in info]
-    except ImportError:
-        pass
-    if rep["blas"] == "mkl":  # MKL names its code path in the verbose banner
-        libc = ctypes.CDLL(None)
-        sys.stdout.flush()
-        saved = os.dup(1)
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 1)
-            try:
-                with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
-                    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
-                libc.fflush(None)
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode(errors="replace")
-        m = re.search(r"architecture (.*?), Lnx", text)
-        rep["blas_kernel"] = m.group(1) if m else text.strip().splitlines()[0] if text.strip() else "?"
-    elif "threadpools" in rep:
-        arch = [d["architecture"] for d in rep["threadpools"] if d.get("internal_api") == "openblas"]
-        rep["blas_kernel"] = arch[0] if arch else "?"
-    rep["ld_preload"] = os.environ.get("LD_PRELOAD", "")
-    rep["env"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                 "OMP_WAIT_POLICY", "GLIBC_TUNABLES", "OPENBLAS_CORETYPE",
-                                                 "OPENBLAS_L2_SIZE")}
-    return rep
-
-
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -419,6 +384,12 @@ def main():
     ap.add_argument("--attn", choices=["sdpa", "naive"], default="sdpa")
     ap.add_argument("--mkl-avx512", default=None, metavar="LIB",
                     help="LD_PRELOAD this library (bench/mkl_avx512.c) in the re-executed process")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile (inductor) the forward + loss (train) or the forward (infer)")
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                    help="bf16: torch.autocast('cpu', bfloat16) around forward + loss; weights, LoRA params "
+                         "and AdamW stay f32")
+    ap.add_argument("--no-trace", action="store_true", help="skip the MKL/oneDNN verbose trace of the last warm-up step")
     ap.add_argument("--no-reexec", action="store_true", help="run in the current environment as is")
     ap.add_argument("--verbose", action="store_true", help="every step's time on stderr")
     args = ap.parse_args()
@@ -428,6 +399,7 @@ def main():
     import numpy as np
     import torch
     import torch.nn.functional as F
+    from isa_path import blas_report, isa_summary, matmul_trace
 
     rss_import = rss_now_mib()  # what importing torch alone costs (part of every peak below)
 
@@ -457,7 +429,13 @@ def main():
     modes = [args.mode or "train"] if not args.infer else (
         ["base", "unmerged", "merged"] if args.mode in (None, "all") else [args.mode])
     rep = blas_report(torch)
-    common = {"bench": "torch", "config": args.config, "backend": "torch", "threads": torch.get_num_threads(),
+    # the run's name: eager | eager-avx512 | compile | compile-bf16 | eager-bf16 (backend "torch-<name>")
+    label = ("compile" if args.compile else "eager") + ("-avx512" if args.mkl_avx512 else "") + \
+        ("-bf16" if args.autocast == "bf16" else "")
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.autocast == "bf16" else contextlib.nullcontext
+    common = {"bench": "torch", "config": args.config, "backend": "torch-" + label, "torch_mode": label,
+              "compiled": args.compile, "autocast": args.autocast, "mkl_shim": bool(args.mkl_avx512),
+              "threads": torch.get_num_threads(),
               "B": B, "S": S, "tokens_per_step": B * S, "steps": args.steps, "warmup": args.warmup,
               "attn": ATTN, "load_s": round(load_s, 3), "rss_after_import_mib": round(rss_import, 1), **rep}
     V = c["vocab_size"]
@@ -476,28 +454,50 @@ def main():
         params = sum(p.numel() for p in model.parameters())
         trainable = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(trainable, lr=LR, betas=BETAS, eps=EPS, weight_decay=WD) if train else None
+
+        def loss_of(tokens, targets):  # forward + loss under autocast (cross-entropy: f32 by autocast's rules)
+            with amp():
+                return F.cross_entropy(model(tokens).view(-1, V), targets.view(-1))
+
+        def logits_of(tokens):
+            with amp():
+                return model(tokens)
+
+        if args.compile:  # compiled at the first call (step 1); AdamW stays eager
+            import torch._dynamo
+            torch._dynamo.reset()
+            from torch._dynamo.utils import counters
+            cache0 = dict(counters["inductor"])
+            loss_of, logits_of = torch.compile(loss_of), torch.compile(logits_of)
         setup_s = time.perf_counter() - t0
-        times, losses, faults0 = [], [], 0
+
+        def one_step(tokens, targets):
+            if train:
+                loss = loss_of(tokens, targets)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                return None, loss.item()
+            with torch.inference_mode():
+                return logits_of(tokens), None
+
+        times, losses, faults0, first_s, calls, dnnl_isa = [], [], 0, None, None, None
         for step in range(1, args.warmup + args.steps + 1):
             tokens, targets = batch(np, torch, step, B, S, V, args.seed)
             if step == args.warmup + 1:
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 faults0, cpu0, wall0 = ru.ru_minflt, ru.ru_utime + ru.ru_stime, time.perf_counter()
+            trace = step == args.warmup and not args.no_trace
             t1 = time.perf_counter()
-            if train:
-                logits = model(tokens)
-                loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                lv = loss.item()
+            if trace:  # the last warm-up step, with MKL/oneDNN verbose on: which GEMM kernels the step calls
+                (logits, lv), calls, dnnl_isa = matmul_trace(torch, lambda: one_step(tokens, targets))
             else:
-                with torch.inference_mode():
-                    logits = model(tokens)
-                lv = None
+                logits, lv = one_step(tokens, targets)
             dt = time.perf_counter() - t1
+            if step == 1:
+                first_s = dt
             if lv is None and step == 1:
-                with torch.inference_mode():
+                with torch.inference_mode(), amp():
                     lv = F.cross_entropy(logits.view(-1, V), targets.view(-1)).item()
             if lv is not None:
                 losses.append(lv)
@@ -520,14 +520,20 @@ def main():
                    gflop_per_step=round(gf, 4), gflops=round(gf / med, 2), gflops_best=round(gf / best, 2),
                    peak_rss_mib=round(peak_rss_mib(), 1), setup_s=round(setup_s, 3),
                    minor_faults_per_step=round(faults, 1), cpu_util=round(cpu_util, 3),
-                   loss_first=losses[0], loss_last=losses[-1], ms_steps=[round(t * 1e3, 3) for t in order])
+                   loss_first=losses[0], loss_last=losses[-1], ms_steps=[round(t * 1e3, 3) for t in order],
+                   first_step_ms=round(first_s * 1e3, 3), step_gemm_calls=calls, onednn_isa=dnnl_isa,
+                   isa=isa_summary(rep, calls, bool(args.mkl_avx512)))
+        if args.compile:  # compile time = what step 1 took beyond a steady step (trace + inductor + codegen)
+            ind = {k: counters["inductor"].get(k, 0) - cache0.get(k, 0) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")}
+            out.update(compile_s=round(first_s - med, 3), inductor_cache_hits=ind["fxgraph_cache_hit"],
+                       inductor_cache_misses=ind["fxgraph_cache_miss"])
         if args.json:
             print(json.dumps(out), flush=True)
         else:
-            print(f"torch {args.config} {mode}: {out['tokens_per_s_median']:.0f} tok/s (best "
+            print(f"torch-{label} {args.config} {mode}: {out['tokens_per_s_median']:.0f} tok/s (best "
                   f"{out['tokens_per_s_best']:.0f}), {out['ms_per_step_median']:.2f} ms/step, {out['gflops']:.1f} "
                   f"GFLOP/s, loss {out['loss_first']:.6f} -> {out['loss_last']:.6f}, peak RSS "
-                  f"{out['peak_rss_mib']:.0f} MiB, BLAS {rep['blas']} ({rep.get('blas_kernel', '?')})", flush=True)
+                  f"{out['peak_rss_mib']:.0f} MiB, compile {out.get('compile_s', '-')} s, {out['isa']}", flush=True)
         del model, opt
 
 
