@@ -2,7 +2,7 @@
  *
  *   bench_train --config stories260k|mid|large --backend ref|jit --steps N --warmup W
  *               [--infer [--mode base|unmerged|merged|all]] [--json] [--model PATH] [--seed S]
- *               [--threads T] [--verbose]
+ *               [--threads T] [--verbose] [--base-dtype f32|bf16]
  *
  * Train: the step graph of `peftc train` (Llama forward + LoRA + cross-entropy, autograd, AdamW
  * with lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01, no clipping); B*S tokens per step.
@@ -580,7 +580,9 @@ done:
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_train --config stories260k|mid|large --backend ref|jit --steps N --warmup W\n"
                "                   [--infer [--mode base|unmerged|merged|all]] [--json] [--model PATH]\n"
-               "                   [--seed S] [--threads T] [--verbose]\n");
+               "                   [--seed S] [--threads T] [--verbose] [--base-dtype f32|bf16]\n"
+               "--base-dtype bf16: the frozen base weights in bf16 (peftc train --base-dtype bf16); a train\n"
+               "run gives the f32 originals' pages back after binding, as peftc train does\n");
 }
 
 int main(int argc, char **argv) {
