@@ -5,6 +5,7 @@
  *   base   no adapter
  *
  *   bench_multi_adapter --model M --adapters DIR [--batch 8] [--seq 64] [--steps 20] [--warmup 3]
+ *                       [--base-dtype f32|bf16]
  *
  * DIR is PEFT's multi-adapter layout (bench/torch_multi_adapter.py writes one with 8 LoRA
  * adapters). Also counted: the executors compiled while switching every row to another adapter
@@ -68,9 +69,9 @@ static int bench(pc_session *s, const char *mode, int B, int S, int steps, int w
     }
     qsort(ts + warmup, (size_t)steps, sizeof *ts, cmp_d);
     double med = ts[warmup + steps / 2];
-    printf("{\"bench\":\"peftc_multi_adapter\",\"mode\":\"%s\",\"adapters\":%d,\"batch\":%d,\"seq\":%d,\"steps\":%d,"
+    printf("{\"bench\":\"peftc_multi_adapter\",\"base_dtype\":\"%s\",\"mode\":\"%s\",\"adapters\":%d,\"batch\":%d,\"seq\":%d,\"steps\":%d,"
            "\"ms_per_step_median\":%.3f,\"tokens_per_s_median\":%.1f,\"compile_s\":%.3f,\"executors_compiled\":%d,"
-           "\"loss\":%.6f}\n", mode, s->mixed ? s->nnamed : (s->active >= 0), B, S, steps, 1e3 * med,
+           "\"loss\":%.6f}\n", pc_dtype_name(s->base_dtype), mode, s->mixed ? s->nnamed : (s->active >= 0), B, S, steps, 1e3 * med,
            (double)B * S / med, compile_s, compiles, *(const float *)pc_exec_data(r, g->outputs[0]));
     rc = 0;
 done:
@@ -85,7 +86,7 @@ done:
 
 int main(int argc, char **argv) {
     const char *model = NULL, *dir = NULL;
-    int B = 8, S = 64, steps = 20, warmup = 3;
+    int B = 8, S = 64, steps = 20, warmup = 3, bf16 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--adapters")) dir = argv[i + 1];
@@ -93,16 +94,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seq")) S = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--base-dtype")) bf16 = !strcmp(argv[i + 1], "bf16");
         else { fprintf(stderr, "bench_multi_adapter: unknown option %s\n", argv[i]); return 1; }
     }
     if (!model || !dir || B <= 0 || S <= 0 || steps <= 0 || warmup < 0) {
         fprintf(stderr, "usage: bench_multi_adapter --model M --adapters DIR [--batch 8] [--seq 64] [--steps 20] "
-                "[--warmup 3]\n");
+                "[--warmup 3] [--base-dtype f32|bf16]\n");
         return 1;
     }
     char err[4096];
     pc_session s;
-    if (pc_session_open(&s, NULL, model, NULL, NULL, err, sizeof err) || pc_session_add_adapters(&s, dir, err, sizeof err)) {
+    if (pc_session_open(&s, NULL, model, NULL, NULL, err, sizeof err) || pc_session_add_adapters(&s, dir, err, sizeof err) ||
+        pc_session_set_base_dtype(&s, bf16 ? PC_BF16 : PC_F32, err, sizeof err)) {
         fprintf(stderr, "bench_multi_adapter: %s\n", err);
         return 1;
     }

@@ -39,6 +39,8 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--autocast", choices=["bf16"], default=None,
+                   help="torch.autocast(cpu, bfloat16) around the forward (weights stay f32, as autocast does)")
     a = p.parse_args()
     M.reexec_single_thread()
     import warnings
@@ -62,9 +64,12 @@ def main():
     batches = [M.batch(cfg, a, s) for s in range(a.warmup + a.steps)]
     rows = [names[i % len(names)] for i in range(a.batch)]
 
+    import contextlib
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.autocast else contextlib.nullcontext
+
     def run(kw):
         ts, loss = [], None
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             for x, y in batches:
                 t0 = time.perf_counter()
                 logits = pm(input_ids=x, use_cache=False, **kw).logits

@@ -28,6 +28,15 @@ except OSError:
 # permission checks apply even when the tests run as root)
 if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0:
     config.available_features.add("userns")
+# "bf16": the CPU multiplies bf16 natively (AVX512_BF16 or AMX-BF16), so --base-dtype bf16 takes
+# effect (elsewhere it falls back to f32 with a warning, and compile refuses it)
+try:
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    if "avx512_bf16" in flags and "avx512f" in flags or "amx_bf16" in flags:
+        config.available_features.add("bf16")
+except OSError:
+    pass
 # "smollm2": the real SmolLM2-135M GGUF is there (scripts/fetch_models.py; CI sets it)
 if os.environ.get("PEFTC_SMOLLM2_GGUF") and os.path.exists(os.environ["PEFTC_SMOLLM2_GGUF"]):
     config.available_features.add("smollm2")
