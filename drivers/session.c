@@ -380,7 +380,8 @@ pc_graph *pc_session_build_dump(const pc_session *s, const pc_build_req *req, bo
 
 int pc_session_is_base(void *session, const char *key) {
     const pc_session *s = session;
-    return pc_model_weight(&s->model, key, NULL) != NULL;
+    /* a bf16 tensor of the file answers without making its f32 copy */
+    return pc_model_weight_bf16(&s->model, key, NULL) != NULL || pc_model_weight(&s->model, key, NULL) != NULL;
 }
 
 /* init_from_base's lookup: a frozen model tensor, else one of the run's tensors as the store
@@ -478,6 +479,12 @@ int pc_session_bind_base(const pc_session *s, pc_exec *r, const pc_graph *g, boo
         if (v->op != PC_OP_param || !(v->flags & PC_FROZEN)) continue;
         if (!v->key) return pc_errf(err, errlen, "bind: frozen param %%%s has no checkpoint key", v->name);
         pc_shape sh;
+        const uint16_t *raw = v->dtype == PC_BF16 ? pc_model_weight_bf16(&s->model, v->key, &sh) : NULL;
+        if (raw && pc_shape_eq(v->shape, sh)) { /* the file's own bf16 bytes: no copy at all */
+            if (r && pc_exec_bind(r, i, (void *)raw))
+                return pc_errf(err, errlen, "bind: the executor refused '%s' (%%%s)", v->key, v->name);
+            continue;
+        }
         const float *data = pc_model_weight(&s->model, v->key, &sh);
         if (!data) {
             if (!all) continue; /* an adapter param: the caller's store binds it */

@@ -132,6 +132,12 @@ const float *pc_model_weight(const pc_model *m, const char *key, pc_shape *shape
     return m->family->weight(m, key, shape);
 }
 
+const uint16_t *pc_model_weight_bf16(const pc_model *m, const char *key, pc_shape *shape) {
+    for (int i = 0; i < m->nover; i++)
+        if (strcmp(m->over[i].key, key) == 0) return NULL;
+    return m->family->weight_bf16 ? m->family->weight_bf16(m, key, shape) : NULL;
+}
+
 pc_graph *pc_model_build(const pc_model *m, const pc_build_req *req, const pc_site_hook *hook, char *err,
                          size_t errlen) {
     return m->family->build(m, req, hook, err, errlen);

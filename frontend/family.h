@@ -113,6 +113,9 @@ typedef struct pc_model_family {
                        size_t errlen);
     /* the checkpoint's tensor with this key, or NULL */
     const float *(*weight)(const pc_model *m, const char *key, pc_shape *shape);
+    /* optional: the tensor as the checkpoint stores it when that is bf16 (no f32 copy made), else
+     * NULL; a bf16 base binds it as it is (--base-dtype bf16) */
+    const uint16_t *(*weight_bf16)(const pc_model *m, const char *key, pc_shape *shape);
     /* every checkpoint key, in file order (merge walks them) */
     int (*nweights)(const pc_model *m);
     const char *(*weight_key)(const pc_model *m, int i);
@@ -173,6 +176,9 @@ int pc_model_open_labels(pc_model *m, const char *path, const char *family, int 
 void pc_model_close(pc_model *m);
 /* a frozen weight: a replaced one first, then the checkpoint */
 const float *pc_model_weight(const pc_model *m, const char *key, pc_shape *shape);
+/* the checkpoint's own bf16 tensor (family->weight_bf16), NULL when it is not bf16 in the file,
+ * the family cannot say, or a merge replaced it */
+const uint16_t *pc_model_weight_bf16(const pc_model *m, const char *key, pc_shape *shape);
 pc_graph *pc_model_build(const pc_model *m, const pc_build_req *req, const pc_site_hook *hook, char *err,
                          size_t errlen);
 /* takes ownership of buf (the replaced tensors' storage) and of the array */

@@ -133,6 +133,10 @@ static pc_graph *hf_build(const pc_model *m, const pc_build_req *req, const pc_s
     return pc_llama_build(&((const hf_impl *)m->impl)->cfg, req, hook, err, errlen);
 }
 
+static const uint16_t *hf_weight_bf16(const pc_model *m, const char *key, pc_shape *shape) {
+    return pc_hf_weight_bf16(((const hf_impl *)m->impl)->ckpt, key, shape);
+}
+
 static const float *hf_weight(const pc_model *m, const char *key, pc_shape *shape) {
     return pc_hf_weight(((const hf_impl *)m->impl)->ckpt, key, shape, NULL, 0);
 }
@@ -178,6 +182,7 @@ const pc_model_family pc_family_hf_llama = {
     .close = hf_close,
     .build = hf_build,
     .weight = hf_weight,
+    .weight_bf16 = hf_weight_bf16,
     .nweights = hf_nweights,
     .weight_key = hf_weight_key,
     .write = hf_write,

@@ -322,6 +322,13 @@ const char *pc_hf_weight_dtype(const pc_hf_checkpoint *c, const char *key) {
     return w ? w->t->dtype_name : NULL;
 }
 
+const uint16_t *pc_hf_weight_bf16(const pc_hf_checkpoint *c, const char *key, pc_shape *shape) {
+    const hf_weight *w = find(c, key);
+    if (!w || w->t->dtype != PC_BF16) return NULL;
+    if (shape) *shape = w->t->shape;
+    return w->t->data;
+}
+
 const float *pc_hf_weight(pc_hf_checkpoint *c, const char *key, pc_shape *shape, char *err, size_t errlen) {
     hf_weight *w = find(c, key);
     if (!w) {

@@ -57,5 +57,7 @@ const char *pc_hf_weight_key(const pc_hf_checkpoint *c, int i);
 const float *pc_hf_weight(pc_hf_checkpoint *c, const char *key, pc_shape *shape, char *err, size_t errlen);
 /* the stored dtype name of a key ("BF16"), NULL when absent */
 const char *pc_hf_weight_dtype(const pc_hf_checkpoint *c, const char *key);
+/* the tensor as the file holds it when that is bf16 (the mapped bytes, no copy), else NULL */
+const uint16_t *pc_hf_weight_bf16(const pc_hf_checkpoint *c, const char *key, pc_shape *shape);
 
 #endif
