@@ -106,9 +106,12 @@ static int one_object(const reader *rd, int line, json_t *o, pc_gen_line *out, c
     out->kind = PC_GEN_PROMPT;
     out->tokens = rd->tokens;
     if (t) {
-        if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > (1 << 20))
-            return pc_line_errf(err, errlen, rd->path, line, "field \"tokens\": must be an integer in [1, %d], got %s",
-                                1 << 20, pc_json_kind(t));
+        if (!json_is_integer(t))
+            return pc_line_errf(err, errlen, rd->path, line, "field \"tokens\": must be an integer, got %s",
+                                pc_json_kind(t));
+        if (json_integer_value(t) < 1 || json_integer_value(t) > (1 << 20))
+            return pc_line_errf(err, errlen, rd->path, line, "field \"tokens\": must be in [1, %d], got %lld", 1 << 20,
+                                (long long)json_integer_value(t));
         out->tokens = (int)json_integer_value(t);
     }
     if (a && !json_is_null(a)) {
@@ -120,7 +123,7 @@ static int one_object(const reader *rd, int line, json_t *o, pc_gen_line *out, c
         const int active = s->active < 0 ? s->nnamed : s->active;
         if (rd->not_mixed && out->adapter != active)
             return pc_line_errf(err, errlen, rd->path, line, "field \"adapter\": '%s' is not the active adapter (%s), and "
-                                "this generator cannot switch per line: %s", name,
+                                "this run cannot switch adapters per line: %s", name,
                                 s->active < 0 ? PC_BASE_ADAPTER_NAME : s->named[s->active].name, rd->not_mixed);
     }
     return encode(rd, line, json_string_value(p), json_string_length(p), out, err, errlen);

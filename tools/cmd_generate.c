@@ -179,8 +179,10 @@ int pc_generate_main(const pc_registry *reg, int argc, char **argv, const pc_cli
         return 1;
     }
     if (fx && nbatch != 1 && nbatch != fx->batch) {
+        char also[32] = " only";
+        if (fx->batch > 1) snprintf(also, sizeof also, " and %d", fx->batch);
         fprintf(stderr, "%s: --batch %lld: this generator was compiled for --batch 1%s (peftc compile --mode infer "
-                "--batch B)\n", prog, nbatch, fx->batch > 1 ? " and the --batch given to compile" : " only");
+                "--batch B)\n", prog, nbatch, also);
         return 1;
     }
     if (fx) {
