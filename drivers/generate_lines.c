@@ -209,11 +209,16 @@ static int run_rows(pc_session *s, pc_decoder *d, const pc_gen_line *lines, int 
 int pc_generate_lines(pc_session *s, const char *path, const pc_gen_line *lines, int n, const pc_gen_lines_opts *o,
                       pc_gen_result *res, char *err, size_t errlen) {
     memset(res, 0, (size_t)n * sizeof *res);
-    const int B = o->batch > 0 ? o->batch : 1;
+    int B = o->batch > 0 ? o->batch : 1;
     const int P = s->merged ? 0 : pc_session_virtual_tokens(s);
-    int most = 0; /* the longest request: one KV capacity serves all */
+    int most = 0, nreq = 0; /* the longest request: one KV capacity serves all */
     for (int i = 0; i < n; i++)
-        if (lines[i].kind == PC_GEN_PROMPT && steps_of(s, &lines[i]) > most) most = steps_of(s, &lines[i]);
+        if (lines[i].kind == PC_GEN_PROMPT) {
+            nreq++;
+            if (steps_of(s, &lines[i]) > most) most = steps_of(s, &lines[i]);
+        }
+    /* no more rows than requests, unless the graph is compiled in (an AOT generator's shapes) */
+    if (!o->entries && nreq > 0 && B > nreq) B = nreq;
     if (most == 0) most = 1; /* hot swaps only: a graph to swap under all the same */
     int64_t T;
     if (pc_decode_capacity(P + most, o->cache_sizes, o->ncache_sizes, &T, err, errlen)) return -1;

@@ -34,7 +34,7 @@ int pc_gen_lines_load(const pc_session *s, const char *path, int tokens, const c
 void pc_gen_lines_free(pc_gen_line *v, int n);
 
 typedef struct {
-    int batch; /* rows decoded together (>= 1) */
+    int batch; /* rows decoded together (>= 1; no more than the requests unless entries are given) */
     float temperature, topp;
     uint64_t seed; /* every request's sampler starts from it (as if generated alone) */
     const pc_exec_opts *exec;
