@@ -455,8 +455,10 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
         for (int64_t cap = 128; cap < s.model.info.context && *ncache < PC_AOT_MAX_CACHES - 1; cap *= 4)
             cache_sizes[(*ncache)++] = (int)cap;
         cache_sizes[(*ncache)++] = s.model.info.context;
-        for (int k = 0; k < *ncache; k++) {
-            pc_build_req req = {.task = PC_TASK_DECODE, .batch = 1, .seq = cache_sizes[k], .mode = PC_ADAPT_DECODE};
+        /* batch 1 (--prompt), and --batch B's rows for generate --prompts --batch B */
+        for (int k = 0; k < *ncache * (o->batch > 1 ? 2 : 1); k++) {
+            pc_build_req req = {.task = PC_TASK_DECODE, .batch = k < *ncache ? 1 : o->batch,
+                                .seq = cache_sizes[k % *ncache], .mode = PC_ADAPT_DECODE};
             pc_store st = {0};
             pc_folded f = {0};
             pc_graph *dg = pc_session_inference_graph(&s, &req, &st, &f, err, errlen);
@@ -475,6 +477,9 @@ static int prepare(const copts *o, const pc_registry *reg, const char *wdir, col
         }
         for (int k = 0; k < *ncache; k++)
             snprintf(about + strlen(about), aboutlen - strlen(about), "%s%d", k ? "/" : " ", cache_sizes[k]);
+        if (o->batch > 1)
+            snprintf(about + strlen(about), aboutlen - strlen(about), ", batch 1 and %d (--prompts --batch %d)", o->batch,
+                     o->batch);
     }
     if (o->base_dtype == PC_BF16) snprintf(about + strlen(about), aboutlen - strlen(about), ", bf16 base");
     rc = 0;
@@ -493,6 +498,8 @@ static void help(void) {
            "                 --adapter CONFIG or a trained DIR to continue from) and writes it in\n"
            "                 PEFT's format; it takes the flags of peftc train, --data required.\n"
            "  --batch B --seq S  the shapes OUT trains with (default 8, 64); OUT rejects others\n"
+           "                 (infer: --batch B also compiles the decode graph of B rows that\n"
+           "                 OUT --prompts FILE --batch B runs; batch 1 is always there)\n"
            "  --mode infer   OUT generates text with the adapter merged into the weights (a prompt\n"
            "                 method runs unmerged, its prompt compiled in); it takes\n"
            "                 the flags of peftc generate (--prompt --tokens --temperature --top-p\n"
@@ -549,10 +556,11 @@ int pc_cmd_compile(const pc_registry *reg, int argc, char **argv) {
                 "trains one\n");
         return 1;
     }
-    if (o.mode == PC_AOT_INFER && (batch || seq)) {
-        fprintf(stderr, "peftc compile: --batch/--seq apply to --mode train (infer runs one sequence over the model's context)\n");
+    if (o.mode == PC_AOT_INFER && seq) {
+        fprintf(stderr, "peftc compile: --seq applies to --mode train (infer runs over the model's context)\n");
         return 1;
     }
+    if (o.mode == PC_AOT_INFER && !batch) o.batch = 1; /* infer: the rows of generate --prompts --batch */
     o.hf = hf;
     char mbuf[4096], tbuf[4096];
     if (!o.model) o.model = pc_default_path("stories260K/stories260K.bin", mbuf, sizeof mbuf);
