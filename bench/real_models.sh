@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# peftc against PyTorch + PEFT (eager and torch.compile) on the two real models, 1 thread,
-# interleaved rounds, medians. It measures; nothing is asserted. See bench/README.md.
+# peftc (f32 and bf16 base) against PyTorch + PEFT (eager and torch.compile, f32 and bf16
+# autocast) on the two real models, 1 thread, interleaved rounds, medians. It measures; nothing is asserted. See bench/README.md.
 #
 #   eval "$(python3 scripts/fetch_models.py --env)"   # PEFTC_SMOLLM2_GGUF, PEFTC_MINILM_DIR
 #   bash bench/real_models.sh                          # after `cmake --build build`; ~10 min
@@ -20,13 +20,19 @@
 # Environment knobs (defaults in brackets):
 #   R [2]                rounds; a round runs every system on every model (the order of the
 #                        systems alternates between rounds)
-#   MODELS ["smollm2 minilm"]   SYSTEMS ["peftc eager compile"]
+#   MODELS ["smollm2 minilm"]
+#   SYSTEMS ["peftc peftc-bf16 eager compile eager-bf16 compile-bf16"]
+#                        peftc-bf16 = peftc train --base-dtype bf16 (frozen base in bf16, adapters,
+#                        gradients, AdamW f32); eager-bf16 / compile-bf16 = the torch script with
+#                        --autocast bf16 (torch.autocast("cpu", bfloat16) around forward + loss;
+#                        weights, LoRA params and AdamW f32)
 #   B_smollm2 [4] S_smollm2 [128] STEPS_smollm2 [8] WARMUP_smollm2 [2]
 #   B_minilm [32] S_minilm [64]   STEPS_minilm [12] WARMUP_minilm [2]
 #                        every system runs WARMUP steps (torch.compile compiles in the first),
 #                        then STEPS timed ones; tokens/s = B*S*STEPS / their time
 #   PYTHON [/work/venv-golden/bin/python]  torch + transformers + peft + gguf
-#   BUILD [build]        where build/peftc is; OUT [$BUILD/bench]: results go to
+#   BUILD [build]        where peftc is (relative to the repository, or absolute);
+#                        OUT [$BUILD/bench]: results go to
 #                        $OUT/real-results-<time>.jsonl (+ real-results-latest.jsonl)
 #
 # peftc: `peftc train` with stderr on a pseudo-terminal, where it draws a progress line after
@@ -35,8 +41,8 @@
 # followed by the final evaluation and is dropped. Its own run-long rate (first step included,
 # compilation and the initial evaluation not; the number --json prints as tokens_per_s /
 # examples_per_s) is reported beside it. Peak RSS is the child's ru_maxrss (= /usr/bin/time %M).
-# PyTorch: torch_real_models.py smollm2|minilm --mode eager|compile, one process per run; its
-# peak RSS is that process's ru_maxrss.
+# PyTorch: torch_real_models.py smollm2|minilm --mode eager|compile [--autocast bf16], one
+# process per run; its peak RSS is that process's ru_maxrss.
 # 1 thread everywhere: OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive and --threads 1 for peftc;
 # the torch script re-executes itself with OMP/MKL/OPENBLAS_NUM_THREADS=1,
 # TORCHINDUCTOR_COMPILE_THREADS=1 and the GLIBC_TUNABLES of bench/torch_llama_lora.py, and calls
@@ -50,18 +56,28 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
-PEFTC=$ROOT/$BUILD/peftc
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+PEFTC=$BUILD/peftc
 PYTHON=${PYTHON:-/work/venv-golden/bin/python}
 R=${R:-2}
 MODELS=${MODELS:-"smollm2 minilm"}
-SYSTEMS=${SYSTEMS:-"peftc eager compile"}
+SYSTEMS=${SYSTEMS:-"peftc peftc-bf16 eager compile eager-bf16 compile-bf16"}
 B_smollm2=${B_smollm2:-4};  S_smollm2=${S_smollm2:-128}; STEPS_smollm2=${STEPS_smollm2:-8}; WARMUP_smollm2=${WARMUP_smollm2:-2}
 B_minilm=${B_minilm:-32};   S_minilm=${S_minilm:-64};    STEPS_minilm=${STEPS_minilm:-12};   WARMUP_minilm=${WARMUP_minilm:-2}
-OUT=${OUT:-$ROOT/$BUILD/bench}
+OUT=${OUT:-$BUILD/bench}
 TEXT=$ROOT/data/tinyshakespeare/input.txt
 PY=$ROOT/bench/torch_real_models.py
 
 log() { echo "[real] $*" >&2; }
+for s in $SYSTEMS; do
+    case $s in
+        peftc | peftc-bf16 | eager | compile | eager-bf16 | compile-bf16) ;;
+        *) log "unknown system '$s' in SYSTEMS (known: peftc peftc-bf16 eager compile eager-bf16 compile-bf16)"; exit 1 ;;
+    esac
+done
+for m in $MODELS; do
+    [[ $m == smollm2 || $m == minilm ]] || { log "unknown model '$m' in MODELS (known: smollm2 minilm)"; exit 1; }
+done
 [[ -x $PEFTC ]] || { log "no $PEFTC: cmake --build $BUILD"; exit 1; }
 "$PYTHON" -c "import torch, transformers, peft, gguf" 2>/dev/null ||
     { log "$PYTHON lacks torch/transformers/peft/gguf"; exit 1; }
@@ -114,37 +130,39 @@ run() { # round model system
     fmag=$(fma "$r")
     tmp=$WORK/run.out
     local tag="{\"bench\":\"real\",\"round\":$r,\"model\":\"$m\",\"B\":$b,\"S\":$s_,\"tokens_per_step\":$((b * s_)),\"warmup\":$w,\"steps\":$n,\"fma_gflops\":${fmag:-null}}"
-    if [[ $s == peftc ]]; then
+    if [[ $s == peftc* ]]; then
         local args=(--model "$PEFTC_SMOLLM2_GGUF" --adapter "$WORK/smollm2_lora.json" --data "$TEXT")
         [[ $m == minilm ]] && args=(--model "$PEFTC_MINILM_DIR" --adapter "$WORK/minilm_lora.json" --data "$WORK/cls.jsonl"
                                     --labels "$WORK/labels.json" --val-fraction 0.05)
-        "$PYTHON" "$PY" peftc --tag "$tag" --warmup "$w" -- "$PEFTC" train "${args[@]}" --steps $((w + n + 1)) \
+        [[ $s == peftc-bf16 ]] && args+=(--base-dtype bf16)
+        "$PYTHON" "$PY" peftc --tag "$tag" --warmup "$w" --system "$s" -- "$PEFTC" train "${args[@]}" --steps $((w + n + 1)) \
             --batch "$b" --seq "$s_" --eval-every 0 --eval-batches 1 --lr 1e-3 --min-lr 1e-3 --warmup 0 \
             --schedule constant --weight-decay 0 --clip 1.0 --backend jit --threads 1 --out "$WORK/adapter_$m" \
             > "$tmp" 2> "$tmp.err" || rc=$?
     else
         local args=(smollm2 --gguf "$PEFTC_SMOLLM2_GGUF" --data "$TEXT")
         [[ $m == minilm ]] && args=(minilm --model "$PEFTC_MINILM_DIR" --data "$WORK/cls.jsonl" --labels 77)
-        "$PYTHON" "$PY" "${args[@]}" --mode "$s" --batch "$b" --seq "$s_" --steps "$n" --warmup "$w" --json \
+        local ac=off; [[ $s == *-bf16 ]] && ac=bf16
+        "$PYTHON" "$PY" "${args[@]}" --mode "${s%-bf16}" --autocast "$ac" --batch "$b" --seq "$s_" --steps "$n" --warmup "$w" --json \
             > "$tmp" 2> "$tmp.err" || rc=$?
     fi
     local line
     line=$(grep '^{' "$tmp" | tail -n 1)
     if [[ $rc == 0 && -n $line && $line != *'"error"'* ]]; then
-        [[ $s != peftc ]] && line=$("$PYTHON" -c 'import json, sys
+        [[ $s != peftc* ]] && line=$("$PYTHON" -c 'import json, sys
 t = json.loads(sys.argv[1]); t.update(json.loads(sys.argv[2])); print(json.dumps(t))' "$tag" "$line")
         echo "$line" >> "$RES"
         echo "$line" | "$PYTHON" -c '
 import json, sys
 d = json.loads(sys.stdin.read())
-print("    %-13s %-7s %8.1f tok/s  %8.0f ms/step  peak RSS %5.0f MiB  launch to step 1 %5.1f s  loss %.4f  (FMA %s GFLOP/s)" % (
+print("    %-18s %-7s %8.1f tok/s  %8.0f ms/step  peak RSS %5.0f MiB  launch to step 1 %5.1f s  loss %.4f  (FMA %s GFLOP/s)" % (
     d["system"], d["model"], d["tokens_per_s"], d["ms_per_step_median"], d["peak_rss_mib"],
     d.get("step1_done_s", 0), d.get("loss_first", float("nan")), d["fma_gflops"]))' >&2
     else
         local msg
         msg=$( (echo "$line" | sed -n 's/.*"error": *"\([^"]*\)".*/\1/p'; grep -v '^[[:space:]]*$' "$tmp.err" | tail -n 1) | tr '\n"\\\r' '    ' | cut -c1-300)
         log "FAILED ($m $s, round $r): $msg"
-        local sys=$s; [[ $s != peftc ]] && sys=torch-$s
+        local sys=$s; [[ $s != peftc* ]] && sys=torch-$s
         [[ $rc != 0 ]] && msg="exit status $rc: $msg"
         echo "${tag%\}},\"system\":\"$sys\",\"error\":\"$msg\"}" >> "$RES"
         cp "$tmp.err" "$WORK/failed-$m-$s-$r.err"

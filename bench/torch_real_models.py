@@ -3,12 +3,12 @@
 
 Subcommands:
 
-  smollm2 --gguf F [--mode eager|compile] [--batch 4 --seq 128 --steps N --warmup W] [--data TXT]
+  smollm2 --gguf F [--mode eager|compile] [--autocast off|bf16] [--batch 4 --seq 128 --steps N --warmup W] [--data TXT]
       SmolLM2-135M-Instruct (a Llama) from its Q4_1 GGUF through transformers' GGUF loader
       (dequantized to f32: the same weights peftc runs in f32), PEFT LoRA r 8 / alpha 16 /
       dropout 0 on q_proj, v_proj (CAUSAL_LM); random S+1-token windows of the text tokenized
       by the model's own tokenizer; loss = cross-entropy of all S positions.
-  minilm --model DIR --data F.jsonl --labels N [--mode eager|compile] [--batch 32 --seq 64 ...]
+  minilm --model DIR --data F.jsonl --labels N [--mode eager|compile] [--autocast off|bf16] [--batch 32 --seq 64 ...]
       all-MiniLM-L6-v2 as AutoModelForSequenceClassification(num_labels=N) + PEFT LoRA r 8 /
       alpha 16 / dropout 0.1 on query, value (SEQ_CLS: PEFT adds the classifier to
       modules_to_save); examples padded/truncated to exactly S tokens (padding="max_length"),
@@ -17,6 +17,10 @@ Subcommands:
   Both: AdamW (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0) on the trainable parameters,
   the global gradient norm clipped to 1.0, model.train(). `--mode compile` wraps the PEFT model
   in torch.compile (inductor, default options); the loss, clipping and optimizer stay eager.
+  `--autocast bf16` runs forward + loss inside torch.autocast("cpu", dtype=torch.bfloat16), as
+  bench/torch_llama_lora.py --autocast bf16 does: the weights, LoRA parameters, gradients and
+  AdamW stay f32 (autocast casts the linears' operands to bf16 per call; cross-entropy is f32 by
+  autocast's rules); the system is then torch-<mode>-bf16.
   W warm-up steps (the first one compiles), then N timed steps; tokens/s = B*S*N / (their
   time). One JSON line (--json). The process re-executes itself once with 1 thread everywhere
   (OMP/MKL/OPENBLAS_NUM_THREADS=1, TORCHINDUCTOR_COMPILE_THREADS=1, OMP_WAIT_POLICY=passive,
@@ -26,7 +30,7 @@ Subcommands:
   cls-data --text TXT --out F.jsonl --labels-out L.json [--chars 400 --labels 77]
       the classification data: consecutive CHARS-character chunks of TXT, label = index % N,
       and the label names (a JSON list) for `peftc train --labels`.
-  peftc --tag JSON [--warmup W] -- CMD...
+  peftc --tag JSON [--warmup W] [--system NAME] -- CMD...
       runs one `peftc train` with stderr on a pseudo-terminal, where peftc draws its progress
       line after every step; the step time is the gap between the arrivals of consecutive
       step lines (see bench/methods.sh). Prints TAG + measurements: steady tokens/s over the
@@ -172,11 +176,11 @@ def train_loop(torch, args, model, fwd_loss, batches, B, S, info):
         if step == 0:
             t_step1_done = time.perf_counter()
         if args.verbose:
-            print(f"torch {args.cmd} {args.mode} step {step + 1}: {dt * 1e3:.1f} ms loss {lv:.4f}", file=sys.stderr)
+            print(f"{system_name(args)} {args.cmd} step {step + 1}: {dt * 1e3:.1f} ms loss {lv:.4f}", file=sys.stderr)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     timed = times[args.warmup:]
     wall = time.perf_counter() - wall0
-    out = dict(info, system="torch-" + args.mode, B=B, S=S, tokens_per_step=B * S, warmup=args.warmup,
+    out = dict(info, system=system_name(args), autocast=args.autocast, B=B, S=S, tokens_per_step=B * S, warmup=args.warmup,
                steps=args.steps, tokens_per_s=round(B * S * len(timed) / sum(timed), 2),
                ms_per_step_median=round(1e3 * statistics.median(timed), 2), first_step_s=round(times[0], 3),
                step1_done_s=round(t_step1_done - T_START, 2),
@@ -186,6 +190,19 @@ def train_loop(torch, args, model, fwd_loss, batches, B, S, info):
                loss_first=losses[0], loss_last=losses[-1], ms_steps=[round(t * 1e3, 1) for t in times],
                flop_per_step=flop_count(args.cmd, B, S), torch=torch.__version__)
     print(json.dumps(out) if args.json else out, flush=True)
+
+
+def system_name(args):
+    """torch-eager | torch-compile | torch-eager-bf16 | torch-compile-bf16"""
+    return "torch-" + args.mode + ("-bf16" if args.autocast == "bf16" else "")
+
+
+def amp_context(torch, args):
+    """forward + loss run inside this: bf16 autocast (f32 master weights) or nothing"""
+    import contextlib
+    if args.autocast == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def maybe_compile(torch, args, model):
@@ -226,8 +243,9 @@ def run_smollm2(args):
     V = cfg.vocab_size
 
     def fwd_loss(x, y):
-        logits = fwd(input_ids=x).logits
-        return Fn.cross_entropy(logits.reshape(-1, V).float(), y.reshape(-1))
+        with amp_context(torch, args):
+            logits = fwd(input_ids=x).logits
+            return Fn.cross_entropy(logits.reshape(-1, V).float(), y.reshape(-1))
 
     info = {"bench": "real", "model": "smollm2", "load_s": round(load_s, 2), "rss_after_import_mib": round(rss_import, 1),
             "text_tokens": int(len(ids)), "attn": getattr(cfg, "_attn_implementation", "?")}
@@ -274,7 +292,8 @@ def run_minilm(args):
     fwd = maybe_compile(torch, args, model)
 
     def fwd_loss(x, m, tt, y):
-        return Fn.cross_entropy(fwd(input_ids=x, attention_mask=m, token_type_ids=tt).logits, y)
+        with amp_context(torch, args):
+            return Fn.cross_entropy(fwd(input_ids=x, attention_mask=m, token_type_ids=tt).logits, y)
 
     info = {"bench": "real", "model": "minilm", "load_s": round(load_s, 2), "rss_after_import_mib": round(rss_import, 1),
             "examples": len(texts), "attn": getattr(cfg, "_attn_implementation", "?")}
@@ -342,7 +361,7 @@ def run_peftc(args):
                         cpu_at[int(m.group(1))] = cpu_s()
     _, status, ru = os.wait4(pid, 0)
     d = json.loads(args.tag)
-    d.update(system="peftc", rc=os.waitstatus_to_exitcode(status), wall_s=round(time.perf_counter() - t0, 2),
+    d.update(system=args.system, rc=os.waitstatus_to_exitcode(status), wall_s=round(time.perf_counter() - t0, 2),
              peak_rss_mib=round(ru.ru_maxrss / 1024.0, 1), cpu_s=round(ru.ru_utime + ru.ru_stime, 2))
     text = err.decode(errors="replace").replace("\r", "\n")
     if d["rc"] != 0 or not arrivals:
@@ -376,12 +395,21 @@ CONTENDED = 0.9  # a run whose calibration is below this fraction of the best on
 MIN_UTIL = 0.95  # ... or whose CPU / wall time over its timed steps is below this (bench/report.py)
 
 
+SYSTEMS = ["peftc", "peftc-bf16", "torch-eager", "torch-compile", "torch-eager-bf16", "torch-compile-bf16"]
+BASELINES = ["torch-eager", "torch-compile", "torch-eager-bf16", "torch-compile-bf16"]
+F32_TWIN = {"peftc-bf16": "peftc", "torch-eager-bf16": "torch-eager", "torch-compile-bf16": "torch-compile"}
+
+
 def report(args):
     """Medians over rounds per (model, system). Every run is tagged with the FMA calibration taken
     right before it (fma_gflops) and carries its CPU / wall time over the timed steps (cpu_util);
     runs below CONTENDED x the best calibration or below MIN_UTIL are left out of the medians (as
     bench/report.py does) unless a system has no other run. "% FMA peak" is against
-    the median of the calibrations at or above that line."""
+    the median of the calibrations at or above that line. Ratios: tokens/s over each PyTorch
+    baseline's, peak RSS over eager's (f32 and bf16). "loss 1" is the first step's training loss;
+    for the bf16 systems its relative difference from peftc f32's (the same batch and dropout
+    masks for peftc-bf16; other batches, other classifier init for torch: data, not rounding) and
+    from the f32 twin of the same implementation (the same batch: the bf16 rounding alone)."""
     rows = [json.loads(ln) for ln in open(args.results) if ln.strip().startswith("{")]
     machine = next((r for r in rows if r.get("bench") == "machine"), {})
     cal = [r["gflops_median"] for r in rows if r.get("bench") == "fma_peak" and "gflops_median" in r]
@@ -393,12 +421,22 @@ def report(args):
     contended = lambda r: ((top is not None and (r.get("fma_gflops") or top) < CONTENDED * top)  # noqa: E731
                            or (r.get("cpu_util") or 1) < MIN_UTIL)
     models = [m for m in ("smollm2", "minilm") if any(r["model"] == m for r in runs + fails)]
-    systems = ["peftc", "torch-eager", "torch-compile"]
+    present = {r.get("system") for r in runs + fails}
+    systems = [s for s in SYSTEMS if s in present]
+    bases = [s for s in BASELINES if s in present]
+    rss_bases = [s for s in ("torch-eager", "torch-eager-bf16") if s in present]
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    short = lambda s: s.replace("torch-", "")  # noqa: E731
     label = {"smollm2": "SmolLM2-135M LoRA r8 q,v", "minilm": "MiniLM-L6 SEQ_CLS LoRA r8 q,v"}
-    hdr = ["config", "system", "tok/s (min..max)", "vs eager", "vs compile", "GFLOP/s", "% FMA peak",
-           "peak RSS MiB", "RSS vs eager", "ms/step", "launch to step 1 s", "runs"]
+    hdr = (["config", "system", "tok/s (min..max)"] + [f"vs {short(b)}" for b in bases] + ["GFLOP/s", "% FMA peak",
+           "peak RSS MiB"] + [f"RSS vs {short(b)}" for b in rss_bases] +
+           ["ms/step", "launch to step 1 s", "loss 1", "vs peftc f32", "vs own f32", "runs"])
     table = []
+    ratio = lambda a, b: f"{a / b:.2f}x" if b == b and b else "-"  # noqa: E731
+    def rel(a, b):  # peftc's progress line has 4 decimals: equal there = within 1e-4 absolute
+        if not (a == a and b == b and b):
+            return "-"
+        return f"{(a - b) / b:+.1e}" if a != b else f"<{1e-4 / abs(b):.0e}"
     for m in models:
         by, note = {}, {}
         for s in systems:
@@ -410,6 +448,7 @@ def report(args):
                                           else " (all contended)" if all_s and not ok else "") + (f" ({nf} failed)" if nf else "")
         tps = {s: med([r["tokens_per_s"] for r in by[s]]) for s in systems}
         rss = {s: med([r["peak_rss_mib"] for r in by[s]]) for s in systems}
+        loss1 = {s: med([r["loss_first"] for r in by[s] if r.get("loss_first") is not None]) for s in systems}
         any_r = next(r for r in runs + fails if r["model"] == m)
         B, S = any_r["B"], any_r["S"]
         gf = flop_count(m, B, S) / 1e9
@@ -421,22 +460,26 @@ def report(args):
             t = tps[s]
             first = med([r.get("step1_done_s", float("nan")) for r in by[s]])
             lo, hi = min(r["tokens_per_s"] for r in by[s]), max(r["tokens_per_s"] for r in by[s])
-            table.append([cfg, s, f"{t:,.0f} ({lo:,.0f}..{hi:,.0f})",
-                          f"{t / tps['torch-eager']:.2f}x", f"{t / tps['torch-compile']:.2f}x",
-                          f"{gf * t / (B * S):.1f}", f"{100 * gf * t / (B * S) / peak:.0f} %",
-                          f"{rss[s]:,.0f}", f"{rss[s] / rss['torch-eager']:.2f}x",
-                          f"{med([r['ms_per_step_median'] for r in by[s]]):,.0f}", f"{first:.1f}", note[s]])
-        extra = [r["tokens_per_s_incl_first_step"] for r in by["peftc"] if r.get("tokens_per_s_incl_first_step")]
-        if extra:
-            t = med(extra)
-            table.append([cfg, "peftc, own rate (step 1 in)", f"{t:,.0f}", f"{t / tps['torch-eager']:.2f}x",
-                          f"{t / tps['torch-compile']:.2f}x", f"{gf * t / (B * S):.1f}",
-                          f"{100 * gf * t / (B * S) / peak:.0f} %", "", "", "", "", str(len(extra))])
+            bf = s in F32_TWIN
+            table.append([cfg, s, f"{t:,.0f} ({lo:,.0f}..{hi:,.0f})"] + [ratio(t, tps[b]) for b in bases] +
+                         [f"{gf * t / (B * S):.1f}", f"{100 * gf * t / (B * S) / peak:.0f} %", f"{rss[s]:,.0f}"] +
+                         [ratio(rss[s], rss[b]) for b in rss_bases] +
+                         [f"{med([r['ms_per_step_median'] for r in by[s]]):,.0f}", f"{first:.1f}", f"{loss1[s]:.4f}",
+                          rel(loss1[s], loss1.get("peftc", float("nan"))) if bf else "",
+                          rel(loss1[s], loss1.get(F32_TWIN[s], float("nan"))) if bf else "", note[s]])
+        for s in ("peftc", "peftc-bf16"):
+            extra = [r["tokens_per_s_incl_first_step"] for r in by.get(s, []) if r.get("tokens_per_s_incl_first_step")]
+            if extra:
+                t = med(extra)
+                table.append([cfg, f"{s}, own rate (step 1 in)", f"{t:,.0f}"] + [ratio(t, tps[b]) for b in bases] +
+                             [f"{gf * t / (B * S):.1f}", f"{100 * gf * t / (B * S) / peak:.0f} %", ""] +
+                             [""] * len(rss_bases) + ["", "", "", "", "", str(len(extra))])
     print(f"machine: {machine.get('cpu', '?')}, {machine.get('nproc', '?')} CPUs, {machine.get('date', '?')}, "
           f"load average at start {machine.get('loadavg', '?')}; {machine.get('versions', '?')}; peftc {machine.get('peftc', '?')}")
     if cal:
         print(f"FMA peak (zmm, 1 core): {peak:.1f} GFLOP/s, median of the {sum(x >= CONTENDED * top for x in cal)} of "
-              f"{len(cal)} calibrations within {CONTENDED:.0%} of the best ({min(cal):.1f}..{max(cal):.1f})")
+              f"{len(cal)} calibrations within {CONTENDED:.0%} of the best ({min(cal):.1f}..{max(cal):.1f}); "
+              "an f32 peak: the bf16 systems' products can pass 100 %")
     for m in models:
         any_r = next(r for r in runs + fails if r["model"] == m)
         print(f"{m}: {flop_count(m, any_r['B'], any_r['S']) / 1e9:.1f} GFLOP of matmuls per train step (flop_count)")
@@ -460,6 +503,8 @@ def main():
     for name in ("smollm2", "minilm"):
         p = sub.add_parser(name)
         p.add_argument("--mode", choices=["eager", "compile"], default="eager")
+        p.add_argument("--autocast", choices=["off", "bf16"], default="off",
+                       help="bf16: torch.autocast('cpu', bfloat16) around forward + loss (weights, LoRA, AdamW f32)")
         p.add_argument("--batch", type=int, default=4 if name == "smollm2" else 32)
         p.add_argument("--seq", type=int, default=128 if name == "smollm2" else 64)
         p.add_argument("--steps", type=int, default=6)
@@ -484,6 +529,7 @@ def main():
     p = sub.add_parser("peftc")
     p.add_argument("--tag", required=True, help="JSON object the measurements are added to (needs B, tokens_per_step)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--system", default="peftc", help="the name of the run (peftc | peftc-bf16)")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p = sub.add_parser("flops")
     p.add_argument("--model", choices=sorted(SHAPES), required=True)
