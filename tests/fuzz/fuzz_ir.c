@@ -3,8 +3,8 @@
  * printed and parsed back, then goes through two pipelines with the verifier after every pass
  * (`peftc opt` runs none by default; these are the ones the drivers run):
  *   A  fuse-kron,fuse-lowrank,dce,autograd,adamw{clip}            (the graph's own params)
- *   B  adapt{config=C,mode=M},fuse-kron,fuse-lowrank,autograd,adamw  (train: what `peftc train`
- *      runs on a model graph) or adapt{config=C,mode=eval},fuse-kron,dce (eval), with C one of
+ *   B  adapt{config=C,mode=train},fuse-kron,fuse-lowrank,base-bf16,autograd,adamw (train: what
+ *      `peftc train --base-dtype bf16` runs on a model graph) or adapt{config=C,mode=eval},fuse-kron,dce (eval), with C one of
  *      seven adapter configs (LoRA, DoRA, IA3, LoHa, LoKr, AdaLoRA, prompt tuning) picked by a hash
  *      of the input.
  * Oracles: a pass may refuse a graph, but must not leave one that fails verification ("after
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run(data, size, "fuse-kron,fuse-lowrank,dce,autograd,adamw{clip}");
     char passes[600];
     if (train)
-        snprintf(passes, sizeof passes, "adapt{config=%s,mode=train},fuse-kron,fuse-lowrank,autograd,adamw",
+        snprintf(passes, sizeof passes, "adapt{config=%s,mode=train},fuse-kron,fuse-lowrank,base-bf16,autograd,adamw",
                  config_paths[c]);
     else
         snprintf(passes, sizeof passes, "adapt{config=%s,mode=eval},fuse-kron,dce", config_paths[c]);
