@@ -1,6 +1,7 @@
 /* trainer_state.json (drivers/train_state.h). */
 #include "drivers/train_state.h"
 #include "drivers/train_distill.h"
+#include "ir/ir.h"
 #include "runtime/adapter_io.h"
 #include "runtime/fileio.h"
 
@@ -18,13 +19,13 @@
 
 /* trainer_state.json: what --resume needs to continue the same run */
 int pc_train_state_write(const char *dir, int step, const pc_train_opts *o, char *err, size_t errlen) {
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*, s:s}", "step", step,
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:s, s:b, s:i, s:f, s:s, s:s*, s:s, s:s}", "step", step,
                           "steps", o->steps, "batch", o->batch, "seq", o->seq, "warmup", o->warmup, "lr", o->lr,
                           "min_lr", o->min_lr, "weight_decay", o->weight_decay, "clip", o->clip,
                           "seed", (json_int_t)o->seed, "data", o->data, "hf_qk_rows", o->hf_qk_rows,
                           "grad_accum", o->grad_accum, "val_fraction", o->val_fraction,
                           "schedule", pc_schedule_name(o->schedule), "val_data", o->val_data,
-                          "objective", pc_objective_name(o->objective));
+                          "objective", pc_objective_name(o->objective), "base_dtype", pc_dtype_name(o->base_dtype));
     char *text = j && !pc_distill_state_put(j, o) ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) return pc_errf(err, errlen, "out of memory");
@@ -86,6 +87,8 @@ int pc_train_state_read(const char *dir, pc_train_opts *o, int *step, char *err,
     /* what decides which tokens each step sees must match, or the run would not continue */
     json_t *ga = json_object_get(j, "grad_accum"), *vf = json_object_get(j, "val_fraction"), *dp = json_object_get(j, "data");
     json_t *sc = json_object_get(j, "schedule"), *vd = json_object_get(j, "val_data"), *ob = json_object_get(j, "objective");
+    json_t *bd = json_object_get(j, "base_dtype"); /* absent in checkpoints before bf16 bases: f32 */
+    const char *ck_base = json_is_string(bd) ? json_string_value(bd) : "f32";
     int ck_sched = json_is_string(sc) ? pc_schedule_parse(json_string_value(sc)) : PC_SCHEDULE_COSINE;
     const char *ck_val_data = json_is_string(vd) ? json_string_value(vd) : NULL;
     int ck_accum = json_is_integer(ga) ? (int)json_integer_value(ga) : 1;
@@ -106,6 +109,9 @@ int pc_train_state_read(const char *dir, pc_train_opts *o, int *step, char *err,
     else if (json_is_string(ob) && pc_objective_parse(json_string_value(ob)) != (int)o->objective)
         bad = pc_errf(err, errlen, "%s: the checkpoint was made with --objective %s, not %s", path, json_string_value(ob),
                       pc_objective_name(o->objective));
+    else if (strcmp(ck_base, pc_dtype_name(o->base_dtype)))
+        bad = pc_errf(err, errlen, "%s: the checkpoint was made with --base-dtype %s, not %s", path, ck_base,
+                      pc_dtype_name(o->base_dtype));
     if (!bad) bad = pc_distill_state_check(j, o, path, err, errlen);
     if (bad) { json_decref(j); return -1; }
     json_decref(j);
