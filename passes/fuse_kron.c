@@ -8,7 +8,9 @@
  *   %y = matmul %x, %K {transpose_b=1}  =>  %v = matmul %A, (reshape %u [N, c, b])                 [N, a, b]
  *                                           %y = reshape %v [..., a·b]
  *
- * (the second product broadcasts A over the N batches), so there are only views between the two
+ * (the second product broadcasts A over the N batches; pc_kron_linear_at takes A first,
+ * S[n] = A X[n] then S Bᵀ, when that intermediate, the one autograd keeps, is smaller), so there
+ * are only views between the two
  * GEMMs: N·(c·d·b + a·c·b) multiply-adds instead of N·a·b·c·d, no [a·b, c·d] tensor, and autograd
  * of the result differentiates those GEMMs, so the backward never forms A ⊗ B or its gradient
  * either. The

@@ -30,10 +30,19 @@ pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b) {
                        (long long)(bs.rank > 1 ? bs.dim[1] : 0));
     const int64_t a1 = as.dim[0], a2 = as.dim[1], b1 = bs.dim[0], b2 = bs.dim[1];
     const int64_t n = pc_shape_numel(xs) / (a2 * b2);
-    /* T[n, k, j] = Σ_l x[n, k, l] B[j, l]: one [N·a2, b2] @ Bᵀ GEMM */
-    pc_val t = pc_matmul_at(g, at, pc_reshape_at(g, at, x, PC_SHAPE(n * a2, b2)), b, 0, 1);
-    /* Y[n, i, j] = Σ_k A[i, k] T[n, k, j]: A broadcast over the N batch */
-    pc_val y = pc_matmul_at(g, at, a, pc_reshape_at(g, at, t, PC_SHAPE(n, a2, b1)), 0, 0);
+    pc_val y;
+    if (a1 * b2 < a2 * b1) {
+        /* S[n, i, l] = Σ_k A[i, k] x[n, k, l] (A broadcast over N), then one [N·a1, b2] @ Bᵀ
+         * GEMM: the intermediate autograd keeps for dB is S, N·a1·b2 floats, the smaller one
+         * here (stories260K's and d768's up/gate projections) */
+        pc_val s = pc_matmul_at(g, at, a, pc_reshape_at(g, at, x, PC_SHAPE(n, a2, b2)), 0, 0);
+        y = pc_matmul_at(g, at, pc_reshape_at(g, at, s, PC_SHAPE(n * a1, b2)), b, 0, 1);
+    } else {
+        /* T[n, k, j] = Σ_l x[n, k, l] B[j, l]: one [N·a2, b2] @ Bᵀ GEMM; then Y[n] = A T[n] (A
+         * broadcast over N); autograd keeps T (N·a2·b1 floats) for dA */
+        pc_val t = pc_matmul_at(g, at, pc_reshape_at(g, at, x, PC_SHAPE(n * a2, b2)), b, 0, 1);
+        y = pc_matmul_at(g, at, a, pc_reshape_at(g, at, t, PC_SHAPE(n, a2, b1)), 0, 0);
+    }
     pc_shape ys = xs;
     ys.dim[ys.rank - 1] = a1 * b1;
     return pc_reshape_at(g, at, y, ys);

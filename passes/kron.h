@@ -23,7 +23,9 @@ void pc_kron_factorization(int64_t dim, int64_t factor, int64_t *m, int64_t *n);
 /* y = x (A ⊗ B)ᵀ for x [..., a2·b2], A [a1, a2], B [b1, b2]: y [..., a1·b1] with
  *   y[n, i·b1 + j] = Σ_k Σ_l A[i, k] B[j, l] x[n, k·b2 + l],
  * as two matmuls on x viewed as [N, a2, b2]: T = x Bᵀ over l ([N·a2, b2] @ Bᵀ, one GEMM), then
- * Y[n] = A T[n] (A broadcast over N), viewed back. A ⊗ B ([a1·b1, a2·b2]) is never formed, nor,
+ * Y[n] = A T[n] (A broadcast over N), viewed back; or, when its intermediate is smaller
+ * (a1·b2 < a2·b1: that is what a training step holds for the backward), S[n] = A X[n] first and
+ * Y = S Bᵀ as one [N·a1, b2] GEMM. A ⊗ B ([a1·b1, a2·b2]) is never formed, nor,
  * through autograd, its gradient. Shape mismatches are the graph's sticky error. */
 pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b);
 

@@ -3,7 +3,8 @@
  *   forward   y = x Wᵀ + b + (f - 1) ⊙ x_d Wᵀ + (f ⊙ x_d Aᵀ Bᵀ) · s,   f = m / stop_gradient(‖W + s·B A‖_row)
  *             which is f ⊙ (x Wᵀ + s · x Aᵀ Bᵀ) + b without dropout: PEFT's order of operations,
  *             so the numbers match it; the norm carries no gradient (DoRA paper §4.3, PEFT's
- *             .detach()), so m and B, A get PEFT's gradients.
+ *             .detach()), so m and B, A get PEFT's gradients. Without dropout f moves onto B:
+ *             y = f ⊙ x Wᵀ + x Aᵀ (s·f ⊙ B)ᵀ + b (s·f ⊙ B folded once in inference).
  *   merge     W' = (m / ‖W + ΔW‖_row) ⊙ (W + ΔW), b unchanged.
  *   unmerge   none from a merged checkpoint: W' keeps only the direction of each row of W + ΔW
  *             (‖W'_row‖ = |m|), so the row norms of W + ΔW, and with them W, are gone. PEFT
@@ -49,6 +50,20 @@ int pc_dora_rewrite(pc_adapt_ctx *cx, pc_site *s, double scale, pc_val A, pc_val
     /* PEFT: with dropout active the base product is recomputed on the dropped input; otherwise
      * it is the layer's result less its bias */
     pc_val xd = pc_adapt_dropout(cx, s, s->x, pc_adapt_config(cx)->lora.lora_dropout.v);
+    if (xd == s->x) {
+        /* without dropout: y = f ⊙ (x Wᵀ) + (x Aᵀ)(s · f ⊙ B)ᵀ + b, the same sum with f moved
+         * onto B, so what runs per token is LoRA's two products plus one scaling of x Wᵀ by f
+         * (LoRA scales its update by s), and the backward reduces one [.., out] product for
+         * f's gradient instead of two. In inference s · f ⊙ B depends on weights only
+         * (fold_weights computes it once) */
+        pc_val fb = pc_scale_at(g, at, pc_mul_at(g, at, pc_reshape_at(g, at, f, PC_SHAPE(s->out, 1)), B), scale, 0.0);
+        pc_val xw = s->bias != PC_NONE ? pc_sub_at(g, at, s->value, s->bias) : s->value;
+        pc_val scaled = pc_mul_at(g, at, xw, f);
+        pc_val up = pc_matmul_at(g, at, pc_matmul_at(g, at, xd, A, 0, 1), fb, 0, 1);
+        pc_val y = pc_add_at(g, at, scaled, up);
+        s->value = s->bias != PC_NONE ? pc_add_at(g, at, y, s->bias) : y;
+        return pc_graph_error(g) ? -1 : 1;
+    }
     pc_val base = xd != s->x ? pc_matmul_at(g, at, xd, s->weight, 0, 1)
                   : s->bias != PC_NONE ? pc_sub_at(g, at, s->value, s->bias) : s->value;
     pc_val down = pc_matmul_at(g, at, xd, A, 0, 1);

@@ -4,7 +4,8 @@
  *   y  = x Wᵀ (+ b) + x ΔWᵀ
  * with w1_a, w2_a [out, r] and w1_b, w2_b [r, in] (keys "<module>.hada_w1_a" ...), r and alpha
  * per module from rank_pattern / alpha_pattern (the config's scaling field is `alpha`). ΔW is
- * formed from the factors in the graph every step, as PEFT does.
+ * formed from the factors in the graph every step, as PEFT does, and added to W (one product
+ * x (W + ΔW)ᵀ), unless the rank-r² factors are cheaper (see loha_rewrite).
  * Init (init_weights=true): w1_a, w1_b, w2_a kaiming_uniform(a=√5) (bound 1/√fan_in, fan_in =
  * the tensor's second dim), w2_b = 0, so ΔW = 0; init_weights=false: all four kaiming.
  * Training only, as PEFT's LoHaLayer.forward / get_delta_weight:
@@ -94,15 +95,25 @@ static int loha_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, si
     /* PEFT forms ΔW every step; when r² (in + out) < in·out the rank-r² factors are cheaper */
     int64_t r = pc_val_shape(g, f[0]).dim[1];
     bool factored = r * r * (s->in + s->out) < s->in * s->out;
+    bool rank_drop = train && cfg->lycoris.rank_dropout.v > 0, module_drop = train && cfg->lycoris.module_dropout.v > 0;
+    if (!factored && !rank_drop && !module_drop) {
+        /* ΔW is formed anyway: y = x (W + ΔW)ᵀ (+ b) is one product where x Wᵀ + x ΔWᵀ is two
+         * (and one dX product in the backward instead of two); the site's x Wᵀ is left to dce.
+         * In inference W + ΔW depends on weights only, so fold_weights turns it into one weight. */
+        pc_val w = pc_add_at(g, s->loc, s->weight, loha_delta(s, f, sc));
+        pc_val y = pc_matmul_at(g, s->loc, s->x, w, 0, 1);
+        s->value = s->bias != PC_NONE ? pc_add_at(g, s->loc, y, s->bias) : y;
+        return 1;
+    }
     pc_val delta = factored ? loha_apply_factored(s, f, r, sc) : pc_matmul_at(g, s->loc, s->x, loha_delta(s, f, sc), 0, 1);
-    if (train && cfg->lycoris.rank_dropout.v > 0) {
+    if (rank_drop) {
         /* PEFT: drop = (rand(out) > p); drop /= drop.mean(); ΔW *= drop[:, None], i.e. the
          * output features of x ΔWᵀ scaled */
         pc_val m = pc_adapt_keep_mask(cx, s, PC_SHAPE(s->out), cfg->lycoris.rank_dropout.v, ".rank_dropout");
         pc_val mean = pc_mean_at(g, s->loc, m, 1, (const int64_t[]){0}, 0);
         delta = pc_mul_at(g, s->loc, delta, pc_div_at(g, s->loc, m, mean));
     }
-    if (train && cfg->lycoris.module_dropout.v > 0) /* PEFT: the term is added when rand(1) > p */
+    if (module_drop) /* PEFT: the term is added when rand(1) > p */
         delta = pc_mul_at(g, s->loc, delta, pc_adapt_keep_mask(cx, s, PC_SHAPE(1), cfg->lycoris.module_dropout.v, ".module_dropout"));
     s->value = pc_add_at(g, s->loc, s->value, delta);
     return 1;

@@ -9,6 +9,7 @@
 #include "compare.h"
 #include "peft_fixture.h"
 #include "passes/adapt.h"
+#include "passes/passes.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -204,6 +205,63 @@ static void test_dropout(void) {
     pc_adapter_config_free(cfg_eval);
 }
 
+/* ---- 4b. training without dropout: y = x (W + ΔW)ᵀ as one product (ΔW formed: in·out <
+ * r²·(in + out) here) gives the loss and gradients of x Wᵀ + x ΔWᵀ, which the rank-dropout
+ * path still computes (p = 1e-9: every row kept, the mask and its mean exactly 1) ---- */
+static pc_exec *lin_grads(lin_case *c, const char *json, pc_adapter_config **cfg, pc_adapt_ctx **cx) {
+    char err[1024] = "";
+    if (!(*cx = ctx_of(json, PC_ADAPT_TRAIN, cfg, err, sizeof err)) || lin_build(c, *cx, false)) return NULL;
+    pc_mark_loss(c->g, pc_sum(c->g, pc_square(c->g, c->y), 0, NULL, 0));
+    if (pc_pass_autograd(c->g, err, sizeof err)) return fprintf(stderr, "autograd: %s\n", err), NULL;
+    pc_exec *r = lin_exec(c, PC_BACKEND_REF);
+    int32_t seed = 7;
+    if (r && c->seed != PC_NONE) pc_exec_bind(r, c->seed, &seed);
+    if (r && pc_exec_run(r, err, sizeof err)) fprintf(stderr, "%s\n", err), pc_exec_free(r), r = NULL;
+    return r;
+}
+
+static void test_fused_grads(void) {
+    const char *fused = "{\"peft_type\":\"LOHA\",\"target_modules\":[\"q_proj\"],\"r\":2,\"alpha\":4}";
+    const char *two = "{\"peft_type\":\"LOHA\",\"target_modules\":[\"q_proj\"],\"r\":2,\"alpha\":4,\"rank_dropout\":1e-9}";
+    pc_adapter_config *cf = NULL, *ct = NULL;
+    pc_adapt_ctx *xf = NULL, *xt = NULL;
+    lin_case f, t;
+    pc_exec *rf = lin_grads(&f, fused, &cf, &xf), *rt = lin_grads(&t, two, &ct, &xt);
+    CU_ASSERT_FATAL(rf && rt);
+    CU_ASSERT(f.seed == PC_NONE && t.seed != PC_NONE); /* two different graphs */
+    int fused_prods = 0; /* products of x by a sum W + ΔW */
+    for (pc_val v = 0; v < f.g->nvals; v++) {
+        const pc_value *m = pc_v(f.g, v);
+        fused_prods += m->op == PC_OP_matmul && m->shape.dim[0] == DO_N && pc_v(f.g, m->in[1])->op == PC_OP_add;
+    }
+    CU_ASSERT_EQUAL(fused_prods, 1);
+    CU_ASSERT_EQUAL_FATAL(f.g->noutputs, t.g->noutputs);
+    double worst = 0;
+    int ngrads = 0;
+    for (int i = 0; i < f.g->noutputs; i++) {
+        const pc_value *a = pc_v(f.g, f.g->outputs[i]);
+        size_t n = (size_t)pc_shape_numel(a->shape);
+        CU_ASSERT_EQUAL_FATAL(n, (size_t)pc_shape_numel(pc_v(t.g, t.g->outputs[i])->shape));
+        const float *p = pc_exec_data(rf, f.g->outputs[i]), *q = pc_exec_data(rt, t.g->outputs[i]);
+        double big = 1;
+        for (size_t k = 0; k < n; k++) big = fmax(big, fabs(q[k]));
+        double d = max_abs_diff(p, q, n) / big;
+        if (d > worst) worst = d;
+        ngrads += a->name && strncmp(a->name, "grad.", 5) == 0;
+    }
+    printf("\n    %d outputs (%d gradients): fused vs two products, worst rel %.2e\n", f.g->noutputs, ngrads, worst);
+    CU_ASSERT_EQUAL(ngrads, 4);
+    CU_ASSERT(worst <= 1e-6);
+    pc_exec_free(rf);
+    pc_exec_free(rt);
+    pc_graph_free(f.g);
+    pc_graph_free(t.g);
+    pc_adapt_free(xf);
+    pc_adapt_free(xt);
+    pc_adapter_config_free(cf);
+    pc_adapter_config_free(ct);
+}
+
 /* ---- 5. what peftc refuses, naming the field ---- */
 static void test_config_refusals(void) {
     static const struct { const char *extra, *field; } cases[] = {
@@ -290,6 +348,7 @@ static CU_TestInfo tests[] = {
     {"merge", test_merge},
     {"unmerge_roundtrip", test_unmerge_roundtrip},
     {"rank_and_module_dropout", test_dropout},
+    {"fused_grads", test_fused_grads},
     {"config_refusals", test_config_refusals},
     {"pfedpara", test_pfedpara},
     CU_TEST_INFO_NULL,

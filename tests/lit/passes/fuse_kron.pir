@@ -1,6 +1,8 @@
 // fuse-kron: x (A ⊗ B)ᵀ with A [a,c] = [2,3], B [b,d] = [5,4] and x [2,4,12] (N = 8 rows of
-// c·d = 12) becomes two GEMMs on a reshaped x, y[n] = A (X[n] Bᵀ) with X[n] = x[n] as [c, d]
-// (the second one broadcasts A over the N rows; only views in between):
+// c·d = 12) becomes two GEMMs on a reshaped x, y[n] = (A X[n]) Bᵀ with X[n] = x[n] as [c, d]:
+// A first, because its intermediate [N, a, d] (8·2·4) is smaller than B first's [N, c, b]
+// (8·3·5; fuse_kron_bfirst.pir has the other case). The first product broadcasts A over the N
+// rows; only views in between.
 // no [a·b, c·d] = [10,12] product is left, in the forward or (after autograd) the backward.
 // The fused graph computes the same loss and gradients, on the interpreter and the JIT.
 // RUN: %peftc opt %s --passes=fuse-kron,dce --no-locations | FileCheck %s
@@ -15,10 +17,10 @@
 // RUN: %python %S/../Inputs/st_tool.py close %t.fused.jit.safetensors %t.plain.safetensors | FileCheck --check-prefix=SAME %s
 
 // CHECK-NOT: = kron
-// CHECK:      %[[X2:[0-9]+]] = reshape %x {shape=[24,4]} : f32[24,4]
-// CHECK-NEXT: %[[U:[0-9]+]] = matmul %[[X2]], %b {transpose_b=1} : f32[24,5]
-// CHECK-NEXT: %[[U3:[0-9]+]] = reshape %[[U]] {shape=[8,3,5]} : f32[8,3,5]
-// CHECK-NEXT: %[[V:[0-9]+]] = matmul %a, %[[U3]] : f32[8,2,5]
+// CHECK:      %[[X3:[0-9]+]] = reshape %x {shape=[8,3,4]} : f32[8,3,4]
+// CHECK-NEXT: %[[S:[0-9]+]] = matmul %a, %[[X3]] : f32[8,2,4]
+// CHECK-NEXT: %[[S2:[0-9]+]] = reshape %[[S]] {shape=[16,4]} : f32[16,4]
+// CHECK-NEXT: %[[V:[0-9]+]] = matmul %[[S2]], %b {transpose_b=1} : f32[16,5]
 // CHECK-NEXT: %y = reshape %[[V]] {shape=[2,4,10]} : f32[2,4,10]
 // CHECK-NOT: = transpose
 // CHECK-NOT: = kron
