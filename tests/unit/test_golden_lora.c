@@ -144,6 +144,22 @@ static void test_forward_and_gradients(void) {
     golden_close(&x);
 }
 
+/* the worst relative error of the trained A and B against PyTorch's after the 10 steps */
+static double final_weights_err(const golden *x) {
+    double worst = 0;
+    for (int i = 0; i < x->store.n; i++) {
+        if (!(x->store.e[i].flags & PC_TRAINABLE)) continue;
+        char key[700];
+        snprintf(key, sizeof key, "final.%s", x->store.e[i].key);
+        const pc_st_tensor *wf = pc_st_find(x->fx, key);
+        CU_ASSERT(wf != NULL);
+        if (!wf) return INFINITY;
+        double e = rel_err(x->store.e[i].data, wf->data, x->store.e[i].n);
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
 static void test_adamw_trajectory(void) {
     golden x;
     if (golden_open(&x, 1)) { CU_FAIL("setup"); golden_close(&x); return; }
@@ -163,16 +179,7 @@ static void test_adamw_trajectory(void) {
     }
     printf("\n    10-step loss trajectory worst rel err %.2e\n", worst);
     CU_ASSERT(worst <= 1e-4);
-    double wworst = 0;
-    for (int i = 0; i < x.store.n; i++) {
-        if (!(x.store.e[i].flags & PC_TRAINABLE)) continue;
-        char key[700];
-        snprintf(key, sizeof key, "final.%s", x.store.e[i].key);
-        const pc_st_tensor *wf = pc_st_find(x.fx, key);
-        CU_ASSERT_FATAL(wf != NULL);
-        double e = rel_err(x.store.e[i].data, wf->data, x.store.e[i].n);
-        if (e > wworst) wworst = e;
-    }
+    double wworst = final_weights_err(&x);
     printf("    final A/B worst rel err %.2e\n", wworst);
     CU_ASSERT(wworst <= 1e-4);
     golden_close(&x);
@@ -209,16 +216,7 @@ static void test_bf16_base(void) {
     CU_ASSERT(first <= 2e-3);
     CU_ASSERT(first > 0); /* the weights really are rounded */
     CU_ASSERT(worst <= 1.5e-2);
-    double wworst = 0;
-    for (int i = 0; i < x.store.n; i++) {
-        if (!(x.store.e[i].flags & PC_TRAINABLE)) continue;
-        char key[700];
-        snprintf(key, sizeof key, "final.%s", x.store.e[i].key);
-        const pc_st_tensor *wf = pc_st_find(x.fx, key);
-        CU_ASSERT_FATAL(wf != NULL);
-        double e = rel_err(x.store.e[i].data, wf->data, x.store.e[i].n);
-        if (e > wworst) wworst = e;
-    }
+    double wworst = final_weights_err(&x);
     printf("    bf16 base: final A/B worst rel err %.2e\n", wworst);
     CU_ASSERT(wworst <= 1e-1); /* measured 4.4e-2 */
     golden_close(&x);
