@@ -2,6 +2,7 @@
  * (dead-code elimination, adapter rewrites). */
 #include "ir.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,18 @@ pc_val pc_copy_value(pc_graph *dst, const pc_graph *src, pc_val v, const pc_val 
         memcpy(d->data, s->data, n);
     }
     return id;
+}
+
+int pc_rebuild_commit(pc_graph **gp, pc_graph **ng, const pc_val *map, const char *pass, char *err, size_t errlen) {
+    if (!(*ng)->error) pc_copy_outputs(*ng, *gp, map);
+    if ((*ng)->error) {
+        snprintf(err, errlen, "%s: %s", pass, (*ng)->error);
+        return -1;
+    }
+    pc_graph_free(*gp);
+    *gp = *ng;
+    *ng = NULL;
+    return 0;
 }
 
 int pc_copy_outputs(pc_graph *dst, const pc_graph *src, const pc_val *map) {

@@ -108,6 +108,10 @@ pc_val pc_node_raw(pc_graph *g, pc_loc at, const char *name, pc_opcode op, int n
 pc_val pc_copy_value(pc_graph *dst, const pc_graph *src, pc_val v, const pc_val *map);
 /* re-marks src's outputs (and loss) and updates in dst through map */
 int pc_copy_outputs(pc_graph *dst, const pc_graph *src, const pc_val *map);
+/* the end of a pass that rebuilt *gp as *ng through map: g's outputs and updates copied into *ng,
+ * which then replaces *gp (the old graph freed, *ng set to NULL): 0; or -1 with "PASS: <the new
+ * graph's error>" in err, both graphs left to the caller */
+int pc_rebuild_commit(pc_graph **gp, pc_graph **ng, const pc_val *map, const char *pass, char *err, size_t errlen);
 /* the linear convention of frontend/linear.h: the weight param of a linear matmul (PC_NONE if
  * mm is not one; a param that is also an embedding table is not a linear), and its module name */
 pc_val pc_linear_weight(const pc_graph *g, pc_val mm);

@@ -374,11 +374,7 @@ int pc_adapt_linears(pc_graph **gp, pc_adapt_ctx *cx, int *nmatched, char *err, 
         map[v] = site.value; /* the bias add (visited later) maps to it too */
     }
     count = cx->nrewritten - before;
-    if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "%s: %s", name, ng->error); goto done; }
-    pc_graph_free(g);
-    *gp = ng;
-    ng = NULL;
+    if (pc_rebuild_commit(gp, &ng, map, name, err, errlen)) goto done;
     if (nmatched) *nmatched = count;
     rc = 0;
 done:

@@ -88,11 +88,7 @@ int pc_base_bf16_apply(pc_graph **gp, pc_base_pred is_base, void *ctx, int *ncon
         map[v] = pc_matmul_at(ng, x->loc, a, b, (int)pc_attr_i(g, v, "transpose_a"), (int)pc_attr_i(g, v, "transpose_b"));
         if (map[v] != PC_NONE && x->name && pc_lookup(ng, x->name) == PC_NONE) pc_set_name(ng, map[v], x->name);
     }
-    if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "base-bf16: %s", ng->error); goto done; }
-    pc_graph_free(g);
-    *gp = ng;
-    ng = NULL;
+    if (pc_rebuild_commit(gp, &ng, map, "base-bf16", err, errlen)) goto done;
     if (nconverted) *nconverted = nconv;
     rc = 0;
 done:

@@ -24,11 +24,7 @@ int pc_pass_dce(pc_graph **gp, char *err, size_t errlen) {
         map[v] = PC_NONE;
         if (live[v] && (map[v] = pc_copy_value(ng, g, v, map)) == PC_NONE) break;
     }
-    if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "dce: %s", ng->error); goto done; }
-    pc_graph_free(g);
-    *gp = ng;
-    ng = NULL;
+    if (pc_rebuild_commit(gp, &ng, map, "dce", err, errlen)) goto done;
     rc = 0;
 done:
     pc_graph_free(ng);

@@ -54,11 +54,7 @@ int pc_pass_fuse_kron(pc_graph **gp, char *err, size_t errlen) {
         const char *name = pc_v(g, v)->name;
         if (name && pc_lookup(ng, name) == PC_NONE) pc_set_name(ng, map[v], name);
     }
-    if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "fuse-kron: %s", ng->error); goto done; }
-    pc_graph_free(g);
-    *gp = ng;
-    ng = NULL;
+    if (pc_rebuild_commit(gp, &ng, map, "fuse-kron", err, errlen)) goto done;
     rc = 0;
 done:
     pc_graph_free(ng);

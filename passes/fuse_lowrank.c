@@ -85,11 +85,7 @@ int pc_pass_fuse_lowrank(pc_graph **gp, char *err, size_t errlen) {
         if (ng->error) break;
     }
 copy_failed:
-    if (!ng->error) pc_copy_outputs(ng, g, map);
-    if (ng->error) { snprintf(err, errlen, "fuse-lowrank: %s", ng->error); goto done; }
-    pc_graph_free(g);
-    *gp = ng;
-    ng = NULL;
+    if (pc_rebuild_commit(gp, &ng, map, "fuse-lowrank", err, errlen)) goto done;
     rc = 0;
 done:
     pc_graph_free(ng);
