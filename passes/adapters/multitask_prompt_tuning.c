@@ -120,13 +120,7 @@ static int mpt_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, siz
         pc_virtual_prepend(s, task_prompts(cx, st, s, ids, e.dim[0]));
         return 1;
     }
-    if (decode) return 0;
-    if (s->kind == PC_SITE_POSITIONS) return pc_virtual_positions(s, st->T, "multitask prompt tuning", err, errlen);
-    if (s->kind == PC_SITE_HEAD) {
-        pc_virtual_head(s, st->T);
-        return 1;
-    }
-    return 0;
+    return pc_virtual_other_site(s, st->T, decode, "multitask prompt tuning", err, errlen);
 }
 
 static int mpt_virtual_tokens(pc_adapt_ctx *cx, void *state) {

@@ -45,13 +45,7 @@ static int pt_rewrite(pc_adapt_ctx *cx, void *state, pc_site *s, char *err, size
         else pc_virtual_prepend(s, t);
         return 1;
     }
-    if (decode) return 0;
-    if (s->kind == PC_SITE_POSITIONS) return pc_virtual_positions(s, st->P, "prompt tuning", err, errlen);
-    if (s->kind == PC_SITE_HEAD) {
-        pc_virtual_head(s, st->P);
-        return 1;
-    }
-    return 0;
+    return pc_virtual_other_site(s, st->P, decode, "prompt tuning", err, errlen);
 }
 
 static int pt_virtual_tokens(pc_adapt_ctx *cx, void *state) {

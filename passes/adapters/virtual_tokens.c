@@ -38,6 +38,14 @@ void pc_virtual_prepend(pc_site *s, pc_val rows) {
     s->value = pc_concat_at(g, s->loc, 2, (pc_val[]){rows, s->value}, 1);
 }
 
+int pc_virtual_other_site(pc_site *s, int64_t P, bool decode, const char *method, char *err, size_t errlen) {
+    if (decode) return 0;
+    if (s->kind == PC_SITE_POSITIONS) return pc_virtual_positions(s, P, method, err, errlen);
+    if (s->kind != PC_SITE_HEAD) return 0;
+    pc_virtual_head(s, P);
+    return 1;
+}
+
 int pc_virtual_positions(pc_site *s, int64_t P, const char *method, char *err, size_t errlen) {
     const pc_value *p = pc_v(s->g, s->value);
     if (p->op != PC_OP_const || p->dtype != PC_I32 || p->shape.rank != 1)

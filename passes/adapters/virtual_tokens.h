@@ -20,5 +20,8 @@ void pc_virtual_prepend(pc_site *s, pc_val rows);
 int pc_virtual_positions(pc_site *s, int64_t P, const char *method, char *err, size_t errlen);
 /* HEAD [B, P+S, V]: the virtual positions predict nothing */
 void pc_virtual_head(pc_site *s, int64_t P);
+/* every site but EMBED (the method's own table): POSITIONS and HEAD as above, outside decoding
+ * (a decode step feeds the virtual tokens itself); 1 rewritten, 0 not one of them, -1 error */
+int pc_virtual_other_site(pc_site *s, int64_t P, bool decode, const char *method, char *err, size_t errlen);
 
 #endif
