@@ -8,6 +8,14 @@
 #define PEFTC_CU_MAIN_H
 #include <CUnit/Basic.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* removes a test's temporary directory tree; 0 when it is gone */
+static inline int cu_rm_tree(const char *dir) {
+    char cmd[4200];
+    if (!dir || snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir) >= (int)sizeof cmd) return -1;
+    return system(cmd) == 0 ? 0 : -1;
+}
 
 #define PC_TEST_MAIN(suite_name, test_array)                                                     \
     int main(void) {                                                                             \

@@ -220,9 +220,7 @@ static void test_ref(void) { run_backend(PC_BACKEND_REF); }
 static void test_jit(void) { run_backend(PC_BACKEND_JIT); }
 
 static void test_cleanup(void) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    CU_ASSERT(tmp && system(cmd) == 0);
+    CU_ASSERT(cu_rm_tree(tmp) == 0);
     free(tmp);
     tmp = NULL;
 }

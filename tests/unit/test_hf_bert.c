@@ -700,9 +700,7 @@ static void test_bad_inputs(void) {
     char err[1024];
     CU_ASSERT_EQUAL(pc_model_open(&m, d, NULL, err, sizeof err), 0);
     pc_model_close(&m);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    CU_ASSERT(system(cmd) == 0);
+    CU_ASSERT(cu_rm_tree(tmpdir) == 0);
 }
 
 /* the directory written back (what merge writes): the SEQ_CLASSIFY layout, replaced tensors,
@@ -739,9 +737,7 @@ static void test_write(void) {
     pc_model_close(&m2);
     pc_model_close(&m);
     free(nq);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CU_ASSERT(system(cmd) == 0);
+    CU_ASSERT(cu_rm_tree(dir) == 0);
 }
 
 static CU_TestInfo tests[] = {

@@ -337,9 +337,7 @@ static void test_hot_swap(void) {
 }
 
 static void test_cleanup(void) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    CU_ASSERT(tmp && system(cmd) == 0);
+    CU_ASSERT(cu_rm_tree(tmp) == 0);
     free(tmp);
     tmp = NULL;
 }
