@@ -6,7 +6,9 @@
  *   - add(X, [scale](matmul)) accumulates the matmul into X's buffer (oneDNN sum post-op) when
  *     nothing reads that buffer afterwards (checked against the positions where instructions
  *     actually run, which fusion moves: a kernel runs at its last member);
- *   - softmax(causal_mask(x)) over the last axis is one C kernel;
+ *   - softmax(causal_mask(x)) over the last axis is one C kernel; so is the softmax backward
+ *     (backend/lower_match.c has these patterns);
+ *   - a scale read only by products aliases its operand and the products carry its alpha;
  *   - elementwise ops are grouped by fuse-elementwise;
  *   - reshape/transpose/broadcast/slice are views (strided aliases), materialised only where a
  *     consumer needs dense data. */
@@ -17,26 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORBED, D_MSOFTMAX, D_SMGRAD, D_CALL };
-
-typedef struct {
-    const pc_graph *g;
-    pc_lowered *l;
-    int n;
-    int *kind;
-    int *nuse;        /* live users */
-    bool *pinned;     /* outputs and update values */
-    pc_val *mmv;      /* MM_SCALE / MM_ACC: the matmul node; MSOFTMAX: the causal_mask */
-    double *alpha;
-    pc_val *accx;     /* MM_ACC: the operand accumulated into */
-    pc_val *absorber; /* ABSORBED: the value whose instruction computes it */
-    pc_val *root;     /* buffer-level alias root (views and accumulating adds share one) */
-    int *mat;         /* per value: dense materialisation buffer of a strided view, or -1 */
-    int *ustart;      /* live users, CSR */
-    pc_val *users;
-    char *err;
-    size_t errlen;
-} lctx;
+#include "backend/lower_internal.h"
 
 static int fail_oom(lctx *c) {
     snprintf(c->err, c->errlen, "lower: out of memory");
@@ -171,14 +154,14 @@ static void mark_live(lctx *c) {
     for (int i = 0; i < g->nupdates; i++) c->pinned[g->updates[i].next] = true;
 }
 
-static bool single_use(const lctx *c, pc_val v) { return c->nuse[v] == 1 && !c->pinned[v]; }
 
 /* the chain from X through reshapes to the value that last wrote its buffer; PC_NONE if the
  * chain passes through anything else or ends at a leaf */
 static pc_val write_source(const lctx *c, pc_val x) {
     const pc_graph *g = c->g;
     while (g->vals[x].op == PC_OP_reshape && c->kind[x] == D_VIEW) x = g->vals[x].in[0];
-    if (is_leaf(g->vals[x].op) || c->kind[x] == D_VIEW || c->kind[x] == D_ABSORBED || c->kind[x] == D_DEAD)
+    if (is_leaf(g->vals[x].op) || c->kind[x] == D_VIEW || c->kind[x] == D_ABSORBED || c->kind[x] == D_DEAD ||
+        c->kind[x] == D_SCALED_ALIAS)
         return PC_NONE;
     return x;
 }
@@ -187,12 +170,10 @@ static void compute_roots(lctx *c) {
     const pc_graph *g = c->g;
     for (pc_val v = 0; v < c->n; v++) {
         c->root[v] = v;
-        if (c->kind[v] == D_VIEW) c->root[v] = c->root[g->vals[v].in[0]];
+        if (c->kind[v] == D_VIEW || c->kind[v] == D_SCALED_ALIAS) c->root[v] = c->root[g->vals[v].in[0]];
         else if (c->kind[v] == D_MM_ACC) c->root[v] = c->root[c->accx[v]];
     }
 }
-
-static void match_softmax_grad(lctx *c, pc_val v);
 
 static void classify(lctx *c) {
     const pc_graph *g = c->g;
@@ -255,58 +236,8 @@ static void classify(lctx *c) {
         c->kind[m] = D_ABSORBED;
         c->absorber[m] = v;
     }
-    for (pc_val v = 0; v < c->n; v++) match_softmax_grad(c, v);
-}
-
-static bool is_op(const lctx *c, pc_val v, pc_opcode op, int kind) {
-    return c->g->vals[v].op == op && c->kind[v] == kind && c->g->vals[v].dtype == PC_F32;
-}
-
-/* the softmax backward as autograd writes it, y (g - sum(g y, last axis, keepdim)), optionally
- * followed by causal_mask(fill=0) and scale(alpha): one C kernel instead of five passes */
-static void match_softmax_grad(lctx *c, pc_val v) {
-    const pc_graph *g = c->g;
-    const pc_value *x = &g->vals[v];
-    if (!is_op(c, v, PC_OP_mul, D_GROUP) || x->shape.rank < 1) return;
-    for (int side = 0; side < 2; side++) {
-        pc_val y = x->in[side], d = x->in[1 - side];
-        if (!is_op(c, d, PC_OP_sub, D_GROUP) || !single_use(c, d)) continue;
-        pc_val gv = g->vals[d].in[0], s = g->vals[d].in[1];
-        if (!is_op(c, s, PC_OP_sum, D_CALL) || !single_use(c, s)) continue;
-        const pc_value *sx = &g->vals[s];
-        if (sx->attr[1].i != 1 || sx->attr[0].n != 1 || pc_norm_axis(sx->attr[0].ints[0], x->shape.rank) != x->shape.rank - 1)
-            continue;
-        pc_val m = sx->in[0];
-        if (!is_op(c, m, PC_OP_mul, D_GROUP) || !single_use(c, m)) continue;
-        const pc_value *mx = &g->vals[m];
-        if (!((mx->in[0] == gv && mx->in[1] == y) || (mx->in[0] == y && mx->in[1] == gv))) continue;
-        if (!pc_shape_eq(g->vals[y].shape, x->shape) || !pc_shape_eq(g->vals[gv].shape, x->shape)) continue;
-        pc_val top = v, mask = PC_NONE;
-        double alpha = 1.0;
-        pc_val chain[5] = {m, s, d, v, PC_NONE};
-        int nch = 4;
-        if (single_use(c, top) && c->ustart[top + 1] > c->ustart[top]) {
-            pc_val u = c->users[c->ustart[top]];
-            if (is_op(c, u, PC_OP_causal_mask, D_CALL) && g->vals[u].attr[0].f == 0.0 && x->shape.rank >= 2) {
-                mask = top = u;
-                chain[nch++] = u;
-            }
-        }
-        if (single_use(c, top) && c->ustart[top + 1] > c->ustart[top]) {
-            pc_val u = c->users[c->ustart[top]];
-            if (is_op(c, u, PC_OP_scale, D_GROUP) && g->vals[u].attr[1].f == 0.0) {
-                alpha = g->vals[u].attr[0].f;
-                top = u;
-            }
-        }
-        for (int i = 0; i < nch; i++)
-            if (chain[i] != top) c->kind[chain[i]] = D_ABSORBED, c->absorber[chain[i]] = top;
-        c->kind[top] = D_SMGRAD;
-        c->mmv[top] = v;     /* the final mul: its operands are y and the (absorbed) sub */
-        c->accx[top] = mask; /* the causal mask, or PC_NONE */
-        c->alpha[top] = alpha;
-        return;
-    }
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_softmax_grad(c, v);
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_operand_scale(c, v);
 }
 
 /* where the instruction computing v runs */
@@ -456,6 +387,17 @@ static int emit_view(lctx *c, pc_val v) {
     return c->pinned[v] ? pin_value(c, v) : 0;
 }
 
+/* v shares its operand's buffer and view (match_operand_scale: its readers apply the alpha) */
+static int emit_alias(lctx *c, pc_val v) {
+    pc_val o = c->g->vals[v].in[0];
+    c->l->view[v] = c->l->view[o];
+    pc_linsn *I = new_insn(c, PC_LI_VIEW, v, 1, 1);
+    if (!I) return -1;
+    I->in[0] = ref_of(c, o);
+    I->out[0] = ref_of(c, v);
+    return 0;
+}
+
 static int need_mem(lctx *c, pc_val user, pc_val o) {
     if (c->l->view[o].buf >= 0) return 0;
     snprintf(c->err, c->errlen, "lower: internal error: operand %%%s of %%%s is not in memory", c->g->vals[o].name,
@@ -594,8 +536,10 @@ static int emit_matmul(lctx *c, pc_val v) {
     const pc_value *x = &g->vals[m];
     int ta = x->attr[0].i != 0, tb = x->attr[1].i != 0;
     pc_lref ra, rb;
+    double op_alpha = 1.0;
     for (int t = 0; t < 2; t++) {
         pc_val o = x->in[t];
+        op_alpha *= pc_lower_operand_alpha(c, o);
         if (need_mem(c, m, o)) return -1;
         pc_lref r = ref_of(c, o);
         int tr = t == 0 ? ta : tb, a0 = r.shape.rank - 2, a1 = r.shape.rank - 1;
@@ -624,7 +568,7 @@ static int emit_matmul(lctx *c, pc_val v) {
     mm_operand(&ra, ta, R, d->a_dims, d->a_strides);
     mm_operand(&rb, tb, R, d->b_dims, d->b_strides);
     for (int i = 0; i < R; i++) d->c_dims[i] = os.dim[i];
-    d->alpha = (float)(kind == D_MATMUL ? 1.0 : c->alpha[v]);
+    d->alpha = (float)((kind == D_MATMUL ? 1.0 : c->alpha[v]) * op_alpha);
     d->accumulate = kind == D_MM_ACC;
     d->bf16 = ra.dt == PC_BF16; /* both operands (the verifier's rule); c is f32 */
     /* weights shared by every batch: fold the batch axes of a into M when its layout allows */
@@ -733,6 +677,7 @@ static int emit_all(lctx *c) {
         case D_DEAD: case D_ABSORBED: continue;
         case D_LEAF: rc = emit_leaf(c, v); break;
         case D_VIEW: rc = emit_view(c, v); break;
+        case D_SCALED_ALIAS: rc = emit_alias(c, v); break;
         case D_GROUP: {
             int gid = c->l->fusion.group[v];
             if (gid < 0) rc = emit_call(c, v);
