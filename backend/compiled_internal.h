@@ -23,6 +23,10 @@ typedef struct {
     const pc_value *mask;  /* CALL_MASKED_SOFTMAX / SOFTMAX_GRAD: the causal_mask node, or NULL */
     double alpha;          /* CALL_SOFTMAX_GRAD: the folded scale */
     const double *table;   /* rope: (cos, sin) per position index and frequency, or NULL */
+    const pc_linsn *li;    /* the instruction (operand views of the attention kernels) */
+    void *outs[3];         /* results 1.. of a multi-result call (FLASH_GRAD: d k, d v); k.out is result 0 */
+    const pc_value *mask2; /* FLASH_GRAD: the softmax backward's causal_mask, or NULL */
+    double alpha2;         /* FLASH_GRAD: the softmax backward's scale */
 } pc_ckctx;
 
 typedef int (*pc_ck_fn)(const pc_ckctx *c);
@@ -86,6 +90,37 @@ INL double hsum8d(v8d v) {
     v4d a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
+
+static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* exp(x) for x <= 0 on 16 lanes (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */
+INL v16f exp16(v16f x0) {
+    v16f x = sel16(x0 < -88.0f, (v16f){0} - 88.0f, x0); /* keeps the conversion defined */
+    v16f t = x * 1.44269504088896341f;
+    v16f n = (t + 12582912.0f) - 12582912.0f;
+    v16f r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    v16f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f res = p * (v16f)e;
+    return (v16f)((v16i)res & (x0 >= -87.33654f));
+}
+
+/* softmax of rows of n, row stride ld (compiled_kernels.c); sq > 0: the causal mask (entries
+ * j > (row % sq) + shift read as fill); o may be x */
+void pc_ck_softmax_rows(float *o, const float *x, int64_t rows, int64_t n, int64_t ld, int64_t sq, int64_t shift,
+                        float fill, bool logsm);
+/* the attention kernels (compiled_attention.c): CALL_ATTN, CALL_ATTN_GRAD and their scratch bytes */
+int pc_ck_attention_probs(const pc_ckctx *c);
+int pc_ck_attention_probs_grad(const pc_ckctx *c);
+int pc_ck_flash_attention(const pc_ckctx *c);
+int pc_ck_flash_attention_grad(const pc_ckctx *c);
+int64_t pc_ck_attention_scratch(const pc_linsn *I);
 
 /* small matmuls in C (N = 4, 8 or 16), for shapes where oneDNN wastes its vectors */
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d);

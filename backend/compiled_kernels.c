@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-
 /* exp(x) for x <= 0 in float (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */
 INL float exp_le0f(float x) {
     float x0 = x;
@@ -34,24 +32,6 @@ INL float exp_le0f(float x) {
     union { int32_t i; float f; } u;
     u.i = ((int32_t)n + 127) << 23;
     return x0 < -87.33654f ? 0.0f : p * u.f;
-}
-
-/* the same on 16 lanes */
-INL v16f exp16(v16f x0) {
-    v16f x = sel16(x0 < -88.0f, (v16f){0} - 88.0f, x0); /* keeps the conversion defined */
-    v16f t = x * 1.44269504088896341f;
-    v16f n = (t + 12582912.0f) - 12582912.0f;
-    v16f r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
-    p = p * r * r + r + 1.0f;
-    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
-    v16f res = p * (v16f)e;
-    return (v16f)((v16i)res & (x0 >= -87.33654f));
 }
 
 static const float *inf_(const ref_kctx *k, int i) { return (const float *)k->in[i]; }
@@ -149,19 +129,20 @@ __attribute__((noinline)) static void softmax_row_slow(float *o, const float *x,
     }
 }
 
-/* softmax of rows of n; with sq > 0 (the causal mask), entries j > (row % sq) + shift read as fill.
+/* softmax of rows of n (row stride ld); with sq > 0 (the causal mask), entries j > (row % sq) +
+ * shift read as fill.
  * Rows go in blocks, one phase at a time (max, exp + sum, scale), so that the rows of a block are
  * independent and their latency chains overlap. */
-PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t n, int64_t sq, int64_t shift,
-                                float fill, bool logsm) {
+PC_HOT void pc_ck_softmax_rows(float *o, const float *x, int64_t rows, int64_t n, int64_t ld, int64_t sq,
+                               int64_t shift, float fill, bool logsm) {
     enum { BLK = 32 };
     float m[BLK];
     double s[BLK];
     int64_t valid[BLK], span[BLK];
     for (int64_t r0 = 0; r0 < rows; r0 += BLK) {
         int64_t nb = rows - r0 < BLK ? rows - r0 : BLK;
-        const float *xb = x + r0 * n;
-        float *ob = o + r0 * n;
+        const float *xb = x + r0 * ld;
+        float *ob = o + r0 * ld;
         int bad = 0;
         for (int64_t i = 0; i < nb; i++) {
             valid[i] = n;
@@ -170,16 +151,16 @@ PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t 
             span[i] = (valid[i] + 15) / 16 * 16;
             if (span[i] > n) span[i] = n;
             int nan = 0;
-            m[i] = row_max(xb + i * n, span[i], valid[i], fill, &nan);
+            m[i] = row_max(xb + i * ld, span[i], valid[i], fill, &nan);
             if (valid[i] < n && (fill > m[i] || fill != fill)) m[i] = fill;
             if (nan || !isfinite(m[i])) m[i] = NAN, bad = 1;
             else if (logsm || (span[i] < n && exp_le0f(fill - m[i]) != 0.0f)) span[i] = n;
         }
         for (int64_t i = 0; i < nb; i++)
-            if (m[i] == m[i]) s[i] = row_expsum(logsm ? NULL : ob + i * n, xb + i * n, span[i], valid[i], fill, m[i]);
+            if (m[i] == m[i]) s[i] = row_expsum(logsm ? NULL : ob + i * ld, xb + i * ld, span[i], valid[i], fill, m[i]);
         for (int64_t i = 0; i < nb; i++) {
-            const float *xr = xb + i * n;
-            float *orow = ob + i * n;
+            const float *xr = xb + i * ld;
+            float *orow = ob + i * ld;
             if (m[i] != m[i]) continue;
             if (logsm) {
                 double lse = log(s[i]);
@@ -193,8 +174,8 @@ PC_HOT static void softmax_rows(float *o, const float *x, int64_t rows, int64_t 
             for (int64_t i = 0; i < nb; i++)
                 if (m[i] != m[i]) {
                     int nan = 0;
-                    float mm = row_max(xb + i * n, n, valid[i], fill, &nan);
-                    softmax_row_slow(ob + i * n, xb + i * n, n, valid[i], fill, logsm, nan ? NAN : mm);
+                    float mm = row_max(xb + i * ld, n, valid[i], fill, &nan);
+                    softmax_row_slow(ob + i * ld, xb + i * ld, n, valid[i], fill, logsm, nan ? NAN : mm);
                 }
     }
 }
@@ -203,7 +184,7 @@ static int ck_softmax_common(const pc_ckctx *c, bool logsm) {
     const ref_kctx *k = &c->k;
     pc_shape s = k->node->shape;
     int64_t n = s.dim[s.rank - 1], rows = n ? pc_shape_numel(s) / n : 0;
-    softmax_rows(k->out, inf_(k, 0), rows, n, 0, 0, 0.0f, logsm);
+    pc_ck_softmax_rows(k->out, inf_(k, 0), rows, n, n, 0, 0, 0.0f, logsm);
     return 0;
 }
 static int ck_softmax(const pc_ckctx *c) { return ck_softmax_common(c, false); }
@@ -214,7 +195,7 @@ static int ck_masked_softmax(const pc_ckctx *c) {
     const ref_kctx *k = &c->k;
     pc_shape s = k->node->shape;
     int64_t sq = s.dim[s.rank - 2], sk = s.dim[s.rank - 1], rows = sk ? pc_shape_numel(s) / sk : 0;
-    softmax_rows(k->out, inf_(k, 0), rows, sk, sq, sk - sq, (float)c->mask->attr[0].f, false);
+    pc_ck_softmax_rows(k->out, inf_(k, 0), rows, sk, sk, sq, sk - sq, (float)c->mask->attr[0].f, false);
     return 0;
 }
 
@@ -720,6 +701,18 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
     if (I->call == PC_CALL_SOFTMAX_GRAD) {
         *name = I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad";
         return ck_softmax_grad;
+    }
+    if (I->call == PC_CALL_ATTN || I->call == PC_CALL_ATTN_GRAD || I->call == PC_CALL_FLASH ||
+        I->call == PC_CALL_FLASH_GRAD) {
+        static const struct { const char *name; pc_ck_fn fn; } attn[] = {
+            [PC_CALL_ATTN] = {"causal_attention_probs", pc_ck_attention_probs},
+            [PC_CALL_ATTN_GRAD] = {"attention_probs_grad", pc_ck_attention_probs_grad},
+            [PC_CALL_FLASH] = {"flash_attention", pc_ck_flash_attention},
+            [PC_CALL_FLASH_GRAD] = {"flash_attention_grad", pc_ck_flash_attention_grad},
+        };
+        *scratch = pc_ck_attention_scratch(I);
+        *name = I->call == PC_CALL_ATTN_GRAD && I->aux != PC_NONE ? "causal_attention_probs_grad" : attn[I->call].name;
+        return attn[I->call].fn;
     }
     bool f32 = x->dtype == PC_F32;
     switch (x->op) {

@@ -72,7 +72,7 @@ static pc_linsn *new_insn(lctx *c, pc_li_kind kind, pc_val v, int nin, int nout)
     I->nin = nin;
     I->nout = nout;
     I->scratch_buf = -1;
-    I->aux = PC_NONE;
+    I->aux = I->aux2 = PC_NONE;
     I->alpha = 1.0;
     I->in = calloc((size_t)(nin ? nin : 1), sizeof *I->in);
     I->out = calloc((size_t)(nout ? nout : 1), sizeof *I->out);
@@ -237,6 +237,8 @@ static void classify(lctx *c) {
         c->absorber[m] = v;
     }
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_softmax_grad(c, v);
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_attention(c, v);
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_flash(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_operand_scale(c, v);
 }
 
@@ -626,46 +628,35 @@ static bool overwritable(const lctx *c, pc_val o, pc_val v) {
 static int emit_call(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
-    pc_val src = v;
-    pc_call_kind ck = PC_CALL_OP;
-    if (c->kind[v] == D_MSOFTMAX) {
-        src = c->mmv[v]; /* the causal_mask: its operand is the input */
-        ck = PC_CALL_MASKED_SOFTMAX;
-    }
-    const pc_value *sx = &g->vals[src];
-    int nin = c->kind[v] == D_MSOFTMAX ? 1 : x->nin;
-    pc_val ops[2];
-    const pc_val *in = sx->in;
-    if (c->kind[v] == D_SMGRAD) { /* operands y and g of y (g - sum(g y)) */
-        const pc_value *mx = &g->vals[c->mmv[v]];
-        int ds = g->vals[mx->in[1]].op == PC_OP_sub && c->kind[mx->in[1]] == D_ABSORBED && c->absorber[mx->in[1]] == v;
-        ops[0] = mx->in[1 - ds];
-        ops[1] = g->vals[mx->in[ds]].in[0];
-        in = ops;
-        nin = 2;
-        ck = PC_CALL_SOFTMAX_GRAD;
-    }
-    pc_lref *refs = malloc((size_t)(nin ? nin : 1) * sizeof *refs);
+    pc_call_form f;
+    pc_lower_call_form(c, v, &f);
+    pc_lref *refs = malloc((size_t)(f.nin ? f.nin : 1) * sizeof *refs);
     if (!refs) return fail_oom(c);
-    for (int k = 0; k < nin; k++) {
-        pc_val o = in[k];
-        if (need_mem(c, v, o) || dense_ref(c, o, &refs[k])) { free(refs); return -1; }
+    for (int k = 0; k < f.nin; k++) {
+        pc_val o = f.ins[k];
+        if (need_mem(c, v, o)) { free(refs); return -1; }
+        if (k >= f.nin - f.nstrided) refs[k] = ref_of(c, o);
+        else if (dense_ref(c, o, &refs[k])) { free(refs); return -1; }
     }
-    pc_linsn *I = new_insn(c, PC_LI_CALL, v, nin, 1);
+    pc_linsn *I = new_insn(c, PC_LI_CALL, v, f.nin, f.nout);
     if (!I) { free(refs); return -1; }
-    memcpy(I->in, refs, (size_t)nin * sizeof *refs);
+    memcpy(I->in, refs, (size_t)f.nin * sizeof *refs);
     free(refs);
-    I->call = ck;
-    I->aux = ck == PC_CALL_MASKED_SOFTMAX ? src : ck == PC_CALL_SOFTMAX_GRAD ? c->accx[v] : PC_NONE;
-    I->alpha = ck == PC_CALL_SOFTMAX_GRAD ? c->alpha[v] : 1.0;
-    if (ck == PC_CALL_OP && x->op == PC_OP_cross_entropy_grad && overwritable(c, in[0], v)) {
+    I->call = f.ck;
+    I->aux = f.aux, I->alpha = f.alpha;
+    I->aux2 = f.aux2, I->alpha2 = f.alpha2;
+    I->outmask = f.outmask;
+    if (f.ck == PC_CALL_OP && x->op == PC_OP_cross_entropy_grad && overwritable(c, x->in[0], v)) {
         /* d logits over the logits (the kernel reads each row before writing it) */
-        c->l->view[v] = c->l->view[in[0]];
+        c->l->view[v] = c->l->view[x->in[0]];
         c->l->buf[c->l->view[v].buf].owner = v;
-    } else if (alloc_value(c, v) < 0) {
-        return -1;
+        I->out[0] = ref_of(c, v);
+        return 0;
     }
-    I->out[0] = ref_of(c, v);
+    for (int k = 0; k < f.nout; k++) {
+        if (alloc_value(c, f.out[k]) < 0) return -1;
+        I->out[k] = ref_of(c, f.out[k]);
+    }
     return 0;
 }
 
@@ -729,6 +720,8 @@ pc_lowered *pc_lower(const pc_graph *g, char *err, size_t errlen) {
     c.alpha = calloc(n, sizeof *c.alpha);
     c.accx = calloc(n, sizeof *c.accx);
     c.absorber = calloc(n, sizeof *c.absorber);
+    c.prod = calloc(n, sizeof *c.prod);
+    c.fl = calloc(4 * n, sizeof *c.fl);
     c.root = calloc(n, sizeof *c.root);
     c.mat = calloc(n, sizeof *c.mat);
     c.ustart = calloc(n + 1, sizeof *c.ustart);
@@ -736,7 +729,7 @@ pc_lowered *pc_lower(const pc_graph *g, char *err, size_t errlen) {
     for (pc_val v = 0; v < g->nvals; v++) nusers += g->vals[v].nin;
     c.users = calloc((size_t)nusers + 1, sizeof *c.users);
     int rc = -1;
-    if (!l->view || !l->live || !c.kind || !c.nuse || !c.pinned || !c.mmv || !c.alpha || !c.accx || !c.absorber ||
+    if (!l->view || !l->live || !c.kind || !c.nuse || !c.pinned || !c.mmv || !c.alpha || !c.accx || !c.absorber || !c.prod || !c.fl ||
         !c.root || !c.mat || !c.ustart || !c.users) {
         fail_oom(&c);
         goto done;
@@ -755,6 +748,8 @@ done:
     free(c.alpha);
     free(c.accx);
     free(c.absorber);
+    free(c.prod);
+    free(c.fl);
     free(c.root);
     free(c.mat);
     free(c.ustart);

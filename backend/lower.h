@@ -83,6 +83,11 @@ typedef enum {
     PC_CALL_OP = 0,         /* the op of value v, operands = its operands (dense) */
     PC_CALL_MASKED_SOFTMAX, /* softmax(causal_mask(x)) over the last axis; attrs from both */
     PC_CALL_SOFTMAX_GRAD,   /* alpha * [causal_mask0](y (g - sum(g y, last axis))): operands y, g */
+    PC_CALL_ATTN,           /* softmax(causal_mask(alpha q k^T)): operands q [.., Sq, D], k [.., Sk, D] (views) */
+    PC_CALL_ATTN_GRAD,      /* SOFTMAX_GRAD with g = d o v^T: operands y (dense), d o [.., Sq, D], v [.., Sk, D] (views) */
+    PC_CALL_FLASH,          /* o = ATTN(q, k) v: operands q, k, v (views); result o */
+    PC_CALL_FLASH_GRAD,     /* its backward: operands q, k, v, d o (views); results d q, d k, d v (outmask); aux/alpha: the
+                               forward's mask and scale, aux2/alpha2: the softmax backward's */
 } pc_call_kind;
 
 typedef struct {
@@ -101,8 +106,11 @@ typedef struct {
     int nmembers;
     /* CALL */
     pc_call_kind call;
-    pc_val aux;        /* the causal_mask value of a MASKED_SOFTMAX / SOFTMAX_GRAD (or PC_NONE) */
-    double alpha;      /* SOFTMAX_GRAD: the folded scale */
+    pc_val aux;        /* the causal_mask value of a MASKED_SOFTMAX / SOFTMAX_GRAD / ATTN* (or PC_NONE) */
+    double alpha;      /* SOFTMAX_GRAD, ATTN*, FLASH*: the folded scale */
+    pc_val aux2;       /* FLASH_GRAD: the softmax backward's causal_mask (or PC_NONE) */
+    double alpha2;     /* FLASH_GRAD: the softmax backward's scale */
+    unsigned outmask;  /* FLASH_GRAD: which of d q, d k, d v (bits 0, 1, 2) are its results, in that order */
     int64_t scratch;   /* bytes of arena scratch the C kernel needs (set before pc_memplan) */
     int scratch_buf;   /* after pc_memplan: the scratch buffer, or -1 */
 } pc_linsn;

@@ -7,7 +7,11 @@
 
 /* what each value becomes */
 enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORBED, D_MSOFTMAX, D_SMGRAD, D_CALL,
-       D_SCALED_ALIAS /* scale(x) read only by products (through views): x's buffer, the alpha in the products */ };
+       D_SCALED_ALIAS, /* scale(x) read only by products (through views): x's buffer, the alpha in the products */
+       D_ATTN,         /* softmax(causal_mask([scale] q k^T)): one C kernel reading q and k */
+       D_ATTN_GRAD,    /* a SMGRAD whose g is d o v^T: one C kernel reading y, d o and v */
+       D_FLASH,        /* o = p v with p a D_ATTN only products read: one C kernel from q, k, v (p stays in cache) */
+       D_FLASH_GRAD }; /* d q, d k, d v of a D_FLASH: one C kernel from q, k, v, d o, at the last of them */
 
 typedef struct {
     const pc_graph *g;
@@ -20,6 +24,8 @@ typedef struct {
     double *alpha;
     pc_val *accx;     /* MM_ACC: the operand accumulated into */
     pc_val *absorber; /* ABSORBED: the value whose instruction computes it */
+    pc_val *prod;     /* ATTN / ATTN_GRAD: the product absorbed (q k^T, d o v^T); FLASH*: the D_ATTN p */
+    pc_val *fl;       /* FLASH_GRAD: 4 per value: the ATTN_GRAD, d q, d k, d v */
     pc_val *root;     /* buffer-level alias root (views and accumulating adds share one) */
     int *mat;         /* per value: dense materialisation buffer of a strided view, or -1 */
     int *ustart;      /* live users, CSR */
@@ -38,6 +44,23 @@ static inline bool is_op(const lctx *c, pc_val v, pc_opcode op, int kind) {
 void pc_lower_match_softmax_grad(lctx *c, pc_val v);
 /* scale(x) read only by products: D_SCALED_ALIAS */
 void pc_lower_match_operand_scale(lctx *c, pc_val v);
+/* D_MSOFTMAX over q k^T -> D_ATTN; D_SMGRAD of d o v^T -> D_ATTN_GRAD */
+void pc_lower_match_attention(lctx *c, pc_val v);
+/* o = p v over a D_ATTN p -> D_FLASH (+ D_FLASH_GRAD when its backward has the expected form) */
+void pc_lower_match_flash(lctx *c, pc_val v);
+/* what the CALL instruction of value v reads and writes */
+#define PC_CALL_MAX_IN 4
+typedef struct {
+    pc_call_kind ck;
+    int nin, nstrided, nout;      /* the last nstrided operands are read through their views */
+    const pc_val *ins;            /* the nin operands: in, or the op's own (any number) */
+    pc_val in[PC_CALL_MAX_IN], out[3];
+    unsigned outmask;             /* FLASH_GRAD: which of d q, d k, d v are the results */
+    pc_val aux, aux2;             /* masks (pc_linsn's fields of the same names) */
+    double alpha, alpha2;
+} pc_call_form;
+void pc_lower_call_form(const lctx *c, pc_val v, pc_call_form *f);
+
 /* the alpha a product's operand o carries (a D_SCALED_ALIAS it reads through views), or 1 */
 double pc_lower_operand_alpha(const lctx *c, pc_val o);
 

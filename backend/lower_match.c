@@ -3,6 +3,8 @@
  * products read. */
 #include "backend/lower_internal.h"
 
+#include <string.h>
+
 /* the softmax backward as autograd writes it, y (g - sum(g y, last axis, keepdim)), optionally
  * followed by causal_mask(fill=0) and scale(alpha): one C kernel instead of five passes */
 void pc_lower_match_softmax_grad(lctx *c, pc_val v) {
@@ -83,4 +85,189 @@ void pc_lower_match_operand_scale(lctx *c, pc_val v) {
 double pc_lower_operand_alpha(const lctx *c, pc_val o) {
     while (c->kind[o] == D_VIEW) o = c->g->vals[o].in[0];
     return c->kind[o] == D_SCALED_ALIAS ? c->g->vals[o].attr[0].f : 1.0;
+}
+
+/* a product q k^T (transpose_b, f32) whose operands have the result's rank: the form the
+ * attention kernels read through the operands' views */
+static bool attention_product(const lctx *c, pc_val m) {
+    const pc_value *x = &c->g->vals[m];
+    if (x->op != PC_OP_matmul || x->dtype != PC_F32 || x->attr[0].i != 0 || x->attr[1].i != 1) return false;
+    for (int k = 0; k < 2; k++) {
+        const pc_value *o = &c->g->vals[x->in[k]];
+        if (o->dtype != PC_F32 || o->shape.rank != x->shape.rank) return false;
+    }
+    return true;
+}
+
+/* the scores of causal attention, softmax(causal_mask([scale] q k^T)), and the softmax backward
+ * whose incoming gradient is d o v^T: the product runs inside the C kernel, row by row next to
+ * the softmax, so that neither the raw scores nor d p go through memory */
+void pc_lower_match_attention(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    if (c->kind[v] == D_MSOFTMAX) {
+        pc_val s = g->vals[c->mmv[v]].in[0], m = s;
+        double alpha = 1.0;
+        if (!single_use(c, s)) return;
+        if (c->kind[s] == D_MM_SCALE) m = c->mmv[s], alpha = c->alpha[s];
+        else if (c->kind[s] != D_MATMUL) return;
+        if (!attention_product(c, m)) return;
+        c->kind[v] = D_ATTN;
+        c->prod[v] = m;
+        c->alpha[v] = alpha;
+        c->kind[s] = c->kind[m] = D_ABSORBED;
+        c->absorber[s] = c->absorber[m] = v;
+        return;
+    }
+    if (c->kind[v] != D_SMGRAD) return;
+    const pc_value *mx = &g->vals[c->mmv[v]]; /* y (g - s): the sub is absorbed into v */
+    int ds = g->vals[mx->in[1]].op == PC_OP_sub && c->kind[mx->in[1]] == D_ABSORBED && c->absorber[mx->in[1]] == v;
+    pc_val gv = g->vals[mx->in[ds]].in[0];
+    if (c->kind[gv] != D_MATMUL || c->pinned[gv] || !attention_product(c, gv)) return;
+    for (int k = c->ustart[gv]; k < c->ustart[gv + 1]; k++) /* read only inside the softmax backward */
+        if (c->kind[c->users[k]] != D_ABSORBED || c->absorber[c->users[k]] != v) return;
+    c->kind[v] = D_ATTN_GRAD;
+    c->prod[v] = gv;
+    c->kind[gv] = D_ABSORBED;
+    c->absorber[gv] = v;
+}
+
+/* a product a b of the given transposes (f32), kind D_MATMUL, with those operands */
+static bool product_of(const lctx *c, pc_val m, int ta, int tb, pc_val a, pc_val b) {
+    const pc_value *x = &c->g->vals[m];
+    return x->op == PC_OP_matmul && x->dtype == PC_F32 && c->kind[m] == D_MATMUL && x->attr[0].i == ta &&
+           x->attr[1].i == tb && x->in[0] == a && x->in[1] == b;
+}
+
+/* every live reader of v comes after position pos */
+static bool read_after(const lctx *c, pc_val v, pc_val pos) {
+    for (int k = c->ustart[v]; k < c->ustart[v + 1]; k++)
+        if (c->users[k] <= pos) return false;
+    return true;
+}
+
+/* Causal attention as one kernel each way (the flash-attention idea): o = p v where p is a
+ * D_ATTN read by nothing but products computes p head by head in cache and never stores it.
+ * In a training graph p is also read by its backward, d v = pᵀ d o and the softmax backward g
+ * (a D_ATTN_GRAD over d o vᵀ), whose result only d q = g k and d k = gᵀ q read: then those
+ * products (the ones present: an input may need no gradient) are one kernel too, which
+ * recomputes p, at the position of the last of them. Heads up to 256 x 256 (p, g in cache). */
+void pc_lower_match_flash(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    const pc_value *x = &g->vals[v];
+    if (x->op != PC_OP_matmul || c->kind[v] != D_MATMUL || x->dtype != PC_F32 || x->attr[0].i || x->attr[1].i) return;
+    pc_val p = x->in[0], vv = x->in[1];
+    if (c->kind[p] != D_ATTN || c->pinned[p] || g->vals[vv].dtype != PC_F32 || g->vals[vv].shape.rank != x->shape.rank)
+        return;
+    pc_shape ps = g->vals[p].shape;
+    if (ps.dim[ps.rank - 2] > 256 || ps.dim[ps.rank - 1] > 256) return;
+    const pc_value *qk = &g->vals[c->prod[p]];
+    pc_val q = qk->in[0], k = qk->in[1], dv = PC_NONE, sg = PC_NONE;
+    for (int u = c->ustart[p]; u < c->ustart[p + 1]; u++) { /* v, d v, and the softmax backward's members */
+        pc_val w = c->users[u], a = c->kind[w] == D_ABSORBED ? c->absorber[w] : PC_NONE;
+        if (w == v) continue;
+        if (a != PC_NONE && c->kind[a] == D_ATTN_GRAD && (sg == PC_NONE || sg == a)) sg = a;
+        else if (c->kind[w] == D_MATMUL && dv == PC_NONE) dv = w;
+        else return;
+    }
+    pc_val dq = PC_NONE, dk = PC_NONE, pos = PC_NONE;
+    if (dv != PC_NONE && sg == PC_NONE) { /* only v needs a gradient */
+        if (!product_of(c, dv, 1, 0, p, g->vals[dv].in[1]) || !read_after(c, dv, dv)) return;
+        pos = dv;
+    }
+    if (sg != PC_NONE) { /* the backward: d v = pᵀ d o, g over d o vᵀ, d q = g k, d k = gᵀ q */
+        const pc_value *dp = &g->vals[c->prod[sg]];
+        pc_val d_o = dp->in[0];
+        if (dp->in[1] != vv || (dv != PC_NONE && !product_of(c, dv, 1, 0, p, d_o))) return;
+        const pc_value *mx = &g->vals[c->mmv[sg]]; /* y (g - s): y must be p */
+        if (mx->in[0] != p && mx->in[1] != p) return;
+        if (c->pinned[sg] || c->nuse[sg] < 1 || c->nuse[sg] > 2) return;
+        for (int u = c->ustart[sg]; u < c->ustart[sg + 1]; u++) {
+            pc_val w = c->users[u];
+            if (product_of(c, w, 0, 0, sg, k) && dq == PC_NONE) dq = w;
+            else if (product_of(c, w, 1, 0, sg, q) && dk == PC_NONE) dk = w;
+            else return;
+        }
+        pc_val outs[3] = {dq, dk, dv}; /* PC_NONE (-1) where the input needs no gradient */
+        for (int i = 0; i < 3; i++)
+            if (outs[i] > pos) pos = outs[i];
+        for (int i = 0; i < 3; i++)
+            if (outs[i] != PC_NONE && !read_after(c, outs[i], pos)) return;
+    }
+    c->kind[v] = D_FLASH;
+    c->prod[v] = p;
+    c->kind[p] = D_ABSORBED;
+    c->absorber[p] = v;
+    if (pos == PC_NONE) return;
+    pc_val outs[3] = {dq, dk, dv};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] != PC_NONE && outs[i] != pos) c->kind[outs[i]] = D_ABSORBED, c->absorber[outs[i]] = pos;
+    if (sg != PC_NONE) c->kind[sg] = D_ABSORBED, c->absorber[sg] = pos;
+    c->kind[pos] = D_FLASH_GRAD;
+    c->prod[pos] = p;
+    c->mmv[pos] = v;
+    c->fl[4 * pos] = sg, c->fl[4 * pos + 1] = dq, c->fl[4 * pos + 2] = dk, c->fl[4 * pos + 3] = dv;
+}
+
+/* the operands, results and attributes of v's CALL: v's own op, or the pattern v stands for */
+void pc_lower_call_form(const lctx *c, pc_val v, pc_call_form *f) {
+    const pc_graph *g = c->g;
+    const pc_value *x = &g->vals[v];
+    memset(f, 0, sizeof *f);
+    f->ins = f->in;
+    f->ck = PC_CALL_OP;
+    f->nout = 1, f->out[0] = v;
+    f->aux = f->aux2 = PC_NONE;
+    f->alpha = f->alpha2 = 1.0;
+    switch (c->kind[v]) {
+    case D_MSOFTMAX: /* softmax(causal_mask(x)): x, the mask's attributes */
+        f->ck = PC_CALL_MASKED_SOFTMAX;
+        f->aux = c->mmv[v];
+        f->nin = 1, f->in[0] = g->vals[c->mmv[v]].in[0];
+        return;
+    case D_SMGRAD:
+    case D_ATTN_GRAD: { /* y and g of y (g - sum(g y)); g = d o vᵀ: y, d o, v */
+        const pc_value *mx = &g->vals[c->mmv[v]];
+        int ds = g->vals[mx->in[1]].op == PC_OP_sub && c->kind[mx->in[1]] == D_ABSORBED && c->absorber[mx->in[1]] == v;
+        f->ck = PC_CALL_SOFTMAX_GRAD;
+        f->aux = c->accx[v], f->alpha = c->alpha[v];
+        f->nin = 2, f->in[0] = mx->in[1 - ds], f->in[1] = g->vals[mx->in[ds]].in[0];
+        if (c->kind[v] == D_ATTN_GRAD) {
+            f->ck = PC_CALL_ATTN_GRAD;
+            f->in[1] = g->vals[c->prod[v]].in[0], f->in[2] = g->vals[c->prod[v]].in[1];
+            f->nin = 3, f->nstrided = 2;
+        }
+        return;
+    }
+    case D_ATTN: /* q and k of q kᵀ */
+        f->ck = PC_CALL_ATTN;
+        f->aux = c->mmv[v], f->alpha = c->alpha[v];
+        f->nin = 2, f->nstrided = 2;
+        f->in[0] = g->vals[c->prod[v]].in[0], f->in[1] = g->vals[c->prod[v]].in[1];
+        return;
+    case D_FLASH:
+    case D_FLASH_GRAD: { /* q, k, v [, d o] */
+        pc_val p = c->prod[v], sg = c->fl[4 * v];
+        const pc_value *qk = &g->vals[c->prod[p]];
+        f->aux = c->mmv[p], f->alpha = c->alpha[p];
+        f->in[0] = qk->in[0], f->in[1] = qk->in[1];
+        if (c->kind[v] == D_FLASH) {
+            f->ck = PC_CALL_FLASH;
+            f->in[2] = x->in[1];
+            f->nin = f->nstrided = 3;
+            return;
+        }
+        f->ck = PC_CALL_FLASH_GRAD; /* v of the forward; d o of d p = d o vᵀ, or of d v = pᵀ d o */
+        f->in[2] = g->vals[c->mmv[v]].in[1];
+        f->in[3] = sg != PC_NONE ? g->vals[c->prod[sg]].in[0] : g->vals[c->fl[4 * v + 3]].in[1];
+        f->nin = f->nstrided = 4;
+        f->nout = 0;
+        for (int i = 0; i < 3; i++)
+            if (c->fl[4 * v + 1 + i] != PC_NONE) f->out[f->nout++] = c->fl[4 * v + 1 + i], f->outmask |= 1u << i;
+        if (sg != PC_NONE) f->aux2 = c->accx[sg], f->alpha2 = c->alpha[sg];
+        return;
+    }
+    default: /* the op itself, its operands dense */
+        f->nin = x->nin, f->ins = x->in;
+        return;
+    }
 }

@@ -321,17 +321,28 @@ char *pc_lowered_print(const pc_lowered *l) {
         case PC_LI_MATMUL: put_matmul(&sb, l, I); break;
         case PC_LI_KERNEL: put_kernel(&sb, l, I); break;
         case PC_LI_CALL:
-            pc_sb_printf(&sb, "%%%s = call.%s", x->name,
+            for (int k = 1; k < I->nout; k++) pc_sb_printf(&sb, "%%%s, ", g->vals[I->out[k - 1].v].name);
+            pc_sb_printf(&sb, "%%%s = call.%s", g->vals[I->out[I->nout - 1].v].name,
                          I->call == PC_CALL_MASKED_SOFTMAX ? "causal_softmax"
                          : I->call == PC_CALL_SOFTMAX_GRAD ? (I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad")
+                         : I->call == PC_CALL_ATTN         ? "causal_attention_probs"
+                         : I->call == PC_CALL_ATTN_GRAD    ? (I->aux != PC_NONE ? "causal_attention_probs_grad"
+                                                                                : "attention_probs_grad")
+                         : I->call == PC_CALL_FLASH        ? "flash_attention"
+                         : I->call == PC_CALL_FLASH_GRAD   ? "flash_attention_grad"
                                                            : pc_op_get(x->op)->name);
             put_ins(&sb, l, I);
             pc_sb_printf(&sb, " -> ");
-            put_ref(&sb, l, &I->out[0], false);
+            for (int k = 0; k < I->nout; k++) {
+                if (k) pc_sb_printf(&sb, ", ");
+                put_ref(&sb, l, &I->out[k], false);
+            }
             pc_sb_printf(&sb, " ");
             put_type(&sb, x->dtype, x->shape);
-            if (I->call == PC_CALL_SOFTMAX_GRAD) {
+            if (I->call == PC_CALL_SOFTMAX_GRAD || I->call == PC_CALL_ATTN || I->call == PC_CALL_ATTN_GRAD ||
+                I->call == PC_CALL_FLASH || I->call == PC_CALL_FLASH_GRAD) {
                 if (I->alpha != 1.0) pc_sb_printf(&sb, " {alpha=%.17g}", I->alpha);
+                if (I->call == PC_CALL_FLASH_GRAD && I->alpha2 != 1.0) pc_sb_printf(&sb, " {grad_alpha=%.17g}", I->alpha2);
             } else {
                 put_attrs(&sb, x->op, x->attr);
                 if (I->aux != PC_NONE) put_attrs(&sb, g->vals[I->aux].op, g->vals[I->aux].attr);

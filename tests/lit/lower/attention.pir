@@ -1,15 +1,17 @@
-// Causal attention: transposes are views (strided operands of the matmuls, no copies), the
-// score scale is the matmul's alpha, causal_mask + softmax are one C kernel, and only the
-// transpose back to [B,S,H,D] before the reshape is materialised (the reshape of a strided view
-// cannot alias it). With head dim 16 and 8 keys the matmuls have N = 8 / 16 and run in the
-// backend's C kernel. (q, k, v are states so that no operand counts as a constant weight.)
+// Causal attention: transposes are views (strided operands, no copies), and q k^T, its scale,
+// the causal mask, the softmax and the product with v are one C kernel (flash_attention: the
+// probabilities are computed head by head and never stored); only the transpose back to
+// [B,S,H,D] before the reshape is materialised (the reshape of a strided view cannot alias it).
+// The interpreter computes the unfused ops and agrees (second RUN). (q, k, v are states so that
+// no operand counts as a constant weight.)
 // RUN: %peftc run %s --backend=jit --dump-after=lower -o %t.safetensors 2>&1 | FileCheck %s
+// RUN: %peftc run %s --backend=ref -o %t.ref.safetensors
+// RUN: %python %S/../Inputs/st_tool.py close %t.safetensors %t.ref.safetensors --rtol 1e-6 | FileCheck %s --check-prefix=SAME
+// SAME: close: 1 tensors
 
-// CHECK:      // lowered @attn: 4 instructions (2 matmul, 0 kernel, 1 call, 1 copy, 8 view)
+// CHECK:      // lowered @attn: 2 instructions (0 matmul, 0 kernel, 1 call, 1 copy, 8 view)
 // CHECK:      %qt = view.transpose %q4[state] -> [state strides=[512,16,64,1]] f32[2,4,8,16]
-// CHECK:      %sc = matmul.c %qt[{{.*}} strides=[512,16,64,1]], %kt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:2048] (batch 2x4: 8x16x8, b^T, alpha=0.25)
-// CHECK-NEXT: %p = call.causal_softmax %sc[arena+{{[0-9]+}}:2048] -> [arena+{{[0-9]+}}:2048] f32[2,4,8,8]
-// CHECK-NEXT: %o = matmul.c %p[arena+{{[0-9]+}}:2048], %vt[{{.*}} strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:4096] (batch 2x4: 8x8x16)
+// CHECK:      %o = call.flash_attention %qt[state strides=[512,16,64,1]], %kt[state strides=[512,16,64,1]], %vt[state strides=[512,16,64,1]] -> [arena+{{[0-9]+}}:4096] f32[2,4,8,16] {alpha=0.25} scratch=[arena+{{[0-9]+}}:{{[0-9]+}}]
 // CHECK-NEXT: %ot = view.transpose %o[arena+{{[0-9]+}}:4096] -> [arena+{{[0-9]+}}:4096 strides=[512,16,128,1]] f32[2,8,4,16]
 // CHECK-NEXT: %ot = copy %ot[arena+{{[0-9]+}}:4096 strides=[512,16,128,1]] -> [arena+{{[0-9]+}}:4096] f32[2,8,4,16]
 // CHECK-NEXT: %y = view.reshape %ot[{{.*}}] -> [arena+{{[0-9]+}}:4096] f32[2,8,64]

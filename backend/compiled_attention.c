@@ -1,0 +1,427 @@
+/* The attention kernels of the compiled backend; the lowering finds their patterns in
+ * backend/lower_match.c.
+ *
+ * Causal attention as the graph writes it computes the scores q kᵀ, scales and masks them, takes
+ * the softmax p and the product p v; its backward computes d p = d o vᵀ, the softmax backward
+ * g, and d q = g k, d k = gᵀ q, d v = pᵀ d o. On a small model (head dim 8) every one of those
+ * steps is a pass over an [.., Sq, Sk] tensor with a few FLOPs per element.
+ *
+ *   FLASH, FLASH_GRAD: the whole forward (o from q, k, v) and the whole backward (d q, d k, d v
+ *     from q, k, v, d o) as one kernel each, head by head; p is recomputed in the backward and
+ *     never stored (the flash-attention idea). Query rows go 16 at a time, one per vector lane.
+ *   ATTN, ATTN_GRAD: where p has other readers: the scores next to the softmax (p is written,
+ *     the raw scores are not), and d p next to the softmax backward (g is written, d p is not).
+ *
+ * Products accumulate in f32 over d ascending (oneDNN's order differs: results agree to f32
+ * rounding); the row-wise paths use the softmax kernel of compiled_kernels.c. */
+#include "backend/compiled_internal.h"
+
+#include <math.h>
+
+/* element offset of batch index t (row-major over out's batch axes) in an operand's view;
+ * axes of size 1 broadcast */
+static int64_t batch_offset(const pc_lref *r, const pc_shape *out, int64_t t) {
+    int64_t off = 0;
+    for (int i = out->rank - 3; i >= 0; i--) {
+        int64_t n = out->dim[i], idx = t % n;
+        t /= n;
+        if (r->shape.dim[i] > 1) off += idx * r->view.st[i];
+    }
+    return off;
+}
+
+/* n rounded up to a whole number of vectors */
+static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
+
+int64_t pc_ck_attention_scratch(const pc_linsn *I) {
+    const pc_lref *k = &I->in[I->call == PC_CALL_ATTN ? 1 : I->call == PC_CALL_ATTN_GRAD ? 2 : 1];
+    int R = k->shape.rank;
+    int64_t sk = k->shape.dim[R - 2], np = padded(sk), d = k->shape.dim[R - 1];
+    int64_t sq = I->in[0].shape.dim[R - 2], fl; /* q's (the result of ATTN*) */
+    switch (I->call) {
+    case PC_CALL_FLASH: fl = 16 * d + 16 * sk + 16 * np; break; /* qᵀ block, pᵀ block, rows (slow path) */
+    case PC_CALL_FLASH_GRAD: /* qᵀ, d oᵀ blocks, pᵀ and gᵀ of the head, q and d o rows, rows (slow path) */
+        fl = 32 * d + 2 * sk * padded(sq) + 2 * sq * padded(d) + 16 * np;
+        break;
+    default: fl = (d + 8) * np; break;                                           /* kᵀ (vᵀ), 8 rows */
+    }
+    return fl * (int64_t)sizeof(float);
+}
+
+/* kt[d][j] = k[j, d] for j < n, 0 up to the padded width */
+INL void pack_t(float *kt, const float *k, int64_t n, int64_t D, int64_t sj, int64_t sd) {
+    int64_t np = padded(n);
+    for (int64_t d = 0; d < D; d++) {
+        float *row = kt + d * np;
+        const float *src = k + d * sd;
+        for (int64_t j = 0; j < n; j++) row[j] = src[j * sj];
+        for (int64_t j = n; j < np; j++) row[j] = 0.0f;
+    }
+}
+
+/* rows i < nr (<= 8) of o (row stride so): o[i][j] = alpha * sum_d q[i][d] kt[d][j] for j < jend (a
+ * multiple of 16 within the padded width); eight rows at a time keep eight independent chains */
+INL void score_rows(float *o, int64_t so, int nr, const float *q, int64_t sqi, int64_t sqd, const float *kt, int64_t np,
+                    int64_t D, int64_t jend, float alpha) {
+    if (nr == 8) {
+        for (int64_t j = 0; j < jend; j += 16) {
+            v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+            for (int64_t d = 0; d < D; d++) {
+                v16f k = ld16(kt + d * np + j);
+                const float *qd = q + d * sqd;
+                a0 += qd[0] * k, a1 += qd[sqi] * k, a2 += qd[2 * sqi] * k, a3 += qd[3 * sqi] * k;
+                a4 += qd[4 * sqi] * k, a5 += qd[5 * sqi] * k, a6 += qd[6 * sqi] * k, a7 += qd[7 * sqi] * k;
+            }
+            st16(o + j, a0 * alpha), st16(o + so + j, a1 * alpha), st16(o + 2 * so + j, a2 * alpha);
+            st16(o + 3 * so + j, a3 * alpha), st16(o + 4 * so + j, a4 * alpha), st16(o + 5 * so + j, a5 * alpha);
+            st16(o + 6 * so + j, a6 * alpha), st16(o + 7 * so + j, a7 * alpha);
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++)
+        for (int64_t j = 0; j < jend; j += 16) {
+            v16f a = {0};
+            for (int64_t d = 0; d < D; d++) a += q[r * sqi + d * sqd] * ld16(kt + d * np + j);
+            st16(o + r * so + j, a * alpha);
+        }
+}
+
+/* keys of row i that the causal mask keeps (sq = 0: no mask) */
+static int64_t valid_keys(int64_t i, int64_t n, int64_t sq) {
+    if (sq == 0) return n;
+    int64_t v = i + (n - sq) + 1;
+    return v < 0 ? 0 : v > n ? n : v;
+}
+
+PC_HOT int pc_ck_attention_probs(const pc_ckctx *c) {
+    const pc_linsn *I = c->li;
+    const pc_lref *q = &I->in[0], *k = &I->in[1];
+    pc_shape os = I->out[0].shape;
+    int R = os.rank;
+    int64_t Sq = os.dim[R - 2], Sk = os.dim[R - 1], D = q->shape.dim[R - 1], np = padded(Sk);
+    int64_t heads = Sq && Sk ? pc_shape_numel(os) / (Sq * Sk) : 0;
+    const float *Q = c->k.in[0], *K = c->k.in[1];
+    float *P = c->k.out, *kt = c->scratch, *rows = kt + D * np;
+    float alpha = (float)c->alpha, fill = (float)c->mask->attr[0].f;
+    int64_t sqi = q->view.st[R - 2], sqd = q->view.st[R - 1];
+    for (int64_t t = 0; t < heads; t++) {
+        const float *qh = Q + batch_offset(q, &os, t);
+        pack_t(kt, K + batch_offset(k, &os, t), Sk, D, k->view.st[R - 2], k->view.st[R - 1]);
+        float *ph = P + t * Sq * Sk;
+        for (int64_t i0 = 0; i0 < Sq; i0 += 8) {
+            int nr = Sq - i0 < 8 ? (int)(Sq - i0) : 8;
+            int64_t jend = padded(valid_keys(i0 + nr - 1, Sk, Sq));
+            if (jend <= Sk) score_rows(ph + i0 * Sk, Sk, nr, qh + i0 * sqi, sqi, sqd, kt, np, D, jend, alpha);
+            else { /* the last block overhangs the rows: through the row buffer */
+                score_rows(rows, np, nr, qh + i0 * sqi, sqi, sqd, kt, np, D, jend, alpha);
+                for (int r = 0; r < nr; r++) memcpy(ph + (i0 + r) * Sk, rows + r * np, (size_t)Sk * sizeof *ph);
+            }
+        }
+        pc_ck_softmax_rows(ph, ph, Sq, Sk, Sk, Sq, Sk - Sq, fill, false);
+    }
+    return 0;
+}
+
+/* alpha * [mask](y (g - sum(g y))) per row with g = d o vᵀ computed into a row buffer; keys past
+ * the causal limit are computed only where y is not zero there (a mask fill that does not
+ * underflow), since they enter the row sum */
+PC_HOT int pc_ck_attention_probs_grad(const pc_ckctx *c) {
+    const pc_linsn *I = c->li;
+    const pc_lref *dor = &I->in[1], *vr = &I->in[2];
+    pc_shape os = I->out[0].shape;
+    int R = os.rank;
+    int64_t Sq = os.dim[R - 2], Sk = os.dim[R - 1], D = dor->shape.dim[R - 1], np = padded(Sk);
+    int64_t heads = Sq && Sk ? pc_shape_numel(os) / (Sq * Sk) : 0, msq = c->mask ? Sq : 0;
+    const float *Y = c->k.in[0], *DO = c->k.in[1], *V = c->k.in[2];
+    float *O = c->k.out, *vt = c->scratch, *g = vt + D * np;
+    float af = (float)c->alpha;
+    int64_t sdi = dor->view.st[R - 2], sdd = dor->view.st[R - 1];
+    for (int64_t t = 0; t < heads; t++) {
+        const float *dh = DO + batch_offset(dor, &os, t);
+        pack_t(vt, V + batch_offset(vr, &os, t), Sk, D, vr->view.st[R - 2], vr->view.st[R - 1]);
+        for (int64_t i0 = 0; i0 < Sq; i0 += 8) {
+            int nr = Sq - i0 < 8 ? (int)(Sq - i0) : 8;
+            const float *y0 = Y + (t * Sq + i0) * Sk;
+            int64_t jend = padded(valid_keys(i0 + nr - 1, Sk, msq));
+            for (int r = 0; r < nr && jend < np; r++)
+                for (int64_t j = padded(valid_keys(i0 + r, Sk, msq)); j < Sk && jend < np; j++)
+                    if (y0[r * Sk + j] != 0.0f) jend = np;
+            score_rows(g, np, nr, dh + i0 * sdi, sdi, sdd, vt, np, D, jend, 1.0f);
+            int64_t n = jend < Sk ? jend : Sk; /* y is 0 past n */
+            for (int r = 0; r < nr; r++) {
+                const float *y = y0 + r * Sk, *gr = g + r * np;
+                float *o = O + (t * Sq + i0 + r) * Sk;
+                int64_t valid = valid_keys(i0 + r, Sk, msq);
+                v8d a0 = {0}, a1 = {0};
+                int64_t j = 0;
+                for (; j + 16 <= n; j += 16) {
+                    v16f p = ld16(gr + j) * ld16(y + j);
+                    a0 += __builtin_convertvector(LO8(p), v8d);
+                    a1 += __builtin_convertvector(HI8(p), v8d);
+                }
+                double s = hsum8d(a0 + a1);
+                for (; j < n; j++) s += (double)(gr[j] * y[j]);
+                float sf = (float)s;
+                for (j = 0; j < valid; j++) o[j] = af * (y[j] * (gr[j] - sf));
+                for (; j < Sk; j++) o[j] = 0.0f;
+            }
+        }
+    }
+    return 0;
+}
+
+/* kp[j][d] = k[j, d], rows padded to dp (a multiple of 16) with zeros */
+INL void pack_rows(float *kp, const float *k, int64_t n, int64_t D, int64_t dp, int64_t sj, int64_t sd) {
+    for (int64_t j = 0; j < n; j++) {
+        float *row = kp + j * dp;
+        for (int64_t d = 0; d < D; d++) row[d] = k[j * sj + d * sd];
+        for (int64_t d = D; d < dp; d++) row[d] = 0.0f;
+    }
+}
+
+/* o[r][d] = sum_{j < jhi} a[r][j] bp[j][d] for rows r < nr (<= 8) and d < D (bp rows of dp);
+ * o rows of stride so (dense d) */
+INL void rows_times(float *o, int64_t so, int nr, const float *a, int64_t lda, const float *bp, int64_t dp, int64_t D,
+                    int64_t jhi) {
+    for (int64_t d0 = 0; d0 < dp; d0 += 16) {
+        v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        if (nr == 8)
+            for (int64_t j = 0; j < jhi; j++) {
+                v16f b = ld16(bp + j * dp + d0);
+                const float *aj = a + j;
+                a0 += aj[0] * b, a1 += aj[lda] * b, a2 += aj[2 * lda] * b, a3 += aj[3 * lda] * b;
+                a4 += aj[4 * lda] * b, a5 += aj[5 * lda] * b, a6 += aj[6 * lda] * b, a7 += aj[7 * lda] * b;
+            }
+        v16f acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        if (nr != 8)
+            for (int r = 0; r < nr; r++)
+                for (int64_t j = 0; j < jhi; j++) acc[r] += a[r * lda + j] * ld16(bp + j * dp + d0);
+        int64_t w = D - d0 < 16 ? D - d0 : 16;
+        for (int r = 0; r < nr; r++) memcpy(o + r * so + d0, &acc[r], (size_t)w * sizeof(float));
+    }
+}
+
+/* ---- flash attention: p never leaves the cache ----
+ *
+ * A block of 16 query rows goes one row per vector lane: scores, max, exp, sum and scale are
+ * lane-wise, with no horizontal reductions on rows of a few dozen keys; the block's
+ * probabilities are kept transposed, pt[j] = p[i0 .. i0 + 15][j]. Keys past the block's last
+ * causal limit are not computed (their probabilities are 0: the fast path requires the mask's
+ * fill to underflow, as the default -1e30 does). A block with a non-finite row or a mild fill
+ * goes row by row through the softmax kernel, with its exact semantics. */
+
+typedef struct {
+    int64_t Sq, Sk, D, shift; /* shift = Sk - Sq: row i keeps keys j <= i + shift */
+    float alpha, fill;
+    const float *k; /* the head's k: k[j skj + d skd] */
+    int64_t skj, skd;
+} fl_head;
+
+/* xt[d][lane r] = x[i0 + r][d] for r < nr, 0 in the other lanes */
+INL void load_t(float *xt, const float *x, int64_t sxi, int64_t sxd, int64_t i0, int nr, int64_t D) {
+    for (int64_t d = 0; d < D; d++)
+        for (int r = 0; r < 16; r++) xt[d * 16 + r] = r < nr ? x[(i0 + r) * sxi + d * sxd] : 0.0f;
+}
+
+/* lanes r whose row i0 + r keeps key j */
+INL v16i keeps(const fl_head *h, int64_t j, int64_t i0) { return iota16 >= (int32_t)(j - h->shift - i0); }
+
+/* pt[j] (stride ldp) = the probabilities of rows i0.. for keys j < Sk; returns the end of their
+ * nonzero part (the last row's causal limit, or Sk after the slow path, which sets *slow) */
+INL int64_t probs_block(float *pt, int64_t ldp, const float *qt, const fl_head *h, int64_t D, int64_t i0, int nr,
+                        float *rows, bool *slow) {
+    int64_t Sk = h->Sk, jmax = valid_keys(i0 + 15 < h->Sq ? i0 + 15 : h->Sq - 1, Sk, h->Sq);
+    v16f m = (v16f){0} - INFINITY;
+    v16i bad = {0};
+    for (int64_t j = 0; j < jmax; j++) {
+        v16f s = {0};
+        for (int64_t d = 0; d < D; d++) s += h->k[j * h->skj + d * h->skd] * ld16(qt + d * 16);
+        s = sel16(keeps(h, j, i0), s * h->alpha, (v16f){0} + h->fill);
+        bad |= s != s;
+        m = sel16(s > m, s, m);
+        st16(pt + j * ldp, s);
+    }
+    bool masked = valid_keys(i0, Sk, h->Sq) < Sk;
+    if (masked && jmax < Sk) m = sel16(m < h->fill, (v16f){0} + h->fill, m);
+    bad |= (m != m) | (m == INFINITY) | (m == -INFINITY);
+    if (!hany16(bad) && (!masked || !hany16(exp16(((v16f){0} + h->fill) - m) != 0.0f))) {
+        v16f sum = {0};
+        for (int64_t j = 0; j < jmax; j++) {
+            v16f e = exp16(ld16(pt + j * ldp) - m);
+            st16(pt + j * ldp, e);
+            sum += e;
+        }
+        v16f inv = 1.0f / sum;
+        for (int64_t j = 0; j < jmax; j++) st16(pt + j * ldp, ld16(pt + j * ldp) * inv);
+        for (int64_t j = jmax; j < Sk; j++) st16(pt + j * ldp, (v16f){0});
+        return jmax;
+    }
+    /* slow path: the rows themselves (scores over every key), the softmax kernel, transposed back */
+    *slow = true;
+    int64_t np = padded(Sk);
+    for (int r = 0; r < nr; r++)
+        for (int64_t j = 0; j < Sk; j++) {
+            float s = 0.0f;
+            for (int64_t d = 0; d < D; d++) s += h->k[j * h->skj + d * h->skd] * qt[d * 16 + r];
+            rows[r * np + j] = s * h->alpha;
+        }
+    pc_ck_softmax_rows(rows, rows, nr, Sk, np, h->Sq, h->shift + i0, h->fill, false);
+    for (int64_t j = 0; j < Sk; j++)
+        for (int r = 0; r < 16; r++) pt[j * ldp + r] = r < nr ? rows[r * np + j] : 0.0f;
+    return Sk;
+}
+
+/* o[(i0 + r) D + d] = sum_{j < jhi} at[j][r] x[j][d] (x[j sxj + d sxd]) for rows r < nr */
+INL void lanes_times(float *o, int64_t i0, int nr, const float *at, int64_t lda, const float *x, int64_t sxj,
+                     int64_t sxd, int64_t D, int64_t jhi) {
+    for (int64_t d0 = 0; d0 < D; d0 += 8) {
+        v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        int64_t nd = D - d0 < 8 ? D - d0 : 8;
+        if (nd == 8)
+            for (int64_t j = 0; j < jhi; j++) {
+                v16f a = ld16(at + j * lda);
+                const float *xj = x + j * sxj + d0 * sxd;
+                a0 += xj[0] * a, a1 += xj[sxd] * a, a2 += xj[2 * sxd] * a, a3 += xj[3 * sxd] * a;
+                a4 += xj[4 * sxd] * a, a5 += xj[5 * sxd] * a, a6 += xj[6 * sxd] * a, a7 += xj[7 * sxd] * a;
+            }
+        else
+            for (int64_t j = 0; j < jhi; j++) { /* a tail of fewer than 8 */
+                v16f a = ld16(at + j * lda);
+                const float *xj = x + j * sxj + d0 * sxd;
+                a0 += xj[0] * a;
+                if (nd > 1) a1 += xj[sxd] * a;
+                if (nd > 2) a2 += xj[2 * sxd] * a;
+                if (nd > 3) a3 += xj[3 * sxd] * a;
+                if (nd > 4) a4 += xj[4 * sxd] * a;
+                if (nd > 5) a5 += xj[5 * sxd] * a;
+                if (nd > 6) a6 += xj[6 * sxd] * a;
+            }
+        v16f acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        for (int r = 0; r < nr; r++)
+            for (int64_t dd = 0; dd < nd; dd++) o[(i0 + r) * D + d0 + dd] = acc[dd][r];
+    }
+}
+
+/* the kernels' bodies take the head dim as an argument: called with a constant, the inner
+ * loops over d unroll */
+INL void flash_fwd(const pc_ckctx *c, int64_t D) {
+    const pc_linsn *I = c->li;
+    const pc_lref *q = &I->in[0], *k = &I->in[1], *v = &I->in[2];
+    pc_shape os = I->out[0].shape;
+    int R = os.rank;
+    int64_t Sq = os.dim[R - 2], Sk = k->shape.dim[R - 2];
+    int64_t heads = Sq && D ? pc_shape_numel(os) / (Sq * D) : 0;
+    const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2];
+    float *O = c->k.out, *qt = c->scratch, *pt = qt + 16 * D, *rows = pt + 16 * Sk;
+    fl_head h = {Sq, Sk, D, Sk - Sq, (float)c->alpha, (float)c->mask->attr[0].f, NULL, k->view.st[R - 2], k->view.st[R - 1]};
+    for (int64_t t = 0; t < heads; t++) {
+        const float *qh = Q + batch_offset(q, &os, t), *vh = V + batch_offset(v, &os, t);
+        h.k = K + batch_offset(k, &os, t);
+        for (int64_t i0 = 0; i0 < Sq; i0 += 16) {
+            int nr = Sq - i0 < 16 ? (int)(Sq - i0) : 16;
+            load_t(qt, qh, q->view.st[R - 2], q->view.st[R - 1], i0, nr, D);
+            bool slow = false;
+            int64_t hi = probs_block(pt, 16, qt, &h, D, i0, nr, rows, &slow);
+            lanes_times(O + t * Sq * D, i0, nr, pt, 16, vh, v->view.st[R - 2], v->view.st[R - 1], D, hi);
+        }
+    }
+}
+
+/* Denormal operands cost an assist per instruction on Intel cores: a head whose probabilities
+ * reach the denormal range (p (d p - s) below 1.2e-38) ran 1.7x slower. The flash kernels run
+ * with denormals flushed to zero (results differ by less than 1.2e-38 absolute) and restore the
+ * caller's mode. */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define FTZ_BEGIN unsigned csr_ = _mm_getcsr(); _mm_setcsr(csr_ | 0x8040); /* FTZ | DAZ */
+#define FTZ_END _mm_setcsr(csr_);
+#else
+#define FTZ_BEGIN
+#define FTZ_END
+#endif
+
+PC_HOT int pc_ck_flash_attention(const pc_ckctx *c) {
+    int64_t D = c->li->out[0].shape.dim[c->li->out[0].shape.rank - 1];
+    FTZ_BEGIN
+    if (D == 8) flash_fwd(c, 8);
+    else if (D == 16) flash_fwd(c, 16);
+    else flash_fwd(c, D);
+    FTZ_END
+    return 0;
+}
+
+/* d q = g k, d k = gᵀ q, d v = pᵀ d o with p recomputed and g = alpha2 [mask2](p (d p - sum(d p p)))
+ * for d p = d o vᵀ. The head's pᵀ and gᵀ are kept ([Sk][Sq rounded up to 16]) for d k and d v,
+ * which then run as rows of keys times q and d o. */
+INL void flash_bwd(const pc_ckctx *c, int64_t D) {
+    const pc_linsn *I = c->li;
+    const pc_lref *q = &I->in[0], *k = &I->in[1], *v = &I->in[2], *dor = &I->in[3];
+    pc_shape os = I->out[0].shape; /* d q [.., Sq, D] or d k / d v [.., Sk, D]: the batch axes */
+    int R = os.rank;
+    int64_t Sq = q->shape.dim[R - 2], Sk = k->shape.dim[R - 2], sqp = padded(Sq), dp = padded(D);
+    int64_t heads = os.dim[R - 2] && D ? pc_shape_numel(os) / (os.dim[R - 2] * D) : 0;
+    const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2], *DO = c->k.in[3];
+    float *res[3] = {NULL, NULL, NULL}, *next[3] = {c->k.out, c->outs[0], c->outs[1]};
+    for (int i = 0, n = 0; i < 3; i++) /* the results present, in order */
+        if (I->outmask & (1u << i)) res[i] = next[n++];
+    float *DQ = res[0], *DK = res[1], *DV = res[2];
+    float *qt = c->scratch, *dot = qt + 16 * D, *pT = dot + 16 * D, *gT = pT + Sk * sqp, *qp = gT + Sk * sqp;
+    float *dop = qp + Sq * dp, *rows = dop + Sq * dp;
+    float af = (float)c->alpha2;
+    bool mask2 = c->mask2 != NULL;
+    int64_t sqi = q->view.st[R - 2], sqd = q->view.st[R - 1], sdi = dor->view.st[R - 2], sdd = dor->view.st[R - 1];
+    int64_t svj = v->view.st[R - 2], svd = v->view.st[R - 1];
+    fl_head h = {Sq, Sk, D, Sk - Sq, (float)c->alpha, (float)c->mask->attr[0].f, NULL, k->view.st[R - 2], k->view.st[R - 1]};
+    for (int64_t t = 0; t < heads; t++) {
+        const float *qh = Q + batch_offset(q, &os, t), *dh = DO + batch_offset(dor, &os, t);
+        const float *vh = V + batch_offset(v, &os, t);
+        h.k = K + batch_offset(k, &os, t);
+        bool causal_zeros = true; /* pᵀ and gᵀ are 0 past every row's causal limit */
+        for (int64_t i0 = 0; i0 < Sq; i0 += 16) {
+            int nr = Sq - i0 < 16 ? (int)(Sq - i0) : 16;
+            load_t(qt, qh, sqi, sqd, i0, nr, D);
+            load_t(dot, dh, sdi, sdd, i0, nr, D);
+            float *pt = pT + i0, *gt = gT + i0;
+            bool slow = false;
+            int64_t hi = probs_block(pt, sqp, qt, &h, D, i0, nr, rows, &slow);
+            if (slow) causal_zeros = false;
+            if (!DQ && !DK) continue; /* d v only: p is all it needs */
+            v16f s0 = {0}, s1 = {0};
+            for (int64_t j = 0; j < hi; j++) { /* d p and its row sums with p */
+                v16f g = {0};
+                for (int64_t d = 0; d < D; d++) g += vh[j * svj + d * svd] * ld16(dot + d * 16);
+                st16(gt + j * sqp, g);
+                if (j & 1) s1 += g * ld16(pt + j * sqp);
+                else s0 += g * ld16(pt + j * sqp);
+            }
+            v16f s = s0 + s1;
+            for (int64_t j = 0; j < hi; j++) {
+                v16f y = ld16(pt + j * sqp), g = (ld16(gt + j * sqp) - s) * y * af;
+                st16(gt + j * sqp, mask2 ? sel16(keeps(&h, j, i0), g, (v16f){0}) : g);
+            }
+            for (int64_t j = hi; j < Sk; j++) st16(gt + j * sqp, (v16f){0});
+            if (DQ) lanes_times(DQ + t * Sq * D, i0, nr, gt, sqp, h.k, h.skj, h.skd, D, hi); /* d q = g k */
+        }
+        /* d v = pᵀ d o, d k = gᵀ q: eight keys at a time against the head's rows of d o and q
+         * (rows before a key's first query hold zeros and are skipped) */
+        if (DV) pack_rows(dop, dh, Sq, D, dp, sdi, sdd);
+        if (DK) pack_rows(qp, qh, Sq, D, dp, sqi, sqd);
+        for (int64_t j0 = 0; j0 < Sk; j0 += 8) {
+            int nj = Sk - j0 < 8 ? (int)(Sk - j0) : 8;
+            int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0;
+            if (i_lo > Sq) i_lo = Sq;
+            if (DV) rows_times(DV + (t * Sk + j0) * D, D, nj, pT + j0 * sqp + i_lo, sqp, dop + i_lo * dp, dp, D, Sq - i_lo);
+            if (DK) rows_times(DK + (t * Sk + j0) * D, D, nj, gT + j0 * sqp + i_lo, sqp, qp + i_lo * dp, dp, D, Sq - i_lo);
+        }
+    }
+}
+
+PC_HOT int pc_ck_flash_attention_grad(const pc_ckctx *c) {
+    int64_t D = c->li->out[0].shape.dim[c->li->out[0].shape.rank - 1];
+    FTZ_BEGIN
+    if (D == 8) flash_bwd(c, 8);
+    else if (D == 16) flash_bwd(c, 16);
+    else flash_bwd(c, D);
+    FTZ_END
+    return 0;
+}
