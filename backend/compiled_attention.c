@@ -33,6 +33,12 @@ static int64_t batch_offset(const pc_lref *r, const pc_shape *out, int64_t t) {
 /* n rounded up to a whole number of vectors */
 static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
+/* floats of q or d o packed as rows of padded(D), or in k quads (D = 8) */
+static int64_t packed_rows(int64_t sq, int64_t d) {
+    int64_t rows = sq * padded(d), quads = (sq + 3) / 4 * 32;
+    return rows > quads ? rows : quads;
+}
+
 int64_t pc_ck_attention_scratch(const pc_linsn *I) {
     const pc_lref *k = &I->in[I->call == PC_CALL_ATTN ? 1 : I->call == PC_CALL_ATTN_GRAD ? 2 : 1];
     int R = k->shape.rank;
@@ -41,7 +47,7 @@ int64_t pc_ck_attention_scratch(const pc_linsn *I) {
     switch (I->call) {
     case PC_CALL_FLASH: fl = 16 * d + 16 * sk + 16 * np; break; /* qᵀ block, pᵀ block, rows (slow path) */
     case PC_CALL_FLASH_GRAD: /* qᵀ, d oᵀ blocks, pᵀ and gᵀ of the head, q and d o rows, rows (slow path) */
-        fl = 32 * d + 2 * sk * padded(sq) + 2 * sq * padded(d) + 16 * np;
+        fl = 32 * d + 2 * sk * padded(sq) + 2 * packed_rows(sq, d) + 16 * np + 16; /* + bcast4's overread */
         break;
     default: fl = (d + 8) * np; break;                                           /* kᵀ (vᵀ), 8 rows */
     }
@@ -174,7 +180,9 @@ PC_HOT int pc_ck_attention_probs_grad(const pc_ckctx *c) {
 INL void pack_rows(float *kp, const float *k, int64_t n, int64_t D, int64_t dp, int64_t sj, int64_t sd) {
     for (int64_t j = 0; j < n; j++) {
         float *row = kp + j * dp;
-        for (int64_t d = 0; d < D; d++) row[d] = k[j * sj + d * sd];
+        if (sd == 1) memcpy(row, k + j * sj, (size_t)D * sizeof *row);
+        else
+            for (int64_t d = 0; d < D; d++) row[d] = k[j * sj + d * sd];
         for (int64_t d = D; d < dp; d++) row[d] = 0.0f;
     }
 }
@@ -199,6 +207,57 @@ INL void rows_times(float *o, int64_t so, int nr, const float *a, int64_t lda, c
         int64_t w = D - d0 < 16 ? D - d0 : 16;
         for (int r = 0; r < nr; r++) memcpy(o + r * so + d0, &acc[r], (size_t)w * sizeof(float));
     }
+}
+
+/* Head dim 8: products a b with b [K][8] lose half of every vector in rows_times. Here four
+ * consecutive k of a row of a are broadcast as a 4-lane group and b is packed in k quads,
+ * bq[q] = {b[4q + kk][c] at lane 4c + kk, c < 4} and the same for c = 4..7, so that every lane
+ * of every multiply-add is used; a row's 4 partial sums per c are added at the end. */
+INL void pack_quads8(float *bq, const float *b, int64_t sbi, int64_t sbd, int64_t n, int64_t nq) {
+    for (int64_t q = 0; q < nq; q++) {
+        float r[4][8];
+        for (int kk = 0; kk < 4; kk++)
+            for (int c = 0; c < 8; c++) r[kk][c] = 4 * q + kk < n ? b[(4 * q + kk) * sbi + c * sbd] : 0.0f;
+        for (int c = 0; c < 8; c++)
+            for (int kk = 0; kk < 4; kk++) bq[q * 32 + (c >> 2) * 16 + (c & 3) * 4 + kk] = r[kk][c];
+    }
+}
+
+/* the sum of each 4-lane group of lo (c = 0..3) and hi (c = 4..7) */
+INL v8f quad_sums(v16f lo, v16f hi) {
+    v16f a = __builtin_shufflevector(lo, hi, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    v16f b = __builtin_shufflevector(lo, hi, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+    v16f s = a + b;
+    return LO8(s) + HI8(s);
+}
+
+/* p[0..3] in each 4-lane group: a whole-vector load and an in-register shuffle (GCC 12 spills a
+ * 4-float load widened by a shuffle); it reads 12 floats past p, which the scratch has */
+INL v16f bcast4(const float *p) {
+    v16f v = ld16(p);
+    return __builtin_shufflevector(v, v, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+}
+
+/* o[r][0..8) = sum over k quads [q0, q1) of a[r][4q..4q+3] bq[q] for rows r < nr (<= 4); o rows of 8 */
+INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float *bq, int64_t q0, int64_t q1) {
+    v16f l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
+    if (nr == 4)
+        for (int64_t q = q0; q < q1; q++) {
+            v16f bl = ld16(bq + q * 32), bh = ld16(bq + q * 32 + 16);
+            v16f a0 = bcast4(a + 4 * q), a1 = bcast4(a + lda + 4 * q), a2 = bcast4(a + 2 * lda + 4 * q);
+            v16f a3 = bcast4(a + 3 * lda + 4 * q);
+            l0 += a0 * bl, h0 += a0 * bh, l1 += a1 * bl, h1 += a1 * bh;
+            l2 += a2 * bl, h2 += a2 * bh, l3 += a3 * bl, h3 += a3 * bh;
+        }
+    else
+        for (int64_t q = q0; q < q1; q++) {
+            v16f bl = ld16(bq + q * 32), bh = ld16(bq + q * 32 + 16), a0 = bcast4(a + 4 * q);
+            l0 += a0 * bl, h0 += a0 * bh;
+            if (nr > 1) { v16f a1 = bcast4(a + lda + 4 * q); l1 += a1 * bl, h1 += a1 * bh; }
+            if (nr > 2) { v16f a2 = bcast4(a + 2 * lda + 4 * q); l2 += a2 * bl, h2 += a2 * bh; }
+        }
+    v8f r[4] = {quad_sums(l0, h0), quad_sums(l1, h1), quad_sums(l2, h2), quad_sums(l3, h3)};
+    for (int i = 0; i < nr; i++) memcpy(o + 8 * i, &r[i], sizeof r[i]);
 }
 
 /* ---- flash attention: p never leaves the cache ----
@@ -226,6 +285,29 @@ INL void load_t(float *xt, const float *x, int64_t sxi, int64_t sxd, int64_t i0,
 /* lanes r whose row i0 + r keeps key j */
 INL v16i keeps(const fl_head *h, int64_t j, int64_t i0) { return iota16 >= (int32_t)(j - h->shift - i0); }
 
+/* o[j] (stride ldo) = scale * sum_d x[j, d] yt[d] over lanes, for j < n: four keys at a time,
+ * so that four chains of multiply-adds overlap */
+INL void lane_dots(float *o, int64_t ldo, const float *x, int64_t sxj, int64_t sxd, const float *yt, int64_t D,
+                   int64_t n, float scale) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        const float *x0 = x + j * sxj;
+        for (int64_t d = 0; d < D; d++) {
+            v16f y = ld16(yt + d * 16);
+            const float *xd = x0 + d * sxd;
+            a0 += xd[0] * y, a1 += xd[sxj] * y, a2 += xd[2 * sxj] * y, a3 += xd[3 * sxj] * y;
+        }
+        st16(o + j * ldo, a0 * scale), st16(o + (j + 1) * ldo, a1 * scale);
+        st16(o + (j + 2) * ldo, a2 * scale), st16(o + (j + 3) * ldo, a3 * scale);
+    }
+    for (; j < n; j++) {
+        v16f a = {0};
+        for (int64_t d = 0; d < D; d++) a += x[j * sxj + d * sxd] * ld16(yt + d * 16);
+        st16(o + j * ldo, a * scale);
+    }
+}
+
 /* pt[j] (stride ldp) = the probabilities of rows i0.. for keys j < Sk; returns the end of their
  * nonzero part (the last row's causal limit, or Sk after the slow path, which sets *slow) */
 INL int64_t probs_block(float *pt, int64_t ldp, const float *qt, const fl_head *h, int64_t D, int64_t i0, int nr,
@@ -233,10 +315,9 @@ INL int64_t probs_block(float *pt, int64_t ldp, const float *qt, const fl_head *
     int64_t Sk = h->Sk, jmax = valid_keys(i0 + 15 < h->Sq ? i0 + 15 : h->Sq - 1, Sk, h->Sq);
     v16f m = (v16f){0} - INFINITY;
     v16i bad = {0};
+    lane_dots(pt, ldp, h->k, h->skj, h->skd, qt, D, jmax, h->alpha);
     for (int64_t j = 0; j < jmax; j++) {
-        v16f s = {0};
-        for (int64_t d = 0; d < D; d++) s += h->k[j * h->skj + d * h->skd] * ld16(qt + d * 16);
-        s = sel16(keeps(h, j, i0), s * h->alpha, (v16f){0} + h->fill);
+        v16f s = sel16(keeps(h, j, i0), ld16(pt + j * ldp), (v16f){0} + h->fill);
         bad |= s != s;
         m = sel16(s > m, s, m);
         st16(pt + j * ldp, s);
@@ -366,7 +447,7 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
         if (I->outmask & (1u << i)) res[i] = next[n++];
     float *DQ = res[0], *DK = res[1], *DV = res[2];
     float *qt = c->scratch, *dot = qt + 16 * D, *pT = dot + 16 * D, *gT = pT + Sk * sqp, *qp = gT + Sk * sqp;
-    float *dop = qp + Sq * dp, *rows = dop + Sq * dp;
+    float *dop = qp + packed_rows(Sq, D), *rows = dop + packed_rows(Sq, D);
     float af = (float)c->alpha2;
     bool mask2 = c->mask2 != NULL;
     int64_t sqi = q->view.st[R - 2], sqd = q->view.st[R - 1], sdi = dor->view.st[R - 2], sdd = dor->view.st[R - 1];
@@ -385,17 +466,18 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
             bool slow = false;
             int64_t hi = probs_block(pt, sqp, qt, &h, D, i0, nr, rows, &slow);
             if (slow) causal_zeros = false;
+            if (nr < 16) /* lanes past Sq: 0, so that d k and d v may run over whole quads */
+                for (int64_t j = 0; j < Sk; j++) st16(pt + j * sqp, sel16(iota16 < nr, ld16(pt + j * sqp), (v16f){0}));
             if (!DQ && !DK) continue; /* d v only: p is all it needs */
+            lane_dots(gt, sqp, vh, svj, svd, dot, D, hi, 1.0f); /* d p, then its row sums with p */
             v16f s0 = {0}, s1 = {0};
-            for (int64_t j = 0; j < hi; j++) { /* d p and its row sums with p */
-                v16f g = {0};
-                for (int64_t d = 0; d < D; d++) g += vh[j * svj + d * svd] * ld16(dot + d * 16);
-                st16(gt + j * sqp, g);
-                if (j & 1) s1 += g * ld16(pt + j * sqp);
-                else s0 += g * ld16(pt + j * sqp);
+            for (int64_t j = 0; j < hi; j++) {
+                v16f e = ld16(gt + j * sqp) * ld16(pt + j * sqp);
+                if (j & 1) s1 += e;
+                else s0 += e;
             }
             v16f s = s0 + s1;
-            for (int64_t j = 0; j < hi; j++) {
+            for (int64_t j = 0; j < hi; j++) { /* y is 0 in the lanes past Sq: so is g */
                 v16f y = ld16(pt + j * sqp), g = (ld16(gt + j * sqp) - s) * y * af;
                 st16(gt + j * sqp, mask2 ? sel16(keeps(&h, j, i0), g, (v16f){0}) : g);
             }
@@ -404,6 +486,19 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
         }
         /* d v = pᵀ d o, d k = gᵀ q: eight keys at a time against the head's rows of d o and q
          * (rows before a key's first query hold zeros and are skipped) */
+        if (D == 8) { /* whole vectors: k quads (pᵀ, gᵀ are 0 past Sq up to the padded width) */
+            int64_t nq = (Sq + 3) / 4;
+            if (DV) pack_quads8(dop, dh, sdi, sdd, Sq, nq);
+            if (DK) pack_quads8(qp, qh, sqi, sqd, Sq, nq);
+            for (int64_t j0 = 0; j0 < Sk; j0 += 4) {
+                int nj = Sk - j0 < 4 ? (int)(Sk - j0) : 4;
+                int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0, q0 = i_lo / 4;
+                if (q0 > nq) q0 = nq;
+                if (DV) quads_times8(DV + (t * Sk + j0) * 8, nj, pT + j0 * sqp, sqp, dop, q0, nq);
+                if (DK) quads_times8(DK + (t * Sk + j0) * 8, nj, gT + j0 * sqp, sqp, qp, q0, nq);
+            }
+            continue;
+        }
         if (DV) pack_rows(dop, dh, Sq, D, dp, sdi, sdd);
         if (DK) pack_rows(qp, qh, Sq, D, dp, sqi, sqd);
         for (int64_t j0 = 0; j0 < Sk; j0 += 8) {
