@@ -512,6 +512,19 @@ PC_HOT static void rope_rows(float *o, const float *x, const double *tab, int64_
     for (int64_t t = 0; t < rows; t++) {
         const double *cs = tab + (per ? t % per : t) * half * 2;
         for (int64_t i = 0; i < half; i++) cf[i] = (float)cs[2 * i], sf[i] = sign * (float)cs[2 * i + 1];
+        if (style == 0 && d % 8 == 0) { /* pairs (2i, 2i+1) inside 8-lane vectors: x c + swap(x) s */
+            float ce[256], se[256];
+            for (int64_t i = 0; i < half; i++) ce[2 * i] = ce[2 * i + 1] = cf[i], se[2 * i] = -sf[i], se[2 * i + 1] = sf[i];
+            for (int64_t j = 0; j < h * d; j += 8) {
+                v8f xv, c8, s8, r;
+                memcpy(&xv, x + t * h * d + j, sizeof xv);
+                memcpy(&c8, ce + j % d, sizeof c8);
+                memcpy(&s8, se + j % d, sizeof s8);
+                r = xv * c8 + __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6) * s8;
+                memcpy(o + t * h * d + j, &r, sizeof r);
+            }
+            continue;
+        }
         for (int64_t hh = 0; hh < h; hh++) {
             const float *xv = x + (t * h + hh) * d;
             float *ov = o + (t * h + hh) * d;
