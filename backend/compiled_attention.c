@@ -40,7 +40,7 @@ static int64_t packed_rows(int64_t sq, int64_t d) {
 }
 
 int64_t pc_ck_attention_scratch(const pc_linsn *I) {
-    const pc_lref *k = &I->in[I->call == PC_CALL_ATTN ? 1 : I->call == PC_CALL_ATTN_GRAD ? 2 : 1];
+    const pc_lref *k = &I->in[I->call == PC_CALL_ATTN_GRAD ? 2 : 1]; /* k (v for ATTN_GRAD) */
     int R = k->shape.rank;
     int64_t sk = k->shape.dim[R - 2], np = padded(sk), d = k->shape.dim[R - 1];
     int64_t sq = I->in[0].shape.dim[R - 2], fl; /* q's (the result of ATTN*) */
