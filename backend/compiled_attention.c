@@ -158,17 +158,9 @@ PC_HOT int pc_ck_attention_probs_grad(const pc_ckctx *c) {
                 const float *y = y0 + r * Sk, *gr = g + r * np;
                 float *o = O + (t * Sq + i0 + r) * Sk;
                 int64_t valid = valid_keys(i0 + r, Sk, msq);
-                v8d a0 = {0}, a1 = {0};
+                float sf = (float)dot_f32_sum_d(gr, y, n);
                 int64_t j = 0;
-                for (; j + 16 <= n; j += 16) {
-                    v16f p = ld16(gr + j) * ld16(y + j);
-                    a0 += __builtin_convertvector(LO8(p), v8d);
-                    a1 += __builtin_convertvector(HI8(p), v8d);
-                }
-                double s = hsum8d(a0 + a1);
-                for (; j < n; j++) s += (double)(gr[j] * y[j]);
-                float sf = (float)s;
-                for (j = 0; j < valid; j++) o[j] = af * (y[j] * (gr[j] - sf));
+                for (; j < valid; j++) o[j] = af * (y[j] * (gr[j] - sf));
                 for (; j < Sk; j++) o[j] = 0.0f;
             }
         }
@@ -421,13 +413,19 @@ INL void flash_fwd(const pc_ckctx *c, int64_t D) {
 #define FTZ_END
 #endif
 
+/* body(c, D) with denormals flushed, D a constant for the common head dims */
+#define WITH_HEAD_DIM(body, c)                                                                     \
+    do {                                                                                           \
+        int64_t D_ = (c)->li->out[0].shape.dim[(c)->li->out[0].shape.rank - 1];                    \
+        FTZ_BEGIN                                                                                  \
+        if (D_ == 8) body(c, 8);                                                                   \
+        else if (D_ == 16) body(c, 16);                                                            \
+        else body(c, D_);                                                                          \
+        FTZ_END                                                                                    \
+    } while (0)
+
 PC_HOT int pc_ck_flash_attention(const pc_ckctx *c) {
-    int64_t D = c->li->out[0].shape.dim[c->li->out[0].shape.rank - 1];
-    FTZ_BEGIN
-    if (D == 8) flash_fwd(c, 8);
-    else if (D == 16) flash_fwd(c, 16);
-    else flash_fwd(c, D);
-    FTZ_END
+    WITH_HEAD_DIM(flash_fwd, c);
     return 0;
 }
 
@@ -512,11 +510,6 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
 }
 
 PC_HOT int pc_ck_flash_attention_grad(const pc_ckctx *c) {
-    int64_t D = c->li->out[0].shape.dim[c->li->out[0].shape.rank - 1];
-    FTZ_BEGIN
-    if (D == 8) flash_bwd(c, 8);
-    else if (D == 16) flash_bwd(c, 16);
-    else flash_bwd(c, D);
-    FTZ_END
+    WITH_HEAD_DIM(flash_bwd, c);
     return 0;
 }

@@ -91,6 +91,20 @@ INL double hsum8d(v8d v) {
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
 
+/* sum of the f32 products a[j] b[j], j < n, accumulated in double (the softmax backward's row sum) */
+INL double dot_f32_sum_d(const float *a, const float *b, int64_t n) {
+    v8d a0 = {0}, a1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v16f p = ld16(a + j) * ld16(b + j);
+        a0 += __builtin_convertvector(LO8(p), v8d);
+        a1 += __builtin_convertvector(HI8(p), v8d);
+    }
+    double s = hsum8d(a0 + a1);
+    for (; j < n; j++) s += (double)(a[j] * b[j]);
+    return s;
+}
+
 static const v16i iota16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* exp(x) for x <= 0 on 16 lanes (Cephes expf polynomial, ~1e-7 relative); 0 below -87.3 */

@@ -204,17 +204,8 @@ static int ck_masked_softmax(const pc_ckctx *c) {
 PC_HOT static void softmax_grad_rows(float *o, const float *y, const float *g, int64_t rows, int64_t n, int64_t sq,
                                      int64_t shift, double alpha) {
     for (int64_t r = 0; r < rows; r++, o += n, y += n, g += n) {
-        v8d a0 = {0}, a1 = {0};
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {
-            v16f p = ld16(g + j) * ld16(y + j);
-            a0 += __builtin_convertvector(LO8(p), v8d);
-            a1 += __builtin_convertvector(HI8(p), v8d);
-        }
-        double s = hsum8d(a0 + a1);
-        for (; j < n; j++) s += (double)(g[j] * y[j]);
-        float sf = (float)s, af = (float)alpha;
-        int64_t valid = n;
+        float sf = (float)dot_f32_sum_d(g, y, n), af = (float)alpha;
+        int64_t j, valid = n;
         if (sq > 0 && (valid = r % sq + shift + 1) > n) valid = n;
         for (j = 0; j < valid; j++) o[j] = af * (y[j] * (g[j] - sf)); /* alpha in f32: <= 1 ulp */
         for (; j < n; j++) o[j] = 0.0f;
