@@ -340,7 +340,7 @@ static int build_call(pc_compiled *c, cinsn *ci, pc_ck_fn fn, const char *name, 
     for (int k = 0; k < I->nin; k++)
         if (add_patch(c, &ci->inp[k], &I->in[k])) return -1;
     if (add_patch(c, &ci->ck.k.out, &I->out[0])) return -1;
-    for (int k = 1; k < I->nout && k <= 3; k++)
+    for (int k = 1; k < I->nout && k <= 2; k++)
         if (add_patch(c, &ci->ck.outs[k - 1], &I->out[k])) return -1;
     if (I->aux2 != PC_NONE) ci->ck.mask2 = &g->vals[I->aux2];
     ci->ck.alpha2 = I->alpha2;

@@ -24,7 +24,7 @@ typedef struct {
     double alpha;          /* CALL_SOFTMAX_GRAD: the folded scale */
     const double *table;   /* rope: (cos, sin) per position index and frequency, or NULL */
     const pc_linsn *li;    /* the instruction (operand views of the attention kernels) */
-    void *outs[3];         /* results 1.. of a multi-result call (FLASH_GRAD: d k, d v); k.out is result 0 */
+    void *outs[2];         /* results 1 and 2 of a multi-result call (FLASH_GRAD); k.out is result 0 */
     const pc_value *mask2; /* FLASH_GRAD: the softmax backward's causal_mask, or NULL */
     double alpha2;         /* FLASH_GRAD: the softmax backward's scale */
 } pc_ckctx;
