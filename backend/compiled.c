@@ -240,10 +240,23 @@ GEMM_T(16)
 
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
     int64_t n = d->b_dims[d->rank - 1];
-    return !d->bf16 && (n == 4 || n == 8 || n == 16);
+    return !d->bf16 && (d->reduce_batch || n == 4 || n == 8 || n == 16);
+}
+
+/* any width, one element at a time: the sums over a batch (reduce_batch) of widths the vector
+ * loops do not take; the lowering only forms them for matrices of at most 64 x 64 */
+static void gemm_any(float *c, const float *a, int64_t sam, int64_t sak, const float *b, int64_t sbk, int64_t sbn,
+                     int64_t M, int64_t K, int64_t N, float alpha, int acc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) s += a[i * sam + k * sak] * b[k * sbk + j * sbn];
+            c[i * N + j] = alpha * s + (acc ? c[i * N + j] : 0.0f);
+        }
 }
 
 void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {
+    if (pc_ck_gemm_batched(d, a, b, c)) return; /* tiny products batched (compiled_gemm_batched.c) */
     int R = d->rank;
     int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
     for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];
@@ -255,9 +268,14 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
             if (d->a_dims[i] > 1) ao += idx[i] * d->a_strides[i];
             if (d->b_dims[i] > 1) bo += idx[i] * d->b_strides[i];
         }
-        float *ct = c + t * M * N;
+        float *ct = d->reduce_batch ? c : c + t * M * N; /* a sum over the batch adds each product in */
+        int acc = d->accumulate || (d->reduce_batch && t > 0);
         const float *at = a + ao, *bt = b + bo;
         int64_t sam = d->a_strides[R - 2], sak = d->a_strides[R - 1], sbk = d->b_strides[R - 2], sbn = d->b_strides[R - 1];
+        if (N != 4 && N != 8 && N != 16) {
+            gemm_any(ct, at, sam, sak, bt, sbk, sbn, M, K, N, d->alpha, acc);
+            continue;
+        }
         float pack[4096]; /* rows of B gathered once (b^T operands: LoRA A, weights) */
         if (sbn != 1 && K * N <= 4096 && M > 8) {
             for (int64_t k = 0; k < K; k++)
@@ -267,15 +285,15 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
         int64_t m0 = 0;
         if (sam == 1 && M >= 16) { /* columns of A contiguous: 16-row blocks along M */
             m0 = M / 16 * 16;
-            if (N == 4) gemm_t4(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
-            else if (N == 8) gemm_t8(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
-            else gemm_t16(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, d->accumulate);
+            if (N == 4) gemm_t4(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, acc);
+            else if (N == 8) gemm_t8(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, acc);
+            else gemm_t16(ct, at, sak, bt, sbk, sbn, m0, K, d->alpha, acc);
         }
         float *cr = ct + m0 * N;
         const float *ar = at + m0 * sam;
-        if (N == 4) gemm_n4(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
-        else if (N == 8) gemm_n8(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
-        else gemm_n16(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, d->accumulate);
+        if (N == 4) gemm_n4(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, acc);
+        else if (N == 8) gemm_n8(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, acc);
+        else gemm_n16(cr, ar, sam, sak, bt, sbk, sbn, M - m0, K, d->alpha, acc);
     }
 }
 
@@ -692,8 +710,8 @@ void pc_compiled_profile_report(const pc_compiled *c, FILE *f) {
             int64_t b = 1;
             for (int k = 0; k < d->rank - 2; k++) b *= d->c_dims[k];
             snprintf(sig, sizeof sig, "mm %lldx%lldx%lld%s%s", (long long)d->a_dims[d->rank - 2],
-                     (long long)d->a_dims[d->rank - 1], (long long)d->b_dims[d->rank - 1], b > 1 ? " batched" : "",
-                     d->accumulate ? " acc" : "");
+                     (long long)d->a_dims[d->rank - 1], (long long)d->b_dims[d->rank - 1],
+                     d->reduce_batch ? " summed" : b > 1 ? " batched" : "", d->accumulate ? " acc" : "");
             name = sig;
         }
         int r = 0;

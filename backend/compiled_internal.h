@@ -139,6 +139,8 @@ int64_t pc_ck_attention_scratch(const pc_linsn *I);
 /* small matmuls in C (N = 4, 8 or 16), for shapes where oneDNN wastes its vectors */
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d);
 void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c);
+/* the batched layouts of backend/compiled_gemm_batched.c; false: not one of them (nothing written) */
+bool pc_ck_gemm_batched(const pc_matmul_desc *d, const float *a, const float *b, float *c);
 
 /* dst (dense) = src read with element strides st over dims (4-byte elements) */
 void pc_ck_copy(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *st);

@@ -236,6 +236,7 @@ static void classify(lctx *c) {
         c->kind[m] = D_ABSORBED;
         c->absorber[m] = v;
     }
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_batch_sum(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_softmax_grad(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_attention(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_flash(c, v);
@@ -564,7 +565,7 @@ static int emit_matmul(lctx *c, pc_val v) {
     I->in[1] = rb;
     I->out[0] = ref_of(c, v);
     pc_matmul_desc *d = &I->mm;
-    pc_shape os = g->vals[v].shape;
+    pc_shape os = g->vals[m].shape; /* the product's: a D_MM_SUM's result is its [M, N] */
     int R = os.rank;
     d->rank = R;
     mm_operand(&ra, ta, R, d->a_dims, d->a_strides);
@@ -572,11 +573,12 @@ static int emit_matmul(lctx *c, pc_val v) {
     for (int i = 0; i < R; i++) d->c_dims[i] = os.dim[i];
     d->alpha = (float)((kind == D_MATMUL ? 1.0 : c->alpha[v]) * op_alpha);
     d->accumulate = kind == D_MM_ACC;
+    d->reduce_batch = kind == D_MM_SUM;
     d->bf16 = ra.dt == PC_BF16; /* both operands (the verifier's rule); c is f32 */
     /* weights shared by every batch: fold the batch axes of a into M when its layout allows */
     bool bbatch = false;
     for (int i = 0; i < R - 2; i++) bbatch = bbatch || d->b_dims[i] != 1;
-    if (R > 2 && !bbatch && !ta) {
+    if (R > 2 && !bbatch && !ta && !d->reduce_batch) {
         pc_shape as = ra.shape;
         int64_t m_all = 1, inner = -1, sM = d->a_strides[R - 2];
         bool ok = true;
@@ -675,7 +677,7 @@ static int emit_all(lctx *c) {
             else if (c->l->fusion.last[gid] == v) rc = emit_kernel(c, gid);
             break;
         }
-        case D_MATMUL: case D_MM_SCALE: case D_MM_ACC: rc = emit_matmul(c, v); break;
+        case D_MATMUL: case D_MM_SCALE: case D_MM_ACC: case D_MM_SUM: rc = emit_matmul(c, v); break;
         default: rc = emit_call(c, v); break;
         }
         if (rc) return -1;

@@ -11,7 +11,8 @@ enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORB
        D_ATTN,         /* softmax(causal_mask([scale] q k^T)): one C kernel reading q and k */
        D_ATTN_GRAD,    /* a SMGRAD whose g is d o v^T: one C kernel reading y, d o and v */
        D_FLASH,        /* o = p v with p a D_ATTN only products read: one C kernel from q, k, v (p stays in cache) */
-       D_FLASH_GRAD }; /* d q, d k, d v of a D_FLASH: one C kernel from q, k, v, d o, at the last of them */
+       D_FLASH_GRAD,   /* d q, d k, d v of a D_FLASH: one C kernel from q, k, v, d o, at the last of them */
+       D_MM_SUM };     /* sum_to over every batch axis of a small batched product: one product summing them */
 
 typedef struct {
     const pc_graph *g;
@@ -48,6 +49,8 @@ void pc_lower_match_operand_scale(lctx *c, pc_val v);
 void pc_lower_match_attention(lctx *c, pc_val v);
 /* o = p v over a D_ATTN p -> D_FLASH (+ D_FLASH_GRAD when its backward has the expected form) */
 void pc_lower_match_flash(lctx *c, pc_val v);
+/* sum_to(m) of a small batched f32 product m down to its [M, N]: D_MM_SUM (mmv: m) */
+void pc_lower_match_batch_sum(lctx *c, pc_val v);
 /* what the CALL instruction of value v reads and writes */
 #define PC_CALL_MAX_IN 4
 typedef struct {

@@ -52,6 +52,35 @@ void pc_lower_match_softmax_grad(lctx *c, pc_val v) {
     }
 }
 
+/* sum_to(m) with m a batched product [B..., M, N] and the target [M, N] (leading 1s allowed):
+ * the weight gradient of a factor broadcast over the batch, as autograd writes it (LoKr's w1,
+ * passes/kron.c: dA = sum_n dS[n] X[n]^T over N = 512 rows of 4x8). One product that sums the
+ * batch as it goes needs neither the [B, M, N] buffer nor the pass over it. Small matrices only
+ * (the C kernels run it): for large ones a GEMM per batch plus the sum is the faster order. */
+void pc_lower_match_batch_sum(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    const pc_value *x = &g->vals[v];
+    if (!is_op(c, v, PC_OP_sum_to, D_CALL)) return;
+    pc_val m = x->in[0];
+    if (c->kind[m] != D_MATMUL || !single_use(c, m)) return;
+    const pc_value *mx = &g->vals[m];
+    if (g->vals[mx->in[0]].dtype != PC_F32 || g->vals[mx->in[1]].dtype != PC_F32) return;
+    int R = mx->shape.rank, r = x->shape.rank;
+    if (R < 3 || r > R || r < 2) return;
+    int64_t M = mx->shape.dim[R - 2], N = mx->shape.dim[R - 1];
+    if (x->shape.dim[r - 2] != M || x->shape.dim[r - 1] != N) return;
+    for (int i = 0; i < r - 2; i++)
+        if (x->shape.dim[i] != 1) return;
+    const pc_value *ax = &g->vals[mx->in[0]];
+    int64_t K = ax->shape.dim[ax->shape.rank - (mx->attr[0].i ? 2 : 1)];
+    if (M > 64 || N > 64 || K > 64) return;
+    c->kind[v] = D_MM_SUM;
+    c->mmv[v] = m;
+    c->alpha[v] = 1.0;
+    c->kind[m] = D_ABSORBED;
+    c->absorber[m] = v;
+}
+
 /* whether every reader of v, through views, is an f32 product */
 static bool only_products(const lctx *c, pc_val v, int depth) {
     const pc_graph *g = c->g;
@@ -66,7 +95,7 @@ static bool only_products(const lctx *c, pc_val v, int depth) {
         if (ux->op != PC_OP_matmul || ux->dtype != PC_F32) return false;
         if (c->kind[u] == D_MATMUL) continue;
         pc_val a = c->absorber[u];
-        if (c->kind[u] != D_ABSORBED || a == PC_NONE || (c->kind[a] != D_MM_SCALE && c->kind[a] != D_MM_ACC)) return false;
+        if (c->kind[u] != D_ABSORBED || a == PC_NONE || (c->kind[a] != D_MM_SCALE && c->kind[a] != D_MM_ACC && c->kind[a] != D_MM_SUM)) return false;
     }
     return true;
 }

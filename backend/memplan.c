@@ -276,6 +276,7 @@ static void put_matmul(pc_strbuf *sb, const pc_lowered *l, const pc_linsn *I) {
     if (d->a_strides[R - 2] == 1 && d->a_dims[R - 2] > 1 && d->a_dims[R - 1] > 1) pc_sb_printf(sb, ", a^T");
     if (d->b_strides[R - 2] == 1 && d->b_dims[R - 2] > 1 && d->b_dims[R - 1] > 1) pc_sb_printf(sb, ", b^T");
     if (d->alpha != 1.0f) pc_sb_printf(sb, ", alpha=%g", (double)d->alpha);
+    if (d->reduce_batch) pc_sb_printf(sb, ", sum over batch");
     if (d->accumulate) pc_sb_printf(sb, ", accumulate");
     if (d->b_constant) pc_sb_printf(sb, ", b_constant");
     if (I->mm_zero) pc_sb_printf(sb, ", empty");

@@ -265,6 +265,10 @@ static void norm_strides(int rank, const int64_t *dims, const int64_t *in, dnnl_
 
 static int validate(const pc_matmul_desc *m, const char *shape, char *err, size_t errlen) {
     int r = m->rank;
+    if (m->reduce_batch) {
+        pc_err(err, errlen, "oneDNN matmul %s: a sum over the batch is not a oneDNN matmul", shape);
+        return -1;
+    }
     if (r < 2 || r > PC_MM_MAX_RANK) {
         pc_err(err, errlen, "oneDNN matmul: rank %d outside [2,%d]", r, PC_MM_MAX_RANK);
         return -1;

@@ -28,6 +28,8 @@ typedef struct {
     int bf16;       /* 1: a and b are bf16 (c stays f32, accumulated in f32) */
     int b_constant; /* 1: b never changes (a frozen weight): oneDNN may pick a blocked layout, and
                        pc_dnnl_matmul_prepare_b reorders it once */
+    int reduce_batch; /* 1: c is one [M, N] matrix, the sum over the batch of the products (a
+                         sum_to the lowering folded in); only the backend's C kernels run it */
 } pc_matmul_desc;
 
 typedef struct pc_dnnl_matmul pc_dnnl_matmul;
