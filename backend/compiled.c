@@ -240,7 +240,7 @@ GEMM_T(16)
 
 bool pc_ck_gemm_small_ok(const pc_matmul_desc *d) {
     int64_t n = d->b_dims[d->rank - 1];
-    return !d->bf16 && (d->reduce_batch || n == 4 || n == 8 || n == 16);
+    return !d->bf16 && (d->reduce_batch || n == 4 || n == 8 || n == 16 || pc_ck_gemm_at_ok(d));
 }
 
 /* any width, one element at a time: the sums over a batch (reduce_batch) of widths the vector
@@ -257,6 +257,10 @@ static void gemm_any(float *c, const float *a, int64_t sam, int64_t sak, const f
 
 void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c) {
     if (pc_ck_gemm_batched(d, a, b, c)) return; /* tiny products batched (compiled_gemm_batched.c) */
+    if (pc_ck_gemm_at_ok(d)) { /* weight gradients (compiled_gemm_at.c) */
+        pc_ck_gemm_at(d, a, b, c);
+        return;
+    }
     int R = d->rank;
     int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
     for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];
