@@ -51,7 +51,8 @@ static pc_val fused(pc_graph *ng, const pc_graph *g, pc_val v, const pc_val *map
     const pc_value *m = pc_v(g, v), *k = pc_v(g, m->in[1]);
     if (is_low_rank(g, k->in[1])) {
         const pc_value *b = pc_v(g, k->in[1]);
-        return pc_kron_linear_lowrank_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[b->in[0]], map[b->in[1]]);
+        return pc_kron_linear_lowrank_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[k->in[1]], map[b->in[0]],
+                                         map[b->in[1]]);
     }
     return pc_kron_linear_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[k->in[1]]);
 }

@@ -62,7 +62,7 @@ static int64_t cost_rank(int64_t a1, int64_t a2, int64_t b1, int64_t b2, int64_t
     return r * (a2 * b2 + a1 * a2 + a1 * b1);
 }
 
-pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val ba, pc_val bb) {
+pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b, pc_val ba, pc_val bb) {
     if (pc_graph_error(g)) return PC_NONE;
     pc_shape xs = pc_val_shape(g, x), as = pc_val_shape(g, a), ps = pc_val_shape(g, ba), qs = pc_val_shape(g, bb);
     if (as.rank != 2 || ps.rank != 2 || qs.rank != 2 || ps.dim[1] != qs.dim[0] || xs.rank < 1 ||
@@ -76,7 +76,7 @@ pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_
     int64_t full = cost_b_first(a1, a2, b1, b2), af = cost_a_first(a1, a2, b1, b2);
     if (af < full) full = af;
     if (cost_rank(a1, a2, b1, b2, r) >= full) /* a rank too large to pay: one of the full-B orders */
-        return pc_kron_linear_at(g, at, x, a, pc_matmul_at(g, at, ba, bb, 0, 0));
+        return pc_kron_linear_at(g, at, x, a, b != PC_NONE ? b : pc_matmul_at(g, at, ba, bb, 0, 0));
     const int64_t n = rows(xs);
     /* U[n, k, p] = Σ_l x[n, k, l] Bb[p, l]: one [N·a2, b2] @ Bbᵀ GEMM */
     pc_val u = pc_matmul_at(g, at, pc_reshape_at(g, at, x, PC_SHAPE(n * a2, b2)), bb, 0, 1);

@@ -37,11 +37,13 @@ pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b);
  *   rank r    U = X[N·a2, b2] @ Bbᵀ -> [N·a2, r];
  *             V[n] = A U[n] (A broadcast) -> [N, a1, r];
  *             Y = V[N·a1, r] @ Baᵀ -> [N·a1, b1]      r·(a2·b2 + a1·a2 + a1·b1)
- * The rank-r order is taken when it is strictly cheaper than both full-B orders; otherwise B is
- * formed here (Ba · Bb, once per call: b1·r·b2, not counted per row) and pc_kron_linear_at picks
- * between the two others by its own rule (the smaller intermediate). Through autograd the rank-r
+ * The rank-r order is taken when it is strictly cheaper than both full-B orders; otherwise
+ * pc_kron_linear_at picks between the two others by its own rule (the smaller intermediate) on
+ * b, the caller's Ba · Bb when it has one (fuse-kron: the graph's own w2, so a graph that keeps
+ * the full orders comes out as before), or, for b = PC_NONE, Ba · Bb formed here (b1·r·b2
+ * multiply-adds per call, not counted per row). Through autograd the rank-r
  * order keeps only U and V (N·r·(a2 + a1) floats) for the backward, as LoRA keeps x Aᵀ, instead
  * of a full-width N·a2·b1 or N·a1·b2. Shape mismatches are the graph's sticky error. */
-pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val ba, pc_val bb);
+pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b, pc_val ba, pc_val bb);
 
 #endif
