@@ -14,7 +14,12 @@
  * GEMMs: N·(c·d·b + a·c·b) multiply-adds instead of N·a·b·c·d, no [a·b, c·d] tensor, and autograd
  * of the result differentiates those GEMMs, so the backward never forms A ⊗ B or its gradient
  * either. The
- * kron is left to dce when nothing else reads it. LoKr's rewrite (passes/adapters/lokr.c) emits
+ * kron is left to dce when nothing else reads it.
+ * When B is itself a product matmul(Ba [b,r], Bb [r,d]) (LoKr's low-rank w2), the pass hands
+ * the halves to pc_kron_linear_lowrank_at, which takes the cheapest of three orders in
+ * multiply-adds per row: the two above (B formed), or the rank-r order x Bbᵀ, then A, then Baᵀ,
+ * r·(c·d + a·c + a·b) per row, whose intermediates (the ones autograd keeps) are rank-r wide like
+ * LoRA's; B and the full-width intermediate are then never formed. LoKr's rewrite (passes/adapters/lokr.c) emits
  * the plain form; pc_session_build runs this pass on every model graph (train, eval, decode);
  * merge graphs do not go through it and form the product once. */
 #include "passes/kron.h"
@@ -32,8 +37,23 @@ static bool is_kron_product(const pc_graph *g, pc_val v) {
     return k->op == PC_OP_kron && k->dtype == PC_F32 && x->dtype == PC_F32 && x->shape.rank >= 2;
 }
 
+/* B = matmul(Ba [b1, r], Bb [r, b2]), no transposes, f32: LoKr's low-rank w2 */
+static bool is_low_rank(const pc_graph *g, pc_val b) {
+    const pc_value *m = pc_v(g, b);
+    if (m->op != PC_OP_matmul || m->dtype != PC_F32 || m->shape.rank != 2 || pc_attr_i(g, b, "transpose_a") ||
+        pc_attr_i(g, b, "transpose_b"))
+        return false;
+    const pc_value *p = pc_v(g, m->in[0]), *q = pc_v(g, m->in[1]);
+    return p->dtype == PC_F32 && q->dtype == PC_F32 && p->shape.rank == 2 && q->shape.rank == 2;
+}
+
 static pc_val fused(pc_graph *ng, const pc_graph *g, pc_val v, const pc_val *map) {
     const pc_value *m = pc_v(g, v), *k = pc_v(g, m->in[1]);
+    if (is_low_rank(g, k->in[1])) {
+        const pc_value *b = pc_v(g, k->in[1]);
+        return pc_kron_linear_lowrank_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[k->in[1]], map[b->in[0]],
+                                         map[b->in[1]]);
+    }
     return pc_kron_linear_at(ng, m->loc, map[m->in[0]], map[k->in[0]], map[k->in[1]]);
 }
 

@@ -29,4 +29,21 @@ void pc_kron_factorization(int64_t dim, int64_t factor, int64_t *m, int64_t *n);
  * through autograd, its gradient. Shape mismatches are the graph's sticky error. */
 pc_val pc_kron_linear_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b);
 
+/* The same product when B is low rank, B = Ba · Bb with Ba [b1, r], Bb [r, b2] (LoKr's w2 =
+ * lokr_w2_a · lokr_w2_b): x [..., a2·b2], A [a1, a2] -> y [..., a1·b1]. The cheapest of three
+ * orders in multiply-adds per row of x (N rows):
+ *   B first   (form B, T = X Bᵀ, Y[n] = A T[n])        a2·b1·(b2 + a1)
+ *   A first   (form B, S[n] = A X[n], Y = S Bᵀ)        a1·b2·(a2 + b1)
+ *   rank r    U = X[N·a2, b2] @ Bbᵀ -> [N·a2, r];
+ *             V[n] = A U[n] (A broadcast) -> [N, a1, r];
+ *             Y = V[N·a1, r] @ Baᵀ -> [N·a1, b1]      r·(a2·b2 + a1·a2 + a1·b1)
+ * The rank-r order is taken when it is strictly cheaper than both full-B orders; otherwise
+ * pc_kron_linear_at picks between the two others by its own rule (the smaller intermediate) on
+ * b, the caller's Ba · Bb when it has one (fuse-kron: the graph's own w2, so a graph that keeps
+ * the full orders comes out as before), or, for b = PC_NONE, Ba · Bb formed here (b1·r·b2
+ * multiply-adds per call, not counted per row). Through autograd the rank-r
+ * order keeps only U and V (N·r·(a2 + a1) floats) for the backward, as LoRA keeps x Aᵀ, instead
+ * of a full-width N·a2·b1 or N·a1·b2. Shape mismatches are the graph's sticky error. */
+pc_val pc_kron_linear_lowrank_at(pc_graph *g, pc_loc at, pc_val x, pc_val a, pc_val b, pc_val ba, pc_val bb);
+
 #endif

@@ -7,7 +7,9 @@
  * when r < max(b, d)/2. ΔW[i·b+j, k·d+l] = s · w1[i,k] · w2[j,l].
  * The rewrite emits PEFT's plain form matmul(x, kron(w1, w2), transpose_b); the fuse-kron pass
  * (passes/fuse_kron.c), which every model graph goes through, turns it into two small matmuls on
- * a reshaped x, so neither ΔW nor the Kronecker product is formed in the forward or the backward.
+ * a reshaped x, so neither ΔW nor the Kronecker product is formed in the forward or the backward;
+ * with a low-rank w2 it recognises the matmul(w2_a, w2_b) below and, when cheaper, applies the
+ * halves one after the other (x w2_bᵀ, w1, w2_aᵀ) without forming w2 (pc_kron_linear_lowrank_at).
  * Dropout (training only), as PEFT: rank_dropout keeps each output row of ΔW with probability
  * 1 - p (divided by the kept fraction's mean when rank_dropout_scale), which is a 0/1 mask on the
  * delta's output features; module_dropout skips the whole delta with probability p. Both masks are
