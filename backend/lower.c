@@ -187,17 +187,20 @@ static void classify(lctx *c) {
         else c->kind[v] = D_CALL;
         c->absorber[v] = PC_NONE;
     }
-    /* scale(matmul) -> alpha */
+    /* scale(matmul) -> alpha; also through a reshape (a matmul's result is dense, so the
+     * product can write the scale's shape directly: LoKr's fused Kronecker product, passes/kron.c) */
     for (pc_val v = 0; v < c->n; v++) {
         const pc_value *x = &g->vals[v];
         if (c->kind[v] != D_GROUP || x->op != PC_OP_scale || x->dtype != PC_F32 || x->attr[1].f != 0.0) continue;
-        pc_val m = x->in[0];
+        pc_val m = x->in[0], view = PC_NONE;
+        if (g->vals[m].op == PC_OP_reshape && c->kind[m] == D_VIEW && single_use(c, m)) view = m, m = g->vals[m].in[0];
         if (c->kind[m] != D_MATMUL || !single_use(c, m)) continue;
         c->kind[v] = D_MM_SCALE;
         c->mmv[v] = m;
         c->alpha[v] = x->attr[0].f;
         c->kind[m] = D_ABSORBED;
         c->absorber[m] = v;
+        if (view != PC_NONE) c->kind[view] = D_ABSORBED, c->absorber[view] = v;
     }
     /* add(X, Y) with Y a matmul (or a scaled one) of the same shape -> accumulate into X */
     for (pc_val v = 0; v < c->n; v++) {
