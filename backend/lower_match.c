@@ -139,7 +139,8 @@ void pc_lower_match_attention(lctx *c, pc_val v) {
         if (!single_use(c, s)) return;
         if (c->kind[s] == D_MM_SCALE) m = c->mmv[s], alpha = c->alpha[s];
         else if (c->kind[s] != D_MATMUL) return;
-        if (!attention_product(c, m)) return;
+        /* a scale read through a reshape of the product (lower.c) leaves the kernel's shapes */
+        if (!pc_shape_eq(g->vals[m].shape, g->vals[s].shape) || !attention_product(c, m)) return;
         c->kind[v] = D_ATTN;
         c->prod[v] = m;
         c->alpha[v] = alpha;
