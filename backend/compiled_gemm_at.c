@@ -8,7 +8,8 @@
  * the transposed operand first, in a scratchpad of its own that the rest of the step has
  * evicted. Here no operand is copied: each row t of a and b is read in place, rank-1 updates
  * into a register tile of c (MR rows x NV vectors of 16 columns) held for the whole of T.
- * Measured at d768 (LoHa's rank-r² factors): [768 x 512] x [512 x 64] 504 -> 390 us; wider b
+ * The PEFT LoHa fixture's factor gradients (tests/unit/test_peft_loha.c, 32 rows) run here on the
+ * JIT side. Measured at d768 (LoHa's rank-r² factors): [768 x 512] x [512 x 64] 504 -> 390 us; wider b
  * (768 columns) or taller a (2048 rows: each tile then reads a few floats of 512 rows far
  * apart) ran slower than oneDNN's packed kernels, so those stay there.
  * f32 sums, t ascending. */
@@ -85,7 +86,7 @@ static void gemm_at(const pc_matmul_desc *d, const float *a, const float *b, flo
 bool pc_ck_gemm_at_ok(const pc_matmul_desc *d) {
     if (d->rank != 2 || d->bf16 || d->reduce_batch) return false;
     int64_t M = d->a_dims[0], T = d->a_dims[1], N = d->b_dims[1];
-    return d->a_strides[0] == 1 && d->b_strides[1] == 1 && M >= 16 && M <= 1024 && N >= 16 && N <= 256 && T >= 128;
+    return d->a_strides[0] == 1 && d->b_strides[1] == 1 && M >= 16 && M <= 1024 && N >= 16 && N <= 256 && T >= 32;
 }
 
 void pc_ck_gemm_at(const pc_matmul_desc *d, const float *a, const float *b, float *c) { gemm_at(d, a, b, c); }
