@@ -14,6 +14,8 @@
  *   16 contiguous floats = two columns of b[t]): a row of a[t] is duplicated into both halves
  *   and multiplied into those 16 floats; the lanes are only summed once, after the last batch.
  *
+ * Both run on the JIT side of the PEFT LoKr fixture test (tests/unit/test_peft_lokr.c: k, v and
+ * o_proj keep a full-rank w2 of 8 x 8), so PEFT's gradients check them on real weights.
  * Anything else (rank > 3, other widths, strided rows) returns false and runs the generic loop of
  * pc_ck_gemm_small. Sums run in f32, k ascending; the reduction's order differs from a sum_to
  * after the batch (rounding only). */
