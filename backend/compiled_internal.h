@@ -1,10 +1,12 @@
 /* Private interface of the compiled backend (backend/compiled*.c).
  *
  * compiled.c owns the pc_compiled state: the lowered instruction list, the arena, oneDNN
- * primitives, JIT kernels, bindings and run-time pointers, and the small C matmuls.
+ * primitives, JIT kernels, bindings and run-time pointers, and the small C matmuls (with
+ * compiled_gemm_batched.c for tiny batched ones and compiled_gemm_at.c for weight gradients).
  * compiled_kernels.c holds the C kernels of CALL instructions (fast versions of the reference
  * kernels' semantics; anything without one runs the reference kernel itself) and the strided copy
- * of COPY instructions. The vector helpers below are shared by both. */
+ * of COPY instructions; compiled_attention.c the attention kernels. The vector helpers below are
+ * shared by all of them. */
 #ifndef PEFTC_BACKEND_COMPILED_INTERNAL_H
 #define PEFTC_BACKEND_COMPILED_INTERNAL_H
 
