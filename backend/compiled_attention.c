@@ -30,6 +30,13 @@ static int64_t batch_offset(const pc_lref *r, const pc_shape *out, int64_t t) {
     return off;
 }
 
+/* the heads of a [..., rows, cols] result: the product of its batch axes, 0 if a head is empty */
+static int64_t heads_of(pc_shape s) {
+    int64_t n = 1;
+    for (int i = 0; i < s.rank - 2; i++) n *= s.dim[i];
+    return s.dim[s.rank - 2] && s.dim[s.rank - 1] ? n : 0;
+}
+
 /* n rounded up to a whole number of vectors */
 static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -105,7 +112,7 @@ PC_HOT int pc_ck_attention_probs(const pc_ckctx *c) {
     pc_shape os = I->out[0].shape;
     int R = os.rank;
     int64_t Sq = os.dim[R - 2], Sk = os.dim[R - 1], D = q->shape.dim[R - 1], np = padded(Sk);
-    int64_t heads = Sq && Sk ? pc_shape_numel(os) / (Sq * Sk) : 0;
+    int64_t heads = heads_of(os);
     const float *Q = c->k.in[0], *K = c->k.in[1];
     float *P = c->k.out, *kt = c->scratch, *rows = kt + D * np;
     float alpha = (float)c->alpha, fill = (float)c->mask->attr[0].f;
@@ -137,7 +144,7 @@ PC_HOT int pc_ck_attention_probs_grad(const pc_ckctx *c) {
     pc_shape os = I->out[0].shape;
     int R = os.rank;
     int64_t Sq = os.dim[R - 2], Sk = os.dim[R - 1], D = dor->shape.dim[R - 1], np = padded(Sk);
-    int64_t heads = Sq && Sk ? pc_shape_numel(os) / (Sq * Sk) : 0, msq = c->mask ? Sq : 0;
+    int64_t heads = heads_of(os), msq = c->mask ? Sq : 0;
     const float *Y = c->k.in[0], *DO = c->k.in[1], *V = c->k.in[2];
     float *O = c->k.out, *vt = c->scratch, *g = vt + D * np;
     float af = (float)c->alpha;
@@ -383,7 +390,7 @@ INL void flash_fwd(const pc_ckctx *c, int64_t D) {
     pc_shape os = I->out[0].shape;
     int R = os.rank;
     int64_t Sq = os.dim[R - 2], Sk = k->shape.dim[R - 2];
-    int64_t heads = Sq && D ? pc_shape_numel(os) / (Sq * D) : 0;
+    int64_t heads = heads_of(os);
     const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2];
     float *O = c->k.out, *qt = c->scratch, *pt = qt + 16 * D, *rows = pt + 16 * Sk;
     fl_head h = {Sq, Sk, D, Sk - Sq, (float)c->alpha, (float)c->mask->attr[0].f, NULL, k->view.st[R - 2], k->view.st[R - 1]};
@@ -439,7 +446,7 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
     pc_shape os = I->out[0].shape; /* d q [.., Sq, D] or d k / d v [.., Sk, D]: the batch axes */
     int R = os.rank;
     int64_t Sq = q->shape.dim[R - 2], Sk = k->shape.dim[R - 2], sqp = padded(Sq), dp = padded(D);
-    int64_t heads = os.dim[R - 2] && D ? pc_shape_numel(os) / (os.dim[R - 2] * D) : 0;
+    int64_t heads = heads_of(os);
     const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2], *DO = c->k.in[3];
     float *res[3] = {NULL, NULL, NULL}, *next[3] = {c->k.out, c->outs[0], c->outs[1]};
     for (int i = 0, n = 0; i < 3; i++) /* the results present, in order */
