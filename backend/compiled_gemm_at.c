@@ -2,15 +2,17 @@
  * operands (dW = dYᵀ X over the T tokens of a step, a [T, M] and b [T, N] row-major).
  *
  * Why: LoHa's step (passes/adapters/loha.c) needs the full gradient of W + ΔW in every targeted
- * linear, [out, T] x [T, in] with T = 512 and out, in <= 256 on stories260K. oneDNN runs these
- * at 150-160 GFLOP/s when called in a loop (hot or cold caches alike), but in the training step
- * each took about 200 us for 11 MFLOP (the profile's fastest call of 40), ~55 GFLOP/s: it packs
- * the transposed operand first, in a scratchpad of its own that the rest of the step has
- * evicted. Here no operand is copied: each row t of a and b is read in place, rank-1 updates
- * into a register tile of c (MR rows x NV vectors of 16 columns) held for the whole of T.
- * The PEFT LoHa fixture's factor gradients (tests/unit/test_peft_loha.c, 32 rows) run here on the
- * JIT side. Measured at d768 (LoHa's rank-r² factors): [768 x 512] x [512 x 64] 504 -> 390 us; wider b
- * (768 columns) or taller a (2048 rows: each tile then reads a few floats of 512 rows far
+ * linear, [out, T] x [T, in] with T = 512 and out, in <= 256 on stories260K. Called alone in a
+ * loop, oneDNN ran [172 x 512] x [512 x 64] in 70-75 us hot and ~117 us after 32 MB of other
+ * writes; in the training step each call took ~200 us (the profile's fastest of 40). Why the
+ * step is slower than the cold loop was not pinned down. Here no operand is packed: each row t
+ * of a and b is read in place, rank-1 updates into a register tile of c (MR rows x NV vectors of
+ * 16 columns) held for the whole of T. In the step that product takes 70 us. Called alone, hot,
+ * the tiles beat oneDNN from 32 rows up (172 x 32 x 16: 1.35 vs 1.87 us; 172 x 512 x 64: 59 vs
+ * 69 us), which is why they start there; the PEFT LoHa fixture's factor gradients
+ * (tests/unit/test_peft_loha.c, 32 rows) run here on the JIT side.
+ * Measured at d768 (LoHa's rank-r² factors): [768 x 512] x [512 x 64] 504 -> 390 us in the step;
+ * wider b (768 columns) or taller a (2048 rows: each tile then reads a few floats of 512 rows far
  * apart) ran slower than oneDNN's packed kernels, so those stay there.
  * f32 sums, t ascending. */
 #include "backend/compiled_internal.h"

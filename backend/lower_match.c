@@ -55,8 +55,9 @@ void pc_lower_match_softmax_grad(lctx *c, pc_val v) {
 /* sum_to(m) with m a batched product [B..., M, N] and the target [M, N] (leading 1s allowed):
  * the weight gradient of a factor broadcast over the batch, as autograd writes it (LoKr's w1,
  * passes/kron.c: dA = sum_n dS[n] X[n]^T over N = 512 rows of 4x8). One product that sums the
- * batch as it goes needs neither the [B, M, N] buffer nor the pass over it. Small matrices only
- * (the C kernels run it): for large ones a GEMM per batch plus the sum is the faster order. */
+ * batch as it goes needs neither the [B, M, N] buffer nor the pass over it. Only the C kernels
+ * run it, so only small matrices (at most 64 x 64, K <= 64) take it; larger ones keep oneDNN's
+ * batched product and the sum_to. */
 void pc_lower_match_batch_sum(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
