@@ -72,11 +72,11 @@ typedef double v4d __attribute__((vector_size(32)));
 #define LO8(v) __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
 #define HI8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
 /* horizontal reductions as trees (a sequential lane loop costs more than a short row) */
-INL float hsum16(v16f v) {
-    v8f a = LO8(v) + HI8(v);
+INL float hsum8(v8f a) {
     v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
     return (b[0] + b[2]) + (b[1] + b[3]);
 }
+INL float hsum16(v16f v) { return hsum8(LO8(v) + HI8(v)); }
 INL float hmax16(v16f v) {
     v8f lo = LO8(v), hi = HI8(v);
     v8f a = (v8f)(((v8i)hi & (hi > lo)) | ((v8i)lo & ~(hi > lo)));
