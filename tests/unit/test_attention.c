@@ -7,6 +7,7 @@
  * kernel the lowering picked, so that a pattern the matcher stops recognising fails here. */
 #include "backend/compiled_internal.h"
 #include "cu_main.h"
+#include "test_rng.h"
 #include "passes/passes.h"
 
 #include <math.h>
@@ -14,12 +15,7 @@
 #include <string.h>
 
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-static double rnd(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return (double)((g_rng * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
+static double rnd(void) { return test_rng_unit(&g_rng); }
 
 /* max |a - b| / max |b| (or / max(1, max |b|)) */
 static double rel_err(const float *a, const float *b, int64_t n, bool floor_one) {

@@ -5,6 +5,7 @@
 #include "backend/compiled_internal.h"
 #include "backend/exec.h"
 #include "cu_main.h"
+#include "test_rng.h"
 #include "drivers/session.h"
 #include "drivers/store.h"
 #include "frontend/llama.h"
@@ -22,12 +23,7 @@
 /* ---------------------------------------------------------------- plumbing */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double rnd(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return (double)((g_rng * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
+static double rnd(void) { return test_rng_unit(&g_rng); }
 
 #define MAXB 64
 typedef struct {

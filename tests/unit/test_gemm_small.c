@@ -11,16 +11,12 @@
  * fails here. */
 #include "backend/compiled_internal.h"
 #include "cu_main.h"
+#include "test_rng.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-static double rnd(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
-}
+static double rnd(uint64_t *s) { return test_rng_unit(s) * 2.0 - 1.0; } /* [-1, 1) */
 
 typedef struct {
     int64_t nb, M, K, N;
