@@ -8,6 +8,7 @@
 #include "backend/kernel.h"
 #include "backend/ref.h"
 #include "cu_main.h"
+#include "test_rng.h"
 #include "ir.h"
 #include "runtime/rng.h"
 
@@ -29,12 +30,7 @@
 
 static uint64_t g_rng = 0x1234567887654321ull;
 static inline void rseed(uint64_t s) { g_rng = s * 0x9e3779b97f4a7c15ull + 1; }
-static inline uint64_t rbits(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
+static inline uint64_t rbits(void) { return test_rng_bits(&g_rng); }
 static inline double rnd(void) { return (double)(rbits() >> 11) * 0x1.0p-53; }
 static inline double runi(double lo, double hi) { return lo + (hi - lo) * rnd(); }
 

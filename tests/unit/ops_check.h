@@ -6,6 +6,7 @@
 #define PEFTC_OPS_CHECK_H
 #include "backend/ref.h"
 #include "cu_main.h"
+#include "test_rng.h"
 #include "ir.h"
 #include "runtime/rng.h"
 
@@ -42,12 +43,7 @@ static inline void tclean(void) {
 
 static uint64_t g_rng = 0x1234567887654321ull;
 static inline void rseed(uint64_t s) { g_rng = s * 0x9e3779b97f4a7c15ull + 1; }
-static inline double rnd(void) { /* xorshift64*, [0, 1) */
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return (double)((g_rng * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
+static inline double rnd(void) { return test_rng_unit(&g_rng); } /* [0, 1) */
 static inline double runi(double lo, double hi) { return lo + (hi - lo) * rnd(); }
 static inline int rint_in(int lo, int hi) { return lo + (int)(rnd() * (hi - lo + 1)); } /* inclusive */
 

@@ -4,6 +4,7 @@
  * base-bf16 pass (dX = round(dY) round(W)), and the verifier's bf16 rules. */
 #include "backend/exec.h"
 #include "cu_main.h"
+#include "test_rng.h"
 #include "ir/ir.h"
 #include "passes/pipeline.h"
 #include "runtime/bf16.h"
@@ -18,12 +19,7 @@
 typedef struct {
     uint64_t s;
 } rng;
-static uint64_t next_u64(rng *r) { /* xorshift64* */
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1Dull;
-}
+static uint64_t next_u64(rng *r) { return test_rng_bits(&r->s); }
 static uint32_t next_u32(rng *r) { return (uint32_t)(next_u64(r) >> 32); }
 static float uniform(rng *r, float lo, float hi) { return lo + (hi - lo) * (float)((next_u64(r) >> 40) * 0x1.0p-24); }
 
