@@ -706,6 +706,10 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
         *name = I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad";
         return ck_softmax_grad;
     }
+    if (I->call == PC_CALL_MUL_SUM) {
+        *name = "mul_sum_to";
+        return pc_ck_mul_sum;
+    }
     if (I->call == PC_CALL_ATTN || I->call == PC_CALL_ATTN_GRAD || I->call == PC_CALL_FLASH ||
         I->call == PC_CALL_FLASH_GRAD) {
         static const struct { const char *name; pc_ck_fn fn; } attn[] = {

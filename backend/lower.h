@@ -88,6 +88,7 @@ typedef enum {
     PC_CALL_FLASH,          /* o = ATTN(q, k) v: operands q, k, v (views); result o */
     PC_CALL_FLASH_GRAD,     /* its backward: operands q, k, v, d o (views); results d q, d k, d v (outmask); aux/alpha: the
                                forward's mask and scale, aux2/alpha2: the softmax backward's */
+    PC_CALL_MUL_SUM,        /* sum_to(a * b) of value v: operands a, b (views, the product's shape); the product is not stored */
 } pc_call_kind;
 
 typedef struct {

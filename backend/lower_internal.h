@@ -12,7 +12,8 @@ enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORB
        D_ATTN_GRAD,    /* a SMGRAD whose g is d o v^T: one C kernel reading y, d o and v */
        D_FLASH,        /* o = p v with p a D_ATTN only products read: one C kernel from q, k, v (p stays in cache) */
        D_FLASH_GRAD,   /* d q, d k, d v of a D_FLASH: one C kernel from q, k, v, d o, at the last of them */
-       D_MM_SUM };     /* sum_to over every batch axis of a small batched product: one product summing them */
+       D_MM_SUM,       /* sum_to over every batch axis of a small batched product: one product summing them */
+       D_MUL_SUM };    /* sum_to(a * b), the mul read by nothing else: one C kernel from a and b */
 
 typedef struct {
     const pc_graph *g;
@@ -51,6 +52,8 @@ void pc_lower_match_attention(lctx *c, pc_val v);
 void pc_lower_match_flash(lctx *c, pc_val v);
 /* sum_to(m) of a small batched f32 product m down to its [M, N]: D_MM_SUM (mmv: m) */
 void pc_lower_match_batch_sum(lctx *c, pc_val v);
+/* sum_to(mul(a, b)) with the mul read only there: D_MUL_SUM (mmv: the mul) */
+void pc_lower_match_mul_sum(lctx *c, pc_val v);
 /* what the CALL instruction of value v reads and writes */
 #define PC_CALL_MAX_IN 4
 typedef struct {

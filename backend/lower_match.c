@@ -82,6 +82,23 @@ void pc_lower_match_batch_sum(lctx *c, pc_val v) {
     c->absorber[m] = v;
 }
 
+/* sum_to(m) with m = a * b read by nothing else (autograd's gradient of a broadcast factor:
+ * LoHa's Khatri-Rao rows, IA3's vector): one C kernel reading a and b through their views
+ * (compiled_mul_sum.c), neither m's buffer nor the pass over it */
+void pc_lower_match_mul_sum(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    if (!is_op(c, v, PC_OP_sum_to, D_CALL)) return;
+    pc_val m = g->vals[v].in[0];
+    if (!is_op(c, m, PC_OP_mul, D_GROUP) || !single_use(c, m)) return;
+    const pc_value *mx = &g->vals[m];
+    for (int k = 0; k < 2; k++)
+        if (g->vals[mx->in[k]].dtype != PC_F32 || !pc_shape_eq(g->vals[mx->in[k]].shape, mx->shape)) return;
+    c->kind[v] = D_MUL_SUM;
+    c->mmv[v] = m;
+    c->kind[m] = D_ABSORBED;
+    c->absorber[m] = v;
+}
+
 /* whether every reader of v, through views, is an f32 product */
 static bool only_products(const lctx *c, pc_val v, int depth) {
     const pc_graph *g = c->g;
@@ -297,6 +314,11 @@ void pc_lower_call_form(const lctx *c, pc_val v, pc_call_form *f) {
         if (sg != PC_NONE) f->aux2 = c->accx[sg], f->alpha2 = c->alpha[sg];
         return;
     }
+    case D_MUL_SUM: /* a and b of the absorbed mul */
+        f->ck = PC_CALL_MUL_SUM;
+        f->nin = f->nstrided = 2;
+        f->in[0] = g->vals[c->mmv[v]].in[0], f->in[1] = g->vals[c->mmv[v]].in[1];
+        return;
     default: /* the op itself, its operands dense */
         f->nin = x->nin, f->ins = x->in;
         return;
