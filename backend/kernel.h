@@ -83,5 +83,7 @@ int pc_llvm_emit_object(const pc_kernel_desc *k, const char *const *names, int n
                         char *err, size_t errlen);
 /* The LLVM IR text of the kernels before optimisation (for dumps and tests); malloc'd */
 char *pc_llvm_kernel_ir(const pc_kernel_desc *k, const char *name, char *err, size_t errlen);
+/* ... and after -O3 for the host CPU (what the vectorizers made of them; for tests) */
+char *pc_llvm_kernel_ir_o3(const pc_kernel_desc *k, const char *name, char *err, size_t errlen);
 
 #endif

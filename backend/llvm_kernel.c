@@ -33,6 +33,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -448,6 +449,17 @@ static void emit_body(kg *g, LLVMValueRef *inoff, LLVMValueRef ooff) {
     }
 }
 
+/* !llvm.loop !{self, !{"llvm.loop.vectorize.enable", false}} on a loop's latch branch */
+static void no_vectorize(kg *g, LLVMValueRef br) {
+    LLVMMetadataRef flag[2] = {LLVMMDStringInContext2(g->c, "llvm.loop.vectorize.enable", 26),
+                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(g->c), 0, 0))};
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(g->c, NULL, 0);
+    LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(g->c, flag, 2)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(g->c, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(tmp, loop);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->c, "llvm.loop", 9), LLVMMetadataAsValue(g->c, loop));
+}
+
 static void emit_loops(kg *g, int lvl, LLVMValueRef *inoff, LLVMValueRef ooff) {
     if (lvl == g->rank) {
         emit_body(g, inoff, ooff);
@@ -472,7 +484,11 @@ static void emit_loops(kg *g, int lvl, LLVMValueRef *inoff, LLVMValueRef ooff) {
     LLVMValueRef more = LLVMBuildICmp(b, LLVMIntNE, next, ci64(g, (uint64_t)g->dim[lvl]), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
     LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->c, g->fn, "exit");
-    LLVMBuildCondBr(b, more, loop, exit);
+    LLVMValueRef br = LLVMBuildCondBr(b, more, loop, exit);
+    /* Under an innermost loop shorter than a vector the loop vectorizer takes an outer loop
+     * instead (the inner ones fully unrolled) and writes with scatters: 3x slower than the SLP
+     * vectorizer's contiguous rows, which it gets once the outer loops are left alone. */
+    if (lvl < g->rank - 1 && g->dim[g->rank - 1] < 16) no_vectorize(g, br);
     LLVMValueRef inv[2] = {ci64(g, 0), next};
     LLVMBasicBlockRef inb[2] = {pre, latch};
     LLVMAddIncoming(i, inv, inb, 2);
@@ -696,17 +712,30 @@ int pc_llvm_emit_object(const pc_kernel_desc *k, const char *const *names, int n
     return rc;
 }
 
-char *pc_llvm_kernel_ir(const pc_kernel_desc *k, const char *name, char *err, size_t errlen) {
+/* the module's IR text, before (tm NULL) or after -O3 for tm */
+static char *kernel_ir(const pc_kernel_desc *k, const char *name, LLVMTargetMachineRef tm, char *err, size_t errlen) {
     LLVMContextRef c = LLVMContextCreate();
-    LLVMModuleRef m = pc_llvm_build_module(c, NULL, k, &name, 1, err, errlen);
+    LLVMModuleRef m = pc_llvm_build_module(c, tm, k, &name, 1, err, errlen);
     char *out = NULL;
-    if (m) {
+    if (m && (!tm || pc_llvm_optimize(m, tm, err, errlen) == 0)) {
         char *s = LLVMPrintModuleToString(m);
         out = strdup(s);
         LLVMDisposeMessage(s);
         if (!out) set_err(err, errlen, "out of memory");
-        LLVMDisposeModule(m);
     }
+    if (m) LLVMDisposeModule(m);
     LLVMContextDispose(c);
+    return out;
+}
+
+char *pc_llvm_kernel_ir(const pc_kernel_desc *k, const char *name, char *err, size_t errlen) {
+    return kernel_ir(k, name, NULL, err, errlen);
+}
+
+char *pc_llvm_kernel_ir_o3(const pc_kernel_desc *k, const char *name, char *err, size_t errlen) {
+    LLVMTargetMachineRef tm = pc_llvm_host_tm(err, errlen);
+    if (!tm) return NULL;
+    char *out = kernel_ir(k, name, tm, err, errlen);
+    LLVMDisposeTargetMachine(tm);
     return out;
 }

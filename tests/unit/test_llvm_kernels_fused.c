@@ -58,6 +58,33 @@ static void test_layouts(void) {
     tc_free(&t);
 }
 
+/* rows shorter than a vector under longer loops (LoHa's Khatri-Rao rows, w1_a[o, i] w2_a[o, j]):
+ * exact, and after -O3 contiguous 8-wide rows, not an outer loop vectorized into scatters */
+static void test_short_rows(void) {
+    tcase t;
+    tc_init(&t);
+    rseed(11);
+    pc_shape s = PC_SHAPE(48, 8, 8);
+    pc_val a = tc_leaf(&t, PC_F32, PC_SHAPE(48, 8, 1), FILL_UNIFORM, -2, 2);
+    pc_val b = tc_leaf(&t, PC_F32, PC_SHAPE(48, 1, 8), FILL_UNIFORM, -2, 2);
+    tc_out(&t, pc_mul(t.g, a, b));
+    tc_run(&t, s, EXACT, "khatri_rao_rows");
+    char err[512];
+    char *ir = pc_llvm_kernel_ir_o3(&t.k, "khatri_rao_rows", err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ir);
+    CU_ASSERT_PTR_NULL(strstr(ir, "scatter"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ir, "store <8 x float>"));
+    free(ir);
+    tc_free(&t);
+    /* a row of 3 (SLP's tail) and a transposed operand under the same loops */
+    tc_init(&t);
+    pc_val x = tc_leaf(&t, PC_F32, PC_SHAPE(20, 5, 3), FILL_UNIFORM, -2, 2);
+    pc_val y = tc_leaf(&t, PC_F32, PC_SHAPE(3, 5, 20), FILL_UNIFORM, -2, 2);
+    tc_out(&t, pc_add(t.g, x, pc_transpose(t.g, y, 3, (int64_t[]){2, 1, 0})));
+    tc_run(&t, PC_SHAPE(20, 5, 3), EXACT, "rows_of_3");
+    tc_free(&t);
+}
+
 /* rank-0 kernel, all-ones shape, and zero-size spaces (no memory is touched) */
 static void test_rank0_and_empty(void) {
     tcase t;
@@ -342,6 +369,7 @@ static void test_cleanup(void) {
 static CU_TestInfo tests[] = {
     {"fused_chain", test_fused_chain},
     {"layouts", test_layouts},
+    {"short_rows", test_short_rows},
     {"rank0_and_empty", test_rank0_and_empty},
     {"multi_kernel_module", test_multi_kernel_module},
     {"errors", test_errors},
