@@ -136,8 +136,9 @@ int pc_ck_attention_probs(const pc_ckctx *c);
 int pc_ck_attention_probs_grad(const pc_ckctx *c);
 int pc_ck_flash_attention(const pc_ckctx *c);
 int pc_ck_flash_attention_grad(const pc_ckctx *c);
-/* CALL_MUL_SUM (compiled_mul_sum.c): sum_to(a * b) without the product */
+/* CALL_MUL_SUM (compiled_mul_sum.c): sum_to(a * b) without the product, and its scratch bytes */
 int pc_ck_mul_sum(const pc_ckctx *c);
+int64_t pc_ck_mul_sum_scratch(const pc_linsn *I);
 int64_t pc_ck_attention_scratch(const pc_linsn *I);
 
 /* small matmuls in C (N = 4, 8 or 16), for shapes where oneDNN wastes its vectors */

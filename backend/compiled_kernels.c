@@ -708,6 +708,7 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
     }
     if (I->call == PC_CALL_MUL_SUM) {
         *name = "mul_sum_to";
+        *scratch = pc_ck_mul_sum_scratch(I);
         return pc_ck_mul_sum;
     }
     if (I->call == PC_CALL_ATTN || I->call == PC_CALL_ATTN_GRAD || I->call == PC_CALL_FLASH ||

@@ -88,24 +88,29 @@ INL bool odo_next(ms_odo *o, const ms_space *s) {
     return false;
 }
 
-/* d[j so] = sum over t < rn of a[t ra + j sa] b[t rb + j sb], j < w (<= 16): one reduced axis */
-INL void col16(float *d, int64_t so, const float *a, const float *b, int64_t rn, int64_t ra, int64_t rb, int64_t sa,
-               int64_t sb, int64_t w) {
-    v8d lo = {0}, hi = {0};
+/* d[j so] = sum over t < rn of a[t ra + j] b[t rb + j sb], j < 8 (LoHa's d w2_a: rows of 8
+ * summed down a column) */
+INL void col8(float *d, int64_t so, const float *a, const float *b, int64_t rn, int64_t ra, int64_t rb, int64_t sb) {
+    v8d acc = {0};
     for (int64_t t = 0; t < rn; t++) {
-        v16f p = prod16(a + t * ra, b + t * rb, sa, sb, w);
-        lo += __builtin_convertvector(LO8(p), v8d);
-        if (w > 8) hi += __builtin_convertvector(HI8(p), v8d);
+        v16f p = prod16(a + t * ra, b + t * rb, 1, sb, 8);
+        acc += __builtin_convertvector(LO8(p), v8d);
     }
-    v8f fl = __builtin_convertvector(lo, v8f), fh = __builtin_convertvector(hi, v8f);
-    if (so == 1 && w >= 8) {
-        memcpy(d, &fl, sizeof fl);
-        if (w == 16) memcpy(d + 8, &fh, sizeof fh);
-        else
-            for (int64_t j = 8; j < w; j++) d[j] = fh[j - 8];
-        return;
-    }
-    for (int64_t j = 0; j < w; j++) d[j * so] = j < 8 ? fl[j] : fh[j - 8];
+    v8f f = __builtin_convertvector(acc, v8f);
+    if (so == 1) memcpy(d, &f, sizeof f);
+    else
+        for (int j = 0; j < 8; j++) d[j * so] = f[j];
+}
+
+/* acc[j] += a[j sa] b[j sb], j < n: independent sums per column (no chain to wait on) */
+INL void row_acc(double *restrict acc, const float *restrict a, const float *restrict b, int64_t n, int64_t sa,
+                 int64_t sb) {
+    if (sa == 1 && sb == 1)
+        for (int64_t j = 0; j < n; j++) acc[j] += (double)(a[j] * b[j]);
+    else if (sa == 1 && sb == 0)
+        for (int64_t j = 0; j < n; j++) acc[j] += (double)(a[j] * b[0]);
+    else
+        for (int64_t j = 0; j < n; j++) acc[j] += (double)(a[j * sa] * b[j * sb]);
 }
 
 /* eight rows of 8 (row i at a + i ra, b + i rb, lanes contiguous in a, b contiguous or one
@@ -144,33 +149,23 @@ PC_HOT int pc_ck_mul_sum(const pc_ckctx *c) {
         else red.ax[red.n++] = a;
     }
     int64_t n = s.dim[last], sa = s.sa[last], sb = s.sb[last];
-    if (s.so[last]) { /* the innermost axis is kept: 16 results at a time */
+    if (s.so[last]) { /* the innermost axis is kept: its sums in registers (8) or in scratch */
         int64_t so = s.so[last];
         int r0 = red.n == 1 ? red.ax[0] : -1;
+        bool by_col8 = n == 8 && sa == 1 && (sb == 0 || sb == 1) && red.n <= 1;
+        double *acc = c->scratch;
         do {
             const float *a = A + kept.oa, *b = B + kept.ob;
             float *d = o + kept.oo;
-            if (red.n <= 1) { /* one summed axis (or none): a plain loop per column block */
-                int64_t rn = r0 >= 0 ? s.dim[r0] : 1, ra = r0 >= 0 ? s.sa[r0] : 0, rb = r0 >= 0 ? s.sb[r0] : 0;
-                int64_t j0 = 0;
-                if (n == 8) col16(d, so, a, b, rn, ra, rb, sa, sb, 8);
-                else {
-                    for (; j0 + 16 <= n; j0 += 16) col16(d + j0 * so, so, a + j0 * sa, b + j0 * sb, rn, ra, rb, sa, sb, 16);
-                    if (j0 < n) col16(d + j0 * so, so, a + j0 * sa, b + j0 * sb, rn, ra, rb, sa, sb, n - j0);
-                }
+            if (by_col8) {
+                col8(d, so, a, b, r0 >= 0 ? s.dim[r0] : 1, r0 >= 0 ? s.sa[r0] : 0, r0 >= 0 ? s.sb[r0] : 0, sb);
                 continue;
             }
-            for (int64_t j0 = 0; j0 < n; j0 += 16) {
-                int64_t w = n - j0 < 16 ? n - j0 : 16;
-                v8d lo = {0}, hi = {0};
-                red.oa = red.ob = 0;
-                do {
-                    v16f p = prod16(a + red.oa + j0 * sa, b + red.ob + j0 * sb, sa, sb, w);
-                    lo += __builtin_convertvector(LO8(p), v8d);
-                    hi += __builtin_convertvector(HI8(p), v8d);
-                } while (odo_next(&red, &s));
-                for (int64_t j = 0; j < w; j++) d[(j0 + j) * so] = (float)(j < 8 ? lo[j] : hi[j - 8]);
-            }
+            for (int64_t j = 0; j < n; j++) acc[j] = 0.0;
+            red.oa = red.ob = 0;
+            do row_acc(acc, a + red.oa, b + red.ob, n, sa, sb);
+            while (odo_next(&red, &s));
+            for (int64_t j = 0; j < n; j++) d[j * so] = (float)acc[j];
         } while (odo_next(&kept, &s));
         return 0;
     }
@@ -204,4 +199,11 @@ PC_HOT int pc_ck_mul_sum(const pc_ckctx *c) {
         o[kept.oo] = (float)sum;
     } while (odo_next(&kept, &s));
     return 0;
+}
+
+/* the scratch of a kept innermost axis: its sums in double */
+int64_t pc_ck_mul_sum_scratch(const pc_linsn *I) {
+    ms_space s;
+    ms_collapse(&s, &I->in[0], &I->in[1], I->out[0].shape);
+    return s.rank && s.so[s.rank - 1] ? s.dim[s.rank - 1] * (int64_t)sizeof(double) : 0;
 }
