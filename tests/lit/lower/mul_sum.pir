@@ -3,14 +3,15 @@
 // through their views ("mul_sum_to"): no buffer for the product, no second pass. The reduced
 // axis may be the innermost (%da1, a dot per result; %row with a broadcast scalar and an odd
 // tail), a middle one (%da2, %db1), the outer one (%db2), or several (%dl, IA3's sum over
-// tokens); %tr reads a transposed view (the strided loop). A product something else also reads
+// tokens; %mix an outer and the inner one); %tr reads a transposed view (the strided loop); %e
+// sums nothing (zeros). A product something else also reads
 // (%kept) stays a kernel and a sum_to. The interpreter and the compiled backend agree.
 // RUN: %peftc run %s --backend=jit --dump-after=lower -o %t.safetensors 2>&1 | FileCheck %s
 // RUN: %peftc run %s --backend=ref -o %t.ref.safetensors
 // RUN: %python %S/../Inputs/st_tool.py close %t.safetensors %t.ref.safetensors --rtol 1e-6 | FileCheck %s --check-prefix=SAME
-// SAME: close: 9 tensors
+// SAME: close: 11 tensors
 
-// CHECK:      // lowered @mul_sums: {{[0-9]+}} instructions ({{[0-9]+}} matmul, 1 kernel, 8 call,
+// CHECK:      // lowered @mul_sums: {{[0-9]+}} instructions ({{[0-9]+}} matmul, 1 kernel, 10 call,
 // CHECK:      %da1 = call.mul_sum_to %du[param], %a2b[param strides=[8,0,1]] -> [arena+{{[0-9]+}}:1536] f32[48,8,1]
 // CHECK:      %da2 = call.mul_sum_to %du[param], %a1b[param strides=[8,1,0]] -> [arena+{{[0-9]+}}:1536] f32[48,1,8]
 // CHECK:      %db1 = call.mul_sum_to %dv[param], %b2b[param strides=[0,40,1]] -> [arena+{{[0-9]+}}:1280] f32[8,1,40]
@@ -18,10 +19,12 @@
 // CHECK:      %dl = call.mul_sum_to %dy[param], %x[param] -> [arena+{{[0-9]+}}:96] f32[24]
 // CHECK:      %row = call.mul_sum_to %xr[param], %wb[param strides=[1,0]] -> [arena+{{[0-9]+}}:24] f32[6,1]
 // CHECK:      %tr = call.mul_sum_to %pt[param strides=[1,9]], %q[param] -> [arena+{{[0-9]+}}:28] f32[1,7]
+// CHECK:      %mix = call.mul_sum_to %u3[param], %v3[param] -> [arena+{{[0-9]+}}:16] f32[1,4,1]
+// CHECK:      %e = call.mul_sum_to %z0[param], %z1[param] -> [arena+{{[0-9]+}}:16] f32[4]
 // CHECK:      %kept = kernel
 // CHECK-NEXT: %ks = call.sum_to %kept
 
-graph @mul_sums() -> (%da1: f32[48,8,1], %da2: f32[48,1,8], %db1: f32[8,1,40], %db2: f32[1,8,40], %dl: f32[24], %row: f32[6,1], %tr: f32[1,7], %kept: f32[2,5,24], %ks: f32[24]) {
+graph @mul_sums() -> (%da1: f32[48,8,1], %da2: f32[48,1,8], %db1: f32[8,1,40], %db2: f32[1,8,40], %dl: f32[24], %row: f32[6,1], %tr: f32[1,7], %mix: f32[1,4,1], %e: f32[4], %kept: f32[2,5,24], %ks: f32[24]) {
   %du = param frozen f32[48,8,8] "du" init=normal(1)
   %a1 = param frozen f32[48,8] "a1" init=normal(1)
   %a2 = param frozen f32[48,8] "a2" init=normal(1)
@@ -59,6 +62,14 @@ graph @mul_sums() -> (%da1: f32[48,8,1], %da2: f32[48,1,8], %db1: f32[8,1,40], %
   %pt = transpose %p {perm=[1,0]} : f32[9,7]
   %m7 = mul %pt, %q : f32[9,7]
   %tr = sum_to %m7 {shape=[1,7]} : f32[1,7]
+  %u3 = param frozen f32[3,4,5] "u3" init=normal(1)
+  %v3 = param frozen f32[3,4,5] "v3" init=normal(1)
+  %m8 = mul %u3, %v3 : f32[3,4,5]
+  %mix = sum_to %m8 {shape=[1,4,1]} : f32[1,4,1]
+  %z0 = param frozen f32[0,4] "z0" init=normal(1)
+  %z1 = param frozen f32[0,4] "z1" init=normal(1)
+  %m9 = mul %z0, %z1 : f32[0,4]
+  %e = sum_to %m9 {shape=[4]} : f32[4]
   %kept = mul %dy, %dy : f32[2,5,24]
   %ks = sum_to %kept {shape=[24]} : f32[24]
 }
