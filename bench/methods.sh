@@ -13,14 +13,14 @@
 #   MODELS ["s260k d768"]  s260k: data/stories260K (dim 64); d768: a random llama2.c
 #                  checkpoint written to $OUT (dim 768, hidden 2048, 4 layers, 12 heads, vocab 512,
 #                  tied classifier, seed 1; 28.7 M params); d1024: the same with dim 1024, hidden
-#                  2816, 16 heads (51.9 M params)
+#                  2816, 16 heads (51.9 M params); d2048: dim 2048, hidden 5632, 16 heads (206 M)
 #   METHODS ["lora loha lokr dora"]   r 8 (alpha 16) on q,k,v,o,gate,up,down, no dropout
 #   PYTHON [/work/venv-golden/bin/python]  torch + transformers + peft 0.21.2
 #   PEFT [1]       0 skips the PEFT side
 #   BUILD [build]  where build/peftc is; OUT [$BUILD/bench/methods-<time>]
-#   STEPS_<model> / WARMUP_<model>  timed / warm-up train steps [s260k 40/5, d768 and d1024 8/2]
+#   STEPS_<model> / WARMUP_<model>  timed / warm-up train steps [s260k 40/5, d768 and d1024 8/2, d2048 4/1]
 #   EVAL_SMALL_<model> / EVAL_BIG_<model>  bytes of tinyshakespeare for the two eval runs
-#                  [s260k 100000/600000, d768 and d1024 2000/16000]
+#                  [s260k 100000/600000, d768 and d1024 2000/16000, d2048 2000/8000]
 #
 # peftc train step times: `peftc train` draws a progress line on a terminal after every step,
 # so it runs with stderr on a pseudo-terminal and the step time is the gap between the arrivals
@@ -46,9 +46,11 @@ OUT=${OUT:-$ROOT/$BUILD/bench/methods-$STAMP}
 STEPS_s260k=${STEPS_s260k:-40}; WARMUP_s260k=${WARMUP_s260k:-5}
 STEPS_d768=${STEPS_d768:-8};    WARMUP_d768=${WARMUP_d768:-2}
 STEPS_d1024=${STEPS_d1024:-8};  WARMUP_d1024=${WARMUP_d1024:-2}
+STEPS_d2048=${STEPS_d2048:-4};  WARMUP_d2048=${WARMUP_d2048:-1}
 EVAL_SMALL_s260k=${EVAL_SMALL_s260k:-100000}; EVAL_BIG_s260k=${EVAL_BIG_s260k:-600000}
 EVAL_SMALL_d768=${EVAL_SMALL_d768:-2000};     EVAL_BIG_d768=${EVAL_BIG_d768:-16000}
 EVAL_SMALL_d1024=${EVAL_SMALL_d1024:-2000};   EVAL_BIG_d1024=${EVAL_BIG_d1024:-16000}
+EVAL_SMALL_d2048=${EVAL_SMALL_d2048:-2000};   EVAL_BIG_d2048=${EVAL_BIG_d2048:-8000}
 TOK=$ROOT/data/stories260K/tok512.bin
 TEXT=$ROOT/data/tinyshakespeare/input.txt
 
@@ -70,10 +72,11 @@ echo "{\"peft_type\": \"LOKR\", \"task_type\": \"CAUSAL_LM\", \"r\": 8, \"alpha\
 declare -A MODEL
 MODEL[s260k]=$ROOT/data/stories260K/stories260K.bin
 declare -A SHAPE=([d768]="--dim 768 --hidden 2048 --heads 12 --kv-heads 12"
-                  [d1024]="--dim 1024 --hidden 2816 --heads 16 --kv-heads 16")
+                  [d1024]="--dim 1024 --hidden 2816 --heads 16 --kv-heads 16"
+                  [d2048]="--dim 2048 --hidden 5632 --heads 16 --kv-heads 16")
 for m in $MODELS; do
     [[ $m == s260k ]] && continue
-    [[ -n ${SHAPE[$m]:-} ]] || { log "unknown model '$m' in MODELS (s260k d768 d1024)"; exit 1; }
+    [[ -n ${SHAPE[$m]:-} ]] || { log "unknown model '$m' in MODELS (s260k d768 d1024 d2048)"; exit 1; }
     MODEL[$m]=$OUT/$m.bin
     # shellcheck disable=SC2086  # SHAPE holds several flags
     "$PYTHON" bench/torch_peft_methods.py write-model --out "$OUT/$m.bin" ${SHAPE[$m]} --layers 4 \
@@ -232,7 +235,7 @@ if fmas:
     print(f"FMA peak (zmm, 1 core): median {med(fmas):.1f} GFLOP/s, {min(fmas):.1f}..{max(fmas):.1f} over {len(fmas)} calibrations")
 for e in errs:
     print("FAILED:", e)
-models = [m for m in ("s260k", "d768", "d1024") if any(r.get("model") == m for r in rows)]
+models = [m for m in ("s260k", "d768", "d1024", "d2048") if any(r.get("model") == m for r in rows)]
 methods = [m for m in ("lora", "loha", "lokr", "dora") if any(r.get("method") == m for r in rows)]
 
 def rng(xs):
