@@ -126,8 +126,9 @@ INL void rows8x8(float *d, const float *a, const float *b, int64_t ra, int64_t r
     memcpy(d, &f, sizeof f);
 }
 
-/* The loops run the kept axes outside and the summed ones inside, so each result (or each
- * 16 results along a kept innermost axis) is summed in registers and stored once. */
+/* The loops run the kept axes outside and the summed ones inside, so each result is summed
+ * once and stored once: a kept innermost row in a scratch row of double sums (8 columns in one
+ * vector), a summed innermost row in vector lanes (eight rows of 8 in one tree). */
 PC_HOT int pc_ck_mul_sum(const pc_ckctx *c) {
     const pc_linsn *I = c->li;
     pc_shape os = I->out[0].shape;

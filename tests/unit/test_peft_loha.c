@@ -4,7 +4,9 @@
  * Forward (logits, loss) and all 140 factor gradients on the reference interpreter and the JIT,
  * merge vs PEFT's merge_and_unload, the unmerge round trip, rank/module dropout on one linear
  * (PEFT's rule: rows kept with probability 1-p and rescaled by 1/mean(mask); the whole term
- * skipped with probability p; only when training) and the config fields peftc refuses. */
+ * skipped with probability p; only when training), the rank-r² path of wide layers (its factor
+ * gradients against ΔW in double) and the config fields peftc refuses. */
+#include "backend/lower.h"
 #include "cu_main.h"
 #include "compare.h"
 #include "peft_fixture.h"
@@ -262,6 +264,99 @@ static void test_fused_grads(void) {
     pc_adapter_config_free(ct);
 }
 
+/* ---- 4c. the rank-r² path (r²·(in + out) < in·out: wide layers) never forms ΔW: U = w1_a ⊙
+ * w2_a row by row, V = w1_b ⊙ w2_b column by column, x ΔWᵀ = (x Vᵀ) Uᵀ. Its four factor
+ * gradients (the JIT sums them with call.mul_sum_to, its Khatri-Rao rows with short-row
+ * kernels) against the explicit ΔW in double, on both backends ---- */
+enum { KR_N = 6, KR_IN = 24, KR_OUT = 40, KR_R = 3 };
+
+static void test_factored_grads(void) {
+    const char *json = "{\"peft_type\":\"LOHA\",\"target_modules\":[\"q_proj\"],\"r\":3,\"alpha\":6}";
+    char err[1024] = "";
+    pc_adapter_config *cfg = NULL;
+    pc_adapt_ctx *cx = ctx_of(json, PC_ADAPT_TRAIN, &cfg, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cx);
+    pc_graph *g = pc_graph_new("kr");
+    pc_val x = pc_input(g, "x", PC_F32, PC_SHAPE(KR_N, KR_IN)), rr = pc_input(g, "r", PC_F32, PC_SHAPE(KR_N, KR_OUT));
+    pc_val w = pc_param(g, "w", DO_MODULE ".weight", PC_F32, PC_SHAPE(KR_OUT, KR_IN), PC_FROZEN, (pc_init){0});
+    pc_site site = {.kind = PC_SITE_LINEAR, .module = DO_MODULE, .layer = 0, .g = g, .x = x, .weight = w,
+                    .bias = PC_NONE, .in = KR_IN, .out = KR_OUT};
+    site.value = pc_matmul(g, x, w, 0, 1);
+    CU_ASSERT_FATAL(pc_adapt_site(cx, &site, err, sizeof err) == 0 && pc_adapt_nrewritten(cx) == 1);
+    int formed = 0; /* a product by W + ΔW would mean ΔW was formed */
+    for (pc_val v = 0; v < g->nvals; v++)
+        formed += pc_v(g, v)->op == PC_OP_matmul && pc_v(g, pc_v(g, v)->in[1])->op == PC_OP_add;
+    CU_ASSERT_EQUAL(formed, 0);
+    pc_mark_loss(g, pc_sum(g, pc_mul(g, site.value, rr), 0, NULL, 0)); /* dL/dy = r */
+    CU_ASSERT_EQUAL_FATAL(pc_pass_autograd(g, err, sizeof err), 0);
+    pc_lowered *l = pc_lower(g, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    int mul_sums = 0;
+    for (int i = 0; i < l->ninsns; i++) mul_sums += l->insn[i].kind == PC_LI_CALL && l->insn[i].call == PC_CALL_MUL_SUM;
+    CU_ASSERT_EQUAL(mul_sums, 4); /* one per factor */
+    pc_lowered_free(l);
+    static const char *names[4] = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"};
+    static const int64_t rows[4] = {KR_OUT, KR_R, KR_OUT, KR_R}, cols[4] = {KR_R, KR_IN, KR_R, KR_IN};
+    static float xs[KR_N * KR_IN], rs[KR_N * KR_OUT], ws[KR_OUT * KR_IN], f[4][KR_OUT * KR_IN];
+    pc_val fv[4], gv[4];
+    uint32_t st = 777;
+    for (int k = 0; k < 4; k++) {
+        char key[256], gname[300];
+        snprintf(key, sizeof key, "base_model.model." DO_MODULE ".%s", names[k]);
+        fv[k] = pc_lookup_key(g, key);
+        CU_ASSERT_FATAL(fv[k] != PC_NONE);
+        snprintf(gname, sizeof gname, "grad.%s", pc_v(g, fv[k])->name);
+        gv[k] = pc_lookup(g, gname);
+        CU_ASSERT_FATAL(gv[k] != PC_NONE);
+        for (int i = 0; i < rows[k] * cols[k]; i++) st = st * 1664525u + 1013904223u, f[k][i] = (float)((st >> 8) / 16777216.0 - 0.5);
+    }
+    for (int i = 0; i < KR_N * KR_IN; i++) st = st * 1664525u + 1013904223u, xs[i] = (float)((st >> 8) / 16777216.0 - 0.5);
+    for (int i = 0; i < KR_N * KR_OUT; i++) st = st * 1664525u + 1013904223u, rs[i] = (float)((st >> 8) / 16777216.0 - 0.5);
+    /* G = s rᵀ x, P1 = w1_a w1_b, P2 = w2_a w2_b (s = alpha / r = 2): d w1_a = (G ⊙ P2) w1_bᵀ, ... */
+    static double G[KR_OUT * KR_IN], P[2][KR_OUT * KR_IN], want[4][KR_OUT * KR_IN];
+    memset(want, 0, sizeof want);
+    for (int o = 0; o < KR_OUT; o++)
+        for (int i = 0; i < KR_IN; i++) {
+            double gs = 0, p1 = 0, p2 = 0;
+            for (int n = 0; n < KR_N; n++) gs += (double)rs[n * KR_OUT + o] * xs[n * KR_IN + i];
+            for (int k = 0; k < KR_R; k++)
+                p1 += (double)f[0][o * KR_R + k] * f[1][k * KR_IN + i], p2 += (double)f[2][o * KR_R + k] * f[3][k * KR_IN + i];
+            G[o * KR_IN + i] = 2.0 * gs, P[0][o * KR_IN + i] = p1, P[1][o * KR_IN + i] = p2;
+        }
+    for (int h = 0; h < 2; h++) /* factor pair h: its product is multiplied by the other one's */
+        for (int o = 0; o < KR_OUT; o++)
+            for (int i = 0; i < KR_IN; i++) {
+                double gp = G[o * KR_IN + i] * P[1 - h][o * KR_IN + i];
+                for (int k = 0; k < KR_R; k++) {
+                    want[2 * h][o * KR_R + k] += gp * f[2 * h + 1][k * KR_IN + i];
+                    want[2 * h + 1][k * KR_IN + i] += gp * f[2 * h][o * KR_R + k];
+                }
+            }
+    for (int b = 0; b < 2; b++) {
+        pc_backend_kind kind = b ? PC_BACKEND_JIT : PC_BACKEND_REF;
+        pc_exec *e = pc_exec_new(g, &(pc_exec_opts){.kind = kind}, err, sizeof err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        pc_exec_bind(e, x, xs);
+        pc_exec_bind(e, rr, rs);
+        pc_exec_bind(e, w, ws);
+        for (int k = 0; k < 4; k++) pc_exec_bind(e, fv[k], f[k]);
+        CU_ASSERT_EQUAL_FATAL(pc_exec_run(e, err, sizeof err), 0);
+        double worst = 0;
+        for (int k = 0; k < 4; k++) {
+            const float *got = pc_exec_data(e, gv[k]);
+            double big = 1e-30;
+            for (int i = 0; i < rows[k] * cols[k]; i++) big = fmax(big, fabs(want[k][i]));
+            for (int i = 0; i < rows[k] * cols[k]; i++) worst = fmax(worst, fabs(got[i] - want[k][i]) / big);
+        }
+        printf("\n    rank-r² factor gradients (%s) vs ΔW in double: worst rel %.2e", b ? "jit" : "ref", worst);
+        CU_ASSERT(worst <= 1e-5);
+        pc_exec_free(e);
+    }
+    pc_graph_free(g);
+    pc_adapt_free(cx);
+    pc_adapter_config_free(cfg);
+}
+
 /* ---- 5. what peftc refuses, naming the field ---- */
 static void test_config_refusals(void) {
     static const struct { const char *extra, *field; } cases[] = {
@@ -349,6 +444,7 @@ static CU_TestInfo tests[] = {
     {"unmerge_roundtrip", test_unmerge_roundtrip},
     {"rank_and_module_dropout", test_dropout},
     {"fused_grads", test_fused_grads},
+    {"factored_grads", test_factored_grads},
     {"config_refusals", test_config_refusals},
     {"pfedpara", test_pfedpara},
     CU_TEST_INFO_NULL,
