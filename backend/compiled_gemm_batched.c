@@ -21,7 +21,6 @@
  * after the batch (rounding only). */
 #include "backend/compiled_internal.h"
 
-INL v8f ld8(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
 INL void st8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
 INL v16f join8(v8f lo, v8f hi) {
     return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);

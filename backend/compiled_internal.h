@@ -63,6 +63,7 @@ typedef float v8f __attribute__((vector_size(32)));
 typedef double v8d __attribute__((vector_size(64)));
 
 INL v16f ld16(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
+INL v8f ld8(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
 INL void st16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
 INL v8d ld8d(const float *p) { v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, v8d); }
 INL v16f sel16(v16i m, v16f a, v16f b) { return (v16f)(((v16i)a & m) | ((v16i)b & ~m)); }

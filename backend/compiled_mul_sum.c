@@ -36,15 +36,8 @@ static void ms_collapse(ms_space *s, const pc_lref *ra, const pc_lref *rb, pc_sh
     }
 }
 
-/* 8 or 16 lanes loaded whole: a vector assembled in memory from a part and re-read stalls
- * store forwarding */
-INL v8f ld8(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* 16 products a[j sa] b[j sb], j < w (<= 16), the rest 0 */
+/* 16 products a[j sa] b[j sb], j < w (<= 16), the rest 0; 8 or 16 contiguous lanes are loaded
+ * whole (a vector assembled in memory from a part and re-read stalls store forwarding) */
 INL v16f prod16(const float *a, const float *b, int64_t sa, int64_t sb, int64_t w) {
     bool unit = sb == 0 || sb == 1;
     if (w == 8 && sa == 1 && unit) {
@@ -189,6 +182,10 @@ PC_HOT int pc_ck_mul_sum(const pc_ckctx *c) {
         red.oa = red.ob = 0;
         do {
             const float *a = A + kept.oa + red.oa, *b = B + kept.ob + red.ob;
+            if (sa == 1 && sb == 1) {
+                sum += dot_f32_sum_d(a, b, n);
+                continue;
+            }
             v8d lo = {0}, hi = {0};
             for (int64_t j0 = 0; j0 < n; j0 += 16) {
                 v16f p = prod16(a + j0 * sa, b + j0 * sb, sa, sb, n - j0 < 16 ? n - j0 : 16);

@@ -64,6 +64,11 @@ typedef struct {
     pc_val fv[4];
 } lin_case;
 
+/* n values uniform in [-0.5, 0.5) from a 32-bit LCG (the sequence the fixtures were made with) */
+static void lcg_fill(uint32_t *st, float *p, int n) {
+    for (int i = 0; i < n; i++) *st = *st * 1664525u + 1013904223u, p[i] = (float)((*st >> 8) / 16777216.0 - 0.5);
+}
+
 static pc_adapt_ctx *ctx_of(const char *json, pc_adapt_mode mode, pc_adapter_config **cfg, char *err, size_t n) {
     static const pc_model_info info = {.model_type = "llama", .dim = 64, .vocab = 512, .context = 512,
                                        .n_layers = 5, .n_heads = 8, .n_kv_heads = 4};
@@ -98,9 +103,7 @@ static int lin_build(lin_case *c, pc_adapt_ctx *cx, bool pfedpara) {
     if (pc_graph_error(c->g)) return fprintf(stderr, "%s\n", pc_graph_error(c->g)), -1;
     uint32_t st = 12345;
     float *all[] = {c->x, c->w, c->f[0], c->f[1], c->f[2], c->f[3]};
-    for (int a = 0; a < 6; a++)
-        for (int i = 0; i < DO_OUT * DO_IN && (a || i < DO_N * DO_IN); i++)
-            st = st * 1664525u + 1013904223u, all[a][i] = (float)((st >> 8) / 16777216.0 - 0.5);
+    for (int a = 0; a < 6; a++) lcg_fill(&st, all[a], a ? DO_OUT * DO_IN : DO_N * DO_IN);
     for (int n = 0; n < DO_N; n++)
         for (int o = 0; o < DO_OUT; o++) {
             double acc = 0;
@@ -308,10 +311,10 @@ static void test_factored_grads(void) {
         snprintf(gname, sizeof gname, "grad.%s", pc_v(g, fv[k])->name);
         gv[k] = pc_lookup(g, gname);
         CU_ASSERT_FATAL(gv[k] != PC_NONE);
-        for (int i = 0; i < rows[k] * cols[k]; i++) st = st * 1664525u + 1013904223u, f[k][i] = (float)((st >> 8) / 16777216.0 - 0.5);
+        lcg_fill(&st, f[k], (int)(rows[k] * cols[k]));
     }
-    for (int i = 0; i < KR_N * KR_IN; i++) st = st * 1664525u + 1013904223u, xs[i] = (float)((st >> 8) / 16777216.0 - 0.5);
-    for (int i = 0; i < KR_N * KR_OUT; i++) st = st * 1664525u + 1013904223u, rs[i] = (float)((st >> 8) / 16777216.0 - 0.5);
+    lcg_fill(&st, xs, KR_N * KR_IN);
+    lcg_fill(&st, rs, KR_N * KR_OUT);
     /* G = s rᵀ x, P1 = w1_a w1_b, P2 = w2_a w2_b (s = alpha / r = 2): d w1_a = (G ⊙ P2) w1_bᵀ, ... */
     static double G[KR_OUT * KR_IN], P[2][KR_OUT * KR_IN], want[4][KR_OUT * KR_IN];
     memset(want, 0, sizeof want);
