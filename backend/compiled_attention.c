@@ -213,7 +213,18 @@ INL void rows_times(float *o, int64_t so, int nr, const float *a, int64_t lda, c
  * bq[q] = {b[4q + kk][c] at lane 4c + kk, c < 4} and the same for c = 4..7, so that every lane
  * of every multiply-add is used; a row's 4 partial sums per c are added at the end. */
 INL void pack_quads8(float *bq, const float *b, int64_t sbi, int64_t sbd, int64_t n, int64_t nq) {
-    for (int64_t q = 0; q < nq; q++) {
+    int64_t q = 0;
+    if (sbd == 1) /* whole quads of dense rows: two rows per vector, one shuffle per half */
+        for (; q < nq && 4 * q + 3 < n; q++) {
+            const float *b0 = b + 4 * q * sbi;
+            v8f r0 = ld8(b0), r1 = ld8(b0 + sbi), r2 = ld8(b0 + 2 * sbi), r3 = ld8(b0 + 3 * sbi);
+            v16f r01 = __builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            v16f r23 = __builtin_shufflevector(r2, r3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            st16(bq + q * 32, __builtin_shufflevector(r01, r23, 0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27));
+            st16(bq + q * 32 + 16,
+                 __builtin_shufflevector(r01, r23, 4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31));
+        }
+    for (; q < nq; q++) {
         float r[4][8];
         for (int kk = 0; kk < 4; kk++)
             for (int c = 0; c < 8; c++) r[kk][c] = 4 * q + kk < n ? b[(4 * q + kk) * sbi + c * sbd] : 0.0f;
@@ -275,8 +286,46 @@ typedef struct {
     int64_t skj, skd;
 } fl_head;
 
-/* xt[d][lane r] = x[i0 + r][d] for r < nr, 0 in the other lanes */
+/* A 16 x 8 block in registers, two ways: m[k] = rows k and k + 8 (lanes 0-7, 8-15), or m[c] =
+ * column c (row r in lane r). Element (r, c) sits in vector k (3 bits) at lane (h, c) in the first
+ * form, r = k + 8 h, and in vector c at lane (h, k) in the second: three exchanges of a vector-index
+ * bit with a lane bit turn one form into the other, both ways. */
+INL void transpose16x8(v16f m[8]) {
+    /* the first output: a's lanes with the bit clear, b's in place of the set bit; the second:
+     * a's lanes with the bit set in place of the clear bit, b's with it set */
+    for (int i = 0; i < 8; i += 2) { /* vector bit 0 <-> lane bit 0 */
+        v16f a = m[i], b = m[i + 1];
+        m[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        m[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    }
+    for (int i = 0; i < 8; i += (i & 1) ? 3 : 1) { /* 0, 1, 4, 5: vector bit 1 <-> lane bit 1 */
+        v16f a = m[i], b = m[i + 2];
+        m[i] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        m[i + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    for (int i = 0; i < 4; i++) { /* vector bit 2 <-> lane bit 2 */
+        v16f a = m[i], b = m[i + 4];
+        m[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        m[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+}
+
+/* xt[d][lane r] = x[i0 + r][d] for r < nr, 0 in the other lanes; whole blocks of dense rows go
+ * eight columns at a time through transpose16x8 */
 INL void load_t(float *xt, const float *x, int64_t sxi, int64_t sxd, int64_t i0, int nr, int64_t D) {
+    if (nr == 16 && sxd == 1 && D % 8 == 0) {
+        const float *x0 = x + i0 * sxi;
+        for (int64_t d0 = 0; d0 < D; d0 += 8) {
+            v16f m[8];
+            for (int k = 0; k < 8; k++) {
+                v8f lo = ld8(x0 + k * sxi + d0), hi = ld8(x0 + (k + 8) * sxi + d0);
+                m[k] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            }
+            transpose16x8(m);
+            for (int c = 0; c < 8; c++) st16(xt + (d0 + c) * 16, m[c]);
+        }
+        return;
+    }
     for (int64_t d = 0; d < D; d++)
         for (int r = 0; r < 16; r++) xt[d * 16 + r] = r < nr ? x[(i0 + r) * sxi + d * sxd] : 0.0f;
 }
@@ -284,11 +333,25 @@ INL void load_t(float *xt, const float *x, int64_t sxi, int64_t sxd, int64_t i0,
 /* lanes r whose row i0 + r keeps key j */
 INL v16i keeps(const fl_head *h, int64_t j, int64_t i0) { return iota16 >= (int32_t)(j - h->shift - i0); }
 
-/* o[j] (stride ldo) = scale * sum_d x[j, d] yt[d] over lanes, for j < n: four keys at a time,
- * so that four chains of multiply-adds overlap */
+/* o[j] (stride ldo) = scale * sum_d x[j, d] yt[d] over lanes, for j < n: eight or four keys at a time,
+ * so that that many chains of multiply-adds overlap */
 INL void lane_dots(float *o, int64_t ldo, const float *x, int64_t sxj, int64_t sxd, const float *yt, int64_t D,
                    int64_t n, float scale) {
     int64_t j = 0;
+    for (; j + 8 <= n; j += 8) { /* eight chains: enough to keep both FMA ports busy */
+        v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        const float *x0 = x + j * sxj;
+        for (int64_t d = 0; d < D; d++) {
+            v16f y = ld16(yt + d * 16);
+            const float *xd = x0 + d * sxd;
+            a0 += xd[0] * y, a1 += xd[sxj] * y, a2 += xd[2 * sxj] * y, a3 += xd[3 * sxj] * y;
+            a4 += xd[4 * sxj] * y, a5 += xd[5 * sxj] * y, a6 += xd[6 * sxj] * y, a7 += xd[7 * sxj] * y;
+        }
+        st16(o + j * ldo, a0 * scale), st16(o + (j + 1) * ldo, a1 * scale);
+        st16(o + (j + 2) * ldo, a2 * scale), st16(o + (j + 3) * ldo, a3 * scale);
+        st16(o + (j + 4) * ldo, a4 * scale), st16(o + (j + 5) * ldo, a5 * scale);
+        st16(o + (j + 6) * ldo, a6 * scale), st16(o + (j + 7) * ldo, a7 * scale);
+    }
     for (; j + 4 <= n; j += 4) {
         v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         const float *x0 = x + j * sxj;
@@ -377,8 +440,16 @@ INL void lanes_times(float *o, int64_t i0, int nr, const float *at, int64_t lda,
                 if (nd > 6) a6 += xj[6 * sxd] * a;
             }
         v16f acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-        for (int r = 0; r < nr; r++)
-            for (int64_t dd = 0; dd < nd; dd++) o[(i0 + r) * D + d0 + dd] = acc[dd][r];
+        if (nd == 8) { /* columns to rows in registers */
+            transpose16x8(acc);
+            for (int k = 0; k < 8 && k < nr; k++) {
+                v8f lo = LO8(acc[k]), hi = HI8(acc[k]);
+                memcpy(o + (i0 + k) * D + d0, &lo, sizeof lo);
+                if (k + 8 < nr) memcpy(o + (i0 + k + 8) * D + d0, &hi, sizeof hi);
+            }
+        } else
+            for (int r = 0; r < nr; r++)
+                for (int64_t dd = 0; dd < nd; dd++) o[(i0 + r) * D + d0 + dd] = acc[dd][r];
     }
 }
 

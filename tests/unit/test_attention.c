@@ -35,6 +35,7 @@ typedef struct {
     double fill, alpha;
     bool flash, flash_grad; /* the kernels the lowering is expected to pick */
     bool denormal;          /* scores set so that probabilities fall below FLT_MIN (t_denormal) */
+    bool bshd;              /* q, k, v stored [B, S, H, D] and transposed, as the Llama frontend has them */
 } acase;
 
 static bool has_call(const pc_lowered *l, pc_call_kind k) {
@@ -54,9 +55,17 @@ static pc_val leaf(pc_graph *g, const char *name, pc_shape s, int trainable, flo
 static void run_case(const acase *t) {
     pc_graph *g = pc_graph_new("attn");
     float *dq, *dk, *dv, *dw;
-    pc_val q = leaf(g, "q", PC_SHAPE(t->B, t->H, t->Sq, t->D), t->train_q, &dq);
-    pc_val k = leaf(g, "k", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_k, &dk);
-    pc_val v = leaf(g, "v", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_v, &dv);
+    pc_val q, k, v;
+    if (t->bshd) { /* rows of a head t->H * t->D floats apart */
+        const int64_t perm[4] = {0, 2, 1, 3};
+        q = pc_transpose(g, leaf(g, "q", PC_SHAPE(t->B, t->Sq, t->H, t->D), t->train_q, &dq), 4, perm);
+        k = pc_transpose(g, leaf(g, "k", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_k, &dk), 4, perm);
+        v = pc_transpose(g, leaf(g, "v", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_v, &dv), 4, perm);
+    } else {
+        q = leaf(g, "q", PC_SHAPE(t->B, t->H, t->Sq, t->D), t->train_q, &dq);
+        k = leaf(g, "k", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_k, &dk);
+        v = leaf(g, "v", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_v, &dv);
+    }
     pc_val w = leaf(g, "w", PC_SHAPE(t->B, t->H, t->Sq, t->D), 0, &dw);
     if (t->denormal) { /* q = e0, k[j] = s_j e0 (alpha 1): keys 0 and 1 score 0, the others about
                         * -87.2, so a row's later keys get exp(-87.2) / 2 ~ 7e-39 < FLT_MIN */
@@ -89,6 +98,8 @@ static void run_case(const acase *t) {
     bool fwd = has_call(l, PC_CALL_FLASH), bwd = has_call(l, PC_CALL_FLASH_GRAD);
     CU_ASSERT(fwd == t->flash && bwd == t->flash_grad);
     pc_val leaves[4] = {q, k, v, w};
+    if (t->bshd) /* the stored leaves, under their transposes */
+        for (int i = 0; i < 3; i++) leaves[i] = pc_v(g, leaves[i])->in[0];
     float *data[4] = {dq, dk, dv, dw};
     for (int i = 0; i < 4; i++) pc_ref_bind(r, leaves[i], data[i]), pc_compiled_bind(c, leaves[i], data[i]);
     CU_ASSERT_FATAL(pc_ref_run(r, err, sizeof err) == 0);
@@ -114,20 +125,25 @@ static void run_case(const acase *t) {
 }
 
 static const acase cases[] = {
-    {"stories260K heads", 2, 8, 8, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false},
-    {"prefix keys (shift 8)", 2, 3, 3, 5, 13, 8, 1, 1, 1, -1e30, 0.5, true, true, false},
-    {"prefix, long", 1, 2, 2, 33, 50, 16, 1, 1, 1, -1e30, 0.25, true, true, false},
-    {"head dim 24 (tails)", 1, 2, 2, 20, 20, 24, 1, 1, 1, -1e30, 0.2, true, true, false},
-    {"head dim 4", 3, 2, 2, 17, 40, 4, 1, 1, 1, -1e30, 0.5, true, true, false},
-    {"one query", 2, 4, 4, 1, 9, 8, 1, 1, 1, -1e30, 0.35, true, true, false},
-    {"q only", 1, 2, 2, 24, 24, 8, 1, 0, 0, -1e30, 0.35, true, true, false},
-    {"v only", 1, 2, 2, 24, 24, 8, 0, 0, 1, -1e30, 0.35, true, true, false},
-    {"k and v", 1, 2, 2, 24, 30, 8, 0, 1, 1, -1e30, 0.35, true, true, false},
-    {"k only", 2, 2, 2, 24, 24, 8, 0, 1, 0, -1e30, 0.35, true, true, false},
-    {"mild fill (row path)", 2, 2, 2, 19, 23, 8, 1, 1, 1, -2.0, 0.5, true, true, false},
-    {"grouped kv heads", 2, 4, 2, 32, 32, 8, 1, 1, 1, -1e30, 0.35, true, true, false},
-    {"inference only", 2, 2, 2, 16, 16, 8, 0, 0, 0, -1e30, 0.35, true, false, false},
-    {"beyond 256 keys", 1, 1, 1, 8, 300, 8, 1, 1, 1, -1e30, 0.35, false, false, false},
+    {"stories260K heads", 2, 8, 8, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, false},
+    {"prefix keys (shift 8)", 2, 3, 3, 5, 13, 8, 1, 1, 1, -1e30, 0.5, true, true, false, false},
+    {"prefix, long", 1, 2, 2, 33, 50, 16, 1, 1, 1, -1e30, 0.25, true, true, false, false},
+    {"head dim 24 (tails)", 1, 2, 2, 20, 20, 24, 1, 1, 1, -1e30, 0.2, true, true, false, false},
+    {"head dim 4", 3, 2, 2, 17, 40, 4, 1, 1, 1, -1e30, 0.5, true, true, false, false},
+    {"one query", 2, 4, 4, 1, 9, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false},
+    {"q only", 1, 2, 2, 24, 24, 8, 1, 0, 0, -1e30, 0.35, true, true, false, false},
+    {"v only", 1, 2, 2, 24, 24, 8, 0, 0, 1, -1e30, 0.35, true, true, false, false},
+    {"k and v", 1, 2, 2, 24, 30, 8, 0, 1, 1, -1e30, 0.35, true, true, false, false},
+    {"k only", 2, 2, 2, 24, 24, 8, 0, 1, 0, -1e30, 0.35, true, true, false, false},
+    {"mild fill (row path)", 2, 2, 2, 19, 23, 8, 1, 1, 1, -2.0, 0.5, true, true, false, false},
+    {"grouped kv heads", 2, 4, 2, 32, 32, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false},
+    {"inference only", 2, 2, 2, 16, 16, 8, 0, 0, 0, -1e30, 0.35, true, false, false, false},
+    {"beyond 256 keys", 1, 1, 1, 8, 300, 8, 1, 1, 1, -1e30, 0.35, false, false, false, false},
+    /* the layouts of the bench models: rows of a head H * D floats apart (transposes of whole
+     * 16-row blocks in registers, k quads from strided rows), head dim 64 */
+    {"stories260K layout", 2, 8, 4, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, true},
+    {"mid heads (dim 64)", 1, 2, 2, 128, 128, 64, 1, 1, 1, -1e30, 0.125, true, true, false, true},
+    {"dim 64, 37 queries", 1, 2, 2, 37, 37, 64, 1, 1, 1, -1e30, 0.125, true, true, false, false},
 };
 
 static void t_cases(void) {
@@ -138,7 +154,7 @@ static void t_cases(void) {
 /* probabilities below FLT_MIN (and gradients through them, 210 values here): the flash kernels
  * flush those to zero, the interpreter keeps them; both agree to the tolerance */
 static void t_denormal(void) {
-    acase t = {"denormal probabilities", 1, 2, 2, 16, 16, 8, 1, 1, 1, -1e30, 1.0, true, true, true};
+    acase t = {"denormal probabilities", 1, 2, 2, 16, 16, 8, 1, 1, 1, -1e30, 1.0, true, true, true, false};
     run_case(&t);
     printf("\n");
 }
