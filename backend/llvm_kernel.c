@@ -556,15 +556,20 @@ static int build_kernel(kg *g) {
     return 0;
 }
 
-/* adds target-cpu / target-features to every defined function */
+/* adds target-cpu / target-features to every defined function, and vectors as wide as the target
+ * has: LLVM tunes Intel AVX-512 cores (this VM reports "rocketlake") to prefer 256 bits, which
+ * left the compute-bound kernels at half width (silu * mul of 88k floats: 43 us in ymm, 35 us in
+ * zmm); without AVX-512 the legal width caps it at 256 */
 static void set_target_attrs(LLVMContextRef c, LLVMModuleRef m, LLVMTargetMachineRef tm) {
     char *cpu = LLVMGetTargetMachineCPU(tm), *feat = LLVMGetTargetMachineFeatureString(tm);
     LLVMAttributeRef a1 = LLVMCreateStringAttribute(c, "target-cpu", 10, cpu, (unsigned)strlen(cpu));
     LLVMAttributeRef a2 = LLVMCreateStringAttribute(c, "target-features", 15, feat, (unsigned)strlen(feat));
+    LLVMAttributeRef a3 = LLVMCreateStringAttribute(c, "prefer-vector-width", 19, "512", 3);
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f)) continue;
         LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, a1);
         LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, a2);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, a3);
     }
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(feat);

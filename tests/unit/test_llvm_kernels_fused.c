@@ -59,7 +59,7 @@ static void test_layouts(void) {
 }
 
 /* rows shorter than a vector under longer loops (LoHa's Khatri-Rao rows, w1_a[o, i] w2_a[o, j]):
- * exact, and after -O3 contiguous 8-wide rows, not an outer loop vectorized into scatters */
+ * exact, and after -O3 contiguous vector rows, not an outer loop vectorized into scatters */
 static void test_short_rows(void) {
     tcase t;
     tc_init(&t);
@@ -73,7 +73,7 @@ static void test_short_rows(void) {
     char *ir = pc_llvm_kernel_ir_o3(&t.k, "khatri_rao_rows", err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ir);
     CU_ASSERT_PTR_NULL(strstr(ir, "scatter"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(ir, "store <8 x float>"));
+    CU_ASSERT(strstr(ir, "store <8 x float>") || strstr(ir, "store <16 x float>")); /* a row, or two in zmm */
     free(ir);
     tc_free(&t);
     /* a row of 3 (SLP's tail) and a transposed operand under the same loops */
