@@ -261,6 +261,7 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
         pc_ck_gemm_at(d, a, b, c);
         return;
     }
+    if (pc_ck_gemm_pairs(d, a, b, c)) return; /* rank-8 products, two k per lane */
     int R = d->rank;
     int64_t M = d->a_dims[R - 2], K = d->a_dims[R - 1], N = d->b_dims[R - 1], nb = 1, idx[PC_MM_MAX_RANK] = {0};
     for (int i = 0; i < R - 2; i++) nb *= d->c_dims[i];

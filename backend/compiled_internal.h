@@ -147,6 +147,9 @@ bool pc_ck_gemm_small_ok(const pc_matmul_desc *d);
 void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, float *c);
 /* the batched layouts of backend/compiled_gemm_batched.c; false: not one of them (nothing written) */
 bool pc_ck_gemm_batched(const pc_matmul_desc *d, const float *a, const float *b, float *c);
+/* 8-column products with A's rows contiguous, two k per lane (backend/compiled_gemm_pairs.c);
+ * false: not that form (nothing written) */
+bool pc_ck_gemm_pairs(const pc_matmul_desc *d, const float *a, const float *b, float *c);
 /* c = alpha aᵀ b (+ c) with a [T, M], b [T, N] read row by row (backend/compiled_gemm_at.c) */
 bool pc_ck_gemm_at_ok(const pc_matmul_desc *d);
 void pc_ck_gemm_at(const pc_matmul_desc *d, const float *a, const float *b, float *c);
