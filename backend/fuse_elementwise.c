@@ -4,7 +4,11 @@
  * its shape and are still open; a group closes (is "sealed") as soon as a value outside it uses
  * one of its members. The kernel of a group runs at the position of its last member, so sealing
  * guarantees that every outside user of a member comes after the kernel, and every operand of a
- * member (computed before the member) comes before it. Operands may broadcast into the shape. */
+ * member (computed before the member) comes before it. Operands may broadcast into the shape.
+ * A value none of whose operands is in an open group may join an open group of its shape that
+ * reads one of its operands of that shape too (siblings: the SwiGLU backward's d up = d h * silu(g) and d g's chain
+ * both read d h), if no op outside the kernels runs between that group's last member and the
+ * value: the shared operand is then read once, and moving the kernel later crosses nothing. */
 #include "backend/lower.h"
 
 #include <stdio.h>
@@ -24,6 +28,7 @@ typedef struct {
     int *ustart;    /* users CSR */
     pc_val *users;
     bool *pinned;   /* outputs and update values */
+    int *barriers;  /* per value: live non-elementwise ops before it (leaves excluded) */
     grp *gr;
     int ngr, capgr;
 } fctx;
@@ -139,6 +144,18 @@ static int place(fctx *c, pc_val v) {
         if (!pc_shape_eq(g->vals[m0].shape, x->shape)) continue;
         cand[ncand++] = gid;
     }
+    for (int k = 0; k < x->nin && ncand == 0; k++) { /* no operand group: siblings sharing a whole operand */
+        if (!pc_shape_eq(g->vals[x->in[k]].shape, x->shape)) continue;
+        for (int u = c->ustart[x->in[k]]; u < c->ustart[x->in[k] + 1] && ncand < 8; u++) {
+            pc_val w = c->users[u];
+            int gid = w < v ? c->gof[w] : -1;
+            if (gid < 0 || c->gr[gid].sealed || in_set(gid, cand, ncand)) continue;
+            const grp *G = &c->gr[gid];
+            if (!pc_shape_eq(g->vals[G->m[0]].shape, x->shape) || c->barriers[v] != c->barriers[G->m[G->n - 1]])
+                continue;
+            cand[ncand++] = gid;
+        }
+    }
     int chosen[8], nchosen = 0;
     if (ncand && fits(c, v, cand, ncand)) {
         memcpy(chosen, cand, sizeof cand);
@@ -170,12 +187,17 @@ int pc_fuse_elementwise(const pc_graph *g, const bool *exclude, const bool *live
     c.gof = malloc(nn * sizeof *c.gof);
     c.ustart = calloc(nn + 1, sizeof *c.ustart);
     c.pinned = calloc(nn, sizeof *c.pinned);
+    c.barriers = calloc(nn + 1, sizeof *c.barriers);
     int nusers = 0;
     for (pc_val v = 0; v < n; v++) nusers += g->vals[v].nin;
     c.users = malloc((size_t)(nusers ? nusers : 1) * sizeof *c.users);
     int *fill = calloc(nn + 1, sizeof *fill);
     int rc = -1;
-    if (!c.gof || !c.ustart || !c.pinned || !c.users || !fill) goto oom;
+    if (!c.gof || !c.ustart || !c.pinned || !c.barriers || !c.users || !fill) goto oom;
+    for (pc_val v = 0; v < n; v++) {
+        bool op = (!live || live[v]) && g->vals[v].nin > 0 && (!fusable_value(g, v) || (exclude && exclude[v]));
+        c.barriers[v + 1] = c.barriers[v] + op;
+    }
     /* users of each live value (CSR), counting a value once per operand slot */
     for (pc_val v = 0; v < n; v++) {
         c.gof[v] = -1;
@@ -236,6 +258,7 @@ done:
     free(c.gof);
     free(c.ustart);
     free(c.pinned);
+    free(c.barriers);
     free(c.users);
     free(fill);
     return rc;
