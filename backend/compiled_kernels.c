@@ -495,28 +495,38 @@ double *pc_ck_rope_table(const pc_graph *g, pc_val rope, const int32_t *pos) {
 }
 
 /* rows of H heads of D; position index = row % per (per > 0) or row; float math (the table
- * rounded to f32: within ~2 ulp of the reference's double arithmetic) */
+ * rounded to f32: within ~2 ulp of the reference's double arithmetic). Rows that share a
+ * position (the batch's, per > 0) go together, so each position's f32 factors are made once. */
 PC_HOT static void rope_rows(float *o, const float *x, const double *tab, int64_t rows, int64_t per, int64_t h,
                              int64_t d, int style, float sign) {
-    int64_t half = d / 2;
+    int64_t half = d / 2, npos = per ? (per < rows ? per : rows) : rows;
     float cf[256], sf[256];
-    for (int64_t t = 0; t < rows; t++) {
-        const double *cs = tab + (per ? t % per : t) * half * 2;
+    for (int64_t p = 0; p < npos; p++) {
+        const double *cs = tab + p * half * 2;
         for (int64_t i = 0; i < half; i++) cf[i] = (float)cs[2 * i], sf[i] = sign * (float)cs[2 * i + 1];
-        if (style == 0 && d % 8 == 0) { /* pairs (2i, 2i+1) inside 8-lane vectors: x c + swap(x) s */
+        if (style == 0 && d % 8 == 0) { /* pairs (2i, 2i+1) inside vectors: x c + swap(x) s */
             float ce[256], se[256];
             for (int64_t i = 0; i < half; i++) ce[2 * i] = ce[2 * i + 1] = cf[i], se[2 * i] = -sf[i], se[2 * i + 1] = sf[i];
-            for (int64_t j = 0; j < h * d; j += 8) {
-                v8f xv, c8, s8, r;
-                memcpy(&xv, x + t * h * d + j, sizeof xv);
-                memcpy(&c8, ce + j % d, sizeof c8);
-                memcpy(&s8, se + j % d, sizeof s8);
-                r = xv * c8 + __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6) * s8;
-                memcpy(o + t * h * d + j, &r, sizeof r);
+            for (int64_t t = p; t < rows; t += per ? per : rows) {
+                int64_t j = 0;
+                if (d % 16 == 0)
+                    for (; j < h * d; j += 16) {
+                        v16f xv = ld16(x + t * h * d + j);
+                        v16f r = xv * ld16(ce + j % d) +
+                                 __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14) *
+                                     ld16(se + j % d);
+                        st16(o + t * h * d + j, r);
+                    }
+                for (; j < h * d; j += 8) {
+                    v8f xv = ld8(x + t * h * d + j);
+                    v8f r = xv * ld8(ce + j % d) + __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6) * ld8(se + j % d);
+                    memcpy(o + t * h * d + j, &r, sizeof r);
+                }
             }
             continue;
         }
-        for (int64_t hh = 0; hh < h; hh++) {
+        for (int64_t t = p; t < rows; t += per ? per : rows)
+            for (int64_t hh = 0; hh < h; hh++) {
             const float *xv = x + (t * h + hh) * d;
             float *ov = o + (t * h + hh) * d;
             if (style == 0)

@@ -293,11 +293,14 @@ static void t_model_ops(void) {
     pc_val pos2 = iin(h, "pos2", PC_SHAPE(2, 5), 0, 50);
     int32_t cpos[5] = {0, 1, 2, 3, 4};
     pc_val posc = pc_const(h->g, PC_I32, PC_SHAPE(5), cpos);
+    pc_val q16 = fin(h, "q16", PC_SHAPE(2, 5, 3, 16), -1, 1); /* whole 16-lane vectors */
     for (int style = 0; style < 2; style++)
         for (int inv = 0; inv < 2; inv++) {
             mo(h, pc_rope(h->g, q, pos, 10000.0, style, inv));
             mo(h, pc_rope(h->g, q, pos2, 500.0, style, inv));
             mo(h, pc_rope(h->g, q, posc, 10000.0, style, inv));
+            mo(h, pc_rope(h->g, q16, pos, 10000.0, style, inv));
+            mo(h, pc_rope(h->g, q16, pos2, 500.0, style, inv));
         }
     pc_val sc = fin(h, "sc", PC_SHAPE(2, 3, 5, 7), -3, 3);
     mo(h, pc_causal_mask(h->g, sc, -1e30));
