@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 typedef struct {
@@ -304,6 +305,25 @@ void pc_ck_gemm_small(const pc_matmul_desc *d, const float *a, const float *b, f
 
 /* ---- creation ---- */
 
+/* A zeroed arena. From 2 MiB up it is 2 MiB aligned and asks for transparent huge pages (granted
+ * where the kernel's THP mode is madvise or always): a train step's arena holds megabytes of
+ * activations (stories260K 14 MB: 3,500 pages of 4 KiB, more than the second-level TLB holds).
+ * Measured on stories260K, 6 interleaved runs each: 54.1k -> 56.9k tokens/s (median). */
+static void *arena_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    void *p;
+    if (bytes >= huge) {
+        size_t n = (bytes + huge - 1) / huge * huge;
+        p = aligned_alloc(huge, n);
+#ifdef MADV_HUGEPAGE
+        if (p) (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    } else
+        p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 /* Whether a frozen (b_constant) weight gets a reordered copy in oneDNN's blocked layout. The copy
  * is a second resident copy of the weight (the caller's stays bound), so it is kept only where the
  * plain layout is measurably slower. Measured on the large bench config (1 thread, M = 512):
@@ -463,9 +483,8 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
     if (o && o->arena) { /* shared: grown to this graph's size (the others re-resolve on their next run) */
         c->shared = o->arena;
         if (o->arena->size < abytes) {
-            void *grown = aligned_alloc(64, abytes);
+            void *grown = arena_alloc(abytes);
             if (grown) {
-                memset(grown, 0, abytes);
                 free(o->arena->base);
                 o->arena->base = grown;
                 o->arena->size = abytes;
@@ -473,8 +492,7 @@ pc_compiled *pc_compiled_new(const pc_graph *g, const pc_exec_opts *o, char *err
         }
         c->arena = o->arena->size >= abytes ? o->arena->base : NULL;
     } else {
-        c->arena = aligned_alloc(64, abytes);
-        if (c->arena) memset(c->arena, 0, abytes);
+        c->arena = arena_alloc(abytes);
     }
     size_t nv = (size_t)g->nvals + 1;
     c->bound = calloc(nv, sizeof *c->bound);
