@@ -220,7 +220,8 @@ INL void pack_quads8(float *bq, const float *b, int64_t sbi, int64_t sbd, int64_
             v8f r0 = ld8(b0), r1 = ld8(b0 + sbi), r2 = ld8(b0 + 2 * sbi), r3 = ld8(b0 + 3 * sbi);
             v16f r01 = __builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             v16f r23 = __builtin_shufflevector(r2, r3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            st16(bq + q * 32, __builtin_shufflevector(r01, r23, 0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27));
+            st16(bq + q * 32,
+                 __builtin_shufflevector(r01, r23, 0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27));
             st16(bq + q * 32 + 16,
                  __builtin_shufflevector(r01, r23, 4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31));
         }

@@ -68,6 +68,6 @@ bool pc_ck_gemm_pairs(const pc_matmul_desc *d, const float *a, const float *b, f
             bp[k * 8 + 2 * j] = b[k * sbk + j * sbn];
             bp[k * 8 + 2 * j + 1] = b[(k + 1) * sbk + j * sbn];
         }
-    gemm_pairs(c, a, d->a_strides[R - 2], bp, M, K, (float)d->alpha, d->accumulate);
+    gemm_pairs(c, a, d->a_strides[R - 2], bp, M, K, d->alpha, d->accumulate);
     return true;
 }

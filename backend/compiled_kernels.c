@@ -519,7 +519,8 @@ PC_HOT static void rope_rows(float *o, const float *x, const double *tab, int64_
                     }
                 for (; j < h * d; j += 8) {
                     v8f xv = ld8(x + t * h * d + j);
-                    v8f r = xv * ld8(ce + j % d) + __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6) * ld8(se + j % d);
+                    v8f r = xv * ld8(ce + j % d) +
+                            __builtin_shufflevector(xv, xv, 1, 0, 3, 2, 5, 4, 7, 6) * ld8(se + j % d);
                     memcpy(o + t * h * d + j, &r, sizeof r);
                 }
             }
@@ -527,21 +528,21 @@ PC_HOT static void rope_rows(float *o, const float *x, const double *tab, int64_
         }
         for (int64_t t = p; t < rows; t += per ? per : rows)
             for (int64_t hh = 0; hh < h; hh++) {
-            const float *xv = x + (t * h + hh) * d;
-            float *ov = o + (t * h + hh) * d;
-            if (style == 0)
-                for (int64_t i = 0; i < half; i++) {
-                    float x0 = xv[2 * i], x1 = xv[2 * i + 1];
-                    ov[2 * i] = x0 * cf[i] - x1 * sf[i];
-                    ov[2 * i + 1] = x0 * sf[i] + x1 * cf[i];
-                }
-            else
-                for (int64_t i = 0; i < half; i++) {
-                    float x0 = xv[i], x1 = xv[i + half];
-                    ov[i] = x0 * cf[i] - x1 * sf[i];
-                    ov[i + half] = x0 * sf[i] + x1 * cf[i];
-                }
-        }
+                const float *xv = x + (t * h + hh) * d;
+                float *ov = o + (t * h + hh) * d;
+                if (style == 0)
+                    for (int64_t i = 0; i < half; i++) {
+                        float x0 = xv[2 * i], x1 = xv[2 * i + 1];
+                        ov[2 * i] = x0 * cf[i] - x1 * sf[i];
+                        ov[2 * i + 1] = x0 * sf[i] + x1 * cf[i];
+                    }
+                else
+                    for (int64_t i = 0; i < half; i++) {
+                        float x0 = xv[i], x1 = xv[i + half];
+                        ov[i] = x0 * cf[i] - x1 * sf[i];
+                        ov[i + half] = x0 * sf[i] + x1 * cf[i];
+                    }
+            }
     }
 }
 

@@ -6,9 +6,10 @@
  * guarantees that every outside user of a member comes after the kernel, and every operand of a
  * member (computed before the member) comes before it. Operands may broadcast into the shape.
  * A value none of whose operands is in an open group may join an open group of its shape that
- * reads one of its operands of that shape too (siblings: the SwiGLU backward's d up = d h * silu(g) and d g's chain
- * both read d h), if no op outside the kernels runs between that group's last member and the
- * value: the shared operand is then read once, and moving the kernel later crosses nothing. */
+ * reads one of its operands of that shape too (siblings: the SwiGLU backward's d up = d h silu(g)
+ * and d g's chain both read d h), if no op outside the kernels runs between that group's last
+ * member and the value: the shared operand is then read once, and moving the kernel later
+ * crosses nothing. */
 #include "backend/lower.h"
 
 #include <stdio.h>
