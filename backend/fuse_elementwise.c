@@ -146,11 +146,12 @@ static int place(fctx *c, pc_val v) {
         cand[ncand++] = gid;
     }
     for (int k = 0; k < x->nin && ncand == 0; k++) { /* no operand group: siblings sharing a whole operand */
-        if (!pc_shape_eq(g->vals[x->in[k]].shape, x->shape)) continue;
+        if (k == hp || !pc_shape_eq(g->vals[x->in[k]].shape, x->shape)) continue;
         for (int u = c->ustart[x->in[k]]; u < c->ustart[x->in[k] + 1] && ncand < 8; u++) {
             pc_val w = c->users[u];
             int gid = w < v ? c->gof[w] : -1;
             if (gid < 0 || c->gr[gid].sealed || in_set(gid, cand, ncand)) continue;
+            if (hp >= 0 && c->gof[x->in[hp]] == gid) continue; /* the hyper-parameters stay an input */
             const grp *G = &c->gr[gid];
             if (!pc_shape_eq(g->vals[G->m[0]].shape, x->shape) || c->barriers[v] != c->barriers[G->m[G->n - 1]])
                 continue;
