@@ -30,6 +30,21 @@ static int64_t batch_offset(const pc_lref *r, const pc_shape *out, int64_t t) {
     return off;
 }
 
+/* element offset of batch index t (row-major over bs's batch axes) in a dense result that sums
+ * its axes of size 1 (d k, d v of kv heads shared by query heads); *first: t is the first index
+ * summed there, which writes (the others add) */
+static int64_t sum_offset(const pc_lref *r, const pc_shape *bs, int64_t t, bool *first) {
+    int64_t off = 0;
+    *first = true;
+    for (int i = bs->rank - 3; i >= 0; i--) {
+        int64_t n = bs->dim[i], idx = t % n;
+        t /= n;
+        if (r->shape.dim[i] > 1) off += idx * r->view.st[i];
+        else if (idx) *first = false;
+    }
+    return off;
+}
+
 /* the heads of a [..., rows, cols] result: the product of its batch axes, 0 if a head is empty */
 static int64_t heads_of(pc_shape s) {
     int64_t n = 1;
@@ -186,10 +201,10 @@ INL void pack_rows(float *kp, const float *k, int64_t n, int64_t D, int64_t dp, 
     }
 }
 
-/* o[r][d] = sum_{j < jhi} a[r][j] bp[j][d] for rows r < nr (<= 8) and d < D (bp rows of dp);
- * o rows of stride so (dense d) */
+/* o[r][d] (+)= sum_{j < jhi} a[r][j] bp[j][d] for rows r < nr (<= 8) and d < D (bp rows of dp);
+ * o rows of stride so (dense d); add: o += */
 INL void rows_times(float *o, int64_t so, int nr, const float *a, int64_t lda, const float *bp, int64_t dp, int64_t D,
-                    int64_t jhi) {
+                    int64_t jhi, bool add) {
     for (int64_t d0 = 0; d0 < dp; d0 += 16) {
         v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
         if (nr == 8)
@@ -204,7 +219,10 @@ INL void rows_times(float *o, int64_t so, int nr, const float *a, int64_t lda, c
             for (int r = 0; r < nr; r++)
                 for (int64_t j = 0; j < jhi; j++) acc[r] += a[r * lda + j] * ld16(bp + j * dp + d0);
         int64_t w = D - d0 < 16 ? D - d0 : 16;
-        for (int r = 0; r < nr; r++) memcpy(o + r * so + d0, &acc[r], (size_t)w * sizeof(float));
+        for (int r = 0; r < nr; r++)
+            if (add)
+                for (int64_t x = 0; x < w; x++) o[r * so + d0 + x] += acc[r][x];
+            else memcpy(o + r * so + d0, &acc[r], (size_t)w * sizeof(float));
     }
 }
 
@@ -249,8 +267,10 @@ INL v16f bcast4(const float *p) {
     return __builtin_shufflevector(v, v, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
 }
 
-/* o[r][0..8) = sum over k quads [q0, q1) of a[r][4q..4q+3] bq[q] for rows r < nr (<= 4); o rows of 8 */
-INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float *bq, int64_t q0, int64_t q1) {
+/* o[r][0..8) (+)= sum over k quads [q0, q1) of a[r][4q..4q+3] bq[q] for rows r < nr (<= 4); o rows
+ * of 8; add: o += */
+INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float *bq, int64_t q0, int64_t q1,
+                      bool add) {
     v16f l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
     if (nr == 4)
         for (int64_t q = q0; q < q1; q++) {
@@ -268,7 +288,10 @@ INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float
             if (nr > 2) { v16f a2 = bcast4(a + 2 * lda + 4 * q); l2 += a2 * bl, h2 += a2 * bh; }
         }
     v8f r[4] = {quad_sums(l0, h0), quad_sums(l1, h1), quad_sums(l2, h2), quad_sums(l3, h3)};
-    for (int i = 0; i < nr; i++) memcpy(o + 8 * i, &r[i], sizeof r[i]);
+    for (int i = 0; i < nr && i < 4; i++) {
+        if (add) r[i] += ld8(o + 8 * i);
+        memcpy(o + 8 * i, &r[i], sizeof r[i]);
+    }
 }
 
 /* ---- flash attention: p never leaves the cache ----
@@ -515,14 +538,16 @@ PC_HOT int pc_ck_flash_attention(const pc_ckctx *c) {
 INL void flash_bwd(const pc_ckctx *c, int64_t D) {
     const pc_linsn *I = c->li;
     const pc_lref *q = &I->in[0], *k = &I->in[1], *v = &I->in[2], *dor = &I->in[3];
-    pc_shape os = I->out[0].shape; /* d q [.., Sq, D] or d k / d v [.., Sk, D]: the batch axes */
+    pc_shape os = dor->shape; /* the batch axes: d o has them all (d k, d v may sum some) */
     int R = os.rank;
     int64_t Sq = q->shape.dim[R - 2], Sk = k->shape.dim[R - 2], sqp = padded(Sq), dp = padded(D);
-    int64_t heads = heads_of(os);
+    int64_t heads = 1;
+    for (int i = 0; i < R - 2; i++) heads *= os.dim[i];
     const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2], *DO = c->k.in[3];
     float *res[3] = {NULL, NULL, NULL}, *next[3] = {c->k.out, c->outs[0], c->outs[1]};
+    const pc_lref *ref[3] = {NULL, NULL, NULL};
     for (int i = 0, n = 0; i < 3; i++) /* the results present, in order */
-        if (I->outmask & (1u << i)) res[i] = next[n++];
+        if (I->outmask & (1u << i)) ref[i] = &I->out[n], res[i] = next[n++];
     float *DQ = res[0], *DK = res[1], *DV = res[2];
     float *qt = c->scratch, *dot = qt + 16 * D, *pT = dot + 16 * D, *gT = pT + Sk * sqp, *qp = gT + Sk * sqp;
     float *dop = qp + packed_rows(Sq, D), *rows = dop + packed_rows(Sq, D);
@@ -563,7 +588,11 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
             if (DQ) lanes_times(DQ + t * Sq * D, i0, nr, gt, sqp, h.k, h.skj, h.skd, D, hi); /* d q = g k */
         }
         /* d v = pᵀ d o, d k = gᵀ q: eight keys at a time against the head's rows of d o and q
-         * (rows before a key's first query hold zeros and are skipped) */
+         * (rows before a key's first query hold zeros and are skipped); summed over the heads
+         * that share a kv head where d k, d v are */
+        bool kfirst = true, vfirst = true;
+        float *dkh = DK ? DK + sum_offset(ref[1], &os, t, &kfirst) : NULL;
+        float *dvh = DV ? DV + sum_offset(ref[2], &os, t, &vfirst) : NULL;
         if (D == 8) { /* whole vectors: k quads (pᵀ, gᵀ are 0 past Sq up to the padded width) */
             int64_t nq = (Sq + 3) / 4;
             if (DV) pack_quads8(dop, dh, sdi, sdd, Sq, nq);
@@ -572,8 +601,8 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
                 int nj = Sk - j0 < 4 ? (int)(Sk - j0) : 4;
                 int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0, q0 = i_lo / 4;
                 if (q0 > nq) q0 = nq;
-                if (DV) quads_times8(DV + (t * Sk + j0) * 8, nj, pT + j0 * sqp, sqp, dop, q0, nq);
-                if (DK) quads_times8(DK + (t * Sk + j0) * 8, nj, gT + j0 * sqp, sqp, qp, q0, nq);
+                if (DV) quads_times8(dvh + j0 * 8, nj, pT + j0 * sqp, sqp, dop, q0, nq, !vfirst);
+                if (DK) quads_times8(dkh + j0 * 8, nj, gT + j0 * sqp, sqp, qp, q0, nq, !kfirst);
             }
             continue;
         }
@@ -583,8 +612,10 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
             int nj = Sk - j0 < 8 ? (int)(Sk - j0) : 8;
             int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0;
             if (i_lo > Sq) i_lo = Sq;
-            if (DV) rows_times(DV + (t * Sk + j0) * D, D, nj, pT + j0 * sqp + i_lo, sqp, dop + i_lo * dp, dp, D, Sq - i_lo);
-            if (DK) rows_times(DK + (t * Sk + j0) * D, D, nj, gT + j0 * sqp + i_lo, sqp, qp + i_lo * dp, dp, D, Sq - i_lo);
+            if (DV)
+                rows_times(dvh + j0 * D, D, nj, pT + j0 * sqp + i_lo, sqp, dop + i_lo * dp, dp, D, Sq - i_lo, !vfirst);
+            if (DK)
+                rows_times(dkh + j0 * D, D, nj, gT + j0 * sqp + i_lo, sqp, qp + i_lo * dp, dp, D, Sq - i_lo, !kfirst);
         }
     }
 }

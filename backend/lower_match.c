@@ -193,12 +193,28 @@ static bool read_after(const lctx *c, pc_val v, pc_val pos) {
     return true;
 }
 
+/* the sum_to that is m's only reader, if it sums batch axes only ([.., S, D] kept): autograd's
+ * reduction of d k or d v over query heads that share a kv head (a broadcast batch axis) */
+static pc_val heads_sum(const lctx *c, pc_val m) {
+    if (!single_use(c, m) || c->ustart[m + 1] <= c->ustart[m]) return PC_NONE;
+    pc_val s = c->users[c->ustart[m]];
+    if (!is_op(c, s, PC_OP_sum_to, D_CALL)) return PC_NONE;
+    pc_shape a = c->g->vals[m].shape, b = c->g->vals[s].shape;
+    if (a.rank != b.rank || a.dim[a.rank - 1] != b.dim[b.rank - 1] || a.dim[a.rank - 2] != b.dim[b.rank - 2]) return PC_NONE;
+    for (int i = 0; i < a.rank - 2; i++)
+        if (b.dim[i] != a.dim[i] && b.dim[i] != 1) return PC_NONE;
+    return s;
+}
+
 /* Causal attention as one kernel each way (the flash-attention idea): o = p v where p is a
  * D_ATTN read by nothing but products computes p head by head in cache and never stores it.
  * In a training graph p is also read by its backward, d v = pᵀ d o and the softmax backward g
  * (a D_ATTN_GRAD over d o vᵀ), whose result only d q = g k and d k = gᵀ q read: then those
  * products (the ones present: an input may need no gradient) are one kernel too, which
- * recomputes p, at the position of the last of them. Heads up to 256 x 256 (p, g in cache). */
+ * recomputes p, at the position of the first of them (its inputs q, k, v and d o are all there;
+ * a later one may already be read). Grouped kv heads (k, v broadcast over query heads): d k and
+ * d v come out summed over the heads that share them, the sum_to absorbed. Heads up to 256 x 256
+ * (p, g in cache). */
 void pc_lower_match_flash(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
@@ -237,7 +253,7 @@ void pc_lower_match_flash(lctx *c, pc_val v) {
         }
         pc_val outs[3] = {dq, dk, dv}; /* PC_NONE (-1) where the input needs no gradient */
         for (int i = 0; i < 3; i++)
-            if (outs[i] > pos) pos = outs[i];
+            if (outs[i] != PC_NONE && (pos == PC_NONE || outs[i] < pos)) pos = outs[i];
         for (int i = 0; i < 3; i++)
             if (outs[i] != PC_NONE && !read_after(c, outs[i], pos)) return;
     }
@@ -249,11 +265,17 @@ void pc_lower_match_flash(lctx *c, pc_val v) {
     pc_val outs[3] = {dq, dk, dv};
     for (int i = 0; i < 3; i++)
         if (outs[i] != PC_NONE && outs[i] != pos) c->kind[outs[i]] = D_ABSORBED, c->absorber[outs[i]] = pos;
+    for (int i = 1; i < 3; i++) { /* d k, d v summed over broadcast heads: the kernel writes the sum */
+        pc_val s = outs[i] == PC_NONE ? PC_NONE : heads_sum(c, outs[i]);
+        if (s == PC_NONE) continue;
+        c->kind[s] = D_ABSORBED, c->absorber[s] = pos; /* the product (pos, perhaps) is no result */
+        outs[i] = s;
+    }
     if (sg != PC_NONE) c->kind[sg] = D_ABSORBED, c->absorber[sg] = pos;
     c->kind[pos] = D_FLASH_GRAD;
     c->prod[pos] = p;
     c->mmv[pos] = v;
-    c->fl[4 * pos] = sg, c->fl[4 * pos + 1] = dq, c->fl[4 * pos + 2] = dk, c->fl[4 * pos + 3] = dv;
+    c->fl[4 * pos] = sg, c->fl[4 * pos + 1] = dq, c->fl[4 * pos + 2] = outs[1], c->fl[4 * pos + 3] = outs[2];
 }
 
 /* the operands, results and attributes of v's CALL: v's own op, or the pattern v stands for */
@@ -306,7 +328,9 @@ void pc_lower_call_form(const lctx *c, pc_val v, pc_call_form *f) {
         }
         f->ck = PC_CALL_FLASH_GRAD; /* v of the forward; d o of d p = d o vᵀ, or of d v = pᵀ d o */
         f->in[2] = g->vals[c->mmv[v]].in[1];
-        f->in[3] = sg != PC_NONE ? g->vals[c->prod[sg]].in[0] : g->vals[c->fl[4 * v + 3]].in[1];
+        pc_val dvp = c->fl[4 * v + 3]; /* d v, or its heads_sum */
+        if (sg == PC_NONE && g->vals[dvp].op == PC_OP_sum_to) dvp = g->vals[dvp].in[0];
+        f->in[3] = sg != PC_NONE ? g->vals[c->prod[sg]].in[0] : g->vals[dvp].in[1];
         f->nin = f->nstrided = 4;
         f->nout = 0;
         for (int i = 0; i < 3; i++)

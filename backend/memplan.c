@@ -340,7 +340,12 @@ char *pc_lowered_print(const pc_lowered *l) {
                 put_ref(&sb, l, &I->out[k], false);
             }
             pc_sb_printf(&sb, " ");
-            put_type(&sb, x->dtype, x->shape);
+            if (I->nout > 1) /* each result's type (the flash backward's d k, d v may sum heads) */
+                for (int k = 0; k < I->nout; k++) {
+                    if (k) pc_sb_printf(&sb, ", ");
+                    put_type(&sb, I->out[k].dt, I->out[k].shape);
+                }
+            else put_type(&sb, x->dtype, x->shape);
             if (I->call == PC_CALL_SOFTMAX_GRAD || I->call == PC_CALL_ATTN || I->call == PC_CALL_ATTN_GRAD ||
                 I->call == PC_CALL_FLASH || I->call == PC_CALL_FLASH_GRAD) {
                 if (I->alpha != 1.0) pc_sb_printf(&sb, " {alpha=%.17g}", I->alpha);

@@ -110,15 +110,26 @@ static pc_val linear(builder *b, pc_val x, const char *module, int layer, int64_
     return pc_emit_site(b->hook, &s);
 }
 
-/* [B,Sk,Hkv,Dh] -> [B,Sk,H,Dh], query head h using kv head h / rep (llama2.c) */
-static pc_val repeat_kv(builder *b, pc_val x) {
-    int64_t rep = b->H / b->Hkv;
-    if (rep == 1 || x == PC_NONE) return x;
+/* Grouped kv heads (llama2.c: query head h uses kv head h / rep) as a batch axis: q goes
+ * [B,S,H,Dh] -> [B,Hkv,rep,S,Dh] and k, v [B,Sk,Hkv,Dh] -> [B,Hkv,1,Sk,Dh], which the products
+ * broadcast over rep. All three are views: the kv heads are never copied rep times, and their
+ * gradients are one sum over rep. rep = 1 keeps the plain [B,H,S,Dh] form. */
+static pc_val heads_first(builder *b, pc_val x, int64_t group) {
     pc_graph *g = b->g;
-    int64_t Sk = pc_val_shape(g, x).dim[1];
-    x = pc_reshape(g, x, PC_SHAPE(b->B, Sk, b->Hkv, 1, b->Dh));
-    x = pc_broadcast(g, x, PC_SHAPE(b->B, Sk, b->Hkv, rep, b->Dh));
-    return pc_reshape(g, x, PC_SHAPE(b->B, Sk, b->H, b->Dh));
+    pc_shape s = pc_val_shape(g, x);
+    int64_t rep = b->H / b->Hkv;
+    if (rep == 1) return pc_transpose(g, x, 4, (const int64_t[]){0, 2, 1, 3});
+    x = pc_reshape(g, x, PC_SHAPE(s.dim[0], s.dim[1], b->Hkv, group, b->Dh));
+    return pc_transpose(g, x, 5, (const int64_t[]){0, 2, 3, 1, 4});
+}
+
+/* the inverse of heads_first for the attention output: [B,S,H*Dh] */
+static pc_val heads_last(builder *b, pc_val o, int64_t S) {
+    pc_graph *g = b->g;
+    int rank = pc_val_shape(g, o).rank;
+    o = rank == 4 ? pc_transpose(g, o, 4, (const int64_t[]){0, 2, 1, 3})
+                  : pc_transpose(g, o, 5, (const int64_t[]){0, 3, 1, 2, 4});
+    return pc_reshape(g, o, PC_SHAPE(b->B, S, b->H * b->Dh));
 }
 
 static pc_val layer(builder *b, int i, pc_val x, pc_val kc, pc_val vc, pc_val *knew, pc_val *vnew) {
@@ -155,19 +166,14 @@ static pc_val layer(builder *b, int i, pc_val x, pc_val kc, pc_val vc, pc_val *k
     kv.value2 = v;
     k = pc_emit_site(b->hook, &kv);
     v = kv.value2;
-    k = repeat_kv(b, k);
-    v = repeat_kv(b, v);
-    const int64_t perm[4] = {0, 2, 1, 3};
-    q = pc_transpose(g, q, 4, perm); /* [B,H,S,Dh] */
-    k = pc_transpose(g, k, 4, perm); /* [B,H,Sk,Dh] */
-    v = pc_transpose(g, v, 4, perm);
-    pc_val sc = pc_matmul(g, q, k, 0, 1); /* [B,H,S,Sk] */
+    q = heads_first(b, q, b->H / b->Hkv); /* [B,H,S,Dh] or [B,Hkv,rep,S,Dh] */
+    k = heads_first(b, k, 1);              /* [B,H,Sk,Dh] or [B,Hkv,1,Sk,Dh] */
+    v = heads_first(b, v, 1);
+    pc_val sc = pc_matmul(g, q, k, 0, 1); /* [.., S, Sk] */
     sc = pc_scale(g, sc, 1.0 / sqrt((double)b->Dh), 0.0);
     sc = b->decode ? pc_add(g, sc, b->mask) : pc_causal_mask(g, sc, -1e30);
     pc_val pr = pc_softmax(g, sc, -1);
-    pc_val o = pc_matmul(g, pr, v, 0, 0);   /* [B,H,S,Dh] */
-    o = pc_transpose(g, o, 4, perm);        /* [B,S,H,Dh] */
-    o = pc_reshape(g, o, PC_SHAPE(B, S, D));
+    pc_val o = heads_last(b, pc_matmul(g, pr, v, 0, 0), S); /* [B,S,D] */
     snprintf(m, sizeof m, "%s.self_attn.o_proj", p);
     o = linear(b, o, m, i, D, D);
     x = pc_add(g, x, o);

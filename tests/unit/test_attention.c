@@ -36,11 +36,21 @@ typedef struct {
     bool flash, flash_grad; /* the kernels the lowering is expected to pick */
     bool denormal;          /* scores set so that probabilities fall below FLT_MIN (t_denormal) */
     bool bshd;              /* q, k, v stored [B, S, H, D] and transposed, as the Llama frontend has them */
+    bool copy_kv;           /* grouped kv heads copied per query head (broadcast, reshape), not a batch axis */
 } acase;
 
 static bool has_call(const pc_lowered *l, pc_call_kind k) {
     for (int i = 0; i < l->ninsns; i++)
         if (l->insn[i].kind == PC_LI_CALL && l->insn[i].call == k) return true;
+    return false;
+}
+
+/* a call of op itself left in the lowered program */
+static bool has_op_call(const pc_lowered *l, const pc_graph *g, pc_opcode op) {
+    for (int i = 0; i < l->ninsns; i++)
+        if (l->insn[i].kind == PC_LI_CALL && l->insn[i].call == PC_CALL_OP && l->insn[i].v >= 0 &&
+            pc_v(g, l->insn[i].v)->op == op)
+            return true;
     return false;
 }
 
@@ -55,18 +65,34 @@ static pc_val leaf(pc_graph *g, const char *name, pc_shape s, int trainable, flo
 static void run_case(const acase *t) {
     pc_graph *g = pc_graph_new("attn");
     float *dq, *dk, *dv, *dw;
-    pc_val q, k, v;
+    int64_t rep = t->H / t->Hkv;
+    bool grouped = rep > 1 && !t->copy_kv; /* [B, Hkv, rep, S, D] against [B, Hkv, 1, S, D] */
+    pc_val lq, lk, lv, q, k, v; /* the stored leaves; the operands, [B, H, S, D] or grouped */
     if (t->bshd) { /* rows of a head t->H * t->D floats apart */
-        const int64_t perm[4] = {0, 2, 1, 3};
-        q = pc_transpose(g, leaf(g, "q", PC_SHAPE(t->B, t->Sq, t->H, t->D), t->train_q, &dq), 4, perm);
-        k = pc_transpose(g, leaf(g, "k", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_k, &dk), 4, perm);
-        v = pc_transpose(g, leaf(g, "v", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_v, &dv), 4, perm);
+        lq = leaf(g, "q", PC_SHAPE(t->B, t->Sq, t->H, t->D), t->train_q, &dq);
+        lk = leaf(g, "k", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_k, &dk);
+        lv = leaf(g, "v", PC_SHAPE(t->B, t->Sk, t->Hkv, t->D), t->train_v, &dv);
+        if (grouped) {
+            const int64_t perm[5] = {0, 2, 3, 1, 4};
+            q = pc_transpose(g, pc_reshape(g, lq, PC_SHAPE(t->B, t->Sq, t->Hkv, rep, t->D)), 5, perm);
+            k = pc_transpose(g, pc_reshape(g, lk, PC_SHAPE(t->B, t->Sk, t->Hkv, 1, t->D)), 5, perm);
+            v = pc_transpose(g, pc_reshape(g, lv, PC_SHAPE(t->B, t->Sk, t->Hkv, 1, t->D)), 5, perm);
+        } else {
+            const int64_t perm[4] = {0, 2, 1, 3};
+            q = pc_transpose(g, lq, 4, perm), k = pc_transpose(g, lk, 4, perm), v = pc_transpose(g, lv, 4, perm);
+        }
     } else {
-        q = leaf(g, "q", PC_SHAPE(t->B, t->H, t->Sq, t->D), t->train_q, &dq);
-        k = leaf(g, "k", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_k, &dk);
-        v = leaf(g, "v", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_v, &dv);
+        q = lq = leaf(g, "q", PC_SHAPE(t->B, t->H, t->Sq, t->D), t->train_q, &dq);
+        k = lk = leaf(g, "k", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_k, &dk);
+        v = lv = leaf(g, "v", PC_SHAPE(t->B, t->Hkv, t->Sk, t->D), t->train_v, &dv);
+        if (grouped) {
+            q = pc_reshape(g, lq, PC_SHAPE(t->B, t->Hkv, rep, t->Sq, t->D));
+            k = pc_reshape(g, lk, PC_SHAPE(t->B, t->Hkv, 1, t->Sk, t->D));
+            v = pc_reshape(g, lv, PC_SHAPE(t->B, t->Hkv, 1, t->Sk, t->D));
+        }
     }
-    pc_val w = leaf(g, "w", PC_SHAPE(t->B, t->H, t->Sq, t->D), 0, &dw);
+    pc_val w = leaf(g, "w", PC_SHAPE(t->B, t->H, t->Sq, t->D), 0, &dw), lw = w;
+    if (grouped) w = pc_reshape(g, w, PC_SHAPE(t->B, t->Hkv, rep, t->Sq, t->D));
     if (t->denormal) { /* q = e0, k[j] = s_j e0 (alpha 1): keys 0 and 1 score 0, the others about
                         * -87.2, so a row's later keys get exp(-87.2) / 2 ~ 7e-39 < FLT_MIN */
         for (int64_t i = 0; i < t->B * t->H * t->Sq * t->D; i++) dq[i] = i % t->D == 0 ? 1.0f : 0.0f;
@@ -76,8 +102,7 @@ static void run_case(const acase *t) {
         }
     }
     pc_val kk = k, vv = v;
-    if (t->Hkv != t->H) { /* each kv head serves H / Hkv query heads, as the Llama frontend builds it */
-        int64_t rep = t->H / t->Hkv;
+    if (rep > 1 && t->copy_kv) { /* each kv head copied for its query heads */
         pc_shape s5 = PC_SHAPE(t->B, t->Hkv, 1, t->Sk, t->D), b5 = PC_SHAPE(t->B, t->Hkv, rep, t->Sk, t->D);
         pc_shape s4 = PC_SHAPE(t->B, t->H, t->Sk, t->D);
         kk = pc_reshape(g, pc_broadcast(g, pc_reshape(g, k, s5), b5), s4);
@@ -97,9 +122,9 @@ static void run_case(const acase *t) {
     const pc_lowered *l = pc_compiled_lowered(c);
     bool fwd = has_call(l, PC_CALL_FLASH), bwd = has_call(l, PC_CALL_FLASH_GRAD);
     CU_ASSERT(fwd == t->flash && bwd == t->flash_grad);
-    pc_val leaves[4] = {q, k, v, w};
-    if (t->bshd) /* the stored leaves, under their transposes */
-        for (int i = 0; i < 3; i++) leaves[i] = pc_v(g, leaves[i])->in[0];
+    /* grouped heads: the kernels read k, v in place (no copy) and write d k, d v summed */
+    if (grouped && t->flash) CU_ASSERT(!has_op_call(l, g, PC_OP_sum_to));
+    pc_val leaves[4] = {lq, lk, lv, lw};
     float *data[4] = {dq, dk, dv, dw};
     for (int i = 0; i < 4; i++) pc_ref_bind(r, leaves[i], data[i]), pc_compiled_bind(c, leaves[i], data[i]);
     CU_ASSERT_FATAL(pc_ref_run(r, err, sizeof err) == 0);
@@ -125,25 +150,29 @@ static void run_case(const acase *t) {
 }
 
 static const acase cases[] = {
-    {"stories260K heads", 2, 8, 8, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, false},
-    {"prefix keys (shift 8)", 2, 3, 3, 5, 13, 8, 1, 1, 1, -1e30, 0.5, true, true, false, false},
-    {"prefix, long", 1, 2, 2, 33, 50, 16, 1, 1, 1, -1e30, 0.25, true, true, false, false},
-    {"head dim 24 (tails)", 1, 2, 2, 20, 20, 24, 1, 1, 1, -1e30, 0.2, true, true, false, false},
-    {"head dim 4", 3, 2, 2, 17, 40, 4, 1, 1, 1, -1e30, 0.5, true, true, false, false},
-    {"one query", 2, 4, 4, 1, 9, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false},
-    {"q only", 1, 2, 2, 24, 24, 8, 1, 0, 0, -1e30, 0.35, true, true, false, false},
-    {"v only", 1, 2, 2, 24, 24, 8, 0, 0, 1, -1e30, 0.35, true, true, false, false},
-    {"k and v", 1, 2, 2, 24, 30, 8, 0, 1, 1, -1e30, 0.35, true, true, false, false},
-    {"k only", 2, 2, 2, 24, 24, 8, 0, 1, 0, -1e30, 0.35, true, true, false, false},
-    {"mild fill (row path)", 2, 2, 2, 19, 23, 8, 1, 1, 1, -2.0, 0.5, true, true, false, false},
-    {"grouped kv heads", 2, 4, 2, 32, 32, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false},
-    {"inference only", 2, 2, 2, 16, 16, 8, 0, 0, 0, -1e30, 0.35, true, false, false, false},
-    {"beyond 256 keys", 1, 1, 1, 8, 300, 8, 1, 1, 1, -1e30, 0.35, false, false, false, false},
+    {"stories260K heads", 2, 8, 8, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, false, false},
+    {"prefix keys (shift 8)", 2, 3, 3, 5, 13, 8, 1, 1, 1, -1e30, 0.5, true, true, false, false, false},
+    {"prefix, long", 1, 2, 2, 33, 50, 16, 1, 1, 1, -1e30, 0.25, true, true, false, false, false},
+    {"head dim 24 (tails)", 1, 2, 2, 20, 20, 24, 1, 1, 1, -1e30, 0.2, true, true, false, false, false},
+    {"head dim 4", 3, 2, 2, 17, 40, 4, 1, 1, 1, -1e30, 0.5, true, true, false, false, false},
+    {"one query", 2, 4, 4, 1, 9, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false, false},
+    {"q only", 1, 2, 2, 24, 24, 8, 1, 0, 0, -1e30, 0.35, true, true, false, false, false},
+    {"v only", 1, 2, 2, 24, 24, 8, 0, 0, 1, -1e30, 0.35, true, true, false, false, false},
+    {"k and v", 1, 2, 2, 24, 30, 8, 0, 1, 1, -1e30, 0.35, true, true, false, false, false},
+    {"k only", 2, 2, 2, 24, 24, 8, 0, 1, 0, -1e30, 0.35, true, true, false, false, false},
+    {"mild fill (row path)", 2, 2, 2, 19, 23, 8, 1, 1, 1, -2.0, 0.5, true, true, false, false, false},
+    {"grouped kv heads", 2, 4, 2, 32, 32, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false, false},
+    {"grouped, copied kv", 2, 4, 2, 32, 32, 8, 1, 1, 1, -1e30, 0.35, true, true, false, false, true},
+    {"grouped, v only", 1, 6, 2, 24, 24, 8, 0, 0, 1, -1e30, 0.35, true, true, false, false, false},
+    {"grouped, k only, dim 64", 2, 4, 1, 40, 40, 64, 0, 1, 0, -1e30, 0.125, true, true, false, false, false},
+    {"grouped, dim 24", 1, 4, 2, 20, 20, 24, 1, 1, 1, -1e30, 0.2, true, true, false, true, false},
+    {"inference only", 2, 2, 2, 16, 16, 8, 0, 0, 0, -1e30, 0.35, true, false, false, false, false},
+    {"beyond 256 keys", 1, 1, 1, 8, 300, 8, 1, 1, 1, -1e30, 0.35, false, false, false, false, false},
     /* the layouts of the bench models: rows of a head H * D floats apart (transposes of whole
      * 16-row blocks in registers, k quads from strided rows), head dim 64 */
-    {"stories260K layout", 2, 8, 4, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, true},
-    {"mid heads (dim 64)", 1, 2, 2, 128, 128, 64, 1, 1, 1, -1e30, 0.125, true, true, false, true},
-    {"dim 64, 37 queries", 1, 2, 2, 37, 37, 64, 1, 1, 1, -1e30, 0.125, true, true, false, false},
+    {"stories260K layout", 2, 8, 4, 64, 64, 8, 1, 1, 1, -1e30, 0.35355339059327373, true, true, false, true, false},
+    {"mid heads (dim 64)", 1, 2, 2, 128, 128, 64, 1, 1, 1, -1e30, 0.125, true, true, false, true, false},
+    {"dim 64, 37 queries", 1, 2, 2, 37, 37, 64, 1, 1, 1, -1e30, 0.125, true, true, false, false, false},
 };
 
 static void t_cases(void) {
@@ -154,7 +183,7 @@ static void t_cases(void) {
 /* probabilities below FLT_MIN (and gradients through them, 210 values here): the flash kernels
  * flush those to zero, the interpreter keeps them; both agree to the tolerance */
 static void t_denormal(void) {
-    acase t = {"denormal probabilities", 1, 2, 2, 16, 16, 8, 1, 1, 1, -1e30, 1.0, true, true, true, false};
+    acase t = {"denormal probabilities", 1, 2, 2, 16, 16, 8, 1, 1, 1, -1e30, 1.0, true, true, true, false, false};
     run_case(&t);
     printf("\n");
 }

@@ -12,7 +12,7 @@
 
 // CHECK:      %o = call.flash_attention %q[param], %k[param], %v[param] -> [arena+{{[0-9]+}}:768] f32[2,2,6,8] {alpha=0.35355339059327373}
 // CHECK-NOT:  softmax
-// CHECK:      %grad.q, %grad.k, %grad.v = call.flash_attention_grad %q[param], %k[param], %v[param], %{{[0-9]+}}[arena+{{[0-9]+}}:768] -> [arena+{{[0-9]+}}:768], [arena+{{[0-9]+}}:1280], [arena+{{[0-9]+}}:1280] f32[2,2,10,8] {alpha=0.35355339059327373} {grad_alpha=0.35355339059327373}
+// CHECK:      %grad.q, %grad.k, %grad.v = call.flash_attention_grad %q[param], %k[param], %v[param], %{{[0-9]+}}[arena+{{[0-9]+}}:768] -> [arena+{{[0-9]+}}:768], [arena+{{[0-9]+}}:1280], [arena+{{[0-9]+}}:1280] f32[2,2,6,8], f32[2,2,10,8], f32[2,2,10,8] {alpha=0.35355339059327373} {grad_alpha=0.35355339059327373}
 // CHECK-NOT:  matmul
 
 graph @flash() -> (%loss: f32[] loss) {
