@@ -268,9 +268,9 @@ INL v16f bcast4(const float *p) {
 }
 
 /* o[r][0..8) (+)= sum over k quads [q0, q1) of a[r][4q..4q+3] bq[q] for rows r < nr (<= 4); o rows
- * of 8; add: o += */
-INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float *bq, int64_t q0, int64_t q1,
-                      bool add) {
+ * so apart; add: o += */
+INL void quads_times8(float *o, int64_t so, int nr, const float *a, int64_t lda, const float *bq, int64_t q0,
+                      int64_t q1, bool add) {
     v16f l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
     if (nr == 4)
         for (int64_t q = q0; q < q1; q++) {
@@ -289,8 +289,8 @@ INL void quads_times8(float *o, int nr, const float *a, int64_t lda, const float
         }
     v8f r[4] = {quad_sums(l0, h0), quad_sums(l1, h1), quad_sums(l2, h2), quad_sums(l3, h3)};
     for (int i = 0; i < nr && i < 4; i++) {
-        if (add) r[i] += ld8(o + 8 * i);
-        memcpy(o + 8 * i, &r[i], sizeof r[i]);
+        if (add) r[i] += ld8(o + so * i);
+        memcpy(o + so * i, &r[i], sizeof r[i]);
     }
 }
 
@@ -438,9 +438,9 @@ INL int64_t probs_block(float *pt, int64_t ldp, const float *qt, const fl_head *
     return Sk;
 }
 
-/* o[(i0 + r) D + d] = sum_{j < jhi} at[j][r] x[j][d] (x[j sxj + d sxd]) for rows r < nr */
-INL void lanes_times(float *o, int64_t i0, int nr, const float *at, int64_t lda, const float *x, int64_t sxj,
-                     int64_t sxd, int64_t D, int64_t jhi) {
+/* o[(i0 + r) so + d] = sum_{j < jhi} at[j][r] x[j][d] (x[j sxj + d sxd]) for rows r < nr */
+INL void lanes_times(float *o, int64_t so, int64_t i0, int nr, const float *at, int64_t lda, const float *x,
+                     int64_t sxj, int64_t sxd, int64_t D, int64_t jhi) {
     for (int64_t d0 = 0; d0 < D; d0 += 8) {
         v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
         int64_t nd = D - d0 < 8 ? D - d0 : 8;
@@ -468,12 +468,12 @@ INL void lanes_times(float *o, int64_t i0, int nr, const float *at, int64_t lda,
             transpose16x8(acc);
             for (int k = 0; k < 8 && k < nr; k++) {
                 v8f lo = LO8(acc[k]), hi = HI8(acc[k]);
-                memcpy(o + (i0 + k) * D + d0, &lo, sizeof lo);
-                if (k + 8 < nr) memcpy(o + (i0 + k + 8) * D + d0, &hi, sizeof hi);
+                memcpy(o + (i0 + k) * so + d0, &lo, sizeof lo);
+                if (k + 8 < nr) memcpy(o + (i0 + k + 8) * so + d0, &hi, sizeof hi);
             }
         } else
             for (int r = 0; r < nr; r++)
-                for (int64_t dd = 0; dd < nd; dd++) o[(i0 + r) * D + d0 + dd] = acc[dd][r];
+                for (int64_t dd = 0; dd < nd; dd++) o[(i0 + r) * so + d0 + dd] = acc[dd][r];
     }
 }
 
@@ -489,15 +489,17 @@ INL void flash_fwd(const pc_ckctx *c, int64_t D) {
     const float *Q = c->k.in[0], *K = c->k.in[1], *V = c->k.in[2];
     float *O = c->k.out, *qt = c->scratch, *pt = qt + 16 * D, *rows = pt + 16 * Sk;
     fl_head h = {Sq, Sk, D, Sk - Sq, (float)c->alpha, (float)c->mask->attr[0].f, NULL, k->view.st[R - 2], k->view.st[R - 1]};
+    int64_t so = I->out[0].view.st[R - 2]; /* o's rows (dense d), perhaps laid out [.., S, H, D] */
     for (int64_t t = 0; t < heads; t++) {
         const float *qh = Q + batch_offset(q, &os, t), *vh = V + batch_offset(v, &os, t);
+        float *oh = O + batch_offset(&I->out[0], &os, t);
         h.k = K + batch_offset(k, &os, t);
         for (int64_t i0 = 0; i0 < Sq; i0 += 16) {
             int nr = Sq - i0 < 16 ? (int)(Sq - i0) : 16;
             load_t(qt, qh, q->view.st[R - 2], q->view.st[R - 1], i0, nr, D);
             bool slow = false;
             int64_t hi = probs_block(pt, 16, qt, &h, D, i0, nr, rows, &slow);
-            lanes_times(O + t * Sq * D, i0, nr, pt, 16, vh, v->view.st[R - 2], v->view.st[R - 1], D, hi);
+            lanes_times(oh, so, i0, nr, pt, 16, vh, v->view.st[R - 2], v->view.st[R - 1], D, hi);
         }
     }
 }
@@ -549,6 +551,9 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
     for (int i = 0, n = 0; i < 3; i++) /* the results present, in order */
         if (I->outmask & (1u << i)) ref[i] = &I->out[n], res[i] = next[n++];
     float *DQ = res[0], *DK = res[1], *DV = res[2];
+    /* the results' rows (dense d), perhaps laid out [.., S, H, D] (lower.c transposed_layout) */
+    int64_t soq = DQ ? ref[0]->view.st[R - 2] : 0, sok = DK ? ref[1]->view.st[R - 2] : 0;
+    int64_t sov = DV ? ref[2]->view.st[R - 2] : 0;
     float *qt = c->scratch, *dot = qt + 16 * D, *pT = dot + 16 * D, *gT = pT + Sk * sqp, *qp = gT + Sk * sqp;
     float *dop = qp + packed_rows(Sq, D), *rows = dop + packed_rows(Sq, D);
     float af = (float)c->alpha2;
@@ -559,6 +564,7 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
     for (int64_t t = 0; t < heads; t++) {
         const float *qh = Q + batch_offset(q, &os, t), *dh = DO + batch_offset(dor, &os, t);
         const float *vh = V + batch_offset(v, &os, t);
+        float *dqh = DQ ? DQ + batch_offset(ref[0], &os, t) : NULL;
         h.k = K + batch_offset(k, &os, t);
         bool causal_zeros = true; /* pᵀ and gᵀ are 0 past every row's causal limit */
         for (int64_t i0 = 0; i0 < Sq; i0 += 16) {
@@ -585,7 +591,7 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
                 st16(gt + j * sqp, mask2 ? sel16(keeps(&h, j, i0), g, (v16f){0}) : g);
             }
             for (int64_t j = hi; j < Sk; j++) st16(gt + j * sqp, (v16f){0});
-            if (DQ) lanes_times(DQ + t * Sq * D, i0, nr, gt, sqp, h.k, h.skj, h.skd, D, hi); /* d q = g k */
+            if (DQ) lanes_times(dqh, soq, i0, nr, gt, sqp, h.k, h.skj, h.skd, D, hi); /* d q = g k */
         }
         /* d v = pᵀ d o, d k = gᵀ q: eight keys at a time against the head's rows of d o and q
          * (rows before a key's first query hold zeros and are skipped); summed over the heads
@@ -601,8 +607,8 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
                 int nj = Sk - j0 < 4 ? (int)(Sk - j0) : 4;
                 int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0, q0 = i_lo / 4;
                 if (q0 > nq) q0 = nq;
-                if (DV) quads_times8(dvh + j0 * 8, nj, pT + j0 * sqp, sqp, dop, q0, nq, !vfirst);
-                if (DK) quads_times8(dkh + j0 * 8, nj, gT + j0 * sqp, sqp, qp, q0, nq, !kfirst);
+                if (DV) quads_times8(dvh + j0 * sov, sov, nj, pT + j0 * sqp, sqp, dop, q0, nq, !vfirst);
+                if (DK) quads_times8(dkh + j0 * sok, sok, nj, gT + j0 * sqp, sqp, qp, q0, nq, !kfirst);
             }
             continue;
         }
@@ -613,9 +619,9 @@ INL void flash_bwd(const pc_ckctx *c, int64_t D) {
             int64_t i_lo = causal_zeros && j0 - h.shift > 0 ? j0 - h.shift : 0;
             if (i_lo > Sq) i_lo = Sq;
             if (DV)
-                rows_times(dvh + j0 * D, D, nj, pT + j0 * sqp + i_lo, sqp, dop + i_lo * dp, dp, D, Sq - i_lo, !vfirst);
+                rows_times(dvh + j0 * sov, sov, nj, pT + j0 * sqp + i_lo, sqp, dop + i_lo * dp, dp, D, Sq - i_lo, !vfirst);
             if (DK)
-                rows_times(dkh + j0 * D, D, nj, gT + j0 * sqp + i_lo, sqp, qp + i_lo * dp, dp, D, Sq - i_lo, !kfirst);
+                rows_times(dkh + j0 * sok, sok, nj, gT + j0 * sqp + i_lo, sqp, qp + i_lo * dp, dp, D, Sq - i_lo, !kfirst);
         }
     }
 }

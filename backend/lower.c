@@ -631,6 +631,24 @@ static bool overwritable(const lctx *c, pc_val o, pc_val v) {
     return true;
 }
 
+/* v, just allocated, read only through a transpose that keeps the last axis (the attention
+ * kernels' [.., H, S, D] results, read as [.., S, H, D]): laid out in the transpose's order, so
+ * that the transpose is dense and the reshape after it no copy. For kernels that write through
+ * their results' strides. */
+static void transposed_layout(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    if (!single_use(c, v) || c->ustart[v + 1] <= c->ustart[v]) return;
+    pc_val t = c->users[c->ustart[v]];
+    const pc_value *tx = &g->vals[t];
+    int R = tx->shape.rank;
+    if (tx->op != PC_OP_transpose || c->kind[t] != D_VIEW || tx->attr[0].ints[R - 1] != R - 1) return;
+    int64_t st[PC_MAX_RANK];
+    pc_contig_strides(tx->shape, st);
+    pc_lview *w = &c->l->view[v];
+    for (int i = 0; i < R; i++) w->st[tx->attr[0].ints[i]] = st[i];
+    w->dense = pc_view_is_dense(g->vals[v].shape, w->st);
+}
+
 static int emit_call(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
     const pc_value *x = &g->vals[v];
@@ -661,6 +679,7 @@ static int emit_call(lctx *c, pc_val v) {
     }
     for (int k = 0; k < f.nout; k++) {
         if (alloc_value(c, f.out[k]) < 0) return -1;
+        if (f.ck == PC_CALL_FLASH || f.ck == PC_CALL_FLASH_GRAD) transposed_layout(c, f.out[k]);
         I->out[k] = ref_of(c, f.out[k]);
     }
     return 0;

@@ -45,6 +45,12 @@ static bool has_call(const pc_lowered *l, pc_call_kind k) {
     return false;
 }
 
+static bool has_kind(const pc_lowered *l, pc_li_kind k) {
+    for (int i = 0; i < l->ninsns; i++)
+        if (l->insn[i].kind == k) return true;
+    return false;
+}
+
 /* a call of op itself left in the lowered program */
 static bool has_op_call(const pc_lowered *l, const pc_graph *g, pc_opcode op) {
     for (int i = 0; i < l->ninsns; i++)
@@ -124,6 +130,8 @@ static void run_case(const acase *t) {
     CU_ASSERT(fwd == t->flash && bwd == t->flash_grad);
     /* grouped heads: the kernels read k, v in place (no copy) and write d k, d v summed */
     if (grouped && t->flash) CU_ASSERT(!has_op_call(l, g, PC_OP_sum_to));
+    /* [B, S, H, D] leaves: the kernels write their gradients in that layout, through strides */
+    if (t->bshd && t->flash_grad) CU_ASSERT(!has_kind(l, PC_LI_COPY));
     pc_val leaves[4] = {lq, lk, lv, lw};
     float *data[4] = {dq, dk, dv, dw};
     for (int i = 0; i < 4; i++) pc_ref_bind(r, leaves[i], data[i]), pc_compiled_bind(c, leaves[i], data[i]);
