@@ -236,6 +236,48 @@ static int ck_rmsnorm(const pc_ckctx *c) {
     return 0;
 }
 
+/* rmsnorm's d x per row: r (g w - x r dot), r = 1 / sqrt(mean(x^2) + eps), dot = mean(g w x r);
+ * the means in double of f32 terms, as the unfused ops sum them. Rows go in blocks, one pass
+ * per step over the block, so that the rows' reductions and square roots (a chain of latencies
+ * per row) overlap. */
+PC_HOT static void rmsnorm_grad_rows(float *o, const float *x, const float *w, const float *g, int64_t rows,
+                                     int64_t d, double eps) {
+    enum { BLK = 32 };
+    float r[BLK], dot[BLK];
+    for (int64_t i0 = 0; i0 < rows; i0 += BLK) {
+        int n = rows - i0 < BLK ? (int)(rows - i0) : BLK;
+        const float *xb = x + i0 * d, *gb = g + i0 * d;
+        for (int i = 0; i < n; i++) r[i] = (float)(dot_f32_sum_d(xb + i * d, xb + i * d, d) / (double)d); /* f32 squares */
+        for (int i = 0; i < n; i++) r[i] = (float)(1.0 / sqrt((double)r[i] + eps));
+        for (int i = 0; i < n; i++) {
+            const float *xr = xb + i * d, *gr = gb + i * d;
+            v8d a0 = {0}, a1 = {0};
+            int64_t j = 0;
+            for (; j + 16 <= d; j += 16) {
+                v16f p = ld16(gr + j) * ld16(w + j) * (ld16(xr + j) * r[i]);
+                a0 += __builtin_convertvector(LO8(p), v8d);
+                a1 += __builtin_convertvector(HI8(p), v8d);
+            }
+            double sd = hsum8d(a0 + a1);
+            for (; j < d; j++) sd += (double)(gr[j] * w[j] * (xr[j] * r[i]));
+            dot[i] = (float)(sd / (double)d);
+        }
+        for (int i = 0; i < n; i++) {
+            const float *xr = xb + i * d, *gr = gb + i * d;
+            float *or = o + (i0 + i) * d, ri = r[i], di = dot[i];
+            for (int64_t j = 0; j < d; j++) or[j] = ri * (gr[j] * w[j] - xr[j] * ri * di);
+        }
+    }
+}
+
+static int ck_rmsnorm_grad(const pc_ckctx *c) {
+    const ref_kctx *k = &c->k;
+    pc_shape s = k->node->shape;
+    int64_t d = s.dim[s.rank - 1], rows = d ? pc_shape_numel(s) / d : 0;
+    rmsnorm_grad_rows(k->out, inf_(k, 0), inf_(k, 1), inf_(k, 2), rows, d, c->alpha);
+    return 0;
+}
+
 INL double row_centered_sq(const float *x, int64_t n, double mean) {
     v8d a0 = {0}, a1 = {0};
     int64_t j = 0;
@@ -716,6 +758,10 @@ pc_ck_fn pc_ck_select(const pc_graph *g, const pc_linsn *I, int64_t *scratch, co
     if (I->call == PC_CALL_SOFTMAX_GRAD) {
         *name = I->aux != PC_NONE ? "causal_softmax_grad" : "softmax_grad";
         return ck_softmax_grad;
+    }
+    if (I->call == PC_CALL_RMSNORM_GRAD) {
+        *name = "rmsnorm_grad";
+        return ck_rmsnorm_grad;
     }
     if (I->call == PC_CALL_MUL_SUM) {
         *name = "mul_sum_to";

@@ -241,6 +241,7 @@ static void classify(lctx *c) {
     }
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_batch_sum(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_mul_sum(c, v);
+    for (pc_val v = 0; v < c->n; v++) pc_lower_match_rmsnorm_grad(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_softmax_grad(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_attention(c, v);
     for (pc_val v = 0; v < c->n; v++) pc_lower_match_flash(c, v);

@@ -89,6 +89,8 @@ typedef enum {
     PC_CALL_FLASH_GRAD,     /* its backward: operands q, k, v, d o (views); results d q, d k, d v (outmask); aux/alpha: the
                                forward's mask and scale, aux2/alpha2: the softmax backward's */
     PC_CALL_MUL_SUM,        /* sum_to(a * b) of value v: operands a, b (views, the product's shape); the product is not stored */
+    PC_CALL_RMSNORM_GRAD,   /* d x of rmsnorm(x, w) as autograd writes it: operands x, w, d y (dense); alpha: eps;
+                             * aux: the absorbed square of x (--check-finite names it when x^2 overflows) */
 } pc_call_kind;
 
 typedef struct {

@@ -13,7 +13,8 @@ enum { D_DEAD, D_LEAF, D_VIEW, D_GROUP, D_MATMUL, D_MM_SCALE, D_MM_ACC, D_ABSORB
        D_FLASH,        /* o = p v with p a D_ATTN only products read: one C kernel from q, k, v (p stays in cache) */
        D_FLASH_GRAD,   /* d q, d k, d v of a D_FLASH: one C kernel from q, k, v, d o, at the last of them */
        D_MM_SUM,       /* sum_to over every batch axis of a small batched product: one product summing them */
-       D_MUL_SUM };    /* sum_to(a * b), the mul read by nothing else: one C kernel from a and b */
+       D_MUL_SUM,      /* sum_to(a * b), the mul read by nothing else: one C kernel from a and b */
+       D_RMSNORM_GRAD }; /* rmsnorm's d x as autograd writes it (two row means, eight elementwise ops): one C kernel */
 
 typedef struct {
     const pc_graph *g;
@@ -27,7 +28,7 @@ typedef struct {
     pc_val *accx;     /* MM_ACC: the operand accumulated into */
     pc_val *absorber; /* ABSORBED: the value whose instruction computes it */
     pc_val *prod;     /* ATTN / ATTN_GRAD: the product absorbed (q k^T, d o v^T); FLASH*: the D_ATTN p */
-    pc_val *fl;       /* FLASH_GRAD: 4 per value: the ATTN_GRAD, d q, d k, d v */
+    pc_val *fl;       /* FLASH_GRAD: 4 per value: the ATTN_GRAD, d q, d k, d v; RMSNORM_GRAD: [0] the square */
     pc_val *root;     /* buffer-level alias root (views and accumulating adds share one) */
     int *mat;         /* per value: dense materialisation buffer of a strided view, or -1 */
     int *ustart;      /* live users, CSR */
@@ -54,6 +55,9 @@ void pc_lower_match_flash(lctx *c, pc_val v);
 void pc_lower_match_batch_sum(lctx *c, pc_val v);
 /* sum_to(mul(a, b)) with the mul read only there: D_MUL_SUM (mmv: the mul) */
 void pc_lower_match_mul_sum(lctx *c, pc_val v);
+/* r (g w - xh mean(g w xh)), xh = x r, r = rsqrt(mean(x^2) + eps): D_RMSNORM_GRAD (mmv: x, prod: g,
+ * accx: w, alpha: eps, fl[4 v]: the square of x) */
+void pc_lower_match_rmsnorm_grad(lctx *c, pc_val v);
 /* what the CALL instruction of value v reads and writes */
 #define PC_CALL_MAX_IN 4
 typedef struct {

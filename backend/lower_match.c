@@ -128,6 +128,76 @@ void pc_lower_match_operand_scale(lctx *c, pc_val v) {
     c->kind[v] = D_SCALED_ALIAS;
 }
 
+/* a mean over the last axis with keepdim, f32, read only once */
+static bool row_mean(const lctx *c, pc_val m) {
+    const pc_value *x = &c->g->vals[m];
+    return is_op(c, m, PC_OP_mean, D_CALL) && single_use(c, m) && x->attr[1].i == 1 && x->attr[0].n == 1 &&
+           pc_norm_axis(x->attr[0].ints[0], x->shape.rank) == x->shape.rank - 1;
+}
+
+/* a mul of f32 group members a and b, in either order */
+static bool mul_of(const lctx *c, pc_val m, pc_val a, pc_val b) {
+    const pc_value *x = &c->g->vals[m];
+    return is_op(c, m, PC_OP_mul, D_GROUP) && ((x->in[0] == a && x->in[1] == b) || (x->in[0] == b && x->in[1] == a));
+}
+
+/* the other operand of a binary m than o, or PC_NONE */
+static pc_val other_operand(const lctx *c, pc_val m, pc_val o) {
+    const pc_value *x = &c->g->vals[m];
+    return x->in[0] == o ? x->in[1] : x->in[1] == o ? x->in[0] : PC_NONE;
+}
+
+/* rmsnorm's backward as ir/grad.c writes it, d x = r (g w - xh dot) with dot = mean(g w xh),
+ * xh = x r, r = rsqrt(scale(mean(square(x)), 1, eps)): ten values, two of them row means, each
+ * a pass over the rows (and four stored [rows, d] intermediates). One C kernel reads x, w and g
+ * once per row. Only where nothing else reads the intermediates (a trainable w also reads xh).
+ * x^2 overflowing makes r 0 and d x finite: --check-finite looks at the square itself (aux). */
+void pc_lower_match_rmsnorm_grad(lctx *c, pc_val v) {
+    const pc_graph *g = c->g;
+    const pc_value *vx = &g->vals[v];
+    if (!is_op(c, v, PC_OP_mul, D_GROUP) || vx->shape.rank < 1) return;
+    for (int side = 0; side < 2; side++) {
+        pc_val r = vx->in[side], d = vx->in[1 - side];
+        if (!is_op(c, r, PC_OP_rsqrt, D_GROUP) || c->nuse[r] != 2 || c->pinned[r]) continue;
+        if (!is_op(c, d, PC_OP_sub, D_GROUP) || !single_use(c, d)) continue;
+        pc_val gw = g->vals[d].in[0], t = g->vals[d].in[1];
+        if (!is_op(c, gw, PC_OP_mul, D_GROUP) || c->nuse[gw] != 2 || c->pinned[gw]) continue;
+        if (!is_op(c, t, PC_OP_mul, D_GROUP) || !single_use(c, t)) continue;
+        /* t = xh dot: xh = x r (read by t and dot's product only), dot = mean(gw xh) */
+        pc_val xh = PC_NONE, dot = PC_NONE;
+        for (int k = 0; k < 2; k++) {
+            pc_val a = g->vals[t].in[k], b = g->vals[t].in[1 - k];
+            if (is_op(c, a, PC_OP_mul, D_GROUP) && other_operand(c, a, r) != PC_NONE && row_mean(c, b)) xh = a, dot = b;
+        }
+        if (xh == PC_NONE || c->nuse[xh] != 2 || c->pinned[xh]) continue;
+        pc_val x = other_operand(c, xh, r), m2 = g->vals[dot].in[0];
+        if (!mul_of(c, m2, gw, xh) || !single_use(c, m2)) continue;
+        /* r = rsqrt(scale(mean(square(x)), alpha 1, beta eps)) */
+        pc_val sc = g->vals[r].in[0];
+        if (!is_op(c, sc, PC_OP_scale, D_GROUP) || !single_use(c, sc) || g->vals[sc].attr[0].f != 1.0) continue;
+        pc_val ms = g->vals[sc].in[0];
+        if (!row_mean(c, ms)) continue;
+        pc_val sq = g->vals[ms].in[0];
+        if (!is_op(c, sq, PC_OP_square, D_GROUP) || !single_use(c, sq) || g->vals[sq].in[0] != x) continue;
+        /* gw = g w: g of x's shape, w a vector over the last axis */
+        pc_val gr = g->vals[gw].in[0], w = g->vals[gw].in[1];
+        if (!pc_shape_eq(g->vals[gr].shape, vx->shape)) gr = g->vals[gw].in[1], w = g->vals[gw].in[0];
+        pc_shape xs = g->vals[x].shape, ws = g->vals[w].shape;
+        if (!pc_shape_eq(xs, vx->shape) || !pc_shape_eq(g->vals[gr].shape, vx->shape) || ws.rank != 1 ||
+            ws.dim[0] != xs.dim[xs.rank - 1] || g->vals[x].dtype != PC_F32 || g->vals[w].dtype != PC_F32 ||
+            g->vals[gr].dtype != PC_F32)
+            continue;
+        pc_val absorbed[9] = {r, d, gw, t, xh, dot, m2, sc, ms};
+        for (int i = 0; i < 9; i++) c->kind[absorbed[i]] = D_ABSORBED, c->absorber[absorbed[i]] = v;
+        c->kind[sq] = D_ABSORBED, c->absorber[sq] = v;
+        c->kind[v] = D_RMSNORM_GRAD;
+        c->mmv[v] = x, c->prod[v] = gr, c->accx[v] = w;
+        c->alpha[v] = g->vals[sc].attr[1].f;
+        c->fl[4 * v] = sq;
+        return;
+    }
+}
+
 /* the alpha a product's operand o carries: the scale it reads through views */
 double pc_lower_operand_alpha(const lctx *c, pc_val o) {
     while (c->kind[o] == D_VIEW) o = c->g->vals[o].in[0];
@@ -338,6 +408,12 @@ void pc_lower_call_form(const lctx *c, pc_val v, pc_call_form *f) {
         if (sg != PC_NONE) f->aux2 = c->accx[sg], f->alpha2 = c->alpha[sg];
         return;
     }
+    case D_RMSNORM_GRAD: /* x, w, d y; eps */
+        f->ck = PC_CALL_RMSNORM_GRAD;
+        f->alpha = c->alpha[v], f->aux = c->fl[4 * v];
+        f->nin = 3;
+        f->in[0] = c->mmv[v], f->in[1] = c->accx[v], f->in[2] = c->prod[v];
+        return;
     case D_MUL_SUM: /* a and b of the absorbed mul */
         f->ck = PC_CALL_MUL_SUM;
         f->nin = f->nstrided = 2;

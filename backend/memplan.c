@@ -332,6 +332,7 @@ char *pc_lowered_print(const pc_lowered *l) {
                          : I->call == PC_CALL_FLASH        ? "flash_attention"
                          : I->call == PC_CALL_FLASH_GRAD   ? "flash_attention_grad"
                          : I->call == PC_CALL_MUL_SUM      ? "mul_sum_to"
+                         : I->call == PC_CALL_RMSNORM_GRAD ? "rmsnorm_grad"
                                                            : pc_op_get(x->op)->name);
             put_ins(&sb, l, I);
             pc_sb_printf(&sb, " -> ");
