@@ -148,9 +148,9 @@ static pc_val other_operand(const lctx *c, pc_val m, pc_val o) {
 }
 
 /* rmsnorm's backward as ir/grad.c writes it, d x = r (g w - xh dot) with dot = mean(g w xh),
- * xh = x r, r = rsqrt(scale(mean(square(x)), 1, eps)): ten values, two of them row means, each
- * a pass over the rows (and four stored [rows, d] intermediates). One C kernel reads x, w and g
- * once per row. Only where nothing else reads the intermediates (a trainable w also reads xh).
+ * xh = x r, r = rsqrt(scale(mean(square(x)), 1, eps)): ten values besides d x, two of them row
+ * means, each a pass over the rows (and four stored [rows, d] intermediates). One C kernel reads
+ * x, w and g once per row. Only where nothing else reads the intermediates (a trainable w also reads xh).
  * x^2 overflowing makes r 0 and d x finite: --check-finite looks at the square itself (aux). */
 void pc_lower_match_rmsnorm_grad(lctx *c, pc_val v) {
     const pc_graph *g = c->g;
@@ -187,9 +187,8 @@ void pc_lower_match_rmsnorm_grad(lctx *c, pc_val v) {
             ws.dim[0] != xs.dim[xs.rank - 1] || g->vals[x].dtype != PC_F32 || g->vals[w].dtype != PC_F32 ||
             g->vals[gr].dtype != PC_F32)
             continue;
-        pc_val absorbed[9] = {r, d, gw, t, xh, dot, m2, sc, ms};
-        for (int i = 0; i < 9; i++) c->kind[absorbed[i]] = D_ABSORBED, c->absorber[absorbed[i]] = v;
-        c->kind[sq] = D_ABSORBED, c->absorber[sq] = v;
+        const pc_val absorbed[10] = {r, d, gw, t, xh, dot, m2, sc, ms, sq};
+        for (int i = 0; i < 10; i++) c->kind[absorbed[i]] = D_ABSORBED, c->absorber[absorbed[i]] = v;
         c->kind[v] = D_RMSNORM_GRAD;
         c->mmv[v] = x, c->prod[v] = gr, c->accx[v] = w;
         c->alpha[v] = g->vals[sc].attr[1].f;
